@@ -1,0 +1,333 @@
+"""TxnLog: format round trip, rolling, torn-tail recovery, corruption detection, purge, forceSync."""
+
+import logging
+import os
+
+import pytest
+
+from zkpy.errors import StorageCorruptError
+from zkpy.storage import txnlog as txnlog_mod
+from zkpy.storage.txnlog import (
+    FILE_HEADER_SIZE,
+    RECORD_HEADER_SIZE,
+    TxnLog,
+    list_log_files,
+    log_file_name,
+)
+
+EPOCH = 5 << 32
+
+
+def payload(z):
+    return b"txn-%d-" % z + bytes([z & 0xFF]) * (z % 37)
+
+
+def recs(lo, hi):
+    return [(EPOCH + z, payload(z)) for z in range(lo, hi)]
+
+
+def open_log(d, **kw):
+    log = TxnLog(str(d), **kw)
+    got = list(log.recover(0))
+    log.open_for_append()
+    return log, got
+
+
+def write_log(d, batches, **kw):
+    log, _ = open_log(d, **kw)
+    for b in batches:
+        log.append_batch(b)
+    log.close()
+
+
+def recover_all(d, after=0, **kw):
+    log = TxnLog(str(d), **kw)
+    got = list(log.recover(after))
+    return log, got
+
+
+def files(d):
+    return [p for _, p in list_log_files(str(d))]
+
+
+def test_empty_dir(tmp_path):
+    log, got = recover_all(tmp_path / "missing")
+    assert got == [] and log.last_zxid == 0
+    log.open_for_append()
+    log.append_batch(recs(1, 3))
+    log.close()
+    assert recover_all(tmp_path / "missing")[1] == recs(1, 3)
+
+
+def test_round_trip_and_roll(tmp_path):
+    batches = [recs(i * 10 + 1, i * 10 + 11) for i in range(12)]
+    write_log(tmp_path, batches, roll_bytes=500)
+    fs = files(tmp_path)
+    assert len(fs) > 3
+    # Each file is named after its first record, and rolls happened at batch boundaries.
+    starts = {b[0][0] for b in batches}
+    for first, _ in list_log_files(str(tmp_path)):
+        assert first in starts
+    log, got = recover_all(tmp_path)
+    assert got == [r for b in batches for r in b]
+    assert log.last_zxid == EPOCH + 120
+    # Reopen and keep appending: continues the last file or starts a new one, still consistent.
+    log.open_for_append()
+    log.append_batch(recs(121, 125))
+    log.close()
+    assert recover_all(tmp_path)[1] == recs(1, 125)
+
+
+def test_recover_after_zxid(tmp_path):
+    batches = [recs(i * 10 + 1, i * 10 + 11) for i in range(10)]
+    write_log(tmp_path, batches, roll_bytes=400)
+    for after in (0, 1, 10, 11, 55, 99, 100, 200):
+        log, got = recover_all(tmp_path, after=EPOCH + after)
+        assert got == [r for r in recs(1, 101) if r[0] > EPOCH + after]
+        assert log.last_zxid == EPOCH + 100
+
+
+def test_zxids_must_increase(tmp_path):
+    log, _ = open_log(tmp_path)
+    log.append_batch(recs(5, 7))
+    with pytest.raises(ValueError):
+        log.append_batch(recs(6, 8))
+    with pytest.raises(ValueError):
+        log.append_batch([(EPOCH + 9, b"a"), (EPOCH + 9, b"b")])
+    log.append_batch(recs(7, 8))  # a rejected batch writes nothing
+    log.close()
+    assert recover_all(tmp_path)[1] == recs(5, 8)
+
+
+def test_open_for_append_requires_recover(tmp_path):
+    with pytest.raises(RuntimeError):
+        TxnLog(str(tmp_path)).open_for_append()
+
+
+def _two_file_log(d):
+    """Two files; the last holds records 11..15. Returns (all records, last file, offsets in it)."""
+    log, _ = open_log(d, roll_bytes=1)
+    log.append_batch(recs(1, 11))  # exceeds roll_bytes: the next batch starts a new file
+    log.roll_bytes = 1 << 20
+    log.append_batch(recs(11, 14))
+    log.append_batch(recs(14, 16))
+    log.close()
+    fs = files(d)
+    assert len(fs) == 2
+    offsets, off = [], FILE_HEADER_SIZE
+    for z, p in recs(11, 16):
+        offsets.append(off)
+        off += RECORD_HEADER_SIZE + len(p)
+    assert os.path.getsize(fs[-1]) == off
+    return recs(1, 16), fs[-1], offsets
+
+
+def test_torn_last_record_every_offset(tmp_path, caplog):
+    src = tmp_path / "src"
+    src.mkdir()
+    allrecs, last, offsets = _two_file_log(src)
+    data = open(last, "rb").read()
+    start = offsets[-1]
+    for cut in range(start, len(data)):
+        with open(last, "wb") as f:
+            f.write(data[:cut])
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="zkpy.storage.txnlog"):
+            log, got = recover_all(src)
+        assert got == allrecs[:-1], cut
+        assert log.last_zxid == allrecs[-2][0]
+        if cut > start:
+            assert os.path.getsize(last) == start
+            warns = [r for r in caplog.records if r.levelno == logging.WARNING]
+            assert len(warns) == 1
+            msg = warns[0].getMessage()
+            assert last in msg and str(start) in msg
+        else:
+            assert not caplog.records  # exactly at a record boundary: nothing torn
+    # After truncation, appending works and the next recovery is clean.
+    log.open_for_append()
+    log.append_batch(recs(15, 17))
+    log.close()
+    assert recover_all(src)[1] == recs(1, 17)
+
+
+def test_torn_new_file_header_is_removed(tmp_path, caplog):
+    write_log(tmp_path, [recs(1, 5)])
+    for partial in (b"", txnlog_mod.FILE_HEADER[:5], txnlog_mod.FILE_HEADER + b"\x07\x00"):
+        path = os.path.join(str(tmp_path), log_file_name(EPOCH + 5))
+        with open(path, "wb") as f:
+            f.write(partial)
+        with caplog.at_level(logging.WARNING, logger="zkpy.storage.txnlog"):
+            log, got = recover_all(tmp_path)
+        assert got == recs(1, 5)
+        assert log.last_zxid == EPOCH + 4
+        assert not os.path.exists(path)
+        assert any(path in r.getMessage() for r in caplog.records)
+    log.open_for_append()
+    log.append_batch(recs(5, 6))
+    log.close()
+    assert recover_all(tmp_path)[1] == recs(1, 6)
+
+
+def _flip(path, offset):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ 0x01]))
+
+
+@pytest.mark.parametrize("field", [4, 12, RECORD_HEADER_SIZE + 2])  # crc, zxid, payload
+def test_crc_flip_last_record_dropped(tmp_path, caplog, field):
+    allrecs, last, offsets = _two_file_log(tmp_path)
+    _flip(last, offsets[-1] + field)
+    with caplog.at_level(logging.WARNING, logger="zkpy.storage.txnlog"):
+        log, got = recover_all(tmp_path)
+    assert got == allrecs[:-1]
+    assert os.path.getsize(last) == offsets[-1]
+    assert any("CRC" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("field", [0, 4, 12, RECORD_HEADER_SIZE + 2])  # length, crc, zxid, payload
+def test_crc_flip_middle_record_is_corruption(tmp_path, field):
+    allrecs, last, offsets = _two_file_log(tmp_path)
+    size = os.path.getsize(last)
+    bad = offsets[2]
+    if field == 0:
+        # Make the length point past the end of file, so it looks torn: the search must still see
+        # the valid records after it.
+        with open(last, "r+b") as f:
+            f.seek(bad)
+            f.write((10_000).to_bytes(4, "big"))
+    else:
+        _flip(last, bad + field)
+    with pytest.raises(StorageCorruptError) as ei:
+        list(TxnLog(str(tmp_path)).recover(0))
+    msg = str(ei.value)
+    assert last in msg and "offset %d" % bad in msg
+    assert os.path.getsize(last) == size  # never truncate data we cannot explain
+
+
+def test_corruption_in_older_file(tmp_path):
+    allrecs, last, offsets = _two_file_log(tmp_path)
+    first = files(tmp_path)[0]
+    size = os.path.getsize(first)
+    _flip(first, size - 1)  # last record of the older file
+    with pytest.raises(StorageCorruptError) as ei:
+        list(TxnLog(str(tmp_path)).recover(0))
+    assert first in str(ei.value) and "offset" in str(ei.value)
+    # A torn (short) older file is corruption too.
+    _flip(first, size - 1)
+    with open(first, "r+b") as f:
+        f.truncate(size - 3)
+    with pytest.raises(StorageCorruptError):
+        list(TxnLog(str(tmp_path)).recover(0))
+
+
+def test_bad_header(tmp_path):
+    write_log(tmp_path, [recs(1, 3)])
+    path = files(tmp_path)[0]
+    _flip(path, 2)
+    with pytest.raises(StorageCorruptError) as ei:
+        list(TxnLog(str(tmp_path)).recover(0))
+    assert path in str(ei.value)
+
+
+@pytest.mark.parametrize("zeros", [1, 15, 16, 17, 4096])
+def test_zero_tail(tmp_path, caplog, zeros):
+    allrecs, last, offsets = _two_file_log(tmp_path)
+    size = os.path.getsize(last)
+    with open(last, "ab") as f:
+        f.write(b"\0" * zeros)
+    with caplog.at_level(logging.WARNING, logger="zkpy.storage.txnlog"):
+        log, got = recover_all(tmp_path)
+    assert got == allrecs
+    assert os.path.getsize(last) == size
+    assert any("zero" in r.getMessage() for r in caplog.records)
+
+
+def test_zeroed_region_followed_by_data_is_corruption(tmp_path):
+    allrecs, last, offsets = _two_file_log(tmp_path)
+    with open(last, "r+b") as f:
+        f.seek(offsets[1])
+        f.write(b"\0" * (offsets[2] - offsets[1]))
+    with pytest.raises(StorageCorruptError) as ei:
+        list(TxnLog(str(tmp_path)).recover(0))
+    assert "offset %d" % offsets[1] in str(ei.value)
+
+
+def test_purge(tmp_path):
+    batches = [recs(i * 10 + 1, i * 10 + 11) for i in range(8)]
+    write_log(tmp_path, batches, roll_bytes=1)  # one file per batch
+    fs = files(tmp_path)
+    assert len(fs) == 8
+    log = TxnLog(str(tmp_path))
+    assert log.purge(EPOCH + 9, retain_files=3) == []  # file 1 still needs its record 10
+    assert log.purge(EPOCH + 10, retain_files=3) == fs[:1]
+    assert log.purge(EPOCH + 35, retain_files=3) == fs[1:3]
+    assert log.purge(EPOCH + 10_000, retain_files=3) == fs[3:5]  # keep the 3 newest
+    assert files(tmp_path) == fs[5:]
+    assert log.purge(EPOCH + 10_000, retain_files=0) == fs[5:7]  # the newest file always stays
+    log2, got = recover_all(tmp_path)
+    assert got == recs(71, 81)
+
+
+def test_force_sync_no_skips_fsync(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append(("fsync", fd)))
+    monkeypatch.setattr(os, "fdatasync", lambda fd: calls.append(("fdatasync", fd)), raising=False)
+    log, _ = open_log(tmp_path, force_sync=False, roll_bytes=100)
+    for i in range(5):
+        log.append_batch(recs(i * 3 + 1, i * 3 + 4))
+    log.close()
+    assert calls == []
+    assert log.last_fsync_ms is None
+    log, _ = open_log(tmp_path, force_sync=True)
+    log.append_batch(recs(100, 101))
+    log.close()
+    assert calls  # and force_sync=True does sync
+    assert recover_all(tmp_path)[1] == recs(1, 16) + recs(100, 101)
+
+
+def test_new_file_fsyncs_directory(tmp_path, monkeypatch):
+    synced_dirs = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        import stat
+
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            synced_dirs.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    log, _ = open_log(tmp_path, roll_bytes=1)
+    log.append_batch(recs(1, 2))
+    log.append_batch(recs(2, 3))
+    log.close()
+    assert len(synced_dirs) == 2
+
+
+def test_slow_fsync_warns(tmp_path, monkeypatch, caplog):
+    log, _ = open_log(tmp_path, fsync_warning_ms=0)
+    monkeypatch.setattr(txnlog_mod, "_data_sync", lambda fd: __import__("time").sleep(0.002))
+    with caplog.at_level(logging.WARNING, logger="zkpy.storage.txnlog"):
+        log.append_batch(recs(1, 2))
+    log.close()
+    assert any("fsync-ing the write ahead log" in r.getMessage() for r in caplog.records)
+
+
+def test_write_error_propagates_and_poisons(tmp_path, monkeypatch):
+    log, _ = open_log(tmp_path)
+    log.append_batch(recs(1, 2))
+
+    def boom(fd, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", boom)
+    with pytest.raises(OSError):
+        log.append_batch(recs(2, 3))
+    monkeypatch.undo()
+    with pytest.raises(RuntimeError):
+        log.append_batch(recs(3, 4))
+    log.close()

@@ -1,0 +1,451 @@
+"""The write-ahead transaction log: zkpy's own, documented, append-only file format.
+
+Owns the files ``<dir>/log.<first zxid as 16 lowercase hex digits>`` and nothing else in that
+directory. Used by the server's persistence layer (through zkpy.storage.groupcommit for appends);
+nothing in the pure layers (proto, tree, config) may import it, since it does file I/O.
+
+This is *not* ZooKeeper's FileTxnLog format; it only keeps the same file naming idea, the same
+"forceSync" and "fsync.warningthresholdms" behaviour and the same purge semantics.
+
+File grammar (all integers big-endian, unsigned)::
+
+    log-file    = file-header *record
+    file-header = magic version header-crc                     ; 16 bytes
+    magic       = "ZKPYTLOG"                                   ; 8 bytes
+    version     = u32                                          ; 1
+    header-crc  = u32     ; crc32c(magic || version)
+    record      = length crc zxid payload                      ; 16 + length bytes
+    length      = u32     ; number of payload bytes
+    crc         = u32     ; crc32c(zxid || payload), i.e. over the 8 zxid bytes then the payload
+    zxid        = u64     ; strictly increasing within a file and across files
+    payload     = length OCTET    ; opaque to this module (a serialized txn)
+
+    File name: "log." followed by the zxid of the file's first record as 16 lowercase hex digits.
+    A file is created together with its first batch (header and records in one write), so every
+    complete file holds at least one record and its first record's zxid equals its name.
+    Every record of file N has a zxid lower than the name zxid of file N+1.
+
+Recovery rules (see TxnLog.recover):
+
+  * A damaged region at the very end of the newest file -- a torn/incomplete record, a record whose
+    CRC does not match, a zero-filled tail (as left by preallocation or delayed allocation) -- is
+    the expected result of a crash during a write: it is cut off (the file is truncated to its last
+    good record, or removed if none is left) and one WARNING is logged.
+  * A damaged record with any valid record after it, or damage anywhere in an older file, cannot
+    come from a torn write: StorageCorruptError naming the file and byte offset.
+
+Durability: each append_batch is one os.write followed (if force_sync) by fdatasync. Creating a new
+file also fsyncs the directory so that the file's name survives a crash.
+"""
+
+import logging
+import mmap
+import os
+import re
+import struct
+import threading
+import time
+
+from zkpy.errors import StorageCorruptError
+from zkpy.storage.crc import crc32c
+
+MAGIC = b"ZKPYTLOG"
+FORMAT_VERSION = 1
+_FILE_HEADER = struct.Struct(">8sII")  # magic, version, header crc
+FILE_HEADER_SIZE = _FILE_HEADER.size  # 16
+_REC_HEADER = struct.Struct(">IIQ")  # length, crc, zxid
+RECORD_HEADER_SIZE = _REC_HEADER.size  # 16
+_ZXID = struct.Struct(">Q")
+_U32 = struct.Struct(">I")
+
+DEFAULT_ROLL_BYTES = 64 * 1024 * 1024
+_NAME_RE = re.compile(r"^log\.([0-9a-f]{16})$")
+
+_DEFAULT_LOGGER = logging.getLogger("zkpy.storage.txnlog")
+
+
+def _header_bytes():
+    head = MAGIC + _U32.pack(FORMAT_VERSION)
+    return head + _U32.pack(crc32c(head))
+
+
+FILE_HEADER = _header_bytes()
+
+
+def log_file_name(zxid):
+    """The file name for a log whose first record has ``zxid``."""
+    return "log.%016x" % zxid
+
+
+def encode_record(zxid, payload):
+    """One record's bytes (header + payload)."""
+    zb = _ZXID.pack(zxid)
+    return _U32.pack(len(payload)) + _U32.pack(crc32c(payload, crc32c(zb))) + zb + bytes(payload)
+
+
+def list_log_files(directory):
+    """[(first_zxid, path)] of the log files in ``directory``, oldest first."""
+    found = []
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    for name in names:
+        m = _NAME_RE.match(name)
+        if m:
+            found.append((int(m.group(1), 16), os.path.join(directory, name)))
+    found.sort()
+    return found
+
+
+def _fsync_dir(directory):
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _data_sync(fd):
+    # Looked up at call time (not bound at import) so tests can monkeypatch os.fdatasync/os.fsync.
+    if hasattr(os, "fdatasync"):
+        os.fdatasync(fd)
+    else:  # macOS has no fdatasync
+        os.fsync(fd)
+
+
+class _Torn(Exception):
+    """Internal: the record at ``offset`` is not valid; ``reason`` says why."""
+
+    def __init__(self, offset, reason):
+        super().__init__(reason)
+        self.offset = offset
+        self.reason = reason
+
+
+class TxnLog:
+    """A directory of log files. Call recover() (and consume it) before open_for_append().
+
+    Not thread-safe for concurrent appends: one append_batch at a time (GroupCommitter guarantees
+    it). purge() may run from another thread while an append is in flight: it never touches the
+    newest file.
+    """
+
+    def __init__(self, directory, force_sync=True, roll_bytes=DEFAULT_ROLL_BYTES, logger=None,
+                 fsync_warning_ms=1000):
+        self.dir = directory
+        self.force_sync = force_sync
+        self.roll_bytes = roll_bytes
+        self.fsync_warning_ms = fsync_warning_ms
+        self.log = logger or _DEFAULT_LOGGER
+        # Highest zxid in the log after recover() finished (0 if the log holds no records; zxid 0 is
+        # never a transaction in ZooKeeper), then kept current by append_batch.
+        self.last_zxid = 0
+        # Duration of the most recent fdatasync in ms, or None if the last batch did not sync.
+        # Read by GroupCommitter right after append_batch returns (same thread).
+        self.last_fsync_ms = None
+        self._recovered = False
+        self._append_ready = False
+        self._failed = None  # the OSError that made the log unusable
+        self._fd = None
+        self._path = None  # path of the file _fd writes to
+        self._size = 0  # its size in bytes
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ recovery
+
+    def recover(self, after_zxid=0):
+        """Yield (zxid, payload) for every valid record with zxid > after_zxid, oldest first.
+
+        A generator: it must be consumed to the end before open_for_append(). The torn tail of the
+        newest file is truncated away when the iteration reaches it; StorageCorruptError is raised
+        (possibly after some records were yielded) for corruption a crash cannot explain.
+        """
+        self._recovered = False
+        files = list_log_files(self.dir)
+        last_zxid = 0
+        prev_bound = 0  # every record from here on must have zxid > prev_bound
+        for i, (name_zxid, path) in enumerate(files):
+            is_last = i == len(files) - 1
+            if name_zxid <= prev_bound:
+                raise StorageCorruptError(
+                    "%s: file name zxid 0x%x is not above the previous file's records (0x%x)"
+                    % (path, name_zxid, prev_bound))
+            if i < len(files) - 2 and files[i + 1][0] - 1 <= after_zxid:
+                # Every record here is below the next file's first zxid, hence <= after_zxid:
+                # skip the file unread (as ZooKeeper does) to keep startup fast. The two newest
+                # files are always read, so last_zxid is exact even if the newest is removed.
+                prev_bound = files[i + 1][0] - 1
+                continue
+            file_last = yield from self._scan_file(path, name_zxid, prev_bound, is_last, after_zxid)
+            if file_last is not None:
+                last_zxid = file_last
+                prev_bound = file_last
+        self.last_zxid = last_zxid
+        self._recovered = True
+
+    def _scan_file(self, path, name_zxid, prev_bound, is_last, after_zxid):
+        """Generator over one file; returns the file's last zxid (None if the file was removed)."""
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                mm = b""
+            else:
+                mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            bad = self._check_header(path, mm, size, is_last)
+            last = None
+            off = FILE_HEADER_SIZE
+            while bad is None and off < size:
+                try:
+                    zxid, payload, end = self._read_record(mm, off, size)
+                except _Torn as t:
+                    bad = t
+                    break
+                if last is None and zxid != name_zxid:
+                    raise StorageCorruptError(
+                        "%s: first record at byte offset %d has zxid 0x%x, file name says 0x%x"
+                        % (path, off, zxid, name_zxid))
+                if zxid <= (last if last is not None else prev_bound):
+                    raise StorageCorruptError(
+                        "%s: record at byte offset %d has zxid 0x%x, not above the previous 0x%x"
+                        % (path, off, zxid, last if last is not None else prev_bound))
+                last = zxid
+                if zxid > after_zxid:
+                    yield zxid, payload
+                off = end
+            if bad is not None:
+                bound = last if last is not None else prev_bound
+                if not is_last:
+                    raise StorageCorruptError("%s: corrupt record at byte offset %d (%s) in a log "
+                                              "file that is not the newest"
+                                              % (path, bad.offset, bad.reason))
+                good = self._find_good_record(mm, bad.offset, size, bound)
+                if good is not None:
+                    raise StorageCorruptError("%s: corrupt record at byte offset %d (%s) followed by "
+                                              "a valid record at byte offset %d"
+                                              % (path, bad.offset, bad.reason, good))
+        finally:
+            if isinstance(mm, mmap.mmap):
+                mm.close()
+        if bad is None:
+            return last
+        # A torn tail of the newest file: the crash interrupted a write. Cut it off.
+        if last is None:
+            self.log.warning("txnlog %s: removing file, torn or incomplete data at byte offset %d "
+                             "(%s), no complete record in it", path, bad.offset, bad.reason)
+            os.unlink(path)
+            _fsync_dir(self.dir)
+            return None
+        self.log.warning("txnlog %s: truncating torn tail at byte offset %d (%s), %d bytes dropped",
+                         path, bad.offset, bad.reason, size - bad.offset)
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, bad.offset)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return last
+
+    def _check_header(self, path, mm, size, is_last):
+        """None if the header is fine, a _Torn for a torn header of the newest file; else raise."""
+        head = mm[:FILE_HEADER_SIZE]
+        if head == FILE_HEADER:
+            return None
+        # A torn header can only be a prefix of the real one (or zeros) with nothing after it.
+        torn = (size <= FILE_HEADER_SIZE and FILE_HEADER.startswith(head)) or \
+            mm[:size].count(0) == size
+        if torn and is_last:
+            return _Torn(0, "incomplete file header" if head else "empty file")
+        magic, version, _ = _FILE_HEADER.unpack(head.ljust(FILE_HEADER_SIZE, b"\0"))
+        if magic == MAGIC and version != FORMAT_VERSION and len(head) == FILE_HEADER_SIZE:
+            reason = "unsupported format version %d" % version
+        else:
+            reason = "bad file header"
+        raise StorageCorruptError("%s: %s at byte offset 0" % (path, reason))
+
+    @staticmethod
+    def _read_record(mm, off, size):
+        """(zxid, payload, end offset) of the record at ``off``, or raise _Torn."""
+        if size - off < RECORD_HEADER_SIZE:
+            if mm[off:size].count(0) == size - off:
+                raise _Torn(off, "zero-filled tail")
+            raise _Torn(off, "incomplete record header")
+        length, crc, zxid = _REC_HEADER.unpack_from(mm, off)
+        if length == 0 and crc == 0 and zxid == 0:
+            # Never a real record (the CRC of 8 zero bytes is not 0): preallocated space.
+            if mm[off:size].count(0) == size - off:
+                raise _Torn(off, "zero-filled tail")
+            raise _Torn(off, "zeroed record header")
+        end = off + RECORD_HEADER_SIZE + length
+        if end > size:
+            raise _Torn(off, "incomplete record (length %d, only %d bytes present)"
+                        % (length, size - off - RECORD_HEADER_SIZE))
+        # The zxid field and the payload are adjacent, so one CRC call covers both.
+        body = mm[off + 8:end]
+        if crc32c(body) != crc:
+            raise _Torn(off, "CRC mismatch")
+        return zxid, body[8:], end
+
+    def _find_good_record(self, mm, bad_off, size, bound):
+        """Offset of a valid record (zxid > bound) somewhere after bad_off, or None.
+
+        Tells a torn tail (nothing valid follows) from mid-file corruption. Checks the offset the
+        bad record's own length field points at (a flipped payload or CRC bit), then every offset
+        whose zxid field starts with the current or next epoch (a flipped length field) -- found
+        with mmap.find, so no per-byte Python loop over a large remainder.
+        """
+        if mm[bad_off:size].count(0) == size - bad_off:
+            return None
+        if size - bad_off >= RECORD_HEADER_SIZE:
+            length = _U32.unpack_from(mm, bad_off)[0]
+            nxt = bad_off + RECORD_HEADER_SIZE + length
+            if self._valid_at(mm, nxt, size, bound):
+                return nxt
+        epoch = bound >> 32
+        candidates = set()
+        for e in (epoch, epoch + 1):
+            if e > 0xFFFFFFFF:
+                continue
+            pat = _U32.pack(e)
+            pos = mm.find(pat, bad_off + 1 + 8)
+            while pos != -1:
+                candidates.add(pos - 8)
+                pos = mm.find(pat, pos + 1)
+        for off in sorted(candidates):
+            if self._valid_at(mm, off, size, bound):
+                return off
+        return None
+
+    @staticmethod
+    def _valid_at(mm, off, size, bound):
+        if off + RECORD_HEADER_SIZE > size:
+            return False
+        length, crc, zxid = _REC_HEADER.unpack_from(mm, off)
+        end = off + RECORD_HEADER_SIZE + length
+        return zxid > bound and end <= size and crc32c(mm[off + 8:end]) == crc
+
+    # ------------------------------------------------------------------ appending
+
+    def open_for_append(self):
+        """Prepare appends after recover(): reuse the newest file if it has room, else roll."""
+        if not self._recovered:
+            raise RuntimeError("TxnLog.recover() must be run to completion before open_for_append()")
+        os.makedirs(self.dir, exist_ok=True)
+        files = list_log_files(self.dir)
+        self._close_fd()
+        if files:
+            path = files[-1][1]
+            size = os.stat(path).st_size
+            if size < self.roll_bytes:
+                self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_CLOEXEC", 0))
+                self._path = path
+                self._size = size
+        # Otherwise the next append_batch creates a file named after its first zxid.
+        self._append_ready = True
+
+    def append_batch(self, records):
+        """Append [(zxid, payload)] with one write, then fdatasync if force_sync.
+
+        Raises ValueError if the zxids are not strictly increasing above last_zxid. An OSError from
+        write/fsync propagates and leaves the log unusable (every later call raises): the caller
+        must treat it as fatal, since what reached the disk is unknown.
+        """
+        if not records:
+            return
+        with self._lock:
+            if self._failed is not None:
+                raise RuntimeError("txnlog unusable after an earlier I/O error: %r" % (self._failed,))
+            if not self._append_ready:
+                raise RuntimeError("TxnLog.open_for_append() has not been called")
+            parts = []
+            prev = self.last_zxid
+            for zxid, payload in records:
+                if zxid <= prev:
+                    raise ValueError("txnlog zxids must be strictly increasing: 0x%x after 0x%x"
+                                     % (zxid, prev))
+                prev = zxid
+                parts.append(encode_record(zxid, payload))
+            try:
+                self._write_locked(records[0][0], parts)
+            except OSError as e:
+                self._failed = e
+                raise
+            self.last_zxid = prev
+
+    def _write_locked(self, first_zxid, parts):
+        created = False
+        if self._fd is None:
+            path = os.path.join(self.dir, log_file_name(first_zxid))
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+            self._fd = os.open(path, flags, 0o644)
+            self._path = path
+            self._size = 0
+            # Header and first batch go out in the same write: a file never exists durably
+            # without a record, so its name always equals its first record's zxid.
+            parts.insert(0, FILE_HEADER)
+            created = True
+        data = b"".join(parts)
+        view = memoryview(data)
+        written = 0
+        while written < len(data):  # a regular-file write is only short on ENOSPC or a signal
+            written += os.write(self._fd, view[written:])
+        self._size += len(data)
+        if self.force_sync:
+            t0 = time.monotonic()
+            _data_sync(self._fd)
+            if created:
+                _fsync_dir(self.dir)
+            ms = (time.monotonic() - t0) * 1000.0
+            self.last_fsync_ms = ms
+            if ms > self.fsync_warning_ms:
+                self.log.warning(
+                    "fsync-ing the write ahead log in %s took %dms which will adversely effect "
+                    "operation latency. File size is %d bytes. See the ZooKeeper troubleshooting "
+                    "guide", threading.current_thread().name, ms, self._size)
+        else:
+            # forceSync=no: like ZooKeeper, never sync (not even the directory); unsafe on crash.
+            self.last_fsync_ms = None
+        if self._size > self.roll_bytes:
+            # Roll only here, between batches: the next batch starts a new file.
+            self._close_fd()
+
+    # ------------------------------------------------------------------ retention
+
+    def purge(self, applied_zxid, retain_files=3):
+        """Delete log files whose records are all <= applied_zxid, keeping the retain_files newest.
+
+        A file's records are all below the next file's name zxid, so file i is removable when
+        name(i+1) - 1 <= applied_zxid; the newest file is never removed. Returns deleted paths.
+        """
+        files = list_log_files(self.dir)
+        keep_from = max(len(files) - max(retain_files, 1), 0)
+        deleted = []
+        for i in range(keep_from):
+            if files[i + 1][0] - 1 > applied_zxid:
+                break
+            path = files[i][1]
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                continue
+            deleted.append(path)
+        if deleted:
+            self.log.info("txnlog purge: deleted %d file(s) up to %s", len(deleted), deleted[-1])
+        return deleted
+
+    def _close_fd(self):
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    def close(self):
+        with self._lock:
+            self._close_fd()
+            self._append_ready = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
