@@ -1,0 +1,212 @@
+"""GroupCommitter: batching, ordering, durability-before-ack, fatal errors, counters."""
+
+import asyncio
+import logging
+import threading
+import time
+
+import pytest
+
+from zkpy.storage.groupcommit import GroupCommitter
+from zkpy.storage.txnlog import TxnLog
+
+
+class FakeLog:
+    """append_batch sleeps a little (like an fsync) and records what it saw."""
+
+    def __init__(self, delay=0.005, fail_on_call=None):
+        self.delay = delay
+        self.fail_on_call = fail_on_call
+        self.batches = []
+        self.done = set()  # zxids whose append_batch has returned
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.threads = set()
+        self.lock = threading.Lock()
+        self.last_fsync_ms = None
+
+    def append_batch(self, records):
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self.threads.add(threading.get_ident())
+        try:
+            if self.fail_on_call is not None and len(self.batches) == self.fail_on_call:
+                raise OSError(5, "Input/output error")
+            time.sleep(self.delay)
+            self.batches.append(list(records))
+            self.last_fsync_ms = self.delay * 1000.0
+            self.done.update(z for z, _ in records)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 10))
+
+
+def test_batches_and_order():
+    log = FakeLog()
+    acked = []
+
+    def on_durable(tokens):
+        # Never before the append_batch covering these records returned.
+        assert all(t in log.done for t in tokens)
+        assert log.in_flight == 0
+        acked.extend(tokens)
+
+    async def main():
+        gc = GroupCommitter(log, on_durable)
+        for z in range(1, 501):
+            gc.submit(z, b"x" * 10, z)
+            if z % 50 == 0:
+                await asyncio.sleep(0)  # let the flusher start a batch while we keep submitting
+        await gc.flush()
+        assert gc.pending == 0
+        await gc.close()
+        return gc
+
+    gc = run(main())
+    assert acked == list(range(1, 501))
+    assert [z for b in log.batches for z, _ in b] == list(range(1, 501))
+    assert len(log.batches) < 50  # many submits share an append_batch
+    assert log.max_in_flight == 1
+    assert threading.get_ident() not in log.threads  # the write ran off the loop thread
+    st = gc.stats()
+    assert st["batches"] == len(log.batches) == gc.batches
+    assert st["records"] == 500
+    assert st["last_batch_size"] == len(log.batches[-1])
+    assert st["cnt_fsynctime"] == len(log.batches)
+    assert st["min_fsynctime"] <= st["avg_fsynctime"] <= st["max_fsynctime"]
+
+
+def test_loop_not_blocked_during_append():
+    log = FakeLog(delay=0.2)
+    acked = []
+
+    async def main():
+        gc = GroupCommitter(log, acked.extend)
+        gc.submit(1, b"a", 1)
+        await asyncio.sleep(0.02)  # the first append_batch is now sleeping in its thread
+        t0 = time.monotonic()
+        for z in range(2, 12):
+            gc.submit(z, b"a", z)  # accepted immediately while the fsync runs
+            await asyncio.sleep(0)
+        assert time.monotonic() - t0 < 0.1
+        assert acked == []  # nothing is durable yet
+        await gc.close()
+
+    run(main())
+    assert [len(b) for b in log.batches] == [1, 10]
+    assert acked == list(range(1, 12))
+
+
+def test_max_count_and_max_bytes():
+    log = FakeLog(delay=0.001)
+
+    async def main():
+        gc = GroupCommitter(log, lambda t: None, max_count=7, max_bytes=100)
+        for z in range(1, 31):
+            gc.submit(z, b"y" * 10, z)
+        gc.submit(31, b"z" * 500, 31)  # larger than max_bytes: goes out alone
+        gc.submit(32, b"z", 32)
+        await gc.close()
+
+    run(main())
+    sizes = [len(b) for b in log.batches]
+    assert all(s <= 7 for s in sizes)
+    assert all(sum(len(p) for _, p in b) <= 100 or len(b) == 1 for b in log.batches)
+    assert [z for b in log.batches for z, _ in b] == list(range(1, 33))
+    assert [(31, b"z" * 500)] in log.batches
+
+
+def test_max_delay_collects_more():
+    log = FakeLog(delay=0.0)
+
+    async def main():
+        gc = GroupCommitter(log, lambda t: None, max_delay_ms=100)
+        gc.submit(1, b"a", 1)
+        await asyncio.sleep(0.01)
+        gc.submit(2, b"a", 2)
+        gc.submit(3, b"a", 3)
+        await gc.flush()
+        await gc.close()
+
+    run(main())
+    assert [len(b) for b in log.batches] == [3]
+
+
+def test_fatal_error_stops(caplog):
+    log = FakeLog(delay=0.001, fail_on_call=1)
+    acked, fatal = [], []
+
+    async def main():
+        gc = GroupCommitter(log, acked.extend, on_fatal=fatal.append)
+        gc.submit(1, b"a", 1)
+        await gc.flush()
+        gc.submit(2, b"a", 2)
+        gc.submit(3, b"a", 3)
+        with pytest.raises(OSError):
+            await gc.flush()
+        with pytest.raises(RuntimeError):
+            gc.submit(4, b"a", 4)
+        await gc.close()
+
+    with caplog.at_level(logging.ERROR, logger="zkpy.storage.groupcommit"):
+        run(main())
+    assert acked == [1]  # records of the failed batch are never acknowledged
+    assert len(fatal) == 1 and isinstance(fatal[0], OSError)
+    assert any(r.levelno == logging.ERROR for r in caplog.records)
+
+
+def test_with_real_txnlog(tmp_path):
+    log = TxnLog(str(tmp_path), roll_bytes=2000)
+    assert list(log.recover(0)) == []
+    log.open_for_append()
+    acked = []
+
+    async def main():
+        gc = GroupCommitter(log, acked.extend)
+        for z in range(1, 201):
+            gc.submit(z, b"p%d" % z, z)
+            if z % 20 == 0:
+                await asyncio.sleep(0)
+        await gc.close()
+        return gc
+
+    gc = run(main())
+    log.close()
+    assert acked == list(range(1, 201))
+    assert gc.stats()["cnt_fsynctime"] == gc.batches
+    got = list(TxnLog(str(tmp_path)).recover(0))
+    assert got == [(z, b"p%d" % z) for z in range(1, 201)]
+
+
+def test_on_durable_error_is_fatal():
+    log = FakeLog(delay=0.0)
+    fatal = []
+
+    def on_durable(tokens):
+        raise KeyError("bug")
+
+    async def main():
+        gc = GroupCommitter(log, on_durable, on_fatal=fatal.append)
+        gc.submit(1, b"a", 1)
+        with pytest.raises(KeyError):
+            await gc.flush()
+        await gc.close()
+
+    run(main())
+    assert len(fatal) == 1
+
+
+def test_close_idle():
+    async def main():
+        gc = GroupCommitter(FakeLog(), lambda t: None)
+        await gc.flush()
+        await gc.close()
+        with pytest.raises(RuntimeError):
+            gc.submit(1, b"a", 1)
+
+    run(main())

@@ -1,0 +1,242 @@
+"""Group commit: the asyncio shell that batches transaction-log appends and reports durability.
+
+Owns the batching/fsync pipeline between the request pipeline and zkpy.storage.txnlog (ZooKeeper's
+SyncRequestProcessor role). Imported by the server; it does no I/O itself -- the log's append_batch
+runs in a worker thread so the event loop keeps serving (and queueing the next batch) during fsync.
+
+Contract:
+  * submit() is called from the event loop thread and never blocks.
+  * One flusher task; at most one append_batch in flight; batches are taken in submission order.
+  * on_durable(tokens) runs in the loop thread, in submission order, only after the append_batch
+    (write + fsync) covering every one of those records has returned.
+  * A write/fsync error is fatal: logged at ERROR, on_fatal(exc) is called, nothing more is written
+    or acknowledged.
+"""
+
+import asyncio
+import collections
+import concurrent.futures
+import logging
+import time
+
+_DEFAULT_LOGGER = logging.getLogger("zkpy.storage.groupcommit")
+
+
+class GroupCommitter:
+    def __init__(self, log, on_durable, max_count=1000, max_bytes=1024 * 1024, max_delay_ms=0,
+                 executor=None, on_fatal=None, logger=None):
+        """``log`` needs append_batch([(zxid, payload)]); optional attribute last_fsync_ms.
+
+        ``executor``: where append_batch runs; by default a private one-thread pool, so log
+        I/O never waits behind (or starves) other users of the loop's default executor.
+        """
+        self.log = log
+        self.on_durable = on_durable
+        self.on_fatal = on_fatal
+        self.max_count = max(1, max_count)
+        self.max_bytes = max(1, max_bytes)
+        self.max_delay = max(0.0, max_delay_ms / 1000.0)
+        self.logger = logger or _DEFAULT_LOGGER
+        self._own_executor = executor is None
+        self._executor = executor
+        self._queue = collections.deque()  # (zxid, payload, token)
+        self._queued_bytes = 0
+        self._submitted = 0  # records ever submitted
+        self._durable = 0  # records ever made durable (and reported)
+        self._waiters = []  # (submitted count to reach, future) from flush()
+        self._wakeup = None  # asyncio.Event, created in the loop
+        self._task = None
+        self._closing = False
+        self._failed = None
+        # Counters (mntr: zk_avg/min/max/cnt/sum_fsynctime come from the fsync_* ones).
+        self.batches = 0
+        self.records = 0
+        self.bytes = 0
+        self.last_batch_size = 0
+        self.max_batch_size = 0
+        self.fsync_count = 0
+        self.fsync_total_ms = 0.0
+        self.fsync_min_ms = None
+        self.fsync_max_ms = 0.0
+        self.last_fsync_ms = None
+
+    # ------------------------------------------------------------------ public API
+
+    def start(self):
+        """Start the flusher task (submit() does this on first use). Must run in the loop thread."""
+        if self._task is None:
+            loop = asyncio.get_running_loop()
+            self._wakeup = asyncio.Event()
+            if self._executor is None:
+                self._executor = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="zkpy-txnlog-sync")
+            self._task = loop.create_task(self._run(), name="zkpy-group-commit")
+
+    def submit(self, zxid, payload, token):
+        """Queue one record; on_durable will later receive ``token``. Non-blocking, loop thread only."""
+        if self._failed is not None:
+            raise RuntimeError("group commit stopped after a fatal log error: %r" % (self._failed,))
+        if self._closing:
+            raise RuntimeError("group commit is closed")
+        self.start()
+        self._queue.append((zxid, payload, token))
+        self._queued_bytes += len(payload)
+        self._submitted += 1
+        self._wakeup.set()
+
+    @property
+    def pending(self):
+        """Records submitted but not yet reported durable."""
+        return self._submitted - self._durable
+
+    async def flush(self):
+        """Wait until everything submitted so far is durable (raises the fatal error if any)."""
+        if self._failed is not None:
+            raise self._failed
+        target = self._submitted
+        if self._durable >= target:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append((target, fut))
+        await fut
+
+    async def close(self):
+        """Flush, then stop the flusher task. Does not close the log (its owner does)."""
+        if self._task is not None and self._failed is None and not self._closing:
+            await self.flush()
+        self._closing = True
+        if self._task is not None:
+            self._wakeup.set()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        if self._own_executor and self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    def stats(self):
+        """Counters for mntr/stat. fsync times in ms; the *_fsynctime keys follow ZooKeeper's names."""
+        cnt = self.fsync_count
+        return {
+            "batches": self.batches,
+            "records": self.records,
+            "bytes": self.bytes,
+            "last_batch_size": self.last_batch_size,
+            "max_batch_size": self.max_batch_size,
+            "pending": self.pending,
+            "avg_fsynctime": (self.fsync_total_ms / cnt) if cnt else 0.0,
+            "min_fsynctime": self.fsync_min_ms if self.fsync_min_ms is not None else 0.0,
+            "max_fsynctime": self.fsync_max_ms,
+            "cnt_fsynctime": cnt,
+            "sum_fsynctime": self.fsync_total_ms,
+            "last_fsynctime": self.last_fsync_ms,
+        }
+
+    # ------------------------------------------------------------------ flusher
+
+    def _take_batch(self):
+        batch = []
+        nbytes = 0
+        q = self._queue
+        while q and len(batch) < self.max_count:
+            size = len(q[0][1])
+            if batch and nbytes + size > self.max_bytes:
+                break  # a single oversized record still goes out alone
+            batch.append(q.popleft())
+            nbytes += size
+        self._queued_bytes -= nbytes
+        return batch, nbytes
+
+    def _batch_full(self):
+        return len(self._queue) >= self.max_count or self._queued_bytes >= self.max_bytes
+
+    async def _run(self):
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if self.max_delay > 0 and not self._batch_full():
+                # flushDelay: linger a little for more records to share the fsync.
+                deadline = loop.time() + self.max_delay
+                while not self._batch_full() and not self._closing:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    self._wakeup.clear()
+                    try:
+                        await asyncio.wait_for(self._wakeup.wait(), remaining)
+                    except asyncio.TimeoutError:
+                        break
+            batch, nbytes = self._take_batch()
+            records = [(zxid, payload) for zxid, payload, _ in batch]
+            try:
+                # The loop keeps running (and submit() keeps queueing the next batch) meanwhile.
+                fsync_ms = await loop.run_in_executor(self._executor, self._append, records)
+            except Exception as exc:  # noqa: BLE001 - any failure to persist is fatal
+                self._fatal(exc, "writing %d txn(s) to the transaction log" % len(records))
+                return
+            self._account(len(batch), nbytes, fsync_ms)
+            # ORDERING: tokens are acknowledged only here, after append_batch -- and with it the
+            # write and fsync of every record in this batch (and all earlier batches) -- returned.
+            self._durable += len(batch)
+            try:
+                self.on_durable([token for _, _, token in batch])
+            except Exception as exc:  # noqa: BLE001 - the apply path is broken: stop, like ZK
+                self._fatal(exc, "in the on_durable callback")
+                return
+            self._wake_waiters()
+
+    def _append(self, records):
+        """Runs in the executor thread; returns the fsync time in ms (None if none was done)."""
+        t0 = time.monotonic()
+        self.log.append_batch(records)
+        if hasattr(self.log, "last_fsync_ms"):
+            # Read here, in the same thread right after the call: only one append is in flight.
+            return self.log.last_fsync_ms
+        # A log that does not report fsync time: count the whole append.
+        return (time.monotonic() - t0) * 1000.0
+
+    def _account(self, count, nbytes, fsync_ms):
+        self.batches += 1
+        self.records += count
+        self.bytes += nbytes
+        self.last_batch_size = count
+        if count > self.max_batch_size:
+            self.max_batch_size = count
+        if fsync_ms is not None:
+            self.fsync_count += 1
+            self.fsync_total_ms += fsync_ms
+            self.last_fsync_ms = fsync_ms
+            if self.fsync_min_ms is None or fsync_ms < self.fsync_min_ms:
+                self.fsync_min_ms = fsync_ms
+            if fsync_ms > self.fsync_max_ms:
+                self.fsync_max_ms = fsync_ms
+
+    def _wake_waiters(self):
+        still = []
+        for target, fut in self._waiters:
+            if self._durable >= target:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                still.append((target, fut))
+        self._waiters = still
+
+    def _fatal(self, exc, what):
+        self._failed = exc
+        self.logger.error("Severe unrecoverable error %s; group commit stopped, %d txn(s) not "
+                          "acknowledged", what, self.pending, exc_info=exc)
+        for _, fut in self._waiters:
+            if not fut.done():
+                fut.set_exception(exc)
+        self._waiters = []
+        if self.on_fatal is not None:
+            try:
+                self.on_fatal(exc)
+            except Exception:  # noqa: BLE001
+                self.logger.exception("on_fatal callback raised")
