@@ -465,7 +465,7 @@ def encode_notification(zxid, event_type, state, path):
 
 # --- connect handshake --------------------------------------------------------------------
 
-def _read_only_tail(data, off, rec):
+def _read_only_tail(data, off):
     # The readOnly byte was added in 3.4; older clients end the record without it, and the Java
     # server then treats the client as "old" (ZooKeeperServer.processConnectRequest).
     if off < len(data):
@@ -481,7 +481,7 @@ def decode_connect_request(data, offset=0):
     Bytes after the readOnly byte are ignored, as Java does.
     """
     req, off = decode(_r.ConnectRequest, data, offset)
-    read_only, _ = _read_only_tail(data, off, "ConnectRequest")
+    read_only, _ = _read_only_tail(data, off)
     return req, read_only
 
 
@@ -506,7 +506,7 @@ def encode_connect_response(resp, read_only=False):
 def decode_connect_response(data, offset=0):
     """ConnectResponse [+ readOnly] -> (ConnectResponse, read_only or None)."""
     resp, off = decode(_r.ConnectResponse, data, offset)
-    read_only, _ = _read_only_tail(data, off, "ConnectResponse")
+    read_only, _ = _read_only_tail(data, off)
     return resp, read_only
 
 
