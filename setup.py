@@ -1,0 +1,65 @@
+"""zkpy: a ZooKeeper-compatible coordination service.
+
+Builds two optional accelerators; each has a pure-Python twin, so a failed build only costs speed:
+  - zkpy.storage._nodecodec (Cython): the znode byte codec on LMDB's hot path;
+  - zkpy._crc32c (cffi, csrc/crc32c.c): CRC32C for transaction-log records.
+"""
+
+import sys
+
+from setuptools import find_packages, setup
+from setuptools.command.build_ext import build_ext
+
+
+class OptionalBuildExt(build_ext):
+    """Build each extension if possible; warn and fall back to pure Python if not."""
+
+    def run(self):
+        try:
+            super().run()
+        except Exception as e:  # compiler missing, etc.
+            sys.stderr.write("WARNING: zkpy accelerators not built (%s); using pure Python\n" % e)
+
+    def build_extension(self, ext):
+        try:
+            super().build_extension(ext)
+        except Exception as e:
+            sys.stderr.write("WARNING: %s not built (%s); using its pure-Python twin\n"
+                             % (ext.name, e))
+
+
+def _extensions():
+    exts = []
+    try:
+        from Cython.Build import cythonize
+        exts += cythonize(["zkpy/storage/_nodecodec.pyx"], language_level=3, quiet=True)
+    except Exception as e:
+        sys.stderr.write("WARNING: Cython unavailable (%s); node codec stays pure Python\n" % e)
+    return exts
+
+
+setup_kwargs = dict(
+    name="zkpy",
+    version="0.1.0",
+    description="A ZooKeeper-compatible coordination service (jute protocol, LMDB storage)",
+    packages=find_packages(include=["zkpy", "zkpy.*"]),
+    python_requires=">=3.9",
+    install_requires=["lmdb>=1.4", "cffi>=1.15"],
+    extras_require={
+        "test": ["kazoo>=2.9", "pytest>=7", "pytest-timeout>=2", "hypothesis>=6",
+                 "pytest-benchmark>=4"],
+    },
+    ext_modules=_extensions(),
+    cmdclass={"build_ext": OptionalBuildExt},
+    entry_points={"console_scripts": ["zkpy-server=zkpy.cli.server:main"]},
+    zip_safe=False,
+)
+
+try:
+    import cffi  # noqa: F401
+    setup_kwargs["cffi_modules"] = ["csrc/crc32c_build.py:ffibuilder"]
+    setup_kwargs["setup_requires"] = ["cffi>=1.15"]
+except ImportError:
+    sys.stderr.write("WARNING: cffi unavailable at build time; CRC32C stays pure Python\n")
+
+setup(**setup_kwargs)

@@ -1,0 +1,1 @@
+"""Wire layer: jute records, codec and framing. No I/O."""

@@ -1,0 +1,368 @@
+"""The server core: request pipeline (prep -> sync -> final), sessions, and the data it owns.
+
+Owns, per server: the session table and expiry, the zxid counter, the transaction log with its
+group committer, the only LMDB write transaction, and the watch table. Connections
+(zkpy.server.connection) hand it decoded requests and receive reply frames.
+
+Write path, as in ZooKeeper's processor chain:
+    prep   validate against the committed tree + outstanding changes (PendingOverlay), assign the
+           next zxid, produce a txn (an ERROR txn for a failed request, which still takes a zxid);
+    sync   append the txn to the log; the group committer fsyncs many txns at once;
+    final  after the fsync: apply the batch in one LMDB write txn, fire watches, then reply.
+Reads run against the committed LMDB state; a read queued behind a write of its own session runs
+only after that write was answered (per-session FIFO, see Connection).
+
+Only this module and zkpy.server.connection touch the event loop; they import the pure layers.
+"""
+
+import asyncio
+import logging
+import os
+import time
+
+from zkpy import errors
+from zkpy.errors import ZkError
+from zkpy.proto import codec, consts
+from zkpy.proto import records as r
+from zkpy.server.sessions import SessionTable, session_password
+from zkpy.storage.groupcommit import GroupCommitter
+from zkpy.storage.lmdb_tree import LmdbTree
+from zkpy.storage.txnlog import TxnLog
+from zkpy.tree import datatree, txns
+from zkpy.tree.overlay import PendingOverlay
+from zkpy.tree.watches import WatchManager
+
+log = logging.getLogger("zkpy.server")
+
+_encode_reply = codec.encode_reply_frame
+_ZERO_PASSWD = b"\0" * 16
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def _stat(node):
+    return r.Stat(*node.wire_stat())
+
+
+class Stats(object):
+    """Counters reported by srvr/stat/mntr."""
+
+    def __init__(self):
+        self.started = time.monotonic()
+        self.packets_received = 0
+        self.packets_sent = 0
+        self.latency_min = None
+        self.latency_max = 0
+        self.latency_sum = 0
+        self.latency_count = 0
+
+    def latency(self, ms):
+        self.latency_sum += ms
+        self.latency_count += 1
+        if self.latency_min is None or ms < self.latency_min:
+            self.latency_min = ms
+        if ms > self.latency_max:
+            self.latency_max = ms
+
+    def reset(self):
+        self.__init__()
+
+
+class Core(object):
+    def __init__(self, config):
+        self.config = config
+        self.stats = Stats()
+        self.connections = set()
+        self.sessions = SessionTable(config.tick_time_ms, server_id=1)
+        self.watches = WatchManager()
+        self.tree = None
+        self.txnlog = None
+        self.committer = None
+        self.last_zxid = 0        # last zxid applied to LMDB (what reads see)
+        self.next_zxid = 1
+        self._rtxn = None
+        self._read_view = None
+        self.overlay = PendingOverlay(lambda: self._read_view)
+        self._expiry_task = None
+        self._checkpoint_task = None
+        self._txns_since_checkpoint = 0
+        self.fatal = None
+        self.on_fatal = None   # callback set by the process shell
+
+    # ------------------------------------------------------------------ start / stop
+
+    def open(self):
+        """Open LMDB, replay the log past LMDB's last zxid, restore sessions. Blocking."""
+        cfg = self.config
+        os.makedirs(cfg.data_dir, exist_ok=True)
+        os.makedirs(cfg.data_log_dir, exist_ok=True)
+        self.tree = LmdbTree(os.path.join(cfg.data_dir, "zkpy-db"))
+        self._renew_read()
+        applied = self._read_view.last_zxid()
+        self.txnlog = TxnLog(os.path.join(cfg.data_log_dir, "zkpy-log"), force_sync=cfg.force_sync,
+                             logger=logging.getLogger("zkpy.txnlog"),
+                             fsync_warning_ms=cfg.fsync_warning_threshold_ms)
+        replayed = 0
+        wv = None
+        last = applied
+        for zxid, payload in self.txnlog.recover(applied):
+            if wv is None:
+                wv = self.tree.write()
+            datatree.apply(wv, zxid, txns.decode(payload))
+            last = zxid
+            replayed += 1
+            if replayed % 10000 == 0:
+                wv.set_last_zxid(last)
+                wv.txn.commit()
+                wv = None
+        if wv is not None:
+            wv.set_last_zxid(last)
+            wv.txn.commit()
+        if last < self.txnlog.last_zxid:
+            last = self.txnlog.last_zxid
+        self.txnlog.open_for_append()
+        self._renew_read()
+        self.last_zxid = self._read_view.last_zxid()
+        self.next_zxid = max(last, self.last_zxid) + 1
+        t = now_ms()
+        for sid, timeout in self._read_view.sessions().items():
+            self.sessions.add(sid, timeout, t)
+        log.info("loaded %d znodes, %d sessions; replayed %d txns from the log; last zxid 0x%x",
+                 self._read_view.node_count(), len(self.sessions.sessions), replayed,
+                 self.last_zxid)
+
+    def start(self):
+        """Start the loop-side machinery (call inside the running loop)."""
+        cfg = self.config
+        self.committer = GroupCommitter(
+            self.txnlog, self._on_durable, max_count=cfg.max_batch_size,
+            max_bytes=cfg.commit_max_bytes, max_delay_ms=cfg.flush_delay_ms,
+            on_fatal=self._on_fatal, logger=logging.getLogger("zkpy.groupcommit"))
+        self.committer.start()
+        self._expiry_task = asyncio.get_running_loop().create_task(self._expire_loop())
+        self._checkpoint_task = asyncio.get_running_loop().create_task(self._checkpoint_loop())
+
+    async def stop(self):
+        for task in (self._expiry_task, self._checkpoint_task):
+            if task is not None:
+                task.cancel()
+        if self.committer is not None:
+            try:
+                await self.committer.close()
+            except Exception as e:  # already reported through on_fatal
+                log.error("closing the group committer: %s", e)
+        self.close_storage()
+
+    def close_storage(self):
+        if self.tree is not None:
+            if self._rtxn is not None:
+                self._rtxn.abort()
+                self._rtxn = None
+            self.tree.checkpoint()
+            self.tree.close()
+            self.tree = None
+        if self.txnlog is not None:
+            self.txnlog.close()
+            self.txnlog = None
+
+    def _on_fatal(self, exc):
+        log.error("fatal transaction log error, stopping: %s", exc)
+        self.fatal = exc
+        if self.on_fatal is not None:
+            self.on_fatal(exc)
+
+    def _renew_read(self):
+        # A read txn sees the state of its start; after every applied batch reads move on to
+        # a fresh one (py-lmdb has no reset/renew; begin on an MDB_NOTLS env is cheap).
+        if self._rtxn is not None:
+            self._rtxn.abort()
+        self._rtxn = self.tree.read_txn()
+        self._read_view = self.tree.read_view(self._rtxn)
+
+    @property
+    def view(self):
+        """The committed tree, as reads see it."""
+        return self._read_view
+
+    # ------------------------------------------------------------------ write pipeline
+
+    def _assign(self, txn):
+        """prep -> sync: give txn the next zxid, record it in the overlay, queue it for the log."""
+        zxid = self.next_zxid
+        self.next_zxid += 1
+        self.overlay.zxid = zxid
+        datatree.apply(self.overlay, zxid, txn)
+        return zxid
+
+    def submit(self, txn, token):
+        zxid = self._assign(txn)
+        self.committer.submit(zxid, txns.encode(txn), (zxid, txn, token))
+        return zxid
+
+    def prep_request(self, session_id, xid, op, req):
+        """prep: turn a client write into a txn; a request error becomes an ERROR txn."""
+        t = now_ms()
+        view = self.overlay
+        try:
+            session = self.sessions.get(session_id)
+            if session is None or session.closing:
+                raise ZkError(errors.SESSIONEXPIRED)
+            if op == consts.OP_CREATE or op == consts.OP_CREATE2:
+                acl = [(a.perms, a.id.scheme, a.id.id) for a in (req.acl or ())]
+                self._check_path_size(req.path)
+                return datatree.prep_create(view, session_id, xid, t, req.path, req.data, acl,
+                                            req.flags)
+            if op == consts.OP_DELETE:
+                return datatree.prep_delete(view, session_id, xid, t, req.path, req.version)
+            if op == consts.OP_SET_DATA:
+                return datatree.prep_set_data(view, session_id, xid, t, req.path, req.data,
+                                              req.version)
+            raise AssertionError("not a write op: %d" % op)
+        except ZkError as e:
+            return txns.Txn(txns.ERROR, session_id, xid, t, err=e.code)
+
+    def _check_path_size(self, path):
+        # LMDB keys are at most max_key_size (511) bytes; the ephemeral index adds 8 and a
+        # sequential suffix 10. ZooKeeper has no such limit; a longer path is refused up front.
+        if len(path.encode("utf-8")) + 18 > self.tree.max_key_size:
+            raise ZkError(errors.BADARGUMENTS, "path longer than %d bytes"
+                          % (self.tree.max_key_size - 18))
+
+    def _on_durable(self, tokens):
+        """final: every txn in `tokens` is fsynced (or forceSync=no); apply, notify, reply."""
+        wv = self.tree.write()
+        results = []
+        last = self.last_zxid
+        try:
+            for zxid, txn, token in tokens:
+                triggers, node = datatree.apply(wv, zxid, txn)
+                results.append((zxid, txn, token, triggers, node))
+                last = zxid
+            wv.set_last_zxid(last)
+            wv.txn.commit()
+        except BaseException:
+            wv.txn.abort()
+            raise
+        self.last_zxid = last
+        self._renew_read()
+        self.overlay.applied(last)
+        self._txns_since_checkpoint += len(tokens)
+        for zxid, txn, token, triggers, node in results:
+            # Watches fire before the reply goes out: a client sees the event before it can see
+            # the data that triggered it (ZooKeeper Programmer's Guide, "Ordering guarantees").
+            for event_type, path in triggers:
+                for watcher in self.watches.trigger(event_type, path):
+                    watcher.send_event(zxid, event_type, path)
+            self._finish(zxid, txn, token, node)
+
+    def _finish(self, zxid, txn, token, node):
+        t = txn.type
+        if t == txns.CREATE_SESSION:
+            conn, req, read_only = token
+            session = self.sessions.add(txn.session_id, txn.timeout_ms, now_ms())
+            if conn.closed:
+                return
+            session.owner = conn
+            conn.session_established(txn.session_id, txn.timeout_ms,
+                                     session_password(txn.session_id), read_only)
+            return
+        if t == txns.CLOSE_SESSION:
+            self.sessions.remove(txn.session_id)
+            if token is not None:
+                conn, xid, entry = token
+                conn.complete(entry, _encode_reply(xid, zxid, 0), close_after=True)
+            else:
+                for conn in list(self.connections):
+                    if conn.session_id == txn.session_id:
+                        log.info("closing connection of expired session 0x%x", txn.session_id)
+                        conn.close()
+            return
+        if token is None:
+            return
+        conn, xid, entry = token
+        op = entry.op
+        if t == txns.ERROR:
+            data = _encode_reply(xid, zxid, txn.err)
+        elif op == consts.OP_CREATE:
+            data = _encode_reply(xid, zxid, 0, r.CreateResponse(txn.path))
+        elif op == consts.OP_CREATE2:
+            data = _encode_reply(xid, zxid, 0, r.Create2Response(txn.path, _stat(node)))
+        elif op == consts.OP_SET_DATA:
+            data = _encode_reply(xid, zxid, 0, r.SetDataResponse(_stat(node)))
+        else:
+            data = _encode_reply(xid, zxid, 0)
+        conn.complete(entry, data)
+
+    # ------------------------------------------------------------------ sessions
+
+    def negotiate_timeout(self, requested):
+        cfg = self.config
+        return max(cfg.min_session_timeout_ms, min(cfg.max_session_timeout_ms, requested))
+
+    def create_session(self, conn, req, read_only):
+        timeout = self.negotiate_timeout(req.timeOut)
+        sid = self.sessions.next_session_id(now_ms())
+        txn = txns.Txn(txns.CREATE_SESSION, sid, 0, now_ms(), timeout_ms=timeout)
+        self.submit(txn, (conn, req, read_only))
+
+    def reopen_session(self, conn, req, read_only):
+        """Reconnect to a live session: check the password, move the session to `conn`."""
+        session = self.sessions.get(req.sessionId)
+        if (session is None or session.closing
+                or bytes(req.passwd or b"") != session_password(req.sessionId)):
+            log.info("invalid session 0x%x for client %s, probably expired",
+                     req.sessionId, conn.peer)
+            conn.send_connect_response(0, 0, _ZERO_PASSWD, read_only, close_after=True)
+            return
+        old = session.owner
+        if old is not None and old is not conn and not old.closed:
+            log.info("session 0x%x moved to a new connection; closing the old one",
+                     req.sessionId)
+            old.close()
+        session.owner = conn
+        self.sessions.touch(req.sessionId, now_ms())
+        timeout = self.negotiate_timeout(req.timeOut)
+        conn.session_established(req.sessionId, timeout, session_password(req.sessionId),
+                                 read_only)
+
+    def close_session(self, session_id, token):
+        """closeSession from the client (token) or expiry (token None): one logged txn."""
+        session = self.sessions.get(session_id)
+        if session is not None:
+            session.closing = True
+        txn = datatree.prep_close_session(self.overlay, session_id,
+                                          token[1] if token else 0, now_ms())
+        self.submit(txn, token)
+
+    async def _expire_loop(self):
+        tick = self.config.tick_time_ms / 1000.0
+        while True:
+            await asyncio.sleep(tick / 2)
+            for s in self.sessions.expired(now_ms()):
+                log.info("expiring session 0x%x, timeout of %dms exceeded",
+                         s.session_id, s.timeout_ms)
+                try:
+                    self.close_session(s.session_id, None)
+                except Exception:
+                    log.exception("expiring session 0x%x", s.session_id)
+
+    async def _checkpoint_loop(self):
+        """Sync LMDB now and then, so the log behind it can be purged (autopurge)."""
+        cfg = self.config
+        interval_s = cfg.autopurge_purge_interval_h * 3600 if cfg.autopurge_purge_interval_h else 0
+        last_purge = time.monotonic()
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(10)
+            if self._txns_since_checkpoint == 0:
+                continue
+            self._txns_since_checkpoint = 0
+            zxid = await loop.run_in_executor(None, self.tree.checkpoint)
+            if interval_s and time.monotonic() - last_purge >= interval_s:
+                last_purge = time.monotonic()
+                deleted = await loop.run_in_executor(
+                    None, self.txnlog.purge, zxid, cfg.autopurge_snap_retain_count)
+                if deleted:
+                    log.info("autopurge removed %d old log files", len(deleted))

@@ -1,0 +1,162 @@
+"""The znode tree in LMDB: one writer (the core process), many readers (any process).
+
+Owns the LMDB environment at <dataDir>/zkpy-db. Databases:
+    nodes       path (utf-8)                     -> node bytes (storage/nodecodec.py grammar)
+    children    parent path + b"\\0" + child name -> b""   (a node's children are one key range)
+    ephemerals  session_id:i64 + path            -> b""   (a session's ephemerals are one range)
+    sessions    session_id:i64                   -> timeout_ms:i32
+    meta        b"last_zxid"                     -> zxid:i64 (the last txn applied, written in
+                                                    the same LMDB txn as the txn's effects)
+No lookup scans keys outside the range it asks for, so getChildren of a node with 100k children and
+any op in a tree of millions of znodes touch only their own keys.
+
+Durability: the transaction log is the source of truth. LMDB is opened without its own fsync
+(sync=False); `checkpoint()` syncs it, and the log is only purged up to a checkpointed zxid. A
+process crash (kill -9) loses nothing either way: committed LMDB pages live in the OS page cache.
+"""
+
+import struct
+
+import lmdb
+
+from zkpy.storage.codec_impl import pack_node, unpack_node
+from zkpy.tree.datatree import initial_nodes
+from zkpy.tree.paths import split
+
+_Q = struct.Struct(">q")
+_I = struct.Struct(">i")
+_LAST_ZXID = b"last_zxid"
+_CHECKPOINT_ZXID = b"checkpoint_zxid"
+
+
+def _child_key(parent, name):
+    return parent.encode("utf-8") + b"\x00" + name.encode("utf-8")
+
+
+class ReadView(object):
+    """Reads over one LMDB transaction (read-only or the write txn)."""
+
+    def __init__(self, tree, txn):
+        self._t = tree
+        self.txn = txn
+
+    def get(self, path):
+        v = self.txn.get(path.encode("utf-8"), db=self._t.db_nodes)
+        return None if v is None else unpack_node(v)
+
+    def get_children(self, path):
+        prefix = path.encode("utf-8") + b"\x00"
+        n = len(prefix)
+        out = []
+        cur = self.txn.cursor(db=self._t.db_children)
+        if cur.set_range(prefix):
+            for key in cur.iternext(keys=True, values=False):
+                if key[:n] != prefix:
+                    break
+                out.append(key[n:].decode("utf-8"))
+        return out
+
+    def ephemerals(self, owner):
+        prefix = _Q.pack(owner)
+        out = []
+        cur = self.txn.cursor(db=self._t.db_ephemerals)
+        if cur.set_range(prefix):
+            for key in cur.iternext(keys=True, values=False):
+                if key[:8] != prefix:
+                    break
+                out.append(key[8:].decode("utf-8"))
+        return out
+
+    def sessions(self):
+        cur = self.txn.cursor(db=self._t.db_sessions)
+        return {_Q.unpack(k)[0]: _I.unpack(v)[0] for k, v in cur}
+
+    def all_ephemerals(self):
+        cur = self.txn.cursor(db=self._t.db_ephemerals)
+        return [(_Q.unpack(k[:8])[0], k[8:].decode("utf-8")) for k in cur.iternext(values=False)]
+
+    def last_zxid(self):
+        v = self.txn.get(_LAST_ZXID, db=self._t.db_meta)
+        return 0 if v is None else _Q.unpack(v)[0]
+
+    def node_count(self):
+        return self.txn.stat(self._t.db_nodes)["entries"]
+
+
+class WriteView(ReadView):
+    """The datatree view interface over the LMDB write transaction."""
+
+    def put(self, path, node):
+        self.txn.put(path.encode("utf-8"), pack_node(node), db=self._t.db_nodes)
+
+    def delete(self, path):
+        self.txn.delete(path.encode("utf-8"), db=self._t.db_nodes)
+
+    def add_child(self, parent, name):
+        self.txn.put(_child_key(parent, name), b"", db=self._t.db_children)
+
+    def remove_child(self, parent, name):
+        self.txn.delete(_child_key(parent, name), db=self._t.db_children)
+
+    def add_ephemeral(self, owner, path):
+        self.txn.put(_Q.pack(owner) + path.encode("utf-8"), b"", db=self._t.db_ephemerals)
+
+    def remove_ephemeral(self, owner, path):
+        self.txn.delete(_Q.pack(owner) + path.encode("utf-8"), db=self._t.db_ephemerals)
+
+    def put_session(self, sid, timeout_ms):
+        self.txn.put(_Q.pack(sid), _I.pack(timeout_ms), db=self._t.db_sessions)
+
+    def delete_session(self, sid):
+        self.txn.delete(_Q.pack(sid), db=self._t.db_sessions)
+
+    def set_last_zxid(self, zxid):
+        self.txn.put(_LAST_ZXID, _Q.pack(zxid), db=self._t.db_meta)
+
+
+class LmdbTree(object):
+    def __init__(self, path, map_size=1 << 36, readonly=False):
+        self.path = path
+        self.env = lmdb.open(path, map_size=map_size, max_dbs=8, subdir=True, readonly=readonly,
+                             sync=False, metasync=False, readahead=False, max_readers=1024,
+                             lock=True, create=not readonly)
+        self.max_key_size = self.env.max_key_size()
+        self.db_nodes = self.env.open_db(b"nodes", create=not readonly)
+        self.db_children = self.env.open_db(b"children", create=not readonly)
+        self.db_ephemerals = self.env.open_db(b"ephemerals", create=not readonly)
+        self.db_sessions = self.env.open_db(b"sessions", create=not readonly)
+        self.db_meta = self.env.open_db(b"meta", create=not readonly)
+        if not readonly:
+            self._initialize()
+
+    def _initialize(self):
+        with self.env.begin(write=True) as txn:
+            if txn.get(_LAST_ZXID, db=self.db_meta) is not None:
+                return
+            view = WriteView(self, txn)
+            for path, node in initial_nodes():
+                view.put(path, node)
+                if path != "/":
+                    view.add_child(*split(path))
+            view.set_last_zxid(0)
+        self.env.sync(True)
+
+    def read_txn(self):
+        return self.env.begin(buffers=False)
+
+    def read_view(self, txn=None):
+        return ReadView(self, txn if txn is not None else self.read_txn())
+
+    def write(self):
+        """Begin the write transaction for one applied batch; commit() or abort() it."""
+        return WriteView(self, self.env.begin(write=True))
+
+    def checkpoint(self):
+        """Make LMDB's applied state durable on disk; returns the zxid it covers."""
+        with self.env.begin() as txn:
+            zxid = ReadView(self, txn).last_zxid()
+        self.env.sync(True)
+        return zxid
+
+    def close(self):
+        self.env.close()

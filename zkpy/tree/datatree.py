@@ -1,0 +1,171 @@
+"""Znode semantics: prep (validate a request into a txn) and apply (a txn onto a view). Pure.
+
+Both run against a *view* with this interface, so one piece of code serves the prep overlay (state
+including not-yet-durable txns, ZooKeeper's outstandingChanges) and the LMDB write transaction:
+
+    get(path) -> Node | None            put(path, node)          delete(path)
+    add_child(parent, name)             remove_child(parent, name)
+    add_ephemeral(owner, path)          remove_ephemeral(owner, path)
+    ephemerals(owner) -> list[path]     put_session(sid, timeout_ms)    delete_session(sid)
+
+prep_* raise ZkError for request errors (the caller logs an ERROR txn, as ZooKeeper's
+PrepRequestProcessor does, so failed writes consume a zxid). apply() never fails on a txn that prep
+produced from the same state; it returns the watch triggers [(event_type, path)].
+Mirrors PrepRequestProcessor.pRequest2Txn and DataTree.processTxn of apache/zookeeper.
+"""
+
+from zkpy import errors
+from zkpy.errors import ZkError
+from zkpy.proto import consts
+from zkpy.tree import txns
+from zkpy.tree.node import Node, OPEN_ACL_UNSAFE, READ_ACL_UNSAFE, _int32
+from zkpy.tree.paths import is_special, split, validate_path
+
+# Create flags served by this module; CONTAINER and TTL arrive with the API issue.
+_PLAIN_FLAGS = (consts.CREATE_PERSISTENT, consts.CREATE_EPHEMERAL,
+                consts.CREATE_PERSISTENT_SEQUENTIAL, consts.CREATE_EPHEMERAL_SEQUENTIAL)
+
+
+def initial_nodes():
+    """The nodes a fresh ZooKeeper DataTree holds, with the Stat values the real server reports.
+
+    Checked against Apache ZooKeeper 3.8.0: "/" shows cversion -1 (stored 0, 1 child) and
+    "/zookeeper" cversion -2; "/zookeeper/config" is world-readable only and has aversion -1.
+    """
+    def mk(num_children, acl=OPEN_ACL_UNSAFE, aversion=0):
+        return Node(0, 0, 0, 0, 0, 0, aversion, 0, num_children, 0, b"", acl)
+    return [
+        ("/", mk(1)),
+        ("/zookeeper", mk(2)),
+        ("/zookeeper/quota", mk(0)),
+        ("/zookeeper/config", mk(0, READ_ACL_UNSAFE, -1)),
+    ]
+
+
+def _existing(view, path):
+    node = view.get(path)
+    if node is None:
+        raise ZkError(errors.NONODE, path)
+    return node
+
+
+def _check_version(node, expected, path):
+    if expected != -1 and expected != node.version:
+        raise ZkError(errors.BADVERSION, path)
+    return _int32(node.version + 1)
+
+
+def prep_create(view, session_id, cxid, now_ms, path, data, acl, flags):
+    if flags not in _PLAIN_FLAGS:
+        if flags in (consts.CREATE_CONTAINER, consts.CREATE_PERSISTENT_WITH_TTL,
+                     consts.CREATE_PERSISTENT_SEQUENTIAL_WITH_TTL):
+            raise ZkError(errors.UNIMPLEMENTED, "create mode %d not served yet" % flags)
+        raise ZkError(errors.BADARGUMENTS, "unknown create mode %d" % flags)
+    sequential = bool(flags & 2)
+    validate_path(path, sequential)
+    parent_path, _ = split(path)
+    parent = _existing(view, parent_path)
+    if sequential:
+        path = path + "%010d" % _int32(parent.cversion)
+        validate_path(path)
+    if view.get(path) is not None:
+        raise ZkError(errors.NODEEXISTS, path)
+    if parent.ephemeral_owner != 0:
+        raise ZkError(errors.NOCHILDRENFOREPHEMERALS, path)
+    if not acl:
+        raise ZkError(errors.INVALIDACL, path)
+    owner = session_id if flags & 1 else 0
+    return txns.Txn(txns.CREATE, session_id, cxid, now_ms, path=path, data=data,
+                    acl=tuple(acl), ephemeral_owner=owner)
+
+
+def prep_delete(view, session_id, cxid, now_ms, path, version):
+    validate_path(path)
+    if is_special(path):
+        raise ZkError(errors.BADARGUMENTS, "cannot delete %s" % path)
+    parent_path, _ = split(path)
+    _existing(view, parent_path)
+    node = _existing(view, path)
+    _check_version(node, version, path)
+    if node.num_children > 0:
+        raise ZkError(errors.NOTEMPTY, path)
+    return txns.Txn(txns.DELETE, session_id, cxid, now_ms, path=path)
+
+
+def prep_set_data(view, session_id, cxid, now_ms, path, data, version):
+    validate_path(path)
+    node = _existing(view, path)
+    new_version = _check_version(node, version, path)
+    return txns.Txn(txns.SET_DATA, session_id, cxid, now_ms, path=path, data=data,
+                    version=new_version)
+
+
+def prep_close_session(view, session_id, cxid, now_ms):
+    paths = sorted(view.ephemerals(session_id))
+    return txns.Txn(txns.CLOSE_SESSION, session_id, cxid, now_ms, paths=paths)
+
+
+def _apply_delete(view, zxid, path, triggers):
+    node = view.get(path)
+    if node is None:
+        return
+    parent_path, name = split(path)
+    view.delete(path)
+    view.remove_child(parent_path, name)
+    if node.ephemeral_owner:
+        view.remove_ephemeral(node.ephemeral_owner, path)
+    parent = view.get(parent_path)
+    if parent is not None:
+        parent = parent.copy()
+        parent.num_children -= 1
+        if zxid > parent.pzxid:
+            parent.pzxid = zxid
+        view.put(parent_path, parent)
+    triggers.append((consts.EVENT_NODE_DELETED, path))
+    triggers.append((consts.EVENT_NODE_CHILDREN_CHANGED, parent_path))
+
+
+def apply(view, zxid, txn):
+    """Apply `txn` (logged at `zxid`) to `view`; return (triggers, node_or_None)."""
+    t = txn.type
+    triggers = []
+    if t == txns.CREATE:
+        path = txn.path
+        parent_path, name = split(path)
+        parent = view.get(parent_path).copy()
+        parent.cversion = _int32(parent.cversion + 1)
+        parent.num_children += 1
+        parent.pzxid = zxid
+        view.put(parent_path, parent)
+        node = Node(zxid, zxid, txn.time_ms, txn.time_ms, 0, 0, 0, txn.ephemeral_owner, 0, zxid,
+                    txn.data, txn.acl)
+        view.put(path, node)
+        view.add_child(parent_path, name)
+        if txn.ephemeral_owner:
+            view.add_ephemeral(txn.ephemeral_owner, path)
+        triggers.append((consts.EVENT_NODE_CREATED, path))
+        triggers.append((consts.EVENT_NODE_CHILDREN_CHANGED, parent_path))
+        return triggers, node
+    if t == txns.DELETE:
+        _apply_delete(view, zxid, txn.path, triggers)
+        return triggers, None
+    if t == txns.SET_DATA:
+        node = view.get(txn.path).copy()
+        node.data = txn.data
+        node.version = txn.version
+        node.mzxid = zxid
+        node.mtime = txn.time_ms
+        view.put(txn.path, node)
+        triggers.append((consts.EVENT_NODE_DATA_CHANGED, txn.path))
+        return triggers, node
+    if t == txns.CREATE_SESSION:
+        view.put_session(txn.session_id, txn.timeout_ms)
+        return triggers, None
+    if t == txns.CLOSE_SESSION:
+        for path in txn.paths:
+            _apply_delete(view, zxid, path, triggers)
+        view.delete_session(txn.session_id)
+        return triggers, None
+    if t == txns.ERROR:
+        return triggers, None
+    raise AssertionError("unknown txn type %r" % t)
