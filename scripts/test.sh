@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install what the tests need and run them: the README's test command, and what .ci/run calls.
+#   - Debian packages zookeeper + zookeeper-bin (Apache ZooKeeper 3.8: the real server for
+#     side-by-side tests, zkCli.sh and cli_mt), when running as root and they are missing;
+#   - a virtualenv in .venv (unless one is active) with zkpy installed editable plus its test extras;
+#   - then pytest over tests/ (extra arguments are passed to pytest).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! [ -x /usr/share/zookeeper/bin/zkCli.sh ] || ! [ -x /usr/lib/zookeeper/bin/cli_mt ]; then
+  if [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q zookeeper zookeeper-bin >/dev/null 2>&1 || {
+      apt-get update -q >/dev/null && apt-get install -y -q zookeeper zookeeper-bin >/dev/null; }
+  else
+    echo "note: Apache ZooKeeper is not installed (apt-get install zookeeper zookeeper-bin);" \
+         "the side-by-side and zkCli/cli_mt tests will be skipped" >&2
+  fi
+fi
+
+if [ -z "${VIRTUAL_ENV:-}" ]; then
+  [ -d .venv ] || python3 -m venv .venv
+  # shellcheck disable=SC1091
+  . .venv/bin/activate
+fi
+python -m pip install -q --upgrade pip >/dev/null
+python -m pip install -q -e '.[test]'
+python -m pytest -q "$@"
