@@ -141,7 +141,11 @@ class _Server:
             "4lw.commands.whitelist": "*",
             "admin.enableServer": "false",
         }
-        cfg.update({k: str(v) for k, v in self.extra_cfg.items()})
+        for k, v in self.extra_cfg.items():
+            if v is None:  # None removes a default key (e.g. to test the 4lw default whitelist)
+                cfg.pop(k, None)
+            else:
+                cfg[k] = str(v)
         return cfg
 
     def write_config(self):
