@@ -1,0 +1,476 @@
+"""Znode semantics (zkpy.tree.datatree) over the in-memory view, the prep overlay and txn bytes.
+
+No sockets, no files. Error codes and Stat arithmetic follow PrepRequestProcessor and DataTree of
+Apache ZooKeeper; the model test checks that validating against a PendingOverlay while earlier txns
+wait for their group commit gives exactly the txns (and error codes) of validating one request at
+a time against the fully applied tree.
+"""
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from zkpy import errors
+from zkpy.errors import StorageCorruptError, ZkError
+from zkpy.proto import consts
+from zkpy.tree import datatree, txns
+from zkpy.tree.node import OPEN_ACL_UNSAFE, READ_ACL_UNSAFE
+from zkpy.tree.overlay import MemoryView, PendingOverlay
+
+P, E, PS, ES = (consts.CREATE_PERSISTENT, consts.CREATE_EPHEMERAL,
+                consts.CREATE_PERSISTENT_SEQUENTIAL, consts.CREATE_EPHEMERAL_SEQUENTIAL)
+SID = 0x1000000000001
+
+
+class Tree(object):
+    """A MemoryView plus a zxid counter: prep and apply one request at a time, as a test helper."""
+
+    def __init__(self):
+        self.view = MemoryView(datatree.initial_nodes())
+        self.zxid = 0
+        self.now = 1000
+
+    def _run(self, txn):
+        self.zxid += 1
+        self.now += 7
+        return datatree.apply(self.view, self.zxid, txn)
+
+    def create(self, path, data=b"", flags=P, sid=SID, acl=OPEN_ACL_UNSAFE):
+        txn = datatree.prep_create(self.view, sid, 1, self.now + 7, path, data, list(acl), flags)
+        self._run(txn)
+        return txn.path
+
+    def delete(self, path, version=-1, sid=SID):
+        self._run(datatree.prep_delete(self.view, sid, 1, self.now + 7, path, version))
+
+    def set(self, path, data, version=-1, sid=SID):
+        return self._run(datatree.prep_set_data(self.view, sid, 1, self.now + 7, path, data,
+                                                version))[1]
+
+    def close(self, sid):
+        return self._run(datatree.prep_close_session(self.view, sid, 1, self.now + 7))[0]
+
+    def get(self, path):
+        return self.view.get(path)
+
+    def stat(self, path):
+        # (czxid, mzxid, ctime, mtime, version, cversion, aversion, ephemeralOwner, dataLength,
+        #  numChildren, pzxid)
+        return self.view.get(path).wire_stat()
+
+
+def code_of(fn, *args):
+    with pytest.raises(ZkError) as ei:
+        fn(*args)
+    return ei.value.code
+
+
+@pytest.fixture
+def t():
+    return Tree()
+
+
+# ----------------------------------------------------------------------------- initial tree
+
+
+def test_initial_tree_stats_match_apache():
+    t = Tree()
+    # Apache ZooKeeper 3.8.0, fresh server: `stat /` shows cversion = -1, numChildren = 1.
+    assert t.stat("/")[5] == -1 and t.stat("/")[9] == 1
+    assert t.stat("/zookeeper")[5] == -2 and t.stat("/zookeeper")[9] == 2
+    assert t.get("/zookeeper/config").aversion == -1
+    assert t.get("/zookeeper/config").acl == READ_ACL_UNSAFE
+    assert t.view.get_children("/") == ["zookeeper"]
+    assert t.view.get_children("/zookeeper") == ["config", "quota"]
+
+
+# ----------------------------------------------------------------------------- error codes
+
+
+def test_create_errors(t):
+    t.create("/a")
+    v = t.view
+    assert code_of(datatree.prep_create, v, SID, 1, 0, "/a", b"", OPEN_ACL_UNSAFE, P) == \
+        errors.NODEEXISTS
+    assert code_of(datatree.prep_create, v, SID, 1, 0, "/x/y", b"", OPEN_ACL_UNSAFE, P) == \
+        errors.NONODE
+    assert code_of(datatree.prep_create, v, SID, 1, 0, "/a/", b"", OPEN_ACL_UNSAFE, P) == \
+        errors.BADARGUMENTS
+    assert code_of(datatree.prep_create, v, SID, 1, 0, "a", b"", OPEN_ACL_UNSAFE, P) == \
+        errors.BADARGUMENTS
+    assert code_of(datatree.prep_create, v, SID, 1, 0, "/b", b"", [], P) == errors.INVALIDACL
+    assert code_of(datatree.prep_create, v, SID, 1, 0, "/b", b"", OPEN_ACL_UNSAFE, 99) == \
+        errors.BADARGUMENTS
+    assert code_of(datatree.prep_create, v, SID, 1, 0, "/", b"", OPEN_ACL_UNSAFE, P) == \
+        errors.NODEEXISTS
+    for mode in (consts.CREATE_CONTAINER, consts.CREATE_PERSISTENT_WITH_TTL,
+                 consts.CREATE_PERSISTENT_SEQUENTIAL_WITH_TTL):
+        assert code_of(datatree.prep_create, v, SID, 1, 0, "/b", b"", OPEN_ACL_UNSAFE, mode) == \
+            errors.UNIMPLEMENTED
+
+
+def test_no_children_for_ephemerals(t):
+    t.create("/e", flags=E)
+    for flags in (P, E, PS, ES):
+        assert code_of(datatree.prep_create, t.view, SID, 1, 0, "/e/c", b"", OPEN_ACL_UNSAFE,
+                       flags) == errors.NOCHILDRENFOREPHEMERALS
+    # NODEEXISTS wins over NOCHILDRENFOREPHEMERALS only when the node exists; NONODE for a deeper
+    # path under the ephemeral.
+    assert code_of(datatree.prep_create, t.view, SID, 1, 0, "/e/c/d", b"", OPEN_ACL_UNSAFE, P) == \
+        errors.NONODE
+
+
+def test_set_data_and_delete_versions(t):
+    t.create("/a", b"0")
+    assert code_of(datatree.prep_set_data, t.view, SID, 1, 0, "/a", b"x", 1) == errors.BADVERSION
+    assert code_of(datatree.prep_set_data, t.view, SID, 1, 0, "/nope", b"x", -1) == errors.NONODE
+    node = t.set("/a", b"1", 0)
+    assert node.version == 1 and node.data == b"1"
+    t.set("/a", b"2", -1)
+    assert t.get("/a").version == 2
+    assert code_of(datatree.prep_delete, t.view, SID, 1, 0, "/a", 1) == errors.BADVERSION
+    assert code_of(datatree.prep_delete, t.view, SID, 1, 0, "/nope", -1) == errors.NONODE
+    t.delete("/a", 2)
+    assert t.get("/a") is None
+
+
+def test_version_wraps_at_int32(t):
+    t.create("/a")
+    n = t.get("/a").copy()
+    n.version = 2 ** 31 - 1
+    t.view.put("/a", n)
+    assert t.set("/a", b"x", 2 ** 31 - 1).version == -(2 ** 31)
+    assert t.set("/a", b"y", -(2 ** 31)).version == -(2 ** 31) + 1
+
+
+def test_delete_not_empty(t):
+    t.create("/a")
+    t.create("/a/b")
+    assert code_of(datatree.prep_delete, t.view, SID, 1, 0, "/a", -1) == errors.NOTEMPTY
+    # The version check comes first (PrepRequestProcessor checks version, then children).
+    assert code_of(datatree.prep_delete, t.view, SID, 1, 0, "/a", 5) == errors.BADVERSION
+    t.delete("/a/b")
+    t.delete("/a")
+
+
+@pytest.mark.parametrize("path", ["/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"])
+def test_delete_special_paths_is_bad_arguments(t, path):
+    assert code_of(datatree.prep_delete, t.view, SID, 1, 0, path, -1) == errors.BADARGUMENTS
+
+
+@pytest.mark.parametrize("path", ["", "x", "/a/", "/a//b", "/a/./b"])
+def test_invalid_paths_are_bad_arguments(t, path):
+    assert code_of(datatree.prep_delete, t.view, SID, 1, 0, path, -1) == errors.BADARGUMENTS
+    assert code_of(datatree.prep_set_data, t.view, SID, 1, 0, path, b"", -1) == \
+        errors.BADARGUMENTS
+
+
+# ----------------------------------------------------------------------------- sequential / cversion
+
+
+def test_sequential_numbering_uses_stored_cversion(t):
+    t.create("/s")
+    assert t.create("/s/n-", flags=PS) == "/s/n-0000000000"
+    assert t.create("/s/n-", flags=ES) == "/s/n-0000000001"
+    t.create("/s/plain")                                   # counts too
+    t.delete("/s/n-0000000000")                            # deletions do not
+    assert t.create("/s/", flags=PS) == "/s/0000000003"
+    parent = t.get("/s")
+    assert parent.cversion == 4 and parent.num_children == 3
+    # Client-visible cversion = 2 * stored - numChildren = creations + deletions.
+    assert t.stat("/s")[5] == 2 * 4 - 3 == 4 + 1
+
+
+def test_sequential_number_after_int32_overflow(t):
+    t.create("/s")
+    p = t.get("/s").copy()
+    p.cversion = 2 ** 31 - 1
+    t.view.put("/s", p)
+    assert t.create("/s/q", flags=PS) == "/s/q2147483647"
+    # String.format("%010d", Integer.MIN_VALUE) in ZooKeeper's PrepRequestProcessor.
+    assert t.create("/s/q", flags=PS) == "/s/q-2147483648"
+    assert t.create("/s/q", flags=PS) == "/s/q-2147483647"
+    assert t.get("/s").cversion == -(2 ** 31) + 2
+
+
+def test_sequential_name_collision_is_nodeexists(t):
+    t.create("/s")
+    t.create("/s/x0000000001")
+    # Stored cversion is 1 (one creation): the next sequential name is taken.
+    assert code_of(datatree.prep_create, t.view, SID, 1, 0, "/s/x", b"", OPEN_ACL_UNSAFE, PS) == \
+        errors.NODEEXISTS
+
+
+def test_visible_cversion_of_root_after_changes(t):
+    assert t.stat("/")[5] == -1
+    # Stored cversion of "/" starts at 0 with one child: 2*0-1 = -1. After one create: stored 1,
+    # 2 children -> 0. After deleting it again: stored 1, 1 child -> 1.
+    t.create("/a")
+    assert t.stat("/")[5] == 0
+    t.delete("/a")
+    assert t.stat("/")[5] == 1
+
+
+# ----------------------------------------------------------------------------- zxids and times
+
+
+def test_stat_fields_on_create_set_delete(t):
+    t.create("/p")                                   # zxid 1
+    p_before = t.get("/p")
+    assert (p_before.czxid, p_before.mzxid, p_before.pzxid) == (1, 1, 1)
+    assert p_before.ctime == p_before.mtime == t.now
+    t.create("/p/c", b"abc")                         # zxid 2
+    c = t.get("/p/c")
+    assert (c.czxid, c.mzxid, c.pzxid, c.version, c.cversion, c.aversion) == (2, 2, 2, 0, 0, 0)
+    assert c.ctime == c.mtime == t.now
+    p = t.get("/p")
+    assert p.pzxid == 2 and p.mzxid == 1 and p.mtime == p_before.mtime   # create: parent pzxid only
+    assert p.num_children == 1 and p.cversion == 1
+    t.set("/p/c", b"defg")                           # zxid 3
+    c = t.get("/p/c")
+    assert (c.czxid, c.mzxid, c.pzxid, c.version) == (2, 3, 2, 1)
+    assert c.mtime == t.now and c.ctime < c.mtime
+    assert t.stat("/p/c")[8] == 4                    # dataLength
+    assert t.get("/p").pzxid == 2                    # set_data leaves the parent alone
+    t.delete("/p/c")                                 # zxid 4
+    p = t.get("/p")
+    assert p.pzxid == 4 and p.mzxid == 1 and p.num_children == 0 and p.cversion == 1
+    assert t.stat("/p")[5] == 2
+
+
+def test_ephemeral_owner_and_close_session(t):
+    other = SID + 1
+    t.create("/d")
+    t.create("/d/e1", flags=E)
+    seq = t.create("/d/e-", flags=ES)
+    t.create("/f", flags=E, sid=other)
+    assert t.get("/d/e1").ephemeral_owner == SID
+    assert t.stat("/d/e1")[7] == SID
+    assert sorted(t.view.ephemerals(SID)) == sorted(["/d/e1", seq])
+    txn = datatree.prep_close_session(t.view, SID, 0, 5)
+    assert txn.type == txns.CLOSE_SESSION and txn.paths == sorted(["/d/e1", seq])
+    triggers = t.close(SID)
+    zx = t.zxid
+    assert t.get("/d/e1") is None and t.get(seq) is None
+    assert t.get("/d").pzxid == zx and t.get("/d").num_children == 0
+    assert t.view.ephemerals(SID) == []
+    assert (consts.EVENT_NODE_DELETED, "/d/e1") in triggers
+    assert (consts.EVENT_NODE_CHILDREN_CHANGED, "/d") in triggers
+    assert t.get("/f").ephemeral_owner == other      # another session's ephemerals stay
+    t.delete("/f")
+    assert t.view.ephemerals(other) == []
+
+
+def test_create_session_txn_records_the_session(t):
+    t._run(txns.Txn(txns.CREATE_SESSION, 77, 0, 5, timeout_ms=4000))
+    assert t.view.sessions == {77: 4000}
+    t.close(77)
+    assert t.view.sessions == {}
+
+
+def test_apply_returns_triggers(t):
+    txn = datatree.prep_create(t.view, SID, 1, 0, "/w", b"", OPEN_ACL_UNSAFE, P)
+    triggers, node = datatree.apply(t.view, 1, txn)
+    assert triggers == [(consts.EVENT_NODE_CREATED, "/w"), (consts.EVENT_NODE_CHILDREN_CHANGED, "/")]
+    assert node == t.get("/w")
+    txn = datatree.prep_set_data(t.view, SID, 1, 0, "/w", b"x", -1)
+    assert datatree.apply(t.view, 2, txn)[0] == [(consts.EVENT_NODE_DATA_CHANGED, "/w")]
+    txn = datatree.prep_delete(t.view, SID, 1, 0, "/w", -1)
+    assert datatree.apply(t.view, 3, txn) == (
+        [(consts.EVENT_NODE_DELETED, "/w"), (consts.EVENT_NODE_CHILDREN_CHANGED, "/")], None)
+    assert datatree.apply(t.view, 4, txns.Txn(txns.ERROR, SID, 1, 0, err=-101)) == ([], None)
+
+
+# ----------------------------------------------------------------------------- txn encoding
+
+ACLS = st.lists(st.tuples(st.integers(-2 ** 31, 2 ** 31 - 1), st.text(max_size=8),
+                          st.text(max_size=8)), max_size=3).map(tuple)
+I64 = st.integers(-2 ** 63, 2 ** 63 - 1)
+I32 = st.integers(-2 ** 31, 2 ** 31 - 1)
+PATHS = st.text(min_size=1, max_size=20).map(lambda s: "/" + s)
+
+
+def _hdr(type_):
+    return st.fixed_dictionaries({"type": st.just(type_), "session_id": I64, "cxid": I32,
+                                  "time_ms": I64})
+
+
+TXNS = st.one_of(
+    st.builds(lambda h, p, d, a, o: txns.Txn(path=p, data=d, acl=a, ephemeral_owner=o, **h),
+              _hdr(txns.CREATE), PATHS, st.binary(max_size=40), ACLS, I64),
+    st.builds(lambda h, p: txns.Txn(path=p, **h), _hdr(txns.DELETE), PATHS),
+    st.builds(lambda h, p, d, v: txns.Txn(path=p, data=d, version=v, **h),
+              _hdr(txns.SET_DATA), PATHS, st.binary(max_size=40), I32),
+    st.builds(lambda h, to: txns.Txn(timeout_ms=to, **h), _hdr(txns.CREATE_SESSION), I32),
+    st.builds(lambda h, ps: txns.Txn(paths=ps, **h), _hdr(txns.CLOSE_SESSION),
+              st.lists(PATHS, max_size=5)),
+    st.builds(lambda h, e: txns.Txn(err=e, **h), _hdr(txns.ERROR), I32),
+)
+
+
+@given(TXNS)
+@settings(max_examples=300, deadline=None)
+def test_txn_round_trip_property(txn):
+    b = txns.encode(txn)
+    assert txns.decode(b) == txn
+    assert txns.encode(txns.decode(b)) == b
+
+
+@pytest.mark.parametrize("txn", [
+    txns.Txn(txns.CREATE, SID, 3, 1234, path="/a/b", data=b"\x00\xff", acl=OPEN_ACL_UNSAFE,
+             ephemeral_owner=SID),
+    txns.Txn(txns.CREATE, -1, -1, -1, path="/\u00e9", data=b"", acl=((1, "digest", "u:p"),
+                                                                         (31, "world", "anyone"))),
+    txns.Txn(txns.DELETE, SID, 4, 1235, path="/a/b"),
+    txns.Txn(txns.SET_DATA, SID, 5, 1236, path="/a", data=b"x" * 1000, version=-(2 ** 31)),
+    txns.Txn(txns.CREATE_SESSION, SID, 0, 1237, timeout_ms=30000),
+    txns.Txn(txns.CLOSE_SESSION, SID, 0, 1238, paths=[]),
+    txns.Txn(txns.CLOSE_SESSION, SID, 6, 1239, paths=["/a", "/b/c"]),
+    txns.Txn(txns.ERROR, SID, 7, 1240, err=errors.NODEEXISTS),
+], ids=lambda t: "type%d" % t.type)
+def test_txn_round_trip_every_type(txn):
+    b = txns.encode(txn)
+    assert txns.decode(b) == txn
+
+
+def test_txn_encoding_is_the_documented_grammar():
+    b = txns.encode(txns.Txn(txns.DELETE, 1, 2, 3, path="/a"))
+    assert b == (b"\x00\x02" + (1).to_bytes(8, "big") + (2).to_bytes(4, "big")
+                 + (3).to_bytes(8, "big") + b"\x00\x00\x00\x02/a")
+    b = txns.encode(txns.Txn(txns.ERROR, 1, 2, 3, err=-101))
+    assert b[:2] == b"\xff\xff" and b[-4:] == (-101).to_bytes(4, "big", signed=True)
+
+
+@pytest.mark.parametrize("bad", [
+    b"",
+    b"\x00\x02" + b"\x00" * 20,                                     # truncated DELETE path
+    txns.encode(txns.Txn(txns.DELETE, 1, 2, 3, path="/a")) + b"!",  # trailing byte
+    txns.encode(txns.Txn(txns.DELETE, 1, 2, 3, path="/a"))[:-1],    # short string
+    b"\x00\x63" + b"\x00" * 20,                                     # unknown type 99
+    b"\x00\x02" + b"\x00" * 20 + b"\xff\xff\xff\xff",               # negative length
+    b"\x00\x02" + b"\x00" * 20 + b"\x00\x00\x00\x01\xff",           # invalid utf-8
+])
+def test_txn_decode_rejects_garbage(bad):
+    with pytest.raises(StorageCorruptError):
+        txns.decode(bad)
+
+
+def test_txn_encode_unknown_type():
+    with pytest.raises(ValueError):
+        txns.encode(txns.Txn(42, 0, 0, 0))
+
+
+# ----------------------------------------------------------------------------- model test
+
+NAMES = ["a", "b", "c"]
+MODEL_PATHS = ["/a", "/b", "/a/b", "/a/c", "/b/a", "/a/b/c", "/zookeeper", "/zookeeper/quota",
+               "/", "/a/", "bad"]
+SESSIONS = [0x11, 0x22, 0x33]
+
+
+def _snapshot(view):
+    nodes = {p: n.copy() for p, n in view.nodes.items()}
+    children = {p: frozenset(c) for p, c in view.children.items() if c}
+    eph = {o: frozenset(ps) for o, ps in view.ephemeral.items() if ps}
+    return nodes, children, eph, dict(view.sessions)
+
+
+class GroupCommitModel(RuleBasedStateMachine):
+    """Model (a): prep+apply each request at once. Model (b): prep against a PendingOverlay,
+    apply to the committed tree only when a batch is flushed, then overlay.applied(last zxid) --
+    the server's prep / group commit / final pipeline. Both must agree on every txn and result."""
+
+    @initialize()
+    def setup(self):
+        self.direct = MemoryView(datatree.initial_nodes())
+        self.committed = MemoryView(datatree.initial_nodes())
+        self.overlay = PendingOverlay(lambda: self.committed)
+        self.pending = []
+        self.zxid = 0
+        self.log = []
+
+    def _submit(self, prep):
+        """prep(view) -> txn; returns the error code (0 for success) seen by both models."""
+        self.zxid += 1
+        zxid = self.zxid
+        now = 10000 + zxid
+        results = []
+        for view in (self.direct, self.overlay):
+            try:
+                txn = prep(view, now)
+                code = 0
+            except ZkError as e:
+                txn = txns.Txn(txns.ERROR, 1, zxid, now, err=e.code)
+                code = e.code
+            results.append((code, txn))
+        (code_a, txn_a), (code_b, txn_b) = results
+        assert code_a == code_b, (self.log, code_a, code_b)
+        assert txn_a == txn_b, (txn_a, txn_b)
+        self.log.append((zxid, txn_a))
+        datatree.apply(self.direct, zxid, txn_a)
+        # What Core._assign does: the overlay takes the txn's effects, tagged with its zxid.
+        self.overlay.zxid = zxid
+        datatree.apply(self.overlay, zxid, txn_b)
+        self.pending.append((zxid, txn_b))
+        return code_a
+
+    @rule(path=st.sampled_from(MODEL_PATHS), data=st.binary(max_size=3),
+          flags=st.sampled_from([P, E, PS, ES]), sid=st.sampled_from(SESSIONS))
+    def create(self, path, data, flags, sid):
+        self._submit(lambda v, now: datatree.prep_create(v, sid, 1, now, path, data,
+                                                         list(OPEN_ACL_UNSAFE), flags))
+
+    @rule(path=st.sampled_from(MODEL_PATHS + ["/a/b0000000000", "/a/0000000001",
+                                              "/a0000000002", "/b/c0000000000"]),
+          version=st.sampled_from([-1, 0, 1]))
+    def delete(self, path, version):
+        self._submit(lambda v, now: datatree.prep_delete(v, 1, 1, now, path, version))
+
+    @rule(path=st.sampled_from(MODEL_PATHS + ["/a/b0000000000"]), data=st.binary(max_size=3),
+          version=st.sampled_from([-1, 0, 1, 2]))
+    def set_data(self, path, data, version):
+        self._submit(lambda v, now: datatree.prep_set_data(v, 1, 1, now, path, data, version))
+
+    @rule(sid=st.sampled_from(SESSIONS))
+    def close_session(self, sid):
+        self._submit(lambda v, now: datatree.prep_close_session(v, sid, 0, now))
+
+    @rule(sid=st.sampled_from(SESSIONS), timeout=st.sampled_from([4000, 6000]))
+    def create_session(self, sid, timeout):
+        self._submit(lambda v, now: txns.Txn(txns.CREATE_SESSION, sid, 0, now,
+                                             timeout_ms=timeout))
+
+    @precondition(lambda self: self.pending)
+    @rule(n=st.integers(1, 5))
+    def commit_batch(self, n):
+        """The group committer made the oldest n pending txns durable: final applies them."""
+        batch, self.pending = self.pending[:n], self.pending[n:]
+        for zxid, txn in batch:
+            datatree.apply(self.committed, zxid, txn)
+        self.overlay.applied(batch[-1][0])
+
+    @invariant()
+    def overlay_reads_like_the_direct_tree(self):
+        if not hasattr(self, "direct"):
+            return
+        for path in set(self.direct.nodes) | set(self.committed.nodes) | set(MODEL_PATHS):
+            assert self.overlay.get(path) == self.direct.get(path), path
+        for sid in SESSIONS:
+            assert sorted(self.overlay.ephemerals(sid)) == sorted(self.direct.ephemerals(sid))
+
+    def teardown(self):
+        if not hasattr(self, "direct"):
+            return
+        for zxid, txn in self.pending:
+            datatree.apply(self.committed, zxid, txn)
+        if self.pending:
+            self.overlay.applied(self.pending[-1][0])
+        assert _snapshot(self.committed) == _snapshot(self.direct)
+        assert len(self.overlay) == 0
+
+
+GroupCommitModel.TestCase.settings = settings(
+    max_examples=250, stateful_step_count=40, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow])
+TestGroupCommitModel = GroupCommitModel.TestCase
