@@ -27,6 +27,10 @@ async def serve(config, ready=None):
     backlog = config.client_port_listen_backlog if config.client_port_listen_backlog > 0 else 511
     server = await loop.create_server(lambda: Connection(core, per_ip), host, config.client_port,
                                       reuse_address=True, backlog=backlog)
+    admin = None
+    if config.admin_enable_server:
+        from zkpy.admin import http
+        admin = await http.start(core)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     log.info("zkpy %s serving clients on %s:%d (dataDir=%s, dataLogDir=%s)", ZK_VERSION_STRING,
@@ -36,6 +40,8 @@ async def serve(config, ready=None):
     await stop.wait()
     log.info("shutting down")
     server.close()
+    if admin is not None:
+        admin.close()
     for conn in list(core.connections):
         conn.close()
     await core.stop()
