@@ -9,6 +9,7 @@ Only test code imports this module; it does I/O (processes, sockets, files) free
 Both servers get the same zoo.cfg (keys below plus `extra_cfg`) and listen on 127.0.0.1 only.
 """
 
+import atexit
 import os
 import shutil
 import signal
@@ -114,6 +115,19 @@ class ServerStartError(RuntimeError):
     pass
 
 
+# Servers still running when the interpreter exits (a test run cut short) are killed here.
+_LIVE = set()
+
+
+@atexit.register
+def _kill_leftovers():
+    for server in list(_LIVE):
+        try:
+            server.kill()
+        except Exception:
+            pass
+
+
 class _Server:
     """One server process in its own directory; subclasses say which command runs it."""
 
@@ -126,9 +140,11 @@ class _Server:
         self.cfg_path = self.root / "zoo.cfg"
         self.log_path = self.root / "server.log"
         self.extra_cfg = dict(extra_cfg or {})
+        self._auto_port = port is None
         self.port = port or free_port()
         self.proc = None
         self._log_file = None
+        self._started_once = False
 
     # -- configuration ------------------------------------------------------------------------
     def config(self):
@@ -168,8 +184,23 @@ class _Server:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self, timeout=START_TIMEOUT):
+        """Write zoo.cfg, start the process, wait until it serves. Returns self."""
         if self.running():
             raise ServerStartError(f"{self.kind} server already running")
+        for attempt in range(3):
+            try:
+                self._start_once(timeout)
+                break
+            except ServerStartError as e:
+                # free_port() can race with another process; a first start may move on.
+                lost_port = "already in use" in str(e).lower()
+                if not (lost_port and self._auto_port and not self._started_once) or attempt == 2:
+                    raise
+                self.port = free_port()
+        self._started_once = True
+        return self
+
+    def _start_once(self, timeout):
         self.write_config()
         self._log_file = open(self.log_path, "ab")
         self._log_file.write(f"==== start {' '.join(self.command())}\n".encode())
@@ -184,16 +215,17 @@ class _Server:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        _LIVE.add(self)
         self._wait_ready(timeout)
-        return self
 
     def _wait_ready(self, timeout):
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                code = self._reap()
                 raise ServerStartError(
-                    f"{self.kind} server exited with {self.proc.returncode} during start\n"
+                    f"{self.kind} server exited with {code} during start\n"
                     f"--- log tail ({self.log_path}) ---\n{self.log_tail()}"
                 )
             try:
@@ -204,6 +236,7 @@ class _Server:
                     # is loaded; srvr (always whitelisted) says when requests are served.
                     answer = four_letter(self.port, "srvr", timeout=2.0)
                     if NOT_SERVING not in answer:
+                        self._check_port_is_ours()
                         return
                 last = repr(answer)
             except OSError as e:
@@ -214,6 +247,15 @@ class _Server:
             f"{self.kind} server not answering ruok on {self.hosts} after {timeout:.0f}s "
             f"(last: {last})\n--- log tail ({self.log_path}) ---\n{self.log_tail()}"
         )
+
+    def _check_port_is_ours(self):
+        """Another server could hold the port free_port() picked: conf names its dataDir."""
+        conf = four_letter(self.port, "conf", timeout=2.0)
+        for line in conf.splitlines():
+            if line.startswith("dataDir=") and not line[8:].startswith(str(self.data_dir)):
+                self.kill()
+                raise ServerStartError(
+                    f"port {self.port} already in use by another server ({line})")
 
     def _signal(self, sig):
         try:
@@ -248,6 +290,7 @@ class _Server:
         self._signal(signal.SIGKILL)
         code = self.proc.returncode
         self.proc = None
+        _LIVE.discard(self)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
