@@ -38,12 +38,11 @@ DEFAULT_TARGETS = "zkpy,apache"
 # Applied to tests under tests/compat that carry no timeout marker of their own.
 DEFAULT_COMPAT_TIMEOUT = 120
 
-try:  # pytest-timeout is preferred; a SIGALRM fallback below covers machines without it.
-    import pytest_timeout  # noqa: F401
 
-    _HAVE_TIMEOUT_PLUGIN = True
-except ImportError:
-    _HAVE_TIMEOUT_PLUGIN = False
+
+def _have_timeout_plugin(config):
+    # pytest-timeout is preferred; a SIGALRM fallback below covers runs without it.
+    return config.pluginmanager.hasplugin("timeout")
 
 
 def pytest_addoption(parser):
@@ -56,7 +55,7 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    if not _HAVE_TIMEOUT_PLUGIN:
+    if not _have_timeout_plugin(config):
         config.addinivalue_line("markers", "timeout(seconds): fail the test after this long")
 
 
@@ -87,7 +86,7 @@ def pytest_collection_modifyitems(config, items):
 def pytest_runtest_protocol(item, nextitem):
     """Without pytest-timeout: a SIGALRM alarm over setup+call+teardown."""
     marker = item.get_closest_marker("timeout")
-    if _HAVE_TIMEOUT_PLUGIN or marker is None or not marker.args or not hasattr(signal, "SIGALRM"):
+    if _have_timeout_plugin(item.config) or marker is None or not marker.args or not hasattr(signal, "SIGALRM"):
         yield
         return
     seconds = max(1, int(marker.args[0]))
