@@ -471,6 +471,6 @@ class GroupCommitModel(RuleBasedStateMachine):
 
 
 GroupCommitModel.TestCase.settings = settings(
-    max_examples=250, stateful_step_count=40, deadline=None,
+    max_examples=150, stateful_step_count=40, deadline=None,
     suppress_health_check=[HealthCheck.too_slow])
 TestGroupCommitModel = GroupCommitModel.TestCase
