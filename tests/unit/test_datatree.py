@@ -166,7 +166,7 @@ def test_invalid_paths_are_bad_arguments(t, path):
         errors.BADARGUMENTS
 
 
-# ----------------------------------------------------------------------------- sequential / cversion
+# ---------------------------------------------------------------------- sequential / cversion
 
 
 def test_sequential_numbering_uses_stored_cversion(t):
@@ -272,7 +272,8 @@ def test_create_session_txn_records_the_session(t):
 def test_apply_returns_triggers(t):
     txn = datatree.prep_create(t.view, SID, 1, 0, "/w", b"", OPEN_ACL_UNSAFE, P)
     triggers, node = datatree.apply(t.view, 1, txn)
-    assert triggers == [(consts.EVENT_NODE_CREATED, "/w"), (consts.EVENT_NODE_CHILDREN_CHANGED, "/")]
+    assert triggers == [(consts.EVENT_NODE_CREATED, "/w"),
+                        (consts.EVENT_NODE_CHILDREN_CHANGED, "/")]
     assert node == t.get("/w")
     txn = datatree.prep_set_data(t.view, SID, 1, 0, "/w", b"x", -1)
     assert datatree.apply(t.view, 2, txn)[0] == [(consts.EVENT_NODE_DATA_CHANGED, "/w")]

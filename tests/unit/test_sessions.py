@@ -34,7 +34,7 @@ The vectors below were computed once with this Java program (JDK 17, Debian zook
             for (long t : times) for (long id : sids) {
                 long nextSid = (t << 24) >>> 8;
                 nextSid = nextSid | (id << 56);
-                if (nextSid == Long.MIN_VALUE) ++nextSid;   // EphemeralType.CONTAINER_EPHEMERAL_OWNER
+                if (nextSid == Long.MIN_VALUE) ++nextSid;  // CONTAINER_EPHEMERAL_OWNER
                 System.out.println("sid " + t + " " + id + " " + nextSid);
             }
         }
