@@ -322,7 +322,7 @@ def test_get_data_of_invalid_path_is_no_node(zk, base, raw_path):
 
 
 # Apache validates less up front and looks the parent (create) or node (delete) up first, so
-# these give NONODE there; zkpy validates the whole path first and answers BADARGUMENTS.
+# these give NONODE (PrepRequestProcessor); zkpy follows the same order.
 ORDER_CASES = [
     ("create", "{b}/missing/./x"),
     ("create", "{b}/missing//x"),
@@ -335,13 +335,6 @@ ORDER_CASES = [
 
 @pytest.mark.parametrize("op, raw_path", ORDER_CASES)
 def test_invalid_path_with_missing_parent_is_no_node(zk, base, zk_kind, request, op, raw_path):
-    if zk_kind == "zkpy":
-        request.applymarker(pytest.mark.xfail(
-            strict=True,
-            reason="zkpy bug: validates the whole path before the parent/node lookup and answers "
-                   "BADARGUMENTS; Apache's PrepRequestProcessor checks only the last '/' and NUL "
-                   "first (validatePathForCreate / delete), then answers NONODE for a missing "
-                   "parent (create) or node (delete)"))
     path = raw_path.format(b=base)
     record = Create(path, b"", OPEN_ACL_UNSAFE, 0) if op == "create" else Delete(path, -1)
     with pytest.raises(NoNodeError):
@@ -352,13 +345,6 @@ def test_invalid_path_with_missing_parent_is_no_node(zk, base, zk_kind, request,
 def test_null_path_is_answered_not_dropped(zk, zk_kind, request, op):
     """kazoo writes "" as a null ustring (-1). Apache answers MARSHALLINGERROR (its final or prep
     processor hits a NullPointerException) and keeps the connection."""
-    if zk_kind == "zkpy" and op in ("create", "getData"):
-        request.applymarker(pytest.mark.xfail(
-            strict=True,
-            reason="zkpy bug: a null path in create/getData raises AttributeError in "
-                   "Core._check_path_size / Connection._read and the connection is dropped "
-                   "(kazoo ConnectionLoss); Apache answers MARSHALLINGERROR (-5) on a live "
-                   "connection"))
     record = {"create": Create("", b"", OPEN_ACL_UNSAFE, 0), "getData": GetData("", None),
               "delete": Delete("", -1)}[op]
     try:
@@ -366,8 +352,7 @@ def test_null_path_is_answered_not_dropped(zk, zk_kind, request, op):
     except ConnectionLoss:
         pytest.fail("the server dropped the connection on a null path")
     except ZookeeperError as e:
-        if zk_kind == "apache":
-            assert isinstance(e, MarshallingError)
+        assert isinstance(e, MarshallingError)
     else:
         pytest.fail("a null path was accepted")
     assert zk.connected

@@ -161,9 +161,17 @@ def test_delete_special_paths_is_bad_arguments(t, path):
 
 @pytest.mark.parametrize("path", ["", "x", "/a/", "/a//b", "/a/./b"])
 def test_invalid_paths_are_bad_arguments(t, path):
-    assert code_of(datatree.prep_delete, t.view, SID, 1, 0, path, -1) == errors.BADARGUMENTS
     assert code_of(datatree.prep_set_data, t.view, SID, 1, 0, path, b"", -1) == \
         errors.BADARGUMENTS
+
+
+@pytest.mark.parametrize("path, code", [
+    ("", errors.BADARGUMENTS), ("x", errors.BADARGUMENTS), ("/a\0b", errors.BADARGUMENTS),
+    ("/a/", errors.NONODE), ("/a//b", errors.NONODE), ("/a/./b", errors.NONODE)])
+def test_delete_checks_only_slash_and_nul_before_lookup(t, path, code):
+    # PrepRequestProcessor's delete: last "/" and NUL are checked, then parent and node are
+    # looked up; a malformed path is simply not found (checked against Apache ZooKeeper 3.8).
+    assert code_of(datatree.prep_delete, t.view, SID, 1, 0, path, -1) == code
 
 
 # ---------------------------------------------------------------------- sequential / cversion

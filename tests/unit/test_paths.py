@@ -68,12 +68,7 @@ def test_invalid(path):
     assert ei.value.code == errors.BADARGUMENTS
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "zkpy bug: validate_path looks at Python code points, Java at UTF-16 chars. A character "
-    "outside the BMP (U+1F600) is a surrogate pair in Java, and PathUtils rejects surrogates "
-    "(\\ud800-\\uf8ff), so Apache ZooKeeper answers BADARGUMENTS for '/a\\U0001F600' (checked "
-    "with PathUtils.validatePath(\"/a\\uD83D\\uDE00\") -> IllegalArgumentException); zkpy accepts "
-    "it. Fix: treat any code point > U+FFFF as invalid in zkpy/tree/paths.py."))
+# Java sees a character outside the BMP as a surrogate pair, which PathUtils rejects.
 def test_supplementary_character_rejected_like_java():
     with pytest.raises(ZkError) as ei:
         validate_path("/a\U0001F600")

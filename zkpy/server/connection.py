@@ -263,6 +263,8 @@ class Connection(asyncio.Protocol):
         if op == consts.OP_SYNC:
             return _encode_reply(xid, zxid, 0, r.SyncResponse(req.path))
         path = req.path
+        if path is None:
+            return _encode_reply(xid, zxid, errors.MARSHALLINGERROR)
         node = view.get(path)
         if op == consts.OP_EXISTS:
             if req.watch:

@@ -224,6 +224,8 @@ class Core(object):
             return txns.Txn(txns.ERROR, session_id, xid, t, err=e.code)
 
     def _check_path_size(self, path):
+        if path is None:
+            return
         # LMDB keys are at most max_key_size (511) bytes; the ephemeral index adds 8 and a
         # sequential suffix 10. ZooKeeper has no such limit; a longer path is refused up front.
         if len(path.encode("utf-8")) + 18 > self.tree.max_key_size:

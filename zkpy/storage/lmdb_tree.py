@@ -41,12 +41,17 @@ class ReadView(object):
         self.txn = txn
 
     def get(self, path):
-        v = self.txn.get(path.encode("utf-8"), db=self._t.db_nodes)
+        key = path.encode("utf-8")
+        if not key or len(key) > self._t.max_key_size:
+            return None  # no znode can have such a key (see Core._check_path_size)
+        v = self.txn.get(key, db=self._t.db_nodes)
         return None if v is None else unpack_node(v)
 
     def get_children(self, path):
         prefix = path.encode("utf-8") + b"\x00"
         n = len(prefix)
+        if n > self._t.max_key_size:
+            return []
         out = []
         cur = self.txn.cursor(db=self._t.db_children)
         if cur.set_range(prefix):

@@ -55,19 +55,36 @@ def _check_version(node, expected, path):
     return _int32(node.version + 1)
 
 
+def _null_checked(path):
+    # A null ustring path: Java's prep hits a NullPointerException and answers MARSHALLINGERROR.
+    if path is None:
+        raise ZkError(errors.MARSHALLINGERROR, "null path")
+    return path
+
+
+def _parent_path(path):
+    """ZooKeeper's parent: everything before the last "/" ("" is the root), after the cheap
+    checks PrepRequestProcessor makes before any lookup (a "/" present, no NUL)."""
+    i = path.rfind("/")
+    if i == -1 or "\0" in path:
+        raise ZkError(errors.BADARGUMENTS, "invalid path %r" % path)
+    return path[:i] or "/"
+
+
 def prep_create(view, session_id, cxid, now_ms, path, data, acl, flags):
+    # Order of checks as in PrepRequestProcessor.pRequest2TxnCreate: mode, last "/" and NUL,
+    # parent lookup (NONODE), sequence suffix, full path validation, NODEEXISTS, ephemeral parent.
+    _null_checked(path)
     if flags not in _PLAIN_FLAGS:
         if flags in (consts.CREATE_CONTAINER, consts.CREATE_PERSISTENT_WITH_TTL,
                      consts.CREATE_PERSISTENT_SEQUENTIAL_WITH_TTL):
             raise ZkError(errors.UNIMPLEMENTED, "create mode %d not served yet" % flags)
         raise ZkError(errors.BADARGUMENTS, "unknown create mode %d" % flags)
-    sequential = bool(flags & 2)
-    validate_path(path, sequential)
-    parent_path, _ = split(path)
+    parent_path = _parent_path(path)
     parent = _existing(view, parent_path)
-    if sequential:
+    if flags & 2:
         path = path + "%010d" % _int32(parent.cversion)
-        validate_path(path)
+    validate_path(path)
     if view.get(path) is not None:
         raise ZkError(errors.NODEEXISTS, path)
     if parent.ephemeral_owner != 0:
@@ -80,10 +97,12 @@ def prep_create(view, session_id, cxid, now_ms, path, data, acl, flags):
 
 
 def prep_delete(view, session_id, cxid, now_ms, path, version):
-    validate_path(path)
+    # PrepRequestProcessor checks only the last "/", NUL and the special paths, then looks up
+    # parent and node: an otherwise malformed path is simply not found.
+    _null_checked(path)
+    parent_path = _parent_path(path)
     if is_special(path):
         raise ZkError(errors.BADARGUMENTS, "cannot delete %s" % path)
-    parent_path, _ = split(path)
     _existing(view, parent_path)
     node = _existing(view, path)
     _check_version(node, version, path)
@@ -93,7 +112,7 @@ def prep_delete(view, session_id, cxid, now_ms, path, version):
 
 
 def prep_set_data(view, session_id, cxid, now_ms, path, data, version):
-    validate_path(path)
+    validate_path(_null_checked(path))
     node = _existing(view, path)
     new_version = _check_version(node, version, path)
     return txns.Txn(txns.SET_DATA, session_id, cxid, now_ms, path=path, data=data,

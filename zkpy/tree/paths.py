@@ -41,7 +41,8 @@ def validate_path(path, sequential=False):
             if prev == "/" and (i + 1 == len(path) or path[i + 1] == "/"):
                 raise _bad(path, "relative paths not allowed @%d" % i)
         elif ("\u0000" < c <= "\u001f") or ("\u007f" <= c <= "\u009f") or (
-                "\ud800" <= c <= "\uf8ff") or ("\ufff0" <= c <= "\uffff"):
+                "\ud800" <= c <= "\uf8ff") or (c >= "\ufff0"):
+            # c > U+FFFF is a surrogate pair in Java's UTF-16, which PathUtils rejects.
             raise _bad(path, "invalid character @%d" % i)
         prev = c
 
