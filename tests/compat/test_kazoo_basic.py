@@ -362,16 +362,26 @@ def test_null_path_is_answered_not_dropped(zk, zk_kind, request, op):
 # -- multi -----------------------------------------------------------------------------------
 
 
-def test_multi_is_unimplemented_on_zkpy(zkpy_server, make_client):
-    client = make_client(zkpy_server)
-    sid = client.client_id[0]
-    tx = client.transaction()
-    tx.create("/tx-a", b"a")
-    tx.create("/tx-b", b"b")
-    with pytest.raises(UnimplementedError):
-        tx.commit()
-    # Nothing applied, same session, connection still usable.
-    assert client.connected and client.client_id[0] == sid
-    assert client.exists("/tx-a") is None
-    assert client.create("/after-tx") == "/after-tx"
-    assert "not implemented" in zkpy_server.log_text()
+def test_multi_is_all_or_nothing(zk, base):
+    """A failing op rolls the whole multi back (ZooKeeper Programmer's Guide, multi)."""
+    tx = zk.transaction()
+    tx.create(base + "/tx-a", b"a")
+    tx.create(base + "/tx-a/b", b"b")
+    tx.delete(base + "/tx-missing")
+    results = tx.commit()
+    assert [type(r).__name__ for r in results] == [
+        "RolledBackError", "RolledBackError", "NoNodeError"]
+    assert zk.exists(base + "/tx-a") is None
+    tx = zk.transaction()
+    tx.create(base + "/tx-a", b"a")
+    tx.create(base + "/tx-a/b", b"b")
+    tx.check(base + "/tx-a", 0)
+    tx.set_data(base + "/tx-a", b"a2")
+    tx.delete(base + "/tx-a/b")
+    results = tx.commit()
+    assert results[:3] == [base + "/tx-a", base + "/tx-a/b", True]
+    assert results[3].version == 1 and results[4] is True
+    data, stat = zk.get(base + "/tx-a")
+    assert data == b"a2" and stat.numChildren == 0
+    # One zxid for the whole multi.
+    assert stat.mzxid == stat.czxid

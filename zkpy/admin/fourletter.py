@@ -1,4 +1,5 @@
-"""Four-letter words on the client port (ruok, srvr, stat, conf, mntr, envi, isro).
+"""Four-letter words on the client port: ruok, srvr, stat, conf, mntr, envi, isro, wchs, wchc,
+wchp, dirs, cons, crst, srst, dump.
 
 Output shapes copy Apache ZooKeeper 3.8's (checked against the real server). Read-only: it only
 formats what the core reports.
@@ -55,7 +56,7 @@ def stat(core, conn):
             continue
         lines.append(" /%s[1](queued=%d,recved=%d,sent=%d)" % (
             c.peer, len(c.pending), c.received, c.sent))
-    lines.append(" /%s[0](queued=0,recved=1,sent=0)" % conn.peer)
+    lines.append(_cons_line(conn, conn))
     lines.append("")
     return "\n".join(lines + _server_lines(core)) + "\n"
 
@@ -132,6 +133,106 @@ def envi(core, conn):
     return "\n".join(lines) + "\n"
 
 
+def _data_watches(core):
+    # ZooKeeper's wchs/wchc/wchp report the data-watch table (data and exists watches) only.
+    return core.watches.data
+
+
+def wchs(core, conn):
+    table = _data_watches(core)
+    watchers = set()
+    for ws in table.values():
+        watchers |= ws
+    total = sum(len(ws) for ws in table.values())
+    return "%d connections watching %d paths\nTotal watches:%d\n" % (
+        len(watchers), len(table), total)
+
+
+def wchc(core, conn):
+    by_session = {}
+    for path, ws in _data_watches(core).items():
+        for w in ws:
+            by_session.setdefault(w.session_id, []).append(path)
+    out = []
+    for sid, paths in by_session.items():
+        out.append("0x%x\n" % sid + "".join("\t%s\n" % p for p in paths))
+    return "".join(out) + "\n"
+
+
+def wchp(core, conn):
+    out = []
+    for path, ws in _data_watches(core).items():
+        out.append(path + "\n" + "".join("\t0x%x\n" % w.session_id for w in ws))
+    return "".join(out) + "\n"
+
+
+def dirs(core, conn):
+    cfg = core.config
+    return "datadir_size: %d\nlogdir_size: %d\n" % (_dir_size(cfg.data_dir),
+                                                     _dir_size(cfg.data_log_dir))
+
+
+def _cons_line(c, this):
+    if c is this:
+        return " /%s[0](queued=0,recved=1,sent=0)" % c.peer
+    line = " /%s[1](queued=%d,recved=%d,sent=%d" % (c.peer, len(c.pending), c.received, c.sent)
+    if c.session_id:
+        lo, avg, hi = c.latency_min or 0, (c.latency_sum // c.latency_count
+                                           if c.latency_count else 0), c.latency_max
+        line += (",sid=0x%x,lop=%s,est=%d,to=%d,lcxid=0x%x,lzxid=0x%x,lresp=%d,llat=%d,"
+                 "minlat=%d,avglat=%d,maxlat=%d" % (
+                     c.session_id, c.last_op, c.established_ms, c.timeout_ms,
+                     c.last_cxid & 0xFFFFFFFF, c.last_zxid & 0xFFFFFFFFFFFFFFFF,
+                     c.last_response_ms, c.last_latency, lo, avg, hi))
+    return line + ")"
+
+
+def cons(core, conn):
+    conns = sorted((c for c in core.connections if not c.closed or c is conn),
+                   key=lambda c: c.peer)
+    return "".join(_cons_line(c, conn) + "\n" for c in conns) + "\n"
+
+
+def crst(core, conn):
+    for c in core.connections:
+        c.reset_stats()
+    return "Connection stats reset.\n"
+
+
+def srst(core, conn):
+    core.stats.reset()
+    return "Server stats reset.\n"
+
+
+def dump(core, conn):
+    import time as _time
+    sessions = core.sessions.sessions
+    lines = ["SessionTracker dump:", "Session Sets (%d)/(%d):" % (len(sessions), len(sessions))]
+    by_deadline = {}
+    for s in sessions.values():
+        by_deadline.setdefault(s.deadline_ms, []).append(s.session_id)
+    for deadline in sorted(by_deadline):
+        ids = by_deadline[deadline]
+        lines.append("%d expire at %s:" % (len(ids), _time.strftime(
+            "%a %b %d %H:%M:%S UTC %Y", _time.gmtime(deadline / 1000.0))))
+        lines.extend("\t0x%x" % sid for sid in ids)
+    owners = {}
+    for owner, path in core.view.all_ephemerals():
+        owners.setdefault(owner, []).append(path)
+    lines.append("ephemeral nodes dump:")
+    lines.append("Sessions with Ephemerals (%d):" % len(owners))
+    for owner, paths in owners.items():
+        lines.append("0x%x:" % owner)
+        lines.extend("\t%s" % p for p in paths)
+    lines.append("Connections dump:")
+    conns = [c for c in core.connections if not c.closed or c is conn]
+    lines.append("Connections Sets (1)/(%d):" % len(conns))
+    lines.append("%d expire at %s:" % (len(conns), _time.strftime(
+        "%a %b %d %H:%M:%S UTC %Y", _time.gmtime())))
+    lines.extend("\tip: /%s sessionId: 0x%x" % (c.peer, c.session_id) for c in conns)
+    return "\n".join(lines) + "\n"
+
+
 def ruok(core, conn):
     return "imok"
 
@@ -141,7 +242,8 @@ def isro(core, conn):
 
 
 COMMANDS = {"ruok": ruok, "srvr": srvr, "stat": stat, "conf": conf, "mntr": mntr,
-            "envi": envi, "isro": isro}
+            "envi": envi, "isro": isro, "wchs": wchs, "wchc": wchc, "wchp": wchp, "dirs": dirs,
+            "cons": cons, "crst": crst, "srst": srst, "dump": dump}
 
 
 def run(cmd, core, conn):

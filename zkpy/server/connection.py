@@ -26,7 +26,7 @@ _encode_reply = codec.encode_reply_frame
 _decode_header = codec.decode_request_header
 
 _WRITE_OPS = frozenset([consts.OP_CREATE, consts.OP_CREATE2, consts.OP_DELETE,
-                        consts.OP_SET_DATA])
+                        consts.OP_SET_DATA, consts.OP_MULTI])
 _READ_REQUESTS = {
     consts.OP_GET_DATA: r.GetDataRequest,
     consts.OP_EXISTS: r.ExistsRequest,
@@ -34,6 +34,8 @@ _READ_REQUESTS = {
     consts.OP_GET_CHILDREN2: r.GetChildren2Request,
     consts.OP_SYNC: r.SyncRequest,
     consts.OP_GET_ACL: r.GetACLRequest,
+    consts.OP_GET_ALL_CHILDREN_NUMBER: r.GetAllChildrenNumberRequest,
+    consts.OP_GET_EPHEMERALS: r.GetEphemeralsRequest,
 }
 _WRITE_REQUESTS = {
     consts.OP_CREATE: r.CreateRequest,
@@ -43,12 +45,25 @@ _WRITE_REQUESTS = {
 }
 
 
+# Request names as cons prints them (Request.op2String, first four letters, upper case).
+_OP_ABBREV = {
+    consts.OP_CREATE: "CREA", consts.OP_CREATE2: "CREA", consts.OP_DELETE: "DELE",
+    consts.OP_EXISTS: "EXIS", consts.OP_GET_DATA: "GETD", consts.OP_SET_DATA: "SETD",
+    consts.OP_GET_ACL: "GETA", consts.OP_SET_ACL: "SETA", consts.OP_GET_CHILDREN: "GETC",
+    consts.OP_GET_CHILDREN2: "GETC", consts.OP_SYNC: "SYNC", consts.OP_PING: "PING",
+    consts.OP_CLOSE_SESSION: "CLOS", consts.OP_SET_WATCHES: "SETW", consts.OP_SET_WATCHES2: "SETW",
+    consts.OP_MULTI: "MULT", consts.OP_AUTH: "AUTH", consts.OP_GET_EPHEMERALS: "GETE",
+    consts.OP_GET_ALL_CHILDREN_NUMBER: "GETA",
+}
+
+
 class _Entry(object):
     """A reply slot: filled by a write's completion or computed by a deferred read."""
-    __slots__ = ("op", "data", "thunk", "close_after", "t0")
+    __slots__ = ("op", "data", "thunk", "close_after", "t0", "multi_ops")
 
     def __init__(self, op, thunk=None):
         self.op = op
+        self.multi_ops = None
         self.data = None
         self.thunk = thunk
         self.close_after = False
@@ -72,6 +87,20 @@ class Connection(asyncio.Protocol):
         self.auth = []                # (scheme, id) pairs
         self.received = 0
         self.sent = 0
+        self.established_ms = 0
+        self.reset_stats()
+
+    def reset_stats(self):
+        """Per-connection figures for cons (crst resets them)."""
+        self.last_op = "NA"
+        self.last_cxid = -1
+        self.last_zxid = -1
+        self.last_response_ms = 0
+        self.last_latency = 0
+        self.latency_min = None
+        self.latency_max = 0
+        self.latency_sum = 0
+        self.latency_count = 0
 
     # ------------------------------------------------------------------ asyncio protocol
 
@@ -173,7 +202,16 @@ class Connection(asyncio.Protocol):
                     return  # a write still waits for its fsync
                 e.data = e.thunk()
             pending.popleft()
-            stats.latency(int((time.monotonic() - e.t0) * 1000))
+            ms = int((time.monotonic() - e.t0) * 1000)
+            stats.latency(ms)
+            self.last_latency = ms
+            self.latency_sum += ms
+            self.latency_count += 1
+            if self.latency_min is None or ms < self.latency_min:
+                self.latency_min = ms
+            if ms > self.latency_max:
+                self.latency_max = ms
+            self.last_response_ms = int(time.time() * 1000)
             self.write(e.data)
             if e.close_after:
                 self.close()
@@ -207,6 +245,7 @@ class Connection(asyncio.Protocol):
     def session_established(self, session_id, timeout_ms, passwd, read_only):
         self.session_id = session_id
         self.timeout_ms = timeout_ms
+        self.established_ms = int(time.time() * 1000)
         log.info("established session 0x%x with negotiated timeout %d for client %s",
                  session_id, timeout_ms, self.peer)
         self.send_connect_response(timeout_ms, session_id, passwd, read_only)
@@ -221,9 +260,17 @@ class Connection(asyncio.Protocol):
             raise ClientProtocolError("request before the session was established")
         xid, op, off = _decode_header(frame, 0)
         core.sessions.touch(self.session_id, int(time.time() * 1000))
+        self.last_op = _OP_ABBREV.get(op, "NA")
+        if xid >= 0:
+            self.last_cxid = xid
+        self.last_zxid = core.last_zxid
         if op in _WRITE_OPS:
-            req, _ = _D[_WRITE_REQUESTS[op]](frame, off)
             entry = _Entry(op)
+            if op == consts.OP_MULTI:
+                req = codec.decode_multi(frame, off)
+                entry.multi_ops = [o for o, _ in req]
+            else:
+                req, _ = _D[_WRITE_REQUESTS[op]](frame, off)
             self.pending.append(entry)
             txn = core.prep_request(self.session_id, xid, op, req)
             core.submit(txn, (self, xid, entry))
@@ -232,6 +279,10 @@ class Connection(asyncio.Protocol):
         if reader is not None:
             req, _ = _D[reader](frame, off)
             self._reply_now_or_queue(op, lambda: self._read(xid, op, req))
+            return
+        if op == consts.OP_MULTI_READ:
+            req = codec.decode_multi(frame, off)
+            self._reply_now_or_queue(op, lambda: self._multi_read(xid, req))
             return
         if op == consts.OP_PING:
             self._reply_now_or_queue(op, lambda: _encode_reply(xid, core.last_zxid, 0))
@@ -262,7 +313,17 @@ class Connection(asyncio.Protocol):
         view = core.view
         if op == consts.OP_SYNC:
             return _encode_reply(xid, zxid, 0, r.SyncResponse(req.path))
+        if op == consts.OP_GET_EPHEMERALS:
+            prefix = req.prefixPath
+            if prefix is None:
+                return _encode_reply(xid, zxid, errors.MARSHALLINGERROR)
+            paths = sorted(p for p in view.ephemerals(self.session_id)
+                           if prefix == "/" or p.startswith(prefix))
+            return _encode_reply(xid, zxid, 0, r.GetEphemeralsResponse(paths))
         path = req.path
+        if op == consts.OP_EXISTS and path is not None and "\0" in path:
+            # FinalRequestProcessor refuses a NUL in an exists path before the lookup.
+            return _encode_reply(xid, zxid, errors.BADARGUMENTS)
         if path is None:
             return _encode_reply(xid, zxid, errors.MARSHALLINGERROR)
         node = view.get(path)
@@ -274,6 +335,9 @@ class Connection(asyncio.Protocol):
             return _encode_reply(xid, zxid, 0, r.ExistsResponse(r.Stat(*node.wire_stat())))
         if node is None:
             return _encode_reply(xid, zxid, errors.NONODE)
+        if op == consts.OP_GET_ALL_CHILDREN_NUMBER:
+            return _encode_reply(xid, zxid, 0, r.GetAllChildrenNumberResponse(
+                view.count_descendants(path)))
         if op == consts.OP_GET_ACL:
             acl = [r.ACL(perms, r.Id(scheme, ident)) for perms, scheme, ident in node.acl]
             return _encode_reply(xid, zxid, 0, r.GetACLResponse(acl, r.Stat(*node.wire_stat())))
@@ -289,6 +353,30 @@ class Connection(asyncio.Protocol):
             return _encode_reply(xid, zxid, 0, r.GetChildrenResponse(children))
         return _encode_reply(xid, zxid, 0,
                              r.GetChildren2Response(children, r.Stat(*node.wire_stat())))
+
+    def _multi_read(self, xid, ops):
+        """multiRead: getData / getChildren each on its own (not atomic)."""
+        core = self.core
+        view = core.view
+        results = []
+        for op, req in ops:
+            if op not in (consts.OP_GET_DATA, consts.OP_GET_CHILDREN):
+                results.append((consts.OP_ERROR, errors.BADARGUMENTS, None))
+                continue
+            node = view.get(req.path) if req.path is not None else None
+            if node is None:
+                results.append((consts.OP_ERROR, errors.NONODE, None))
+            elif op == consts.OP_GET_DATA:
+                if req.watch:
+                    core.watches.add_data(req.path, self)
+                results.append((op, 0, r.GetDataResponse(node.data, r.Stat(*node.wire_stat()))))
+            else:
+                if req.watch:
+                    core.watches.add_child(req.path, self)
+                results.append((op, 0, r.GetChildrenResponse(view.get_children(req.path))))
+        body = codec.encode_reply_header(xid, core.last_zxid, 0) + \
+            codec.encode_multi_response(results)
+        return len(body).to_bytes(4, "big") + body
 
     def _set_watches(self, xid, req):
         """Re-register watches after a reconnect; fire the events missed since relativeZxid

@@ -21,7 +21,7 @@ import os
 import time
 
 from zkpy import errors
-from zkpy.errors import ZkError
+from zkpy.errors import StorageCorruptError, ZkError
 from zkpy.proto import codec, consts
 from zkpy.proto import records as r
 from zkpy.server.sessions import SessionTable, session_password
@@ -38,12 +38,36 @@ _encode_reply = codec.encode_reply_frame
 _ZERO_PASSWD = b"\0" * 16
 
 
+def _refuse(view, session_id, cxid, now_ms, code):
+    raise ZkError(code)
+
+
 def now_ms():
     return int(time.time() * 1000)
 
 
 def _stat(node):
     return r.Stat(*node.wire_stat())
+
+
+def _multi_reply(xid, zxid, ops, subs, nodes):
+    """A multi's reply: one result per op (MultiResponse); a failed multi is error results only,
+    under a ReplyHeader with err 0 (as Apache ZooKeeper 3.8 answers)."""
+    if any(sub.type == txns.ERROR for sub in subs):
+        results = [(consts.OP_ERROR, sub.err, None) for sub in subs]
+    else:
+        results = []
+        for op, sub, node in zip(ops, subs, nodes):
+            if op == consts.OP_CREATE:
+                results.append((op, 0, r.CreateResponse(sub.path)))
+            elif op == consts.OP_CREATE2:
+                results.append((op, 0, r.Create2Response(sub.path, _stat(node))))
+            elif op == consts.OP_SET_DATA:
+                results.append((op, 0, r.SetDataResponse(_stat(node))))
+            else:
+                results.append((op, 0, None))
+    body = codec.encode_reply_header(xid, zxid, 0) + codec.encode_multi_response(results)
+    return len(body).to_bytes(4, "big") + body
 
 
 class Stats(object):
@@ -108,6 +132,13 @@ class Core(object):
         wv = None
         last = applied
         for zxid, payload in self.txnlog.recover(applied):
+            if replayed == 0 and zxid > applied + 1 and zxid >> 32 == applied >> 32:
+                # Every txn takes the next zxid within an epoch: a hole means log files that
+                # LMDB's state does not cover were removed.
+                raise StorageCorruptError(
+                    "the transaction log in %s starts at zxid 0x%x but the database at %s holds "
+                    "only up to 0x%x: txns 0x%x..0x%x are missing"
+                    % (self.txnlog.dir, zxid, self.tree.path, applied, applied + 1, zxid - 1))
             if wv is None:
                 wv = self.tree.write()
             datatree.apply(wv, zxid, txns.decode(payload))
@@ -197,8 +228,9 @@ class Core(object):
         return zxid
 
     def submit(self, txn, token):
+        payload = txns.encode(txn)  # before _assign: a failure must not leave the overlay ahead
         zxid = self._assign(txn)
-        self.committer.submit(zxid, txns.encode(txn), (zxid, txn, token))
+        self.committer.submit(zxid, payload, (zxid, txn, token))
         return zxid
 
     def prep_request(self, session_id, xid, op, req):
@@ -219,9 +251,28 @@ class Core(object):
             if op == consts.OP_SET_DATA:
                 return datatree.prep_set_data(view, session_id, xid, t, req.path, req.data,
                                               req.version)
+            if op == consts.OP_MULTI:
+                return datatree.prep_multi(view, session_id, xid, t,
+                                           [self._multi_op(o, rec) for o, rec in req])
             raise AssertionError("not a write op: %d" % op)
         except ZkError as e:
             return txns.Txn(txns.ERROR, session_id, xid, t, err=e.code)
+
+    def _multi_op(self, op, rec):
+        """(op, prep function, args) for one op of a multi."""
+        if op in (consts.OP_CREATE, consts.OP_CREATE2):
+            self._check_path_size(rec.path)
+            acl = [(a.perms, a.id.scheme, a.id.id) for a in (rec.acl or ())]
+            return op, datatree.prep_create, (rec.path, rec.data, acl, rec.flags)
+        if op == consts.OP_DELETE:
+            return op, datatree.prep_delete, (rec.path, rec.version)
+        if op == consts.OP_SET_DATA:
+            return op, datatree.prep_set_data, (rec.path, rec.data, rec.version)
+        if op == consts.OP_CHECK:
+            return op, datatree.prep_check, (rec.path, rec.version)
+        code = errors.UNIMPLEMENTED if op in (consts.OP_CREATE_CONTAINER, consts.OP_CREATE_TTL) \
+            else errors.BADARGUMENTS
+        return op, _refuse, (code,)
 
     def _check_path_size(self, path):
         if path is None:
@@ -293,6 +344,8 @@ class Core(object):
             data = _encode_reply(xid, zxid, 0, r.Create2Response(txn.path, _stat(node)))
         elif op == consts.OP_SET_DATA:
             data = _encode_reply(xid, zxid, 0, r.SetDataResponse(_stat(node)))
+        elif op == consts.OP_MULTI:
+            data = _multi_reply(xid, zxid, entry.multi_ops, txn.subs, node)
         else:
             data = _encode_reply(xid, zxid, 0)
         conn.complete(entry, data)

@@ -61,6 +61,19 @@ class ReadView(object):
                 out.append(key[n:].decode("utf-8"))
         return out
 
+    def count_descendants(self, path):
+        """Number of znodes below `path` (getAllChildrenNumber); walks only that subtree."""
+        if path == "/":
+            return self.node_count() - 1
+        total = 0
+        stack = [path]
+        while stack:
+            p = stack.pop()
+            for name in self.get_children(p):
+                total += 1
+                stack.append(p + "/" + name)
+        return total
+
     def ephemerals(self, owner):
         prefix = _Q.pack(owner)
         out = []

@@ -112,11 +112,84 @@ def prep_delete(view, session_id, cxid, now_ms, path, version):
 
 
 def prep_set_data(view, session_id, cxid, now_ms, path, data, version):
-    validate_path(_null_checked(path))
+    validate_path(path)  # null: BADARGUMENTS "Path cannot be null", as ZooKeeper
     node = _existing(view, path)
     new_version = _check_version(node, version, path)
     return txns.Txn(txns.SET_DATA, session_id, cxid, now_ms, path=path, data=data,
                     version=new_version)
+
+
+def prep_check(view, session_id, cxid, now_ms, path, version):
+    validate_path(_null_checked(path))
+    node = _existing(view, path)
+    _check_version(node, version, path)
+    return txns.Txn(txns.CHECK, session_id, cxid, now_ms, path=path, version=version)
+
+
+def prep_multi(view, session_id, cxid, now_ms, ops):
+    """An atomic multi: each op is prepped against the state the ops before it produced.
+
+    `ops` is [(op_code, prep_function, args)], prep_function(view, sid, cxid, now, *args) -> txn.
+    Returns a MULTI txn; when an op fails it holds ERROR sub-txns only: 0 for the ops before the
+    failing one, its code, RUNTIMEINCONSISTENCY after (PrepRequestProcessor's multi case).
+    """
+    scratch = ScratchView(view)
+    subs = []
+    for i, (_, fn, args) in enumerate(ops):
+        try:
+            sub = fn(scratch, session_id, cxid, now_ms, *args)
+        except ZkError as e:
+            errs = [0] * i + [e.code] + [errors.RUNTIMEINCONSISTENCY] * (len(ops) - i - 1)
+            return txns.Txn(txns.MULTI, session_id, cxid, now_ms,
+                            subs=[txns.Txn(txns.ERROR, session_id, cxid, now_ms, err=c)
+                                  for c in errs])
+        apply(scratch, 0, sub)
+        subs.append(sub)
+    return txns.Txn(txns.MULTI, session_id, cxid, now_ms, subs=subs)
+
+
+class ScratchView(object):
+    """Copy-on-write layer over a view, discarded if a multi fails (nothing reaches the base)."""
+
+    def __init__(self, base):
+        self.base = base
+        self.nodes = {}
+        self.eph = {}
+
+    def get(self, path):
+        if path in self.nodes:
+            return self.nodes[path]
+        return self.base.get(path)
+
+    def put(self, path, node):
+        self.nodes[path] = node
+
+    def delete(self, path):
+        self.nodes[path] = None
+
+    def add_child(self, parent, name):
+        pass
+
+    def remove_child(self, parent, name):
+        pass
+
+    def add_ephemeral(self, owner, path):
+        self.eph.setdefault(owner, {})[path] = True
+
+    def remove_ephemeral(self, owner, path):
+        self.eph.setdefault(owner, {})[path] = False
+
+    def ephemerals(self, owner):
+        paths = set(self.base.ephemerals(owner))
+        for path, present in self.eph.get(owner, {}).items():
+            (paths.add if present else paths.discard)(path)
+        return list(paths)
+
+    def put_session(self, sid, timeout_ms):
+        pass
+
+    def delete_session(self, sid):
+        pass
 
 
 def prep_close_session(view, session_id, cxid, now_ms):
@@ -185,6 +258,13 @@ def apply(view, zxid, txn):
             _apply_delete(view, zxid, path, triggers)
         view.delete_session(txn.session_id)
         return triggers, None
-    if t == txns.ERROR:
+    if t == txns.ERROR or t == txns.CHECK:
         return triggers, None
+    if t == txns.MULTI:
+        nodes = []
+        for sub in txn.subs:
+            sub_triggers, node = apply(view, zxid, sub)
+            triggers.extend(sub_triggers)
+            nodes.append(node)
+        return triggers, nodes
     raise AssertionError("unknown txn type %r" % t)

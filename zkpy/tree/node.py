@@ -39,7 +39,8 @@ class Node(object):
         """The 11 Stat fields as clients see them, in jute order."""
         return (self.czxid, self.mzxid, self.ctime, self.mtime, self.version,
                 _int32(2 * self.cversion - self.num_children), self.aversion,
-                self.ephemeral_owner, len(self.data), self.num_children, self.pzxid)
+                self.ephemeral_owner, len(self.data) if self.data is not None else 0,
+                self.num_children, self.pzxid)
 
     def __eq__(self, other):
         return isinstance(other, Node) and all(

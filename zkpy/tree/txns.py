@@ -6,7 +6,7 @@ exactly as at first commit. Its byte form is the payload of a transaction-log re
 Grammar (all integers big-endian):
     txn       := type:i16 session_id:i64 cxid:i32 time_ms:i64 body
     str       := len:i32 utf8-bytes[len]
-    buf       := len:i32 bytes[len]
+    buf       := len:i32 bytes[len]       (len -1: null)
     acl       := count:i32 (perms:i32 scheme:str id:str)*
     body(CREATE=1)         := path:str data:buf acl ephemeral_owner:i64
     body(DELETE=2)         := path:str
@@ -14,6 +14,10 @@ Grammar (all integers big-endian):
     body(CREATE_SESSION=-10) := timeout_ms:i32
     body(CLOSE_SESSION=-11)  := count:i32 path:str*     (the session's ephemerals, deleted in order)
     body(ERROR=-1)         := err:i32
+    body(CHECK=13)         := path:str version:i32
+    body(MULTI=14)         := count:i32 (len:i32 txn[len])*   (sub-txns, applied in order under
+                                                               the multi's one zxid; a failed multi
+                                                               holds only ERROR sub-txns)
 Any change to this grammar bumps txnlog's format version.
 """
 
@@ -27,6 +31,8 @@ SET_DATA = 5
 CREATE_SESSION = -10
 CLOSE_SESSION = -11
 ERROR = -1
+CHECK = 13
+MULTI = 14
 
 _HDR = struct.Struct(">hqiq")
 _I32 = struct.Struct(">i")
@@ -35,10 +41,10 @@ _I64 = struct.Struct(">q")
 
 class Txn(object):
     __slots__ = ("type", "session_id", "cxid", "time_ms", "path", "data", "acl",
-                 "ephemeral_owner", "version", "timeout_ms", "paths", "err")
+                 "ephemeral_owner", "version", "timeout_ms", "paths", "err", "subs")
 
     def __init__(self, type, session_id, cxid, time_ms, path=None, data=None, acl=None,
-                 ephemeral_owner=0, version=0, timeout_ms=0, paths=None, err=0):
+                 ephemeral_owner=0, version=0, timeout_ms=0, paths=None, err=0, subs=None):
         self.type = type
         self.session_id = session_id
         self.cxid = cxid
@@ -51,6 +57,7 @@ class Txn(object):
         self.timeout_ms = timeout_ms
         self.paths = paths
         self.err = err
+        self.subs = subs
 
     def __eq__(self, other):
         return isinstance(other, Txn) and all(
@@ -68,6 +75,9 @@ def _str(out, s):
 
 
 def _buf(out, b):
+    if b is None:  # a null buffer (zkCli's "create /x" sends no data)
+        out += _I32.pack(-1)
+        return
     out += _I32.pack(len(b))
     out += b
 
@@ -98,6 +108,13 @@ def encode(txn):
             _str(out, p)
     elif t == ERROR:
         out += _I32.pack(txn.err)
+    elif t == CHECK:
+        _str(out, txn.path)
+        out += _I32.pack(txn.version)
+    elif t == MULTI:
+        out += _I32.pack(len(txn.subs))
+        for sub in txn.subs:
+            _buf(out, encode(sub))
     else:
         raise ValueError("unknown txn type %r" % t)
     return bytes(out)
@@ -122,6 +139,8 @@ class _Reader(object):
 
     def buf(self):
         n = self.i32()
+        if n == -1:
+            return None
         if n < 0 or self.o + n > len(self.b):
             raise StorageCorruptError("txn field length %d out of range" % n)
         v = bytes(self.b[self.o:self.o + n])
@@ -129,7 +148,10 @@ class _Reader(object):
         return v
 
     def str(self):
-        return self.buf().decode("utf-8")
+        b = self.buf()
+        if b is None:
+            raise StorageCorruptError("null string in a txn")
+        return b.decode("utf-8")
 
 
 def decode(payload):
@@ -154,6 +176,16 @@ def decode(payload):
             txn.paths = [r.str() for _ in range(r.i32())]
         elif t == ERROR:
             txn.err = r.i32()
+        elif t == CHECK:
+            txn.path = r.str()
+            txn.version = r.i32()
+        elif t == MULTI:
+            txn.subs = []
+            for _ in range(r.i32()):
+                b = r.buf()
+                if b is None:
+                    raise StorageCorruptError("null sub-txn in a multi")
+                txn.subs.append(decode(b))
         else:
             raise StorageCorruptError("unknown txn type %d" % t)
     except (struct.error, UnicodeDecodeError) as e:
