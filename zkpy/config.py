@@ -449,7 +449,8 @@ _KEYS = {
     "znode.container.maxPerMinute": ("container_max_per_minute", _positive),
     "znode.container.maxNeverUsedIntervalMs": ("container_max_never_used_interval_ms", _nonneg),
     "readonlymode.enabled": ("readonly_mode_enabled", _bool),
-    "workers": ("workers", _positive),
+    # workers=0 serves clients inside the core process (no worker processes).
+    "workers": ("workers", _nonneg),
     "commitMaxBytes": ("commit_max_bytes", _positive),
 }
 

@@ -327,6 +327,16 @@ class _Server:
 class ZkpyServer(_Server):
     kind = "zkpy"
 
+    def config(self):
+        cfg = super().config()
+        # ZKPY_TEST_WORKERS=N runs every zkpy server with N worker processes (0: none, clients
+        # served in the core process), so the whole suite can run per worker count
+        # (scripts/test_workers_matrix.sh). A test's own extra_cfg `workers` wins.
+        workers = os.environ.get("ZKPY_TEST_WORKERS", "").strip()
+        if workers and "workers" not in self.extra_cfg:
+            cfg["workers"] = workers
+        return cfg
+
     def command(self):
         return [sys.executable, "-m", "zkpy.cli.server", "start-foreground", str(self.cfg_path)]
 

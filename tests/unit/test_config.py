@@ -176,7 +176,7 @@ def test_unsupported_zookeeper_key_warns():
     ("forceSync=maybe", "forceSync", "invalid option"),
     ("standaloneEnabled=1", "standaloneEnabled", "invalid option"),
     ("maxClientCnxns=-1", "maxClientCnxns", ">= 0"),
-    ("workers=0", "workers", ">= 1"),
+    ("workers=-1", "workers", ">= 0"),
     ("peerType=voter", "peerType", "peertype"),
     ("electionAlg=1", "electionAlg", "only 3"),
     ("minSessionTimeout=-7", "minSessionTimeout", "-1"),

@@ -9,23 +9,44 @@ import os
 import platform
 import socket
 import sys
+import time
 
 from zkpy import ZK_VERSION_STRING
 
 
-def _latency(stats):
-    if not stats.latency_count:
-        return 0, 0.0, 0
-    return stats.latency_min, stats.latency_sum / stats.latency_count, stats.latency_max
+class Report(object):
+    """What the four-letter words print: the core's state plus every frontend's snapshot
+    (Frontend.snapshot(): connections, packets, latency, watches), merged across workers."""
+
+    def __init__(self, core, frontends, peer):
+        self.core = core
+        self.config = core.config
+        self.peer = peer              # the connection asking, shown as "[0](queued=0,...)"
+        self.frontends = frontends
+        self.connections = [c for f in frontends for c in f["connections"]
+                            if c["peer"] != peer]
+        self.packets_received = sum(f["packets_received"] for f in frontends)
+        self.packets_sent = sum(f["packets_sent"] for f in frontends)
+        count = sum(f["latency_count"] for f in frontends)
+        mins = [f["latency_min"] for f in frontends if f["latency_min"] is not None]
+        self.latency = (min(mins) if mins else 0,
+                        sum(f["latency_sum"] for f in frontends) / count if count else 0.0,
+                        max([f["latency_max"] for f in frontends] or [0]))
+        self.data_watches = {}
+        for f in frontends:
+            for path, sids in f["data_watches"].items():
+                self.data_watches.setdefault(path, []).extend(sids)
+        self.watch_count = sum(f["watch_count"] for f in frontends)
 
 
-def _server_lines(core):
-    lo, avg, hi = _latency(core.stats)
+def _server_lines(rep):
+    lo, avg, hi = rep.latency
+    core = rep.core
     return [
         "Latency min/avg/max: %d/%.4g/%d" % (lo, avg, hi),
-        "Received: %d" % core.stats.packets_received,
-        "Sent: %d" % core.stats.packets_sent,
-        "Connections: %d" % len(core.connections),
+        "Received: %d" % rep.packets_received,
+        "Sent: %d" % rep.packets_sent,
+        "Connections: %d" % (len(rep.connections) + 1),
         "Outstanding: %d" % core.committer.pending,
         "Zxid: 0x%x" % core.last_zxid,
         "Mode: standalone",
@@ -45,30 +66,32 @@ def _dir_size(path):
     return total
 
 
-def srvr(core, conn):
-    return "\n".join(["Zookeeper version: " + ZK_VERSION_STRING] + _server_lines(core)) + "\n"
+def srvr(rep):
+    return "\n".join(["Zookeeper version: " + ZK_VERSION_STRING] + _server_lines(rep)) + "\n"
 
 
-def stat(core, conn):
+def _short_line(c):
+    return " /%s[1](queued=%d,recved=%d,sent=%d)" % (c["peer"], c["queued"], c["received"],
+                                                    c["sent"])
+
+
+def stat(rep):
     lines = ["Zookeeper version: " + ZK_VERSION_STRING, "Clients:"]
-    for c in sorted(core.connections, key=lambda c: c.peer):
-        if c is conn or c.closed:
-            continue
-        lines.append(" /%s[1](queued=%d,recved=%d,sent=%d)" % (
-            c.peer, len(c.pending), c.received, c.sent))
-    lines.append(_cons_line(conn, conn))
+    lines.extend(_short_line(c) for c in sorted(rep.connections, key=lambda c: c["peer"]))
+    lines.append(" /%s[0](queued=0,recved=1,sent=0)" % rep.peer)
     lines.append("")
-    return "\n".join(lines + _server_lines(core)) + "\n"
+    return "\n".join(lines + _server_lines(rep)) + "\n"
 
 
-def conf(core, conn):
-    cfg = core.config
+def conf(rep):
+    cfg = rep.config
     return cfg.to_conf_text(data_dir_size=_dir_size(cfg.data_dir),
                             data_log_size=_dir_size(cfg.data_log_dir))
 
 
-def mntr(core, conn):
-    lo, avg, hi = _latency(core.stats)
+def mntr(rep):
+    lo, avg, hi = rep.latency
+    core = rep.core
     view = core.view
     gc = core.committer.stats()
     try:
@@ -84,23 +107,24 @@ def mntr(core, conn):
         ("version", ZK_VERSION_STRING),
         ("server_state", "standalone"),
         ("ephemerals_count", len(view.all_ephemerals())),
-        ("num_alive_connections", len(core.connections)),
+        ("num_alive_connections", len(rep.connections) + 1),
         ("avg_latency", round(avg, 4)),
         ("outstanding_requests", core.committer.pending),
         ("znode_count", view.node_count() + 1),
         ("global_sessions", len(core.sessions.sessions)),
         ("local_sessions", 0),
-        ("packets_sent", core.stats.packets_sent),
-        ("packets_received", core.stats.packets_received),
-        ("watch_count", core.watches.count()),
+        ("packets_sent", rep.packets_sent),
+        ("packets_received", rep.packets_received),
+        ("watch_count", rep.watch_count),
         ("min_latency", lo),
         ("max_latency", hi),
         ("open_file_descriptor_count", fds),
         ("max_file_descriptor_count", max_fds),
-        ("uptime", int((__import__("time").monotonic() - core.stats.started) * 1000)),
+        ("uptime", int((time.monotonic() - core.started) * 1000)),
         ("connection_drop_probability", 0.0),
         ("outstanding_tls_handshake", 0),
         ("auth_failed_count", 0),
+        ("worker_processes", len(rep.frontends) if core.config.workers else 0),
         ("avg_fsynctime", round(gc["avg_fsynctime"], 4)),
         ("min_fsynctime", int(gc["min_fsynctime"])),
         ("max_fsynctime", int(gc["max_fsynctime"])),
@@ -115,7 +139,7 @@ def mntr(core, conn):
     return "".join("zk_%s\t%s\n" % kv for kv in values)
 
 
-def envi(core, conn):
+def envi(rep):
     lines = [
         "Environment:",
         "zookeeper.version=" + ZK_VERSION_STRING,
@@ -133,79 +157,65 @@ def envi(core, conn):
     return "\n".join(lines) + "\n"
 
 
-def _data_watches(core):
+def wchs(rep):
     # ZooKeeper's wchs/wchc/wchp report the data-watch table (data and exists watches) only.
-    return core.watches.data
-
-
-def wchs(core, conn):
-    table = _data_watches(core)
-    watchers = set()
-    for ws in table.values():
-        watchers |= ws
-    total = sum(len(ws) for ws in table.values())
+    table = rep.data_watches
+    sessions = set(s for sids in table.values() for s in sids)
+    total = sum(len(sids) for sids in table.values())
     return "%d connections watching %d paths\nTotal watches:%d\n" % (
-        len(watchers), len(table), total)
+        len(sessions), len(table), total)
 
 
-def wchc(core, conn):
+def wchc(rep):
     by_session = {}
-    for path, ws in _data_watches(core).items():
-        for w in ws:
-            by_session.setdefault(w.session_id, []).append(path)
-    out = []
-    for sid, paths in by_session.items():
-        out.append("0x%x\n" % sid + "".join("\t%s\n" % p for p in paths))
+    for path, sids in rep.data_watches.items():
+        for sid in sids:
+            by_session.setdefault(sid, []).append(path)
+    out = ["0x%x\n" % sid + "".join("\t%s\n" % p for p in paths)
+           for sid, paths in by_session.items()]
     return "".join(out) + "\n"
 
 
-def wchp(core, conn):
-    out = []
-    for path, ws in _data_watches(core).items():
-        out.append(path + "\n" + "".join("\t0x%x\n" % w.session_id for w in ws))
+def wchp(rep):
+    out = [path + "\n" + "".join("\t0x%x\n" % sid for sid in sids)
+           for path, sids in rep.data_watches.items()]
     return "".join(out) + "\n"
 
 
-def dirs(core, conn):
-    cfg = core.config
+def dirs(rep):
+    cfg = rep.config
     return "datadir_size: %d\nlogdir_size: %d\n" % (_dir_size(cfg.data_dir),
                                                      _dir_size(cfg.data_log_dir))
 
 
-def _cons_line(c, this):
-    if c is this:
-        return " /%s[0](queued=0,recved=1,sent=0)" % c.peer
-    line = " /%s[1](queued=%d,recved=%d,sent=%d" % (c.peer, len(c.pending), c.received, c.sent)
-    if c.session_id:
-        lo, avg, hi = c.latency_min or 0, (c.latency_sum // c.latency_count
-                                           if c.latency_count else 0), c.latency_max
+def _cons_line(c):
+    line = _short_line(c)[:-1]
+    if c["session_id"]:
         line += (",sid=0x%x,lop=%s,est=%d,to=%d,lcxid=0x%x,lzxid=0x%x,lresp=%d,llat=%d,"
                  "minlat=%d,avglat=%d,maxlat=%d" % (
-                     c.session_id, c.last_op, c.established_ms, c.timeout_ms,
-                     c.last_cxid & 0xFFFFFFFF, c.last_zxid & 0xFFFFFFFFFFFFFFFF,
-                     c.last_response_ms, c.last_latency, lo, avg, hi))
+                     c["session_id"], c["last_op"], c["established_ms"], c["timeout_ms"],
+                     c["last_cxid"] & 0xFFFFFFFF, c["last_zxid"] & 0xFFFFFFFFFFFFFFFF,
+                     c["last_response_ms"], c["last_latency"], c["latency_min"],
+                     c["latency_avg"], c["latency_max"]))
     return line + ")"
 
 
-def cons(core, conn):
-    conns = sorted((c for c in core.connections if not c.closed or c is conn),
-                   key=lambda c: c.peer)
-    return "".join(_cons_line(c, conn) + "\n" for c in conns) + "\n"
+def cons(rep):
+    lines = [_cons_line(c) for c in sorted(rep.connections, key=lambda c: c["peer"])]
+    lines.append(" /%s[0](queued=0,recved=1,sent=0)" % rep.peer)
+    return "\n".join(lines) + "\n\n"
 
 
-def crst(core, conn):
-    for c in core.connections:
-        c.reset_stats()
+def crst(rep):
     return "Connection stats reset.\n"
 
 
-def srst(core, conn):
-    core.stats.reset()
+def srst(rep):
     return "Server stats reset.\n"
 
 
-def dump(core, conn):
-    import time as _time
+def dump(rep):
+    core = rep.core
     sessions = core.sessions.sessions
     lines = ["SessionTracker dump:", "Session Sets (%d)/(%d):" % (len(sessions), len(sessions))]
     by_deadline = {}
@@ -213,8 +223,8 @@ def dump(core, conn):
         by_deadline.setdefault(s.deadline_ms, []).append(s.session_id)
     for deadline in sorted(by_deadline):
         ids = by_deadline[deadline]
-        lines.append("%d expire at %s:" % (len(ids), _time.strftime(
-            "%a %b %d %H:%M:%S UTC %Y", _time.gmtime(deadline / 1000.0))))
+        lines.append("%d expire at %s:" % (len(ids), time.strftime(
+            "%a %b %d %H:%M:%S UTC %Y", time.gmtime(deadline / 1000.0))))
         lines.extend("\t0x%x" % sid for sid in ids)
     owners = {}
     for owner, path in core.view.all_ephemerals():
@@ -225,19 +235,21 @@ def dump(core, conn):
         lines.append("0x%x:" % owner)
         lines.extend("\t%s" % p for p in paths)
     lines.append("Connections dump:")
-    conns = [c for c in core.connections if not c.closed or c is conn]
-    lines.append("Connections Sets (1)/(%d):" % len(conns))
-    lines.append("%d expire at %s:" % (len(conns), _time.strftime(
-        "%a %b %d %H:%M:%S UTC %Y", _time.gmtime())))
-    lines.extend("\tip: /%s sessionId: 0x%x" % (c.peer, c.session_id) for c in conns)
+    n = len(rep.connections) + 1
+    lines.append("Connections Sets (1)/(%d):" % n)
+    lines.append("%d expire at %s:" % (n, time.strftime("%a %b %d %H:%M:%S UTC %Y",
+                                                         time.gmtime())))
+    lines.append("\tip: /%s sessionId: 0x0" % rep.peer)
+    lines.extend("\tip: /%s sessionId: 0x%x" % (c["peer"], c["session_id"])
+                 for c in rep.connections)
     return "\n".join(lines) + "\n"
 
 
-def ruok(core, conn):
+def ruok(rep):
     return "imok"
 
 
-def isro(core, conn):
+def isro(rep):
     return "rw"
 
 
@@ -246,8 +258,12 @@ COMMANDS = {"ruok": ruok, "srvr": srvr, "stat": stat, "conf": conf, "mntr": mntr
             "cons": cons, "crst": crst, "srst": srst, "dump": dump}
 
 
-def run(cmd, core, conn):
+# Commands that change state: the caller resets the counters (in every worker) first.
+RESETS = {"crst": "connections", "srst": "server"}
+
+
+def run(cmd, report):
     fn = COMMANDS.get(cmd)
     if fn is None:
         return "%s is not implemented yet\n" % cmd
-    return fn(core, conn)
+    return fn(report)

@@ -47,30 +47,31 @@ def _kv(text, sep="="):
     return out
 
 
-def command(core, name):
+async def command(core, report_fn, name, peer):
     """Return (status, dict) for /commands/<name>."""
     canonical = _ALIASES.get(name)
     if canonical is None:
         return 404, {"command": name, "error": "Unknown command: %s" % name}
     body = {"command": canonical, "error": None}
+    rep = await report_fn(peer)
     if canonical == "configuration":
-        body.update(_kv(fourletter.conf(core, None)))
+        body.update(_kv(fourletter.conf(rep)))
     elif canonical == "environment":
-        body.update(_kv(fourletter.envi(core, None)))
+        body.update(_kv(fourletter.envi(rep)))
     elif canonical == "is_read_only":
         body["read_only"] = False
     elif canonical == "monitor":
-        body.update({k[3:]: v for k, v in _kv(fourletter.mntr(core, None), "\t").items()})
+        body.update({k[3:]: v for k, v in _kv(fourletter.mntr(rep), "\t").items()})
     elif canonical in ("server_stats", "stats"):
-        lo, avg, hi = fourletter._latency(core.stats)
+        lo, avg, hi = rep.latency
         body.update({
             "version": ZK_VERSION_STRING,
             "read_only": False,
             "server_stats": {
-                "packets_sent": core.stats.packets_sent,
-                "packets_received": core.stats.packets_received,
+                "packets_sent": rep.packets_sent,
+                "packets_received": rep.packets_received,
                 "max_latency": hi, "min_latency": lo, "avg_latency": avg,
-                "num_alive_client_connections": len(core.connections),
+                "num_alive_client_connections": len(rep.connections),
                 "outstanding_requests": core.committer.pending,
                 "server_state": "standalone",
                 "last_processed_zxid": core.last_zxid,
@@ -80,14 +81,14 @@ def command(core, name):
             "node_count": core.view.node_count() + 1,
         })
         if canonical == "stats":
-            body["connections"] = [{"remote_socket_address": c.peer,
-                                    "session_id": "0x%x" % c.session_id,
-                                    "packets_received": c.received, "packets_sent": c.sent}
-                                   for c in core.connections]
+            body["connections"] = [{"remote_socket_address": c["peer"],
+                                    "session_id": "0x%x" % c["session_id"],
+                                    "packets_received": c["received"], "packets_sent": c["sent"]}
+                                   for c in rep.connections]
     return 200, body
 
 
-async def _handle(core, reader, writer):
+async def _handle(core, report_fn, reader, writer):
     try:
         request = await asyncio.wait_for(reader.readline(), 30)
         while True:  # skip the headers
@@ -101,7 +102,9 @@ async def _handle(core, reader, writer):
             if path == core.config.admin_command_url.rstrip("/"):
                 status, body = 200, sorted(set(_ALIASES.values()))
             elif path.startswith(core.config.admin_command_url.rstrip("/") + "/"):
-                status, body = command(core, path.rsplit("/", 1)[1])
+                peer = writer.get_extra_info("peername")
+                peer = "%s:%s" % peer[:2] if peer else "?"
+                status, body = await command(core, report_fn, path.rsplit("/", 1)[1], peer)
             else:
                 status, body = 404, {"error": "not found: %s" % path}
         data = json.dumps(body, indent=2).encode()
@@ -120,10 +123,10 @@ async def _handle(core, reader, writer):
         writer.close()
 
 
-async def start(core):
+async def start(core, report_fn):
     cfg = core.config
     try:
-        server = await asyncio.start_server(lambda r, w: _handle(core, r, w),
+        server = await asyncio.start_server(lambda r, w: _handle(core, report_fn, r, w),
                                             cfg.admin_server_address, cfg.admin_server_port,
                                             reuse_address=True)
     except OSError as e:

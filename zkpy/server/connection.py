@@ -1,9 +1,10 @@
 """One client connection: framing, the handshake, reads, watches and reply order.
 
 Owns its socket's state: the frame decoder, the session it carries, and the queue that keeps
-replies in request order. Reads are answered from the committed LMDB state without touching the
-write pipeline; a read that arrives while a write of the same session is outstanding waits in the
-queue and runs when the write has been answered, so it sees that write (per-session FIFO).
+replies in request order. Reads are answered by its Frontend from LMDB without a round trip to
+the core; writes, closeSession and sync go to the core through the frontend's link. A read that
+arrives while an earlier request of the same session is outstanding waits in the queue and runs
+when that request has been answered, so it sees that write (per-session FIFO).
 Protocol violations close only this connection, with one log line naming the reason.
 """
 
@@ -32,7 +33,6 @@ _READ_REQUESTS = {
     consts.OP_EXISTS: r.ExistsRequest,
     consts.OP_GET_CHILDREN: r.GetChildrenRequest,
     consts.OP_GET_CHILDREN2: r.GetChildren2Request,
-    consts.OP_SYNC: r.SyncRequest,
     consts.OP_GET_ACL: r.GetACLRequest,
     consts.OP_GET_ALL_CHILDREN_NUMBER: r.GetAllChildrenNumberRequest,
     consts.OP_GET_EPHEMERALS: r.GetEphemeralsRequest,
@@ -42,6 +42,7 @@ _WRITE_REQUESTS = {
     consts.OP_CREATE2: r.CreateRequest,
     consts.OP_DELETE: r.DeleteRequest,
     consts.OP_SET_DATA: r.SetDataRequest,
+    consts.OP_SYNC: r.SyncRequest,
 }
 
 
@@ -59,11 +60,11 @@ _OP_ABBREV = {
 
 class _Entry(object):
     """A reply slot: filled by a write's completion or computed by a deferred read."""
-    __slots__ = ("op", "data", "thunk", "close_after", "t0", "multi_ops")
+    __slots__ = ("op", "data", "thunk", "close_after", "t0", "entry_id")
 
     def __init__(self, op, thunk=None):
         self.op = op
-        self.multi_ops = None
+        self.entry_id = 0
         self.data = None
         self.thunk = thunk
         self.close_after = False
@@ -71,19 +72,23 @@ class _Entry(object):
 
 
 class Connection(asyncio.Protocol):
-    def __init__(self, core, per_ip):
-        self.core = core
-        self.per_ip = per_ip          # ip -> open connection count (maxClientCnxns)
+    def __init__(self, fe, per_ip=None, first=b"", initial=None, conn_id=0, peer=None):
+        self.fe = fe
+        self.initial = initial        # bytes the core read before handing the socket over
+        self.per_ip = per_ip          # ip -> open connection count (in-process mode only)
         self.transport = None
-        self.peer = "?"
-        self.ip = None
+        self.peer = peer or "?"
+        self.ip = peer.rsplit(":", 1)[0] if peer else None
+        self.conn_id = conn_id
         self.session_id = 0
         self.timeout_ms = 0
         self.closed = False
-        self.decoder = FrameDecoder(core.config.jute_maxbuffer)
-        self.first = b""              # bytes before the first frame (4lw detection)
+        self.decoder = FrameDecoder(fe.config.jute_maxbuffer)
+        self.first = first            # bytes before the first frame (4lw detection); None: done
         self.handshake_done = False
         self.pending = collections.deque()
+        self.entries = {}             # entry_id -> _Entry awaiting the core's answer
+        self._next_entry = 1
         self.auth = []                # (scheme, id) pairs
         self.received = 0
         self.sent = 0
@@ -107,29 +112,31 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport):
         self.transport = transport
         peer = transport.get_extra_info("peername")
-        self.ip = peer[0] if peer else "?"
-        self.peer = "%s:%s" % (peer[0], peer[1]) if peer else "?"
-        count = self.per_ip.get(self.ip, 0) + 1
-        self.per_ip[self.ip] = count
-        limit = self.core.config.max_client_cnxns
-        self.core.connections.add(self)
-        if limit and count > limit:
-            log.warning("too many connections from %s - max is %d; closing %s",
-                        self.ip, limit, self.peer)
-            self.close()
+        if self.peer == "?":
+            self.ip = peer[0] if peer else "?"
+            self.peer = "%s:%s" % (peer[0], peer[1]) if peer else "?"
+        self.fe.add(self)
+        if self.per_ip is not None:
+            count = self.per_ip.get(self.ip, 0) + 1
+            self.per_ip[self.ip] = count
+            limit = self.fe.config.max_client_cnxns
+            if limit and count > limit:
+                log.warning("too many connections from %s - max is %d; closing %s",
+                            self.ip, limit, self.peer)
+                self.close()
+        if self.initial:
+            data, self.initial = self.initial, None
+            self.data_received(data)
 
     def connection_lost(self, exc):
         self.closed = True
-        self.core.connections.discard(self)
-        n = self.per_ip.get(self.ip, 1) - 1
-        if n <= 0:
-            self.per_ip.pop(self.ip, None)
-        else:
-            self.per_ip[self.ip] = n
-        self.core.watches.remove_watcher(self)
-        session = self.core.sessions.get(self.session_id)
-        if session is not None and session.owner is self:
-            session.owner = None
+        if self.per_ip is not None:
+            n = self.per_ip.get(self.ip, 1) - 1
+            if n <= 0:
+                self.per_ip.pop(self.ip, None)
+            else:
+                self.per_ip[self.ip] = n
+        self.fe.remove(self)
 
     def data_received(self, data):
         if self.closed:
@@ -146,11 +153,12 @@ class Connection(asyncio.Protocol):
                 return
         try:
             frames = self.decoder.feed(data)
+            stats = self.fe.stats
             for frame in frames:
                 if self.closed:
                     return
                 self.received += 1
-                self.core.stats.packets_received += 1
+                stats.packets_received += 1
                 if not self.handshake_done:
                     self._handshake(frame)
                 else:
@@ -169,7 +177,7 @@ class Connection(asyncio.Protocol):
         if not self.closed:
             self.transport.write(data)
             self.sent += 1
-            self.core.stats.packets_sent += 1
+            self.fe.stats.packets_sent += 1
 
     def close(self):
         if not self.closed:
@@ -182,24 +190,41 @@ class Connection(asyncio.Protocol):
         self.write(len(body).to_bytes(4, "big") + body)
 
     def _reply_now_or_queue(self, op, thunk):
-        if not self.pending:
+        if not self.pending and self.fe.read_ready:
             self.write(thunk())
             return
         self.pending.append(_Entry(op, thunk))
+        if not self.fe.read_ready:
+            self.fe.waiting.add(self)
 
-    def complete(self, entry, data, close_after=False):
+    def _expect(self, op):
+        """Queue a slot for the core's answer to this request; returns its entry id."""
+        entry = _Entry(op)
+        entry.entry_id = self._next_entry
+        self._next_entry = (self._next_entry % 0xFFFFFFFF) + 1
+        self.entries[entry.entry_id] = entry
+        self.pending.append(entry)
+        return entry.entry_id
+
+    def complete(self, entry_id, data, close_after=False):
+        entry = self.entries.pop(entry_id, None)
+        if entry is None:
+            return
         entry.data = data
         entry.close_after = close_after
         self.drain()
 
     def drain(self):
         pending = self.pending
-        stats = self.core.stats
+        stats = self.fe.stats
         while pending:
             e = pending[0]
             if e.data is None:
                 if e.thunk is None:
                     return  # a write still waits for its fsync
+                if not self.fe.read_ready:
+                    self.fe.waiting.add(self)
+                    return  # this frontend's snapshot is ahead of its delivered events
                 e.data = e.thunk()
             pending.popleft()
             ms = int((time.monotonic() - e.t0) * 1000)
@@ -220,20 +245,18 @@ class Connection(asyncio.Protocol):
     # ------------------------------------------------------------------ handshake
 
     def _handshake(self, frame):
-        core = self.core
+        # Decoded here to refuse malformed input at the edge; the core decides on the session.
         req, read_only = codec.decode_connect_request(frame)
-        if req.lastZxidSeen > core.last_zxid:
-            log.warning("refusing session request for client %s as it has seen zxid 0x%x; our "
-                        "last zxid is 0x%x; client must try another server",
-                        self.peer, req.lastZxidSeen, core.last_zxid)
-            self.close()
-            return
         self.handshake_done = True
-        self._read_only_flag = read_only
-        if req.sessionId == 0:
-            core.create_session(self, req, read_only)
+        self.fe.link.connect(self.conn_id, bytes(frame), read_only)
+
+    def connect_answer(self, ok, session_id, timeout_ms, passwd, read_only):
+        if ok == 1:
+            self.session_established(session_id, timeout_ms, passwd, read_only)
+        elif ok == 0:
+            self.send_connect_response(0, 0, b"\0" * 16, read_only, close_after=True)
         else:
-            core.reopen_session(self, req, read_only)
+            self.close()
 
     def send_connect_response(self, timeout_ms, session_id, passwd, read_only, close_after=False):
         resp = r.ConnectResponse(0, timeout_ms, session_id, passwd)
@@ -253,27 +276,26 @@ class Connection(asyncio.Protocol):
     # ------------------------------------------------------------------ requests
 
     def _request(self, frame):
-        core = self.core
+        fe = self.fe
         if self.session_id == 0:
-            # The handshake's createSession is not durable yet: ZooKeeper's client does not
-            # pipeline before the ConnectResponse, so a request now breaks the protocol.
+            # The client's handshake is not answered yet: ZooKeeper's clients do not pipeline
+            # before the ConnectResponse, so a request now breaks the protocol.
             raise ClientProtocolError("request before the session was established")
         xid, op, off = _decode_header(frame, 0)
-        core.sessions.touch(self.session_id, int(time.time() * 1000))
+        fe.link.touch(self.session_id)
         self.last_op = _OP_ABBREV.get(op, "NA")
         if xid >= 0:
             self.last_cxid = xid
-        self.last_zxid = core.last_zxid
-        if op in _WRITE_OPS:
-            entry = _Entry(op)
+        self.last_zxid = fe.last_zxid
+        if op in _WRITE_OPS or op == consts.OP_SYNC:
+            # Decoded once here so that garbage closes this connection at the edge; the core
+            # decodes the same bytes again.
             if op == consts.OP_MULTI:
-                req = codec.decode_multi(frame, off)
-                entry.multi_ops = [o for o, _ in req]
+                codec.decode_multi(frame, off)
             else:
-                req, _ = _D[_WRITE_REQUESTS[op]](frame, off)
-            self.pending.append(entry)
-            txn = core.prep_request(self.session_id, xid, op, req)
-            core.submit(txn, (self, xid, entry))
+                _D[_WRITE_REQUESTS[op]](frame, off)
+            entry_id = self._expect(op)
+            fe.link.request(self.conn_id, entry_id, self.session_id, xid, op, bytes(frame[off:]))
             return
         reader = _READ_REQUESTS.get(op)
         if reader is not None:
@@ -285,12 +307,11 @@ class Connection(asyncio.Protocol):
             self._reply_now_or_queue(op, lambda: self._multi_read(xid, req))
             return
         if op == consts.OP_PING:
-            self._reply_now_or_queue(op, lambda: _encode_reply(xid, core.last_zxid, 0))
+            self._reply_now_or_queue(op, lambda: _encode_reply(xid, fe.last_zxid, 0))
             return
         if op == consts.OP_CLOSE_SESSION:
-            entry = _Entry(op)
-            self.pending.append(entry)
-            core.close_session(self.session_id, (self, xid, entry))
+            entry_id = self._expect(op)
+            fe.link.request(self.conn_id, entry_id, self.session_id, xid, op, b"")
             return
         if op == consts.OP_SET_WATCHES or op == consts.OP_SET_WATCHES2:
             cls = r.SetWatches if op == consts.OP_SET_WATCHES else r.SetWatches2
@@ -304,15 +325,13 @@ class Connection(asyncio.Protocol):
         log.info("session 0x%x: op %d is not implemented; answering UNIMPLEMENTED",
                  self.session_id, op)
         self._reply_now_or_queue(
-            op, lambda: _encode_reply(xid, core.last_zxid, errors.UNIMPLEMENTED))
+            op, lambda: _encode_reply(xid, fe.last_zxid, errors.UNIMPLEMENTED))
 
     def _read(self, xid, op, req):
         """Answer a read from the committed tree (FinalRequestProcessor's read cases)."""
-        core = self.core
+        core = self.fe
         zxid = core.last_zxid
         view = core.view
-        if op == consts.OP_SYNC:
-            return _encode_reply(xid, zxid, 0, r.SyncResponse(req.path))
         if op == consts.OP_GET_EPHEMERALS:
             prefix = req.prefixPath
             if prefix is None:
@@ -356,7 +375,7 @@ class Connection(asyncio.Protocol):
 
     def _multi_read(self, xid, ops):
         """multiRead: getData / getChildren each on its own (not atomic)."""
-        core = self.core
+        core = self.fe
         view = core.view
         results = []
         for op, req in ops:
@@ -381,7 +400,7 @@ class Connection(asyncio.Protocol):
     def _set_watches(self, xid, req):
         """Re-register watches after a reconnect; fire the events missed since relativeZxid
         (DataTree.setWatches)."""
-        core = self.core
+        core = self.fe
         view = core.view
         rel = req.relativeZxid
         zxid = core.last_zxid
@@ -430,12 +449,12 @@ class Connection(asyncio.Protocol):
     # ------------------------------------------------------------------ four letter words
 
     def _four_letter(self, cmd):
-        core = self.core
-        if cmd not in core.config.four_letter_words:
+        fe = self.fe
+        if cmd not in fe.config.four_letter_words:
             text = "%s is not executed because it is not in the whitelist.\n" % cmd
         else:
             try:
-                text = fourletter.run(cmd, core, self)
+                text = fe.four_letter(cmd, self.peer)
             except Exception:
                 log.exception("four letter word %s failed", cmd)
                 text = ""
@@ -444,3 +463,14 @@ class Connection(asyncio.Protocol):
         self.closed = True
         self.transport.close()
 
+    def describe(self):
+        """This connection's line of cons/stat, as data."""
+        return {
+            "peer": self.peer, "session_id": self.session_id, "queued": len(self.pending),
+            "received": self.received, "sent": self.sent, "last_op": self.last_op,
+            "established_ms": self.established_ms, "timeout_ms": self.timeout_ms,
+            "last_cxid": self.last_cxid, "last_zxid": self.last_zxid,
+            "last_response_ms": self.last_response_ms, "last_latency": self.last_latency,
+            "latency_min": self.latency_min or 0, "latency_max": self.latency_max,
+            "latency_avg": (self.latency_sum // self.latency_count) if self.latency_count else 0,
+        }

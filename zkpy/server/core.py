@@ -1,8 +1,12 @@
 """The server core: request pipeline (prep -> sync -> final), sessions, and the data it owns.
 
 Owns, per server: the session table and expiry, the zxid counter, the transaction log with its
-group committer, the only LMDB write transaction, and the watch table. Connections
-(zkpy.server.connection) hand it decoded requests and receive reply frames.
+group committer and the only LMDB write transaction. Frontends (zkpy.server.frontend; in worker
+processes, or in this process when workers=0) are its *origins*: they hand it connects, writes,
+closeSession and sync requests, and receive per applied batch the watch events (every origin)
+and the replies (the origin that asked). An origin implements
+    connected(conn_id, ok, session_id, timeout_ms, passwd, read_only)
+    batch(zxid, events, replies)        close_conn(conn_id)
 
 Write path, as in ZooKeeper's processor chain:
     prep   validate against the committed tree + outstanding changes (PendingOverlay), assign the
@@ -30,7 +34,13 @@ from zkpy.storage.lmdb_tree import LmdbTree
 from zkpy.storage.txnlog import TxnLog
 from zkpy.tree import datatree, txns
 from zkpy.tree.overlay import PendingOverlay
-from zkpy.tree.watches import WatchManager
+
+_WRITE_REQUESTS = {
+    consts.OP_CREATE: r.CreateRequest,
+    consts.OP_CREATE2: r.CreateRequest,
+    consts.OP_DELETE: r.DeleteRequest,
+    consts.OP_SET_DATA: r.SetDataRequest,
+}
 
 log = logging.getLogger("zkpy.server")
 
@@ -70,37 +80,13 @@ def _multi_reply(xid, zxid, ops, subs, nodes):
     return len(body).to_bytes(4, "big") + body
 
 
-class Stats(object):
-    """Counters reported by srvr/stat/mntr."""
-
-    def __init__(self):
-        self.started = time.monotonic()
-        self.packets_received = 0
-        self.packets_sent = 0
-        self.latency_min = None
-        self.latency_max = 0
-        self.latency_sum = 0
-        self.latency_count = 0
-
-    def latency(self, ms):
-        self.latency_sum += ms
-        self.latency_count += 1
-        if self.latency_min is None or ms < self.latency_min:
-            self.latency_min = ms
-        if ms > self.latency_max:
-            self.latency_max = ms
-
-    def reset(self):
-        self.__init__()
-
-
 class Core(object):
     def __init__(self, config):
         self.config = config
-        self.stats = Stats()
-        self.connections = set()
+        self.started = time.monotonic()
+        self.origins = []          # every frontend: each gets every batch's watch events
         self.sessions = SessionTable(config.tick_time_ms, server_id=1)
-        self.watches = WatchManager()
+        self._syncs = []           # (target zxid, origin, conn_id, entry_id, frame)
         self.tree = None
         self.txnlog = None
         self.committer = None
@@ -302,53 +288,134 @@ class Core(object):
         self._renew_read()
         self.overlay.applied(last)
         self._txns_since_checkpoint += len(tokens)
+        events = []
+        replies = {}
+        after = []
         for zxid, txn, token, triggers, node in results:
-            # Watches fire before the reply goes out: a client sees the event before it can see
-            # the data that triggered it (ZooKeeper Programmer's Guide, "Ordering guarantees").
             for event_type, path in triggers:
-                for watcher in self.watches.trigger(event_type, path):
-                    watcher.send_event(zxid, event_type, path)
-            self._finish(zxid, txn, token, node)
+                events.append((zxid, event_type, path))
+            self._finish(zxid, txn, token, node, replies, after)
+        while self._syncs and self._syncs[0][0] <= last:
+            _, origin, conn_id, entry_id, data = self._syncs.pop(0)
+            replies.setdefault(origin, []).append((conn_id, entry_id, False, data))
+        # Each frontend fires the watches before it sends the replies, so a client sees the
+        # event before it can see the data that triggered it (Programmer's Guide, "Ordering").
+        for origin in self.origins:
+            origin.batch(last, events, replies.get(origin, ()))
+        for fn in after:
+            fn()
 
-    def _finish(self, zxid, txn, token, node):
+    def _finish(self, zxid, txn, token, node, replies, after):
         t = txn.type
         if t == txns.CREATE_SESSION:
-            conn, req, read_only = token
+            origin, conn_id, read_only = token
             session = self.sessions.add(txn.session_id, txn.timeout_ms, now_ms())
-            if conn.closed:
-                return
-            session.owner = conn
-            conn.session_established(txn.session_id, txn.timeout_ms,
-                                     session_password(txn.session_id), read_only)
+            session.owner = (origin, conn_id)
+            after.append(lambda: origin.connected(conn_id, 1, txn.session_id, txn.timeout_ms,
+                                                  session_password(txn.session_id), read_only))
             return
         if t == txns.CLOSE_SESSION:
-            self.sessions.remove(txn.session_id)
+            session = self.sessions.remove(txn.session_id)
             if token is not None:
-                conn, xid, entry = token
-                conn.complete(entry, _encode_reply(xid, zxid, 0), close_after=True)
-            else:
-                for conn in list(self.connections):
-                    if conn.session_id == txn.session_id:
-                        log.info("closing connection of expired session 0x%x", txn.session_id)
-                        conn.close()
+                origin, conn_id, entry_id, xid, _ = token
+                replies.setdefault(origin, []).append(
+                    (conn_id, entry_id, True, _encode_reply(xid, zxid, 0)))
+            elif session is not None and session.owner is not None:
+                origin, conn_id = session.owner
+                log.info("closing connection of expired session 0x%x", txn.session_id)
+                after.append(lambda: origin.close_conn(conn_id))
             return
         if token is None:
             return
-        conn, xid, entry = token
-        op = entry.op
+        origin, conn_id, entry_id, xid, req = token
+        op = txn.type
         if t == txns.ERROR:
             data = _encode_reply(xid, zxid, txn.err)
-        elif op == consts.OP_CREATE:
-            data = _encode_reply(xid, zxid, 0, r.CreateResponse(txn.path))
-        elif op == consts.OP_CREATE2:
-            data = _encode_reply(xid, zxid, 0, r.Create2Response(txn.path, _stat(node)))
-        elif op == consts.OP_SET_DATA:
+        elif t == txns.CREATE:
+            if req[0] == consts.OP_CREATE2:
+                data = _encode_reply(xid, zxid, 0, r.Create2Response(txn.path, _stat(node)))
+            else:
+                data = _encode_reply(xid, zxid, 0, r.CreateResponse(txn.path))
+        elif t == txns.SET_DATA:
             data = _encode_reply(xid, zxid, 0, r.SetDataResponse(_stat(node)))
-        elif op == consts.OP_MULTI:
-            data = _multi_reply(xid, zxid, entry.multi_ops, txn.subs, node)
+        elif t == txns.MULTI:
+            data = _multi_reply(xid, zxid, req[1], txn.subs, node)
         else:
             data = _encode_reply(xid, zxid, 0)
-        conn.complete(entry, data)
+        del op
+        replies.setdefault(origin, []).append((conn_id, entry_id, False, data))
+
+    # ------------------------------------------------------------------ requests from frontends
+
+    def connect(self, origin, conn_id, frame, read_only):
+        """A client's ConnectRequest: create a session, or reopen a live one."""
+        req, _ = codec.decode_connect_request(frame)
+        if req.lastZxidSeen > self.last_zxid:
+            log.warning("refusing session request as the client has seen zxid 0x%x; our last "
+                        "zxid is 0x%x; client must try another server",
+                        req.lastZxidSeen, self.last_zxid)
+            origin.connected(conn_id, 2, 0, 0, b"", read_only)
+            return
+        if req.sessionId == 0:
+            timeout = self.negotiate_timeout(req.timeOut)
+            sid = self.sessions.next_session_id(now_ms())
+            txn = txns.Txn(txns.CREATE_SESSION, sid, 0, now_ms(), timeout_ms=timeout)
+            self.submit(txn, (origin, conn_id, read_only))
+            return
+        session = self.sessions.get(req.sessionId)
+        if (session is None or session.closing
+                or bytes(req.passwd or b"") != session_password(req.sessionId)):
+            log.info("invalid session 0x%x, probably expired", req.sessionId)
+            origin.connected(conn_id, 0, 0, 0, _ZERO_PASSWD, read_only)
+            return
+        old = session.owner
+        if old is not None and old != (origin, conn_id):
+            log.info("session 0x%x moved to a new connection; closing the old one",
+                     req.sessionId)
+            old[0].close_conn(old[1])
+        session.owner = (origin, conn_id)
+        self.sessions.touch(req.sessionId, now_ms())
+        origin.connected(conn_id, 1, req.sessionId, self.negotiate_timeout(req.timeOut),
+                         session_password(req.sessionId), read_only)
+
+    def request(self, origin, conn_id, entry_id, session_id, xid, op, body):
+        """A write, closeSession or sync from a frontend (body already checked there)."""
+        if op == consts.OP_CLOSE_SESSION:
+            self.close_session(session_id, (origin, conn_id, entry_id, xid, None))
+            return
+        if op == consts.OP_SYNC:
+            req, _ = codec.DECODERS[r.SyncRequest](body, 0)
+            data = _encode_reply(xid, self.next_zxid - 1, 0, r.SyncResponse(req.path))
+            target = self.next_zxid - 1
+            if target <= self.last_zxid and not self._syncs:
+                origin.batch(self.last_zxid, (), ((conn_id, entry_id, False, data),))
+            else:
+                self._syncs.append((target, origin, conn_id, entry_id, data))
+            return
+        if op == consts.OP_MULTI:
+            ops = codec.decode_multi(body, 0)
+            req = ops
+            shape = (op, [o for o, _ in ops])
+        else:
+            req, _ = codec.DECODERS[_WRITE_REQUESTS[op]](body, 0)
+            shape = (op, None)
+        txn = self.prep_request(session_id, xid, op, req)
+        self.submit(txn, (origin, conn_id, entry_id, xid, shape))
+
+    def touch(self, session_id):
+        self.sessions.touch(session_id, now_ms())
+
+    def conn_closed(self, origin, conn_id, session_id):
+        session = self.sessions.get(session_id)
+        if session is not None and session.owner == (origin, conn_id):
+            session.owner = None
+
+    def origin_lost(self, origin):
+        """A worker died: its connections are gone; their sessions live on until they expire."""
+        for session in self.sessions.sessions.values():
+            if session.owner is not None and session.owner[0] is origin:
+                session.owner = None
+        self._syncs = [s for s in self._syncs if s[1] is not origin]
 
     # ------------------------------------------------------------------ sessions
 
@@ -356,39 +423,13 @@ class Core(object):
         cfg = self.config
         return max(cfg.min_session_timeout_ms, min(cfg.max_session_timeout_ms, requested))
 
-    def create_session(self, conn, req, read_only):
-        timeout = self.negotiate_timeout(req.timeOut)
-        sid = self.sessions.next_session_id(now_ms())
-        txn = txns.Txn(txns.CREATE_SESSION, sid, 0, now_ms(), timeout_ms=timeout)
-        self.submit(txn, (conn, req, read_only))
-
-    def reopen_session(self, conn, req, read_only):
-        """Reconnect to a live session: check the password, move the session to `conn`."""
-        session = self.sessions.get(req.sessionId)
-        if (session is None or session.closing
-                or bytes(req.passwd or b"") != session_password(req.sessionId)):
-            log.info("invalid session 0x%x for client %s, probably expired",
-                     req.sessionId, conn.peer)
-            conn.send_connect_response(0, 0, _ZERO_PASSWD, read_only, close_after=True)
-            return
-        old = session.owner
-        if old is not None and old is not conn and not old.closed:
-            log.info("session 0x%x moved to a new connection; closing the old one",
-                     req.sessionId)
-            old.close()
-        session.owner = conn
-        self.sessions.touch(req.sessionId, now_ms())
-        timeout = self.negotiate_timeout(req.timeOut)
-        conn.session_established(req.sessionId, timeout, session_password(req.sessionId),
-                                 read_only)
-
     def close_session(self, session_id, token):
         """closeSession from the client (token) or expiry (token None): one logged txn."""
         session = self.sessions.get(session_id)
         if session is not None:
             session.closing = True
         txn = datatree.prep_close_session(self.overlay, session_id,
-                                          token[1] if token else 0, now_ms())
+                                          token[3] if token else 0, now_ms())
         self.submit(txn, token)
 
     async def _expire_loop(self):

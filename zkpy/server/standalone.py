@@ -1,7 +1,9 @@
-"""The standalone server process: event loop, listening socket, signals.
+"""The standalone server process: the core, its frontends, signals.
 
-A thin shell: builds a Core from a Config, listens on clientPort, and on SIGTERM/SIGINT stops
-accepting, waits for every queued txn to become durable, checkpoints LMDB and exits 0.
+With workers=N (default: the number of cores) the core spawns N worker processes and hands them
+the client connections (zkpy.server.supervisor); with workers=0 one frontend serves clients inside
+the core process. On SIGTERM/SIGINT: stop accepting, stop the workers, wait until every queued txn
+is durable, checkpoint LMDB, exit 0.
 """
 
 import asyncio
@@ -9,10 +11,70 @@ import logging
 import signal
 
 from zkpy import ZK_VERSION_STRING
+from zkpy.admin import fourletter
 from zkpy.server.connection import Connection
 from zkpy.server.core import Core
+from zkpy.server.frontend import Frontend
 
 log = logging.getLogger("zkpy.server")
+
+
+class LocalLink(object):
+    """A frontend's link to a core in the same process: plain calls."""
+
+    def __init__(self, core):
+        self.core = core
+        self.fe = None
+
+    def connect(self, conn_id, frame, read_only):
+        self.core.connect(self.fe, conn_id, frame, read_only)
+
+    def request(self, conn_id, entry_id, session_id, xid, op, body):
+        self.core.request(self.fe, conn_id, entry_id, session_id, xid, op, body)
+
+    def touch(self, session_id):
+        self.core.touch(session_id)
+
+    def closed(self, conn_id, session_id):
+        self.core.conn_closed(self.fe, conn_id, session_id)
+
+
+class InProcess(object):
+    """workers=0: one frontend in the core process, listening itself."""
+
+    def __init__(self, core, config):
+        self.core = core
+        self.config = config
+        link = LocalLink(core)
+        self.fe = Frontend(config, core.tree, link)
+        link.fe = self.fe
+        self.fe.four_letter = self._four_letter
+        core.origins.append(self.fe)
+        self.server = None
+
+    def _four_letter(self, cmd, peer):
+        reset = fourletter.RESETS.get(cmd)
+        if reset == "connections":
+            self.fe.reset_connection_stats()
+        elif reset == "server":
+            self.fe.reset_stats()
+        return fourletter.run(cmd, fourletter.Report(self.core, [self.fe.snapshot()], peer))
+
+    async def report(self, peer, reset=None):
+        return fourletter.Report(self.core, [self.fe.snapshot()], peer)
+
+    async def start(self):
+        cfg = self.config
+        per_ip = {}
+        backlog = cfg.client_port_listen_backlog if cfg.client_port_listen_backlog > 0 else 511
+        self.server = await asyncio.get_running_loop().create_server(
+            lambda: Connection(self.fe, per_ip), cfg.client_port_address or "0.0.0.0",
+            cfg.client_port, reuse_address=True, backlog=backlog)
+
+    async def stop(self):
+        self.server.close()
+        for conn in list(self.fe.connections):
+            conn.close()
 
 
 async def serve(config, ready=None):
@@ -22,28 +84,28 @@ async def serve(config, ready=None):
     core.start()
     stop = asyncio.Event()
     core.on_fatal = lambda exc: stop.set()
-    per_ip = {}
-    host = config.client_port_address or "0.0.0.0"
-    backlog = config.client_port_listen_backlog if config.client_port_listen_backlog > 0 else 511
-    server = await loop.create_server(lambda: Connection(core, per_ip), host, config.client_port,
-                                      reuse_address=True, backlog=backlog)
+    if config.workers:
+        from zkpy.server.supervisor import Supervisor
+        front = Supervisor(core, config)
+    else:
+        front = InProcess(core, config)
+    await front.start()
     admin = None
     if config.admin_enable_server:
         from zkpy.admin import http
-        admin = await http.start(core)
+        admin = await http.start(core, front.report)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("zkpy %s serving clients on %s:%d (dataDir=%s, dataLogDir=%s)", ZK_VERSION_STRING,
-             host, config.client_port, config.data_dir, config.data_log_dir)
+    log.info("zkpy %s serving clients on %s:%d with %d worker processes (dataDir=%s, "
+             "dataLogDir=%s)", ZK_VERSION_STRING, config.client_port_address or "0.0.0.0",
+             config.client_port, config.workers, config.data_dir, config.data_log_dir)
     if ready is not None:
         ready()
     await stop.wait()
     log.info("shutting down")
-    server.close()
+    await front.stop()
     if admin is not None:
         admin.close()
-    for conn in list(core.connections):
-        conn.close()
     await core.stop()
     log.info("stopped; last zxid 0x%x", core.last_zxid)
     return 1 if core.fatal is not None else 0

@@ -1,0 +1,167 @@
+"""The client-facing half of a server: connections, watches, and reads from LMDB.
+
+One Frontend lives in each worker process (or in the core process when workers=0). It owns its
+connections, their watch tables and a read-only LMDB transaction; it talks to the core through a
+*link* (in-process calls, or the IPC socket of zkpy.server.worker):
+
+    link.connect(conn_id, request_bytes, read_only)
+    link.request(conn_id, entry_id, session_id, xid, op, body)   writes, closeSession, sync
+    link.touch(session_id)        link.closed(conn_id, session_id)
+
+and receives from the core (in this order for each applied batch):
+
+    connected(conn_id, ok, session_id, timeout_ms, passwd, read_only)
+    batch(zxid, events, replies)   fire watches, move reads to `zxid`, deliver replies
+    close_conn(conn_id)
+
+Reads are served only from an LMDB snapshot whose zxid equals the last batch delivered here: a
+worker that opened a snapshot already holding a newer batch (the core commits, then sends) holds
+its reads until that batch's notifications are out. A client therefore never reads data before
+the watch event that announces it (ZooKeeper Programmer's Guide, "Ordering guarantees").
+"""
+
+import logging
+import time
+
+from zkpy.tree.watches import WatchManager
+
+log = logging.getLogger("zkpy.server.frontend")
+
+
+class FrontendStats(object):
+    def __init__(self):
+        self.started = time.monotonic()
+        self.packets_received = 0
+        self.packets_sent = 0
+        self.latency_min = None
+        self.latency_max = 0
+        self.latency_sum = 0
+        self.latency_count = 0
+
+    def latency(self, ms):
+        self.latency_sum += ms
+        self.latency_count += 1
+        if self.latency_min is None or ms < self.latency_min:
+            self.latency_min = ms
+        if ms > self.latency_max:
+            self.latency_max = ms
+
+    def reset(self):
+        self.__init__()
+
+
+class Frontend(object):
+    def __init__(self, config, tree, link, worker_id=0):
+        self.config = config
+        self.tree = tree              # an LmdbTree (read-only in a worker)
+        self.link = link
+        self.worker_id = worker_id
+        self.stats = FrontendStats()
+        self.watches = WatchManager()
+        self.connections = set()
+        self.conns = {}               # conn_id -> Connection
+        self.waiting = set()          # connections with reads held for read_ready
+        self._next_conn_id = 1
+        self.delivered_zxid = 0
+        self.view_zxid = 0
+        self.read_ready = True
+        self._rtxn = None
+        self.view = None
+        self.refresh_view()
+        self.delivered_zxid = self.view_zxid
+        self.read_ready = True
+
+    @property
+    def last_zxid(self):
+        """The zxid this frontend's clients have seen everything up to."""
+        return self.delivered_zxid
+
+    # ------------------------------------------------------------------ connections
+
+    def add(self, conn):
+        if not conn.conn_id:  # in a worker the core numbers connections
+            conn.conn_id = self._next_conn_id
+            self._next_conn_id = (self._next_conn_id % 0xFFFFFFFF) + 1
+        self.conns[conn.conn_id] = conn
+        self.connections.add(conn)
+
+    def remove(self, conn):
+        self.connections.discard(conn)
+        self.conns.pop(conn.conn_id, None)
+        self.waiting.discard(conn)
+        self.watches.remove_watcher(conn)
+        self.link.closed(conn.conn_id, conn.session_id)
+
+    # ------------------------------------------------------------------ reads
+
+    def refresh_view(self):
+        if self._rtxn is not None:
+            self._rtxn.abort()
+        self._rtxn = self.tree.read_txn()
+        self.view = self.tree.read_view(self._rtxn)
+        self.view_zxid = self.view.last_zxid()
+        self.read_ready = self.view_zxid <= self.delivered_zxid
+
+    # ------------------------------------------------------------------ from the core
+
+    def connected(self, conn_id, ok, session_id, timeout_ms, passwd, read_only):
+        conn = self.conns.get(conn_id)
+        if conn is None:
+            return
+        conn.connect_answer(ok, session_id, timeout_ms, passwd, read_only)
+
+    def batch(self, zxid, events, replies):
+        for ezxid, etype, path in events:
+            fired = self.watches.trigger(etype, path)
+            for watcher in fired:
+                watcher.send_event(ezxid, etype, path)
+        if zxid > self.delivered_zxid:
+            self.delivered_zxid = zxid
+        # Reads after this point see the batch: open the new snapshot before the replies go out
+        # (a read queued behind one of these writes runs as soon as its write is answered).
+        self.refresh_view()
+        for conn_id, entry_id, close_after, data in replies:
+            conn = self.conns.get(conn_id)
+            if conn is not None:
+                conn.complete(entry_id, data, close_after)
+        if self.read_ready and self.waiting:
+            waiting, self.waiting = self.waiting, set()
+            for conn in waiting:
+                conn.drain()
+
+    def close_conn(self, conn_id):
+        conn = self.conns.get(conn_id)
+        if conn is not None:
+            conn.close()
+
+    # ------------------------------------------------------------------ reporting
+
+    def snapshot(self):
+        """What this frontend contributes to srvr/stat/mntr/cons/wchs/... (JSON-able)."""
+        s = self.stats
+        conns = []
+        for c in self.connections:
+            if c.closed:
+                continue
+            conns.append(c.describe())
+        return {
+            "worker_id": self.worker_id,
+            "connections": conns,
+            "packets_received": s.packets_received,
+            "packets_sent": s.packets_sent,
+            "latency_min": s.latency_min,
+            "latency_max": s.latency_max,
+            "latency_sum": s.latency_sum,
+            "latency_count": s.latency_count,
+            "data_watches": {p: [w.session_id for w in ws]
+                             for p, ws in self.watches.data.items()},
+            "watch_count": self.watches.count(),
+            "delivered_zxid": self.delivered_zxid,
+        }
+
+    def reset_stats(self):
+        self.stats.reset()
+
+    def reset_connection_stats(self):
+        for c in self.connections:
+            c.reset_stats()

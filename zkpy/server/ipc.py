@@ -1,0 +1,214 @@
+"""Messages between the core process and its worker processes. Pure: bytes in, messages out.
+
+Each message is one frame on the worker's UNIX stream socket:
+    frame   := len:u32 type:u8 body[len-1]            (big-endian)
+Strings are len:u32 + utf-8; blobs len:u32 + bytes.
+
+worker -> core
+    HELLO     (1)  worker_id:u32 pid:u32
+    CONNECT   (2)  conn_id:u32 read_only:i8 (-1 = the client did not send the flag) request:blob
+                   (decoded as (conn_id, request, read_only))
+    REQUEST   (3)  conn_id:u32 entry_id:u32 session_id:i64 xid:i32 op:i32 body:blob
+                   (writes, closeSession and sync; the worker has decoded the body once already)
+    CLOSED    (4)  conn_id:u32 session_id:i64
+    TOUCH     (5)  count:u32 session_id:i64*          (sessions heard from since the last TOUCH)
+    STATS     (6)  req_id:u32 json:blob
+core -> worker
+    CONNECTED (20) conn_id:u32 ok:u8 session_id:i64 timeout_ms:i32 passwd:blob read_only:i8
+                   (ok=1: established; 0: answer the expired/invalid ConnectResponse and
+                   close; 2: close without an answer, e.g. the client has seen a newer zxid)
+    BATCH     (21) zxid:i64 n_events:u32 (zxid:i64 type:i32 path:str)* n_replies:u32
+                   (conn_id:u32 entry_id:u32 close_after:u8 frame:blob)*
+                   Events first, then replies: the worker delivers in that order, then moves its
+                   reads to LMDB state zxid (the watch-before-data guarantee across processes).
+    CLOSE     (22) conn_id:u32                       (session moved or expired)
+    STATS_REQ (23) req_id:u32
+    SHUTDOWN  (24)
+The handoff of a client socket travels on a second socket pair as SCM_RIGHTS with the message
+    HANDOFF        conn_id:u32 peer:str first_bytes:blob
+"""
+
+import struct
+
+HELLO, CONNECT, REQUEST, CLOSED, TOUCH, STATS = 1, 2, 3, 4, 5, 6
+CONNECTED, BATCH, CLOSE, STATS_REQ, SHUTDOWN = 20, 21, 22, 23, 24
+
+_U32 = struct.Struct(">I")
+_HEAD = struct.Struct(">IB")
+_REQ = struct.Struct(">IIqii")
+_CONN = struct.Struct(">IBqi")
+_EVT = struct.Struct(">qi")
+_REPLY = struct.Struct(">IIB")
+_CLOSED = struct.Struct(">Iq")
+_Q = struct.Struct(">q")
+
+
+def _frame(mtype, body):
+    return _HEAD.pack(len(body) + 1, mtype) + body
+
+
+def _blob(b):
+    return _U32.pack(len(b)) + b
+
+
+class Reader(object):
+    __slots__ = ("b", "o")
+
+    def __init__(self, b, o=0):
+        self.b = b
+        self.o = o
+
+    def take(self, st):
+        v = st.unpack_from(self.b, self.o)
+        self.o += st.size
+        return v
+
+    def u32(self):
+        return self.take(_U32)[0]
+
+    def blob(self):
+        n = self.u32()
+        v = bytes(self.b[self.o:self.o + n])
+        self.o += n
+        return v
+
+    def str(self):
+        return self.blob().decode("utf-8")
+
+
+# ---------------------------------------------------------------- worker -> core
+
+def hello(worker_id, pid):
+    return _frame(HELLO, _U32.pack(worker_id) + _U32.pack(pid))
+
+
+def connect(conn_id, read_only, request):
+    ro = -1 if read_only is None else int(bool(read_only))
+    return _frame(CONNECT, _U32.pack(conn_id) + struct.pack(">b", ro) + _blob(request))
+
+
+def request(conn_id, entry_id, session_id, xid, op, body):
+    return _frame(REQUEST, _REQ.pack(conn_id, entry_id, session_id, xid, op) + _blob(body))
+
+
+def closed(conn_id, session_id):
+    return _frame(CLOSED, _CLOSED.pack(conn_id, session_id))
+
+
+def touch(session_ids):
+    return _frame(TOUCH, _U32.pack(len(session_ids)) + b"".join(_Q.pack(s) for s in session_ids))
+
+
+def stats(req_id, payload):
+    return _frame(STATS, _U32.pack(req_id) + _blob(payload))
+
+
+# ---------------------------------------------------------------- core -> worker
+
+def connected(conn_id, ok, session_id, timeout_ms, passwd, read_only):
+    ro = -1 if read_only is None else int(bool(read_only))
+    return _frame(CONNECTED, _CONN.pack(conn_id, int(ok), session_id, timeout_ms)
+                  + _blob(passwd) + struct.pack(">b", ro))
+
+
+def batch(zxid, events, replies):
+    """events: [(zxid, type, path)]; replies: [(conn_id, entry_id, close_after, frame)]."""
+    parts = [_Q.pack(zxid), _U32.pack(len(events))]
+    for ezxid, etype, path in events:
+        parts.append(_EVT.pack(ezxid, etype))
+        parts.append(_blob(path.encode("utf-8")))
+    parts.append(_U32.pack(len(replies)))
+    for conn_id, entry_id, close_after, data in replies:
+        parts.append(_REPLY.pack(conn_id, entry_id, 1 if close_after else 0))
+        parts.append(_blob(data))
+    return _frame(BATCH, b"".join(parts))
+
+
+def close(conn_id):
+    return _frame(CLOSE, _U32.pack(conn_id))
+
+
+def stats_req(req_id):
+    return _frame(STATS_REQ, _U32.pack(req_id))
+
+
+def shutdown():
+    return _frame(SHUTDOWN, b"")
+
+
+def handoff(conn_id, peer, first_bytes):
+    return _U32.pack(conn_id) + _blob(peer.encode("utf-8")) + _blob(first_bytes)
+
+
+def decode_handoff(data):
+    r = Reader(data)
+    return r.u32(), r.str(), r.blob()
+
+
+# ---------------------------------------------------------------- decoding
+
+def decode(frame):
+    """One frame body (type byte + fields, no length prefix) -> (type, fields tuple)."""
+    mtype = frame[0]
+    r = Reader(frame, 1)
+    if mtype == REQUEST:
+        conn_id, entry_id, sid, xid, op = r.take(_REQ)
+        return mtype, (conn_id, entry_id, sid, xid, op, r.blob())
+    if mtype == BATCH:
+        zxid = r.take(_Q)[0]
+        events = []
+        for _ in range(r.u32()):
+            ezxid, etype = r.take(_EVT)
+            events.append((ezxid, etype, r.str()))
+        replies = []
+        for _ in range(r.u32()):
+            conn_id, entry_id, close_after = r.take(_REPLY)
+            replies.append((conn_id, entry_id, bool(close_after), r.blob()))
+        return mtype, (zxid, events, replies)
+    if mtype == CONNECT:
+        conn_id = r.u32()
+        ro = struct.unpack_from(">b", frame, r.o)[0]
+        r.o += 1
+        return mtype, (conn_id, r.blob(), None if ro < 0 else bool(ro))
+    if mtype == CONNECTED:
+        conn_id, ok, sid, timeout = r.take(_CONN)
+        passwd = r.blob()
+        ro = struct.unpack_from(">b", frame, r.o)[0]
+        return mtype, (conn_id, ok, sid, timeout, passwd, None if ro < 0 else bool(ro))
+    if mtype == CLOSED:
+        return mtype, r.take(_CLOSED)
+    if mtype == TOUCH:
+        return mtype, ([r.take(_Q)[0] for _ in range(r.u32())],)
+    if mtype in (CLOSE, STATS_REQ):
+        return mtype, (r.u32(),)
+    if mtype == STATS:
+        req_id = r.u32()
+        return mtype, (req_id, r.blob())
+    if mtype == HELLO:
+        return mtype, (r.u32(), r.u32())
+    if mtype == SHUTDOWN:
+        return mtype, ()
+    raise ValueError("unknown IPC message type %d" % mtype)
+
+
+class Decoder(object):
+    """Splits a byte stream into frame bodies (the IPC peer is trusted: no size limit)."""
+
+    def __init__(self):
+        self.buf = bytearray()
+
+    def feed(self, data):
+        buf = self.buf
+        buf += data
+        out = []
+        off = 0
+        n = len(buf)
+        while n - off >= 4:
+            length = _U32.unpack_from(buf, off)[0]
+            if n - off - 4 < length:
+                break
+            out.append(bytes(buf[off + 4:off + 4 + length]))
+            off += 4 + length
+        if off:
+            del buf[:off]
+        return out

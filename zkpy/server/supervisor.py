@@ -1,0 +1,308 @@
+"""The core process's side of the worker processes: spawn, accept, hand over, restart.
+
+Connections are accepted here, not in the workers: the core reads the first bytes of each new
+connection, answers a four-letter word itself (with every worker's figures), and otherwise hands
+the socket with those bytes to a worker, round robin (SCM_RIGHTS over a datagram socket pair). So
+maxClientCnxns is counted across all workers, and the 4lw see the whole server. After the
+handoff the client talks to its worker only; the worker reaches the core over its control socket
+(zkpy.server.ipc). A worker that dies is restarted; its clients reconnect and keep their sessions.
+"""
+
+import asyncio
+import itertools
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+
+from zkpy.admin import fourletter
+from zkpy.proto.framing import is_four_letter_word
+from zkpy.server import ipc
+from zkpy.server.worker import RESET_CONNECTIONS, RESET_SERVER
+
+log = logging.getLogger("zkpy.supervisor")
+
+_FIRST_BYTES_TIMEOUT_S = 30
+
+
+class WorkerHandle(asyncio.Protocol):
+    """One worker process, as an origin of the core (see zkpy.server.core)."""
+
+    def __init__(self, sup, worker_id):
+        self.sup = sup
+        self.worker_id = worker_id
+        self.proc = None
+        self.transport = None
+        self.handoff = None
+        self.decoder = ipc.Decoder()
+        self.alive = False
+        self._out = []
+
+    # -- origin interface (called by the core)
+
+    def _send(self, data):
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._out.append(data)
+
+    def _flush(self):
+        if self._out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(self._out))
+        self._out = []
+
+    def connected(self, conn_id, ok, session_id, timeout_ms, passwd, read_only):
+        self._send(ipc.connected(conn_id, ok, session_id, timeout_ms, passwd, read_only))
+
+    def batch(self, zxid, events, replies):
+        self._send(ipc.batch(zxid, events, list(replies)))
+
+    def close_conn(self, conn_id):
+        self._send(ipc.close(conn_id))
+
+    # -- messages from the worker
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        core = self.sup.core
+        for frame in self.decoder.feed(data):
+            mtype, args = ipc.decode(frame)
+            try:
+                if mtype == ipc.REQUEST:
+                    core.request(self, *args)
+                elif mtype == ipc.TOUCH:
+                    for sid in args[0]:
+                        core.touch(sid)
+                elif mtype == ipc.CONNECT:
+                    core.connect(self, *args)
+                elif mtype == ipc.CLOSED:
+                    conn_id, sid = args
+                    core.conn_closed(self, conn_id, sid)
+                    self.sup.conn_gone(conn_id)
+                elif mtype == ipc.STATS:
+                    self.sup.stats_arrived(self, *args)
+                elif mtype == ipc.HELLO:
+                    log.info("worker %d is up (pid %d)", args[0], args[1])
+            except Exception:
+                log.exception("worker %d: request failed", self.worker_id)
+
+    def connection_lost(self, exc):
+        self.transport = None
+        self.sup.worker_lost(self)
+
+
+class Supervisor(object):
+    def __init__(self, core, config):
+        self.core = core
+        self.config = config
+        self.workers = []
+        self.listener = None
+        self._rr = itertools.count()
+        self._conn_ids = itertools.count(1)
+        self.conn_ip = {}        # conn_id -> (ip, worker)
+        self.per_ip = {}         # ip -> open connections
+        self._stats_waiters = {}
+        self._req_ids = itertools.count(1)
+        self._monitor = None
+        self.stopping = False
+
+    # ------------------------------------------------------------------ workers
+
+    async def start(self):
+        for i in range(self.config.workers):
+            handle = WorkerHandle(self, i + 1)
+            self.workers.append(handle)
+            await self._spawn(handle)
+        self._listen()
+        self._monitor = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _spawn(self, handle):
+        loop = asyncio.get_running_loop()
+        core_ctrl, worker_ctrl = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        core_hand, worker_hand = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        cmd = [sys.executable, "-m", "zkpy.server.worker", os.path.abspath(self.config.path),
+               "--worker-id", str(handle.worker_id),
+               "--ctrl-fd", str(worker_ctrl.fileno()), "--handoff-fd", str(worker_hand.fileno())]
+        handle.proc = subprocess.Popen(cmd, pass_fds=(worker_ctrl.fileno(), worker_hand.fileno()))
+        worker_ctrl.close()
+        worker_hand.close()
+        handle.decoder = ipc.Decoder()
+        await loop.create_connection(lambda: handle, sock=core_ctrl)
+        handle.handoff = core_hand
+        handle.alive = True
+        self.core.origins.append(handle)
+        log.info("started worker %d (pid %d)", handle.worker_id, handle.proc.pid)
+
+    def worker_lost(self, handle):
+        if not handle.alive:
+            return
+        handle.alive = False
+        if handle in self.core.origins:
+            self.core.origins.remove(handle)
+        self.core.origin_lost(handle)
+        for conn_id, (ip, w) in list(self.conn_ip.items()):
+            if w is handle:
+                self.conn_gone(conn_id)
+        if handle.handoff is not None:
+            handle.handoff.close()
+            handle.handoff = None
+        if not self.stopping:
+            log.warning("worker %d (pid %d) died; its clients will reconnect", handle.worker_id,
+                        handle.proc.pid if handle.proc else -1)
+
+    async def _watch(self):
+        """Restart dead workers."""
+        while not self.stopping:
+            await asyncio.sleep(0.2)
+            for handle in self.workers:
+                if handle.proc is not None and handle.proc.poll() is not None:
+                    self.worker_lost(handle)
+                    if self.stopping:
+                        return
+                    log.warning("restarting worker %d (exit code %s)", handle.worker_id,
+                                handle.proc.returncode)
+                    handle.proc = None
+                    try:
+                        await self._spawn(handle)
+                    except Exception:
+                        log.exception("restarting worker %d", handle.worker_id)
+
+    async def stop(self):
+        self.stopping = True
+        if self._monitor is not None:
+            self._monitor.cancel()
+        if self.listener is not None:
+            asyncio.get_running_loop().remove_reader(self.listener.fileno())
+            self.listener.close()
+        for handle in self.workers:
+            if handle.alive:
+                handle._send(ipc.shutdown())
+                handle._flush()
+        for handle in self.workers:
+            if handle.proc is not None:
+                for _ in range(100):
+                    if handle.proc.poll() is not None:
+                        break
+                    await asyncio.sleep(0.05)
+                if handle.proc.poll() is None:
+                    handle.proc.kill()
+                    handle.proc.wait()
+
+    # ------------------------------------------------------------------ accepting
+
+    def _listen(self):
+        cfg = self.config
+        host = cfg.client_port_address or "0.0.0.0"
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, cfg.client_port))
+        backlog = cfg.client_port_listen_backlog if cfg.client_port_listen_backlog > 0 else 511
+        sock.listen(backlog)
+        sock.setblocking(False)
+        self.listener = sock
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._accept)
+
+    def _accept(self):
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, addr = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                log.warning("accept failed: %s", e)
+                return
+            sock.setblocking(False)
+            ip = addr[0]
+            limit = self.config.max_client_cnxns
+            if limit and self.per_ip.get(ip, 0) >= limit:
+                log.warning("too many connections from %s - max is %d; closing %s:%d",
+                            ip, limit, ip, addr[1])
+                sock.close()
+                continue
+            self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
+            conn_id = next(self._conn_ids)
+            self.conn_ip[conn_id] = (ip, None)
+            loop.create_task(self._first_bytes(sock, conn_id, "%s:%d" % (ip, addr[1])))
+
+    async def _first_bytes(self, sock, conn_id, peer):
+        loop = asyncio.get_running_loop()
+        first = b""
+        try:
+            while len(first) < 4:
+                data = await asyncio.wait_for(loop.sock_recv(sock, 65536),
+                                              _FIRST_BYTES_TIMEOUT_S)
+                if not data:
+                    raise ConnectionError("closed before sending anything")
+                first += data
+            cmd = is_four_letter_word(first[:4])
+            if cmd is not None:
+                await self._four_letter(sock, cmd, peer)
+                raise ConnectionError("four letter word answered")
+            live = [w for w in self.workers if w.alive and w.handoff is not None]
+            if not live:
+                raise ConnectionError("no worker process is running")
+            worker = live[next(self._rr) % len(live)]
+            socket.send_fds(worker.handoff, [ipc.handoff(conn_id, peer, first)], [sock.fileno()])
+            self.conn_ip[conn_id] = (self.conn_ip[conn_id][0], worker)
+            sock.close()  # the worker holds its own descriptor now
+        except (ConnectionError, OSError, asyncio.TimeoutError) as e:
+            if not isinstance(e, ConnectionError) or "four letter" not in str(e):
+                log.debug("connection %s not handed over: %s", peer, e)
+            sock.close()
+            self.conn_gone(conn_id)
+
+    def conn_gone(self, conn_id):
+        entry = self.conn_ip.pop(conn_id, None)
+        if entry is None:
+            return
+        ip = entry[0]
+        n = self.per_ip.get(ip, 1) - 1
+        if n <= 0:
+            self.per_ip.pop(ip, None)
+        else:
+            self.per_ip[ip] = n
+
+    # ------------------------------------------------------------------ four letter words
+
+    async def _four_letter(self, sock, cmd, peer):
+        if cmd not in self.config.four_letter_words:
+            text = "%s is not executed because it is not in the whitelist.\n" % cmd
+        else:
+            try:
+                rep = await self.report(peer, fourletter.RESETS.get(cmd))
+                text = fourletter.run(cmd, rep)
+            except Exception:
+                log.exception("four letter word %s failed", cmd)
+                text = ""
+        if text:
+            await asyncio.get_running_loop().sock_sendall(sock, text.encode("utf-8"))
+
+    async def report(self, peer, reset=None):
+        """Gather every worker's snapshot (resetting counters first for crst/srst)."""
+        flags = {"connections": RESET_CONNECTIONS, "server": RESET_SERVER}.get(reset, 0)
+        req_id = (next(self._req_ids) & 0x3FFFFFFF) | flags
+        loop = asyncio.get_running_loop()
+        waiters = {}
+        for w in self.workers:
+            if w.alive:
+                fut = loop.create_future()
+                waiters[w] = fut
+                w._send(ipc.stats_req(req_id))
+        self._stats_waiters[req_id] = waiters
+        try:
+            if waiters:
+                await asyncio.wait(list(waiters.values()), timeout=2.0)
+        finally:
+            self._stats_waiters.pop(req_id, None)
+        snaps = [f.result() for f in waiters.values() if f.done()]
+        return fourletter.Report(self.core, snaps, peer)
+
+    def stats_arrived(self, worker, req_id, payload):
+        fut = self._stats_waiters.get(req_id, {}).get(worker)
+        if fut is not None and not fut.done():
+            fut.set_result(json.loads(payload))

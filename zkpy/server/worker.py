@@ -1,0 +1,174 @@
+"""A worker process: client connections, their watches, and reads from read-only LMDB.
+
+Started by the core's supervisor as
+    python -m zkpy.server.worker CFG --worker-id N --ctrl-fd A --handoff-fd B
+with two inherited UNIX sockets: a stream for the messages of zkpy.server.ipc, and a datagram
+socket on which the core hands over accepted client sockets (SCM_RIGHTS). The worker exits when
+the core goes away (EOF on the control socket) or says SHUTDOWN.
+Shared nothing with other workers: only LMDB, read-only, opened by this process.
+"""
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+
+from zkpy.config import load_config
+from zkpy.server import ipc
+from zkpy.server.connection import Connection
+from zkpy.server.frontend import Frontend
+from zkpy.storage.lmdb_tree import LmdbTree
+
+log = logging.getLogger("zkpy.worker")
+
+RESET_CONNECTIONS = 1 << 31
+RESET_SERVER = 1 << 30
+
+
+class IpcLink(object):
+    """The frontend's link to the core over the control socket; writes are batched per loop
+    iteration into one socket write."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.transport = None
+        self._out = []
+        self._touched = set()
+
+    def _send(self, data):
+        if not self._out:
+            self.loop.call_soon(self._flush)
+        self._out.append(data)
+
+    def _flush(self):
+        if self._out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(self._out))
+        self._out = []
+
+    def connect(self, conn_id, frame, read_only):
+        self._send(ipc.connect(conn_id, read_only, frame))
+
+    def request(self, conn_id, entry_id, session_id, xid, op, body):
+        self._send(ipc.request(conn_id, entry_id, session_id, xid, op, body))
+
+    def touch(self, session_id):
+        self._touched.add(session_id)
+
+    def flush_touches(self):
+        if self._touched:
+            self._send(ipc.touch(list(self._touched)))
+            self._touched = set()
+
+    def closed(self, conn_id, session_id):
+        self._send(ipc.closed(conn_id, session_id))
+
+
+class Control(asyncio.Protocol):
+    """Messages from the core."""
+
+    def __init__(self, fe, done):
+        self.fe = fe
+        self.done = done
+        self.decoder = ipc.Decoder()
+
+    def data_received(self, data):
+        fe = self.fe
+        for frame in self.decoder.feed(data):
+            mtype, args = ipc.decode(frame)
+            if mtype == ipc.BATCH:
+                fe.batch(*args)
+            elif mtype == ipc.CONNECTED:
+                fe.connected(*args)
+            elif mtype == ipc.CLOSE:
+                fe.close_conn(*args)
+            elif mtype == ipc.STATS_REQ:
+                req_id = args[0]
+                if req_id & RESET_CONNECTIONS:
+                    fe.reset_connection_stats()
+                if req_id & RESET_SERVER:
+                    fe.reset_stats()
+                fe.link._send(ipc.stats(req_id, json.dumps(fe.snapshot()).encode()))
+            elif mtype == ipc.SHUTDOWN:
+                if not self.done.done():
+                    self.done.set_result("shutdown")
+
+    def connection_lost(self, exc):
+        if not self.done.done():
+            self.done.set_result("core gone")
+
+
+async def run(config, worker_id, ctrl_fd, handoff_fd):
+    loop = asyncio.get_running_loop()
+    tree = LmdbTree(os.path.join(config.data_dir, "zkpy-db"), readonly=True)
+    link = IpcLink(loop)
+    fe = Frontend(config, tree, link, worker_id)
+    done = loop.create_future()
+    ctrl = socket.socket(fileno=ctrl_fd)
+    link.transport, _ = await loop.create_connection(lambda: Control(fe, done), sock=ctrl)
+    link._send(ipc.hello(worker_id, os.getpid()))
+
+    handoff = socket.socket(fileno=handoff_fd)
+    handoff.setblocking(False)
+
+    def on_handoff():
+        while True:
+            try:
+                msg, fds, _, _ = socket.recv_fds(handoff, 65536, 1)
+            except (BlockingIOError, InterruptedError):
+                return
+            if not msg and not fds:
+                return
+            if not fds:
+                continue
+            conn_id, peer, first = ipc.decode_handoff(msg)
+            sock = socket.socket(fileno=fds[0])
+            sock.setblocking(False)
+            conn = Connection(fe, None, first=None, initial=first, conn_id=conn_id, peer=peer)
+            loop.create_task(loop.connect_accepted_socket(lambda c=conn: c, sock))
+
+    loop.add_reader(handoff.fileno(), on_handoff)
+
+    async def touches():
+        # The core expires sessions; tell it which ones were heard from, a few times per tick.
+        interval = max(0.05, config.tick_time_ms / 4000.0)
+        while True:
+            await asyncio.sleep(interval)
+            link.flush_touches()
+
+    toucher = loop.create_task(touches())
+    log.info("worker %d (pid %d) serving", worker_id, os.getpid())
+    reason = await done
+    log.info("worker %d stopping: %s", worker_id, reason)
+    toucher.cancel()
+    loop.remove_reader(handoff.fileno())
+    for conn in list(fe.connections):
+        conn.close()
+    await asyncio.sleep(0)
+    tree.close()
+    return 0
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="zkpy.server.worker")
+    p.add_argument("config")
+    p.add_argument("--worker-id", type=int, required=True)
+    p.add_argument("--ctrl-fd", type=int, required=True)
+    p.add_argument("--handoff-fd", type=int, required=True)
+    args = p.parse_args(argv)
+    # A Ctrl-C reaches the whole process group; the core decides when workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    config = load_config(args.config)
+    from zkpy.cli.server import _setup_logging
+    _setup_logging(args.config)
+    try:
+        return asyncio.run(run(config, args.worker_id, args.ctrl_fd, args.handoff_fd))
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
