@@ -246,38 +246,68 @@ def test_pipelined_read_between_two_writes_sees_only_the_first(workers, server_f
 # 3. the watch event comes before the data it announces, across processes
 
 
-def test_watch_event_before_new_data_across_workers(two_workers, raws, make_client):
+def test_watch_event_before_new_data_across_workers(two_workers, raws):
+    """Client A (worker 1) watches N nodes and streams reads of them from a second thread while
+    client B (worker 2) sets them all in one burst. In A's frame stream, for each node, every
+    read before its NodeDataChanged event returns the old data and every read after it the new
+    data (ZooKeeper Programmer's Guide, "Ordering guarantees")."""
     pm = ProcMap(two_workers)
     reader, writer = clients_on_two_workers(pm, lambda: raws(two_workers.port))
-    assert writer.call(OP_CREATE, create_body("/wbd", b"0")).err == 0
-    rounds, pipelined = 30, 15
-    for r in range(1, rounds + 1):
-        new = b"%d" % r
-        reply = reader.call(OP_GET_DATA, get_data_body("/wbd", watch=True))
-        assert reply.err == 0 and reply.data() == b"%d" % (r - 1)
-        reader.frames = []
-        writer.send_request(OP_SET_DATA, set_data_body("/wbd", new))
-        # Reads pipelined on the other worker while the write is on its way: whichever of them
-        # first returns the new value must come after the NodeDataChanged event.
-        xids = [reader.send_request(OP_GET_DATA, get_data_body("/wbd")) for _ in range(pipelined)]
-        while sum(1 for f in reader.frames if f.xid in xids) < pipelined:
-            reader.recv_reply()
-        while not any(f.is_event for f in reader.frames):
-            reader.recv_reply()
+    n_nodes = 40
+    paths = ["/wbd-%02d" % k for k in range(n_nodes)]
+    for path in paths:
+        writer.send_request(OP_CREATE, create_body(path, b"old"))
+    for _ in paths:
         assert writer.recv_reply().err == 0
-        # The write is acknowledged: a read issued now must see it, after the event.
-        last = reader.call(OP_GET_DATA, get_data_body("/wbd"))
-        order = [("event", f.event()) if f.is_event else ("read", f.data())
-                 for f in reader.frames]
-        events = [i for i, f in enumerate(reader.frames) if f.is_event]
-        assert len(events) == 1, order
-        assert reader.frames[events[0]].event()[::2] == (NODE_DATA_CHANGED, "/wbd")
-        for i, f in enumerate(reader.frames):
-            if not f.is_event and f.data() == new:
-                assert i > events[0], "round %d: new data read before its event: %s" % (r, order)
-            elif not f.is_event:
-                assert f.data() == b"%d" % (r - 1), order
-        assert last.data() == new, order
+    for path in paths:
+        reply = reader.call(OP_GET_DATA, get_data_body(path, watch=True))
+        assert reply.err == 0 and reply.data() == b"old"
+    reader.frames = []
+
+    sent = {}                      # xid -> path, filled by the sender thread
+    stop = threading.Event()
+
+    def stream_reads():
+        while not stop.is_set() and len(sent) < 4000:
+            for path in paths:
+                sent[reader.send_request(OP_GET_DATA, get_data_body(path))] = path
+            time.sleep(0.002)
+
+    sender = threading.Thread(target=stream_reads, daemon=True)
+    sender.start()
+    try:
+        wait_until(lambda: len(sent) >= 2 * n_nodes, 5, "reads under way")
+        for path in paths:
+            writer.send_request(OP_SET_DATA, set_data_body(path, b"new"))
+        events = 0
+        while events < n_nodes:
+            events += reader.recv_reply().is_event
+        for _ in paths:
+            assert writer.recv_reply().err == 0
+        time.sleep(0.02)  # a few reads after the last event
+    finally:
+        stop.set()
+        sender.join(5)
+    while sum(1 for f in reader.frames if not f.is_event) < len(sent):
+        reader.recv_reply()
+
+    seen_event = set()
+    early_new = late_old = 0
+    for f in reader.frames:
+        if f.is_event:
+            etype, _, path = f.event()
+            assert etype == NODE_DATA_CHANGED and path not in seen_event
+            seen_event.add(path)
+            continue
+        path = sent[f.xid]
+        assert f.err == 0
+        if path in seen_event:
+            late_old += f.data() != b"new"
+        else:
+            early_new += f.data() == b"new"
+    assert seen_event == set(paths)
+    assert early_new == 0, "%d reads returned new data before its watch event" % early_new
+    assert late_old == 0, "%d reads after the watch event returned old data" % late_old
 
 
 # ---------------------------------------------------------------------------------------------
