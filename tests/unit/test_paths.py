@@ -118,3 +118,33 @@ def test_special_paths():
         assert is_special(p)
     for p in ("/a", "/zookeeper/other", "/zookeeper/quota/x", "/zookeeperx"):
         assert not is_special(p)
+
+
+# The regex fast path must accept exactly what the character loop accepts.
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from zkpy.tree import paths as _paths  # noqa: E402
+
+
+def _slow_ok(path):
+    saved = _paths._VALID
+    _paths._VALID = type("Never", (), {"fullmatch": staticmethod(lambda p: None)})
+    try:
+        _paths.validate_path(path)
+        return True
+    except ZkError:
+        return False
+    finally:
+        _paths._VALID = saved
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(["/", ".", "..", "a", "\x00", "\x01", "\x7f", "\ud800", "\uffff",
+                                 "\U0001F600", "é", "zk", "-"]), max_size=8).map("".join))
+def test_fast_path_agrees_with_the_character_loop(path):
+    try:
+        _paths.validate_path(path)
+        fast = True
+    except ZkError:
+        fast = False
+    assert fast == _slow_ok(path)

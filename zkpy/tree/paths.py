@@ -1,6 +1,13 @@
 """Znode path rules (ZooKeeper's PathUtils.validatePath). Pure."""
 
+import re
+
 from zkpy.errors import BADARGUMENTS, ZkError
+
+# The common case in one regex match: "/" + names of allowed characters, none empty, "." or "..".
+# Anything it rejects goes through the character loop below, which names the reason.
+_VALID = re.compile(
+    "(?:/(?!\\.\\.?(?:/|$))[^/\u0000-\u001f\u007f-\u009f\ud800-\uf8ff\ufff0-\U0010ffff]+)+")
 
 _SPECIAL = frozenset(["/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"])
 
@@ -19,6 +26,8 @@ def validate_path(path, sequential=False):
         raise ZkError(BADARGUMENTS, "Path cannot be null")
     if sequential:
         path = path + "1"
+    if _VALID.fullmatch(path):
+        return
     if not path:
         raise ZkError(BADARGUMENTS, "Path length must be > 0")
     if path[0] != "/":
