@@ -60,5 +60,8 @@ def unpack_node(buf):
         ident = bytes(buf[off:off + n]).decode("utf-8")
         off += n
         acl.append((perms, scheme, ident))
+    if off != len(buf):
+        raise ValueError("node record of %d bytes does not match its fields (%d)"
+                         % (len(buf), off))
     return Node(czxid, mzxid, ctime, mtime, version, cversion, aversion, owner, num_children,
                 pzxid, data, tuple(acl))
