@@ -214,14 +214,8 @@ def test_pipelined_write_then_read_sees_the_write(two_workers, make_client):
     assert len(kids.get(timeout=10)) == 150
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "zkpy bug: a read pipelined between two writes of one session (set, get, set) sees the "
-    "second write. Connection.drain (zkpy/server/connection.py) runs a queued read's thunk when "
-    "the write ahead of it is answered, against the frontend's current LMDB view; "
-    "Frontend.batch has already moved that view to the batch's last zxid (both writes in one "
-    "group commit), or to a newer committed batch (the read is then held until that batch is "
-    "delivered, and still reads the newer state). ZooKeeper answers the read from the state "
-    "between the two writes (FIFO client order)."))
+# ZooKeeper answers a session's requests in order: the read between the two writes sees the
+# first and not the second (a worker holds the second write until that read is answered).
 @pytest.mark.parametrize("workers", [0, 2])
 def test_pipelined_read_between_two_writes_sees_only_the_first(workers, server_factory,
                                                               make_client):

@@ -60,11 +60,12 @@ _OP_ABBREV = {
 
 class _Entry(object):
     """A reply slot: filled by a write's completion or computed by a deferred read."""
-    __slots__ = ("op", "data", "thunk", "close_after", "t0", "entry_id")
+    __slots__ = ("op", "data", "thunk", "close_after", "t0", "entry_id", "unsent")
 
     def __init__(self, op, thunk=None):
         self.op = op
         self.entry_id = 0
+        self.unsent = None  # (xid, op, body) of a write held behind an unanswered read
         self.data = None
         self.thunk = thunk
         self.close_after = False
@@ -88,6 +89,8 @@ class Connection(asyncio.Protocol):
         self.handshake_done = False
         self.pending = collections.deque()
         self.entries = {}             # entry_id -> _Entry awaiting the core's answer
+        self.reads_queued = 0         # reads in `pending` not answered yet
+        self.held = 0                 # writes in `pending` held behind such a read
         self._next_entry = 1
         self.auth = []                # (scheme, id) pairs
         self.received = 0
@@ -194,8 +197,31 @@ class Connection(asyncio.Protocol):
             self.write(thunk())
             return
         self.pending.append(_Entry(op, thunk))
+        self.reads_queued += 1
         if not self.fe.read_ready:
             self.fe.waiting.add(self)
+
+    def _forward(self, xid, op, body):
+        """Send a write (or closeSession / sync) to the core, unless a read of this session is
+        still unanswered ahead of it: ZooKeeper answers a session's requests in order, so that
+        read must see the state before this write. The write then leaves from drain()."""
+        entry_id = self._expect(op)
+        if self.reads_queued:
+            self.entries[entry_id].unsent = (xid, op, body)
+            self.held += 1
+            return
+        self.fe.link.request(self.conn_id, entry_id, self.session_id, xid, op, body)
+
+    def _send_released(self):
+        """Send the held writes that no longer have an unanswered read ahead of them."""
+        for e in self.pending:
+            if e.thunk is not None and e.data is None:
+                return
+            if e.unsent is not None:
+                xid, op, body = e.unsent
+                e.unsent = None
+                self.held -= 1
+                self.fe.link.request(self.conn_id, e.entry_id, self.session_id, xid, op, body)
 
     def _expect(self, op):
         """Queue a slot for the core's answer to this request; returns its entry id."""
@@ -226,6 +252,9 @@ class Connection(asyncio.Protocol):
                     self.fe.waiting.add(self)
                     return  # this frontend's snapshot is ahead of its delivered events
                 e.data = e.thunk()
+                self.reads_queued -= 1
+                if self.held:
+                    self._send_released()
             pending.popleft()
             ms = int((time.monotonic() - e.t0) * 1000)
             stats.latency(ms)
@@ -294,8 +323,7 @@ class Connection(asyncio.Protocol):
                 codec.decode_multi(frame, off)
             else:
                 _D[_WRITE_REQUESTS[op]](frame, off)
-            entry_id = self._expect(op)
-            fe.link.request(self.conn_id, entry_id, self.session_id, xid, op, bytes(frame[off:]))
+            self._forward(xid, op, bytes(frame[off:]))
             return
         reader = _READ_REQUESTS.get(op)
         if reader is not None:
@@ -310,8 +338,7 @@ class Connection(asyncio.Protocol):
             self._reply_now_or_queue(op, lambda: _encode_reply(xid, fe.last_zxid, 0))
             return
         if op == consts.OP_CLOSE_SESSION:
-            entry_id = self._expect(op)
-            fe.link.request(self.conn_id, entry_id, self.session_id, xid, op, b"")
+            self._forward(xid, op, b"")
             return
         if op == consts.OP_SET_WATCHES or op == consts.OP_SET_WATCHES2:
             cls = r.SetWatches if op == consts.OP_SET_WATCHES else r.SetWatches2
