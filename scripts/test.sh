@@ -3,7 +3,9 @@
 #   - Debian packages zookeeper + zookeeper-bin (Apache ZooKeeper 3.8: the real server for
 #     side-by-side tests, zkCli.sh and cli_mt), when running as root and they are missing;
 #   - a virtualenv in .venv (unless one is active) with zkpy installed editable plus its test extras;
-#   - then pytest over tests/ (extra arguments are passed to pytest).
+#   - then pytest over tests/ (zkpy with the default worker count, side by side with Apache
+#     ZooKeeper), and - unless arguments are given, which go to that pytest run - the zkpy
+#     compatibility suite again with workers=1 and workers=4 (scripts/test_workers_matrix.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,3 +28,6 @@ fi
 python -m pip install -q --upgrade pip >/dev/null
 python -m pip install -q -e '.[test]'
 python -m pytest -q "$@"
+if [ $# -eq 0 ]; then
+  ZKPY_TEST_TARGETS=zkpy WORKER_COUNTS="1 4" bash scripts/test_workers_matrix.sh
+fi
