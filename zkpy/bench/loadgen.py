@@ -146,9 +146,6 @@ class Workload:
     def delete_request(self, sid, k):
         return _c.OP_DELETE, _enc(_r.DeleteRequest(self.create_path(sid, k), -1))
 
-    def _index(self, sid, k):
-        return (sid * self.stride + k) % self.znodes
-
     def _req_get(self, sid, k):
         return _c.OP_GET_DATA, self._reads[(sid * self.stride + k) % self.znodes]
 
@@ -596,14 +593,13 @@ def _worker(conn, cfg, sids):
     name = wl.name
     if name == "delete":
         # Unmeasured pre-phase: each session creates its own nodes, then deletes them.
-        pre = run_phase(sel, sessions, wl.create_request, depth, start_ns + dur_ns,
-                        stats=misc, label="delete: create phase")
+        run_phase(sel, sessions, wl.create_request, depth, start_ns + dur_ns, stats=misc,
+                  label="delete: create phase")
         for s in sessions:
             s.limit = s.k
         t0 = time.perf_counter_ns()
         stats = run_phase(sel, sessions, wl.delete_request, depth, t0 + warm_ns + dur_ns,
                           measure_from_ns=t0 + warm_ns, label="delete")
-        del pre
         measure_from, measure_end = t0 + warm_ns, t0 + warm_ns + dur_ns
         leftover = [(s, s.k) for s in sessions]        # nodes k.. limit-1 still exist
     else:
