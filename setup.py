@@ -51,7 +51,8 @@ setup_kwargs = dict(
     },
     ext_modules=_extensions(),
     cmdclass={"build_ext": OptionalBuildExt},
-    entry_points={"console_scripts": ["zkpy-server=zkpy.cli.server:main"]},
+    entry_points={"console_scripts": ["zkpy-server=zkpy.cli.server:main",
+                                      "zkpy-bench=zkpy.bench.loadgen:main"]},
     zip_safe=False,
 )
 

@@ -47,6 +47,8 @@ MESSAGES = [
     ("close", ipc.close(99), (ipc.CLOSE, (99,))),
     ("stats-req", ipc.stats_req(1 << 30 | 3), (ipc.STATS_REQ, (1 << 30 | 3,))),
     ("shutdown", ipc.shutdown(), (ipc.SHUTDOWN, ())),
+    ("committed", ipc.committed(-2 ** 63), (ipc.COMMITTED, (-2 ** 63,))),
+    ("committed-max", ipc.committed(2 ** 63 - 1), (ipc.COMMITTED, (2 ** 63 - 1,))),
 ]
 
 IDS = [m[0] for m in MESSAGES]

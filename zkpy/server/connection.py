@@ -60,10 +60,11 @@ _OP_ABBREV = {
 
 class _Entry(object):
     """A reply slot: filled by a write's completion or computed by a deferred read."""
-    __slots__ = ("op", "data", "thunk", "close_after", "t0", "entry_id", "unsent")
+    __slots__ = ("op", "data", "thunk", "close_after", "t0", "entry_id", "unsent", "required")
 
     def __init__(self, op, thunk=None):
         self.op = op
+        self.required = None  # for a read: the zxid its snapshot must hold (set at its turn)
         self.entry_id = 0
         self.unsent = None  # (xid, op, body) of a write held behind an unanswered read
         self.data = None
@@ -144,6 +145,9 @@ class Connection(asyncio.Protocol):
     def data_received(self, data):
         if self.closed:
             return
+        # Take in what the core has sent before answering reads: anything answered to any client
+        # before these bytes arrived is then delivered here (and must be visible to them).
+        self.fe.pump()
         if not self.handshake_done and self.first is not None:
             # A four-letter word is the first 4 bytes of a new connection (NIOServerCnxn).
             self.first += data
@@ -193,13 +197,14 @@ class Connection(asyncio.Protocol):
         self.write(len(body).to_bytes(4, "big") + body)
 
     def _reply_now_or_queue(self, op, thunk):
-        if not self.pending and self.fe.read_ready:
+        fe = self.fe
+        if not self.pending and fe.can_read(fe.delivered_zxid):
             self.write(thunk())
             return
         self.pending.append(_Entry(op, thunk))
         self.reads_queued += 1
-        if not self.fe.read_ready:
-            self.fe.waiting.add(self)
+        if len(self.pending) == 1:
+            self.drain()
 
     def _forward(self, xid, op, body):
         """Send a write (or closeSession / sync) to the core, unless a read of this session is
@@ -248,9 +253,12 @@ class Connection(asyncio.Protocol):
             if e.data is None:
                 if e.thunk is None:
                     return  # a write still waits for its fsync
-                if not self.fe.read_ready:
-                    self.fe.waiting.add(self)
-                    return  # this frontend's snapshot is ahead of its delivered events
+                fe = self.fe
+                if e.required is None:
+                    e.required = fe.delivered_zxid
+                if not fe.can_read(e.required):
+                    fe.waiting.add(self)
+                    return  # committed() or batch() calls drain() again
                 e.data = e.thunk()
                 self.reads_queued -= 1
                 if self.held:

@@ -4,9 +4,10 @@ Owns, per server: the session table and expiry, the zxid counter, the transactio
 group committer and the only LMDB write transaction. Frontends (zkpy.server.frontend; in worker
 processes, or in this process when workers=0) are its *origins*: they hand it connects, writes,
 closeSession and sync requests, and receive per applied batch the watch events (every origin)
-and the replies (the origin that asked). An origin implements
+and the replies (the origin that asked), then word that the batch is committed in LMDB. An
+origin implements
     connected(conn_id, ok, session_id, timeout_ms, passwd, read_only)
-    batch(zxid, events, replies)        close_conn(conn_id)
+    batch(zxid, events, replies)        committed(zxid)        close_conn(conn_id)
 
 Write path, as in ZooKeeper's processor chain:
     prep   validate against the committed tree + outstanding changes (PendingOverlay), assign the
@@ -270,7 +271,17 @@ class Core(object):
                           % (self.tree.max_key_size - 18))
 
     def _on_durable(self, tokens):
-        """final: every txn in `tokens` is fsynced (or forceSync=no); apply, notify, reply."""
+        """final: every txn in `tokens` is fsynced (or forceSync=no); apply, notify, reply.
+
+        Order, for the guarantees across worker processes:
+          1. apply the batch in the LMDB write txn (not yet visible to readers);
+          2. send every frontend the batch (events, and its replies) - written to the worker
+             sockets before step 3, so a frontend that sees the new LMDB state can always find
+             the events for it in its socket;
+          3. commit LMDB; 4. tell every frontend it is committed: reads that must see the
+             batch (read-your-writes, or anything answered before the read came in) wait for it.
+        Replies may leave in step 2: their txns are durable in the log already.
+        """
         wv = self.tree.write()
         results = []
         last = self.last_zxid
@@ -280,14 +291,9 @@ class Core(object):
                 results.append((zxid, txn, token, triggers, node))
                 last = zxid
             wv.set_last_zxid(last)
-            wv.txn.commit()
         except BaseException:
             wv.txn.abort()
             raise
-        self.last_zxid = last
-        self._renew_read()
-        self.overlay.applied(last)
-        self._txns_since_checkpoint += len(tokens)
         events = []
         replies = {}
         after = []
@@ -302,6 +308,13 @@ class Core(object):
         # event before it can see the data that triggered it (Programmer's Guide, "Ordering").
         for origin in self.origins:
             origin.batch(last, events, replies.get(origin, ()))
+        wv.txn.commit()
+        self.last_zxid = last
+        self._renew_read()
+        self.overlay.applied(last)
+        self._txns_since_checkpoint += len(tokens)
+        for origin in self.origins:
+            origin.committed(last)
         for fn in after:
             fn()
 
@@ -389,6 +402,7 @@ class Core(object):
             target = self.next_zxid - 1
             if target <= self.last_zxid and not self._syncs:
                 origin.batch(self.last_zxid, (), ((conn_id, entry_id, False, data),))
+                origin.committed(self.last_zxid)
             else:
                 self._syncs.append((target, origin, conn_id, entry_id, data))
             return

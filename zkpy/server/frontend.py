@@ -8,16 +8,19 @@ connections, their watch tables and a read-only LMDB transaction; it talks to th
     link.request(conn_id, entry_id, session_id, xid, op, body)   writes, closeSession, sync
     link.touch(session_id)        link.closed(conn_id, session_id)
 
-and receives from the core (in this order for each applied batch):
+and receives from the core, for each applied batch:
 
-    connected(conn_id, ok, session_id, timeout_ms, passwd, read_only)
-    batch(zxid, events, replies)   fire watches, move reads to `zxid`, deliver replies
-    close_conn(conn_id)
+    batch(zxid, events, replies)   before the core commits it to LMDB: fire the watches
+    committed(zxid)                after the commit: deliver the replies
+and also connected(conn_id, ok, session_id, timeout_ms, passwd, read_only), close_conn(conn_id).
 
-Reads are served only from an LMDB snapshot whose zxid equals the last batch delivered here: a
-worker that opened a snapshot already holding a newer batch (the core commits, then sends) holds
-its reads until that batch's notifications are out. A client therefore never reads data before
-the watch event that announces it (ZooKeeper Programmer's Guide, "Ordering guarantees").
+A read is answered from an LMDB snapshot that
+  - holds every batch delivered here when the read's turn came (its `required` zxid): so a
+    client reads its own writes, and anything any client was answered before it asked;
+  - holds no batch whose events were not delivered here: the core writes a batch to every worker
+    socket before committing it, so `pump()` (drain the control socket) always finds the events
+    for what a snapshot shows. No client reads data before the event announcing it (ZooKeeper
+    Programmer's Guide, "Ordering guarantees").
 """
 
 import logging
@@ -26,6 +29,10 @@ import time
 from zkpy.tree.watches import WatchManager
 
 log = logging.getLogger("zkpy.server.frontend")
+
+
+def _nothing():
+    pass
 
 
 class FrontendStats(object):
@@ -60,16 +67,16 @@ class Frontend(object):
         self.watches = WatchManager()
         self.connections = set()
         self.conns = {}               # conn_id -> Connection
-        self.waiting = set()          # connections with reads held for read_ready
+        self.waiting = set()          # connections with a read waiting for can_read()
+        self._held = []               # (zxid, replies) of batches not yet committed
         self._next_conn_id = 1
-        self.delivered_zxid = 0
-        self.view_zxid = 0
-        self.read_ready = True
+        self.pump = _nothing          # drains the control socket (set by the worker)
         self._rtxn = None
         self.view = None
+        self.view_zxid = 0
         self.refresh_view()
         self.delivered_zxid = self.view_zxid
-        self.read_ready = True
+        self.committed_zxid = self.view_zxid
 
     @property
     def last_zxid(self):
@@ -100,7 +107,16 @@ class Frontend(object):
         self._rtxn = self.tree.read_txn()
         self.view = self.tree.read_view(self._rtxn)
         self.view_zxid = self.view.last_zxid()
-        self.read_ready = self.view_zxid <= self.delivered_zxid
+
+    def can_read(self, required):
+        """True when self.view may answer a read that must see `required`."""
+        if self.committed_zxid < required:
+            return False  # wait for committed()
+        if self.view_zxid < required:
+            self.refresh_view()
+        # A snapshot newer than the events delivered here: its batch is in the control socket
+        # already; wait until it has been processed (batch() retries).
+        return self.view_zxid <= self.delivered_zxid
 
     # ------------------------------------------------------------------ from the core
 
@@ -117,14 +133,27 @@ class Frontend(object):
                 watcher.send_event(ezxid, etype, path)
         if zxid > self.delivered_zxid:
             self.delivered_zxid = zxid
-        # Reads after this point see the batch: open the new snapshot before the replies go out
-        # (a read queued behind one of these writes runs as soon as its write is answered).
-        self.refresh_view()
-        for conn_id, entry_id, close_after, data in replies:
-            conn = self.conns.get(conn_id)
-            if conn is not None:
-                conn.complete(entry_id, data, close_after)
-        if self.read_ready and self.waiting:
+        if replies:
+            # Answered only once committed: by then every worker has this batch in its socket,
+            # so whoever this client tells next reads it anywhere on this server.
+            self._held.append((zxid, replies))
+        self._retry()
+
+    def committed(self, zxid):
+        if zxid > self.committed_zxid:
+            self.committed_zxid = zxid
+        held = self._held
+        while held and held[0][0] <= zxid:
+            _, replies = held.pop(0)
+            # Reads queued behind these writes get required >= zxid when their turn comes.
+            for conn_id, entry_id, close_after, data in replies:
+                conn = self.conns.get(conn_id)
+                if conn is not None:
+                    conn.complete(entry_id, data, close_after)
+        self._retry()
+
+    def _retry(self):
+        if self.waiting:
             waiting, self.waiting = self.waiting, set()
             for conn in waiting:
                 conn.drain()

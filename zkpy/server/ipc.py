@@ -19,8 +19,9 @@ core -> worker
                    close; 2: close without an answer, e.g. the client has seen a newer zxid)
     BATCH     (21) zxid:i64 n_events:u32 (zxid:i64 type:i32 path:str)* n_replies:u32
                    (conn_id:u32 entry_id:u32 close_after:u8 frame:blob)*
-                   Events first, then replies: the worker delivers in that order, then moves its
-                   reads to LMDB state zxid (the watch-before-data guarantee across processes).
+                   Written to every worker's socket before the core commits the batch to LMDB;
+                   the worker fires the events at once and holds the replies.
+    COMMITTED (25) zxid:i64                          (the batch is in LMDB: send its replies)
     CLOSE     (22) conn_id:u32                       (session moved or expired)
     STATS_REQ (23) req_id:u32
     SHUTDOWN  (24)
@@ -31,7 +32,7 @@ The handoff of a client socket travels on a second socket pair as SCM_RIGHTS wit
 import struct
 
 HELLO, CONNECT, REQUEST, CLOSED, TOUCH, STATS = 1, 2, 3, 4, 5, 6
-CONNECTED, BATCH, CLOSE, STATS_REQ, SHUTDOWN = 20, 21, 22, 23, 24
+CONNECTED, BATCH, CLOSE, STATS_REQ, SHUTDOWN, COMMITTED = 20, 21, 22, 23, 24, 25
 
 _U32 = struct.Struct(">I")
 _HEAD = struct.Struct(">IB")
@@ -128,6 +129,10 @@ def close(conn_id):
     return _frame(CLOSE, _U32.pack(conn_id))
 
 
+def committed(zxid):
+    return _frame(COMMITTED, _Q.pack(zxid))
+
+
 def stats_req(req_id):
     return _frame(STATS_REQ, _U32.pack(req_id))
 
@@ -188,7 +193,103 @@ def decode(frame):
         return mtype, (r.u32(), r.u32())
     if mtype == SHUTDOWN:
         return mtype, ()
+    if mtype == COMMITTED:
+        return mtype, (r.take(_Q)[0],)
     raise ValueError("unknown IPC message type %d" % mtype)
+
+
+class Channel(object):
+    """A non-blocking UNIX stream socket carrying these frames, driven by an event loop.
+
+    `pump()` reads and dispatches whatever has arrived, and may be called at any time (the
+    worker calls it before answering reads). `send()` queues bytes, written once per loop pass;
+    `send_now()` writes before returning, waiting on a full socket (the core uses it so that a
+    batch is in every worker's socket before LMDB commits it).
+    """
+
+    def __init__(self, loop, sock, on_frame, on_eof):
+        self.loop = loop
+        self.sock = sock
+        sock.setblocking(False)
+        self.on_frame = on_frame
+        self.on_eof = on_eof
+        self.decoder = Decoder()
+        self.closed = False
+        self._out = bytearray()
+        self._flush_scheduled = False
+        self._writer = False
+        loop.add_reader(sock.fileno(), self.pump)
+
+    def pump(self):
+        if self.closed:
+            return
+        while True:
+            try:
+                data = self.sock.recv(262144)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self.close()
+                self.on_eof()
+                return
+            for frame in self.decoder.feed(data):
+                self.on_frame(frame)
+                if self.closed:
+                    return
+
+    def send(self, data):
+        if self.closed:
+            return
+        self._out += data
+        if not self._flush_scheduled and not self._writer:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def send_now(self, data):
+        if self.closed:
+            return
+        self._out += data
+        import select
+        while self._out and not self.closed:
+            self._flush()
+            if self._out:
+                select.select([], [self.sock], [], 1.0)
+
+    def _flush(self):
+        self._flush_scheduled = False
+        if self.closed or not self._out:
+            return
+        try:
+            n = self.sock.send(self._out)
+            del self._out[:n]
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            self.close()
+            self.on_eof()
+            return
+        if self._out and not self._writer:
+            self._writer = True
+            self.loop.add_writer(self.sock.fileno(), self._on_writable)
+
+    def _on_writable(self):
+        self.loop.remove_writer(self.sock.fileno())
+        self._writer = False
+        self._flush()
+
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.loop.remove_reader(self.sock.fileno())
+            if self._writer:
+                self.loop.remove_writer(self.sock.fileno())
+        except (ValueError, OSError):
+            pass
+        self.sock.close()
 
 
 class Decoder(object):

@@ -27,70 +27,60 @@ log = logging.getLogger("zkpy.supervisor")
 _FIRST_BYTES_TIMEOUT_S = 30
 
 
-class WorkerHandle(asyncio.Protocol):
+class WorkerHandle(object):
     """One worker process, as an origin of the core (see zkpy.server.core)."""
 
     def __init__(self, sup, worker_id):
         self.sup = sup
         self.worker_id = worker_id
         self.proc = None
-        self.transport = None
+        self.channel = None
         self.handoff = None
-        self.decoder = ipc.Decoder()
         self.alive = False
-        self._out = []
 
     # -- origin interface (called by the core)
 
-    def _send(self, data):
-        if not self._out:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._out.append(data)
-
-    def _flush(self):
-        if self._out and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(b"".join(self._out))
-        self._out = []
-
     def connected(self, conn_id, ok, session_id, timeout_ms, passwd, read_only):
-        self._send(ipc.connected(conn_id, ok, session_id, timeout_ms, passwd, read_only))
+        self.channel.send(ipc.connected(conn_id, ok, session_id, timeout_ms, passwd, read_only))
 
     def batch(self, zxid, events, replies):
-        self._send(ipc.batch(zxid, events, list(replies)))
+        # In the worker's socket before the core commits the batch (see Core._on_durable).
+        self.channel.send_now(ipc.batch(zxid, events, list(replies)))
+
+    def committed(self, zxid):
+        self.channel.send(ipc.committed(zxid))
 
     def close_conn(self, conn_id):
-        self._send(ipc.close(conn_id))
+        self.channel.send(ipc.close(conn_id))
+
+    def _send(self, data):
+        self.channel.send(data)
 
     # -- messages from the worker
 
-    def connection_made(self, transport):
-        self.transport = transport
-
-    def data_received(self, data):
+    def on_frame(self, frame):
         core = self.sup.core
-        for frame in self.decoder.feed(data):
-            mtype, args = ipc.decode(frame)
-            try:
-                if mtype == ipc.REQUEST:
-                    core.request(self, *args)
-                elif mtype == ipc.TOUCH:
-                    for sid in args[0]:
-                        core.touch(sid)
-                elif mtype == ipc.CONNECT:
-                    core.connect(self, *args)
-                elif mtype == ipc.CLOSED:
-                    conn_id, sid = args
-                    core.conn_closed(self, conn_id, sid)
-                    self.sup.conn_gone(conn_id)
-                elif mtype == ipc.STATS:
-                    self.sup.stats_arrived(self, *args)
-                elif mtype == ipc.HELLO:
-                    log.info("worker %d is up (pid %d)", args[0], args[1])
-            except Exception:
-                log.exception("worker %d: request failed", self.worker_id)
+        mtype, args = ipc.decode(frame)
+        try:
+            if mtype == ipc.REQUEST:
+                core.request(self, *args)
+            elif mtype == ipc.TOUCH:
+                for sid in args[0]:
+                    core.touch(sid)
+            elif mtype == ipc.CONNECT:
+                core.connect(self, *args)
+            elif mtype == ipc.CLOSED:
+                conn_id, sid = args
+                core.conn_closed(self, conn_id, sid)
+                self.sup.conn_gone(conn_id)
+            elif mtype == ipc.STATS:
+                self.sup.stats_arrived(self, *args)
+            elif mtype == ipc.HELLO:
+                log.info("worker %d is up (pid %d)", args[0], args[1])
+        except Exception:
+            log.exception("worker %d: request failed", self.worker_id)
 
-    def connection_lost(self, exc):
-        self.transport = None
+    def on_eof(self):
         self.sup.worker_lost(self)
 
 
@@ -129,8 +119,7 @@ class Supervisor(object):
         handle.proc = subprocess.Popen(cmd, pass_fds=(worker_ctrl.fileno(), worker_hand.fileno()))
         worker_ctrl.close()
         worker_hand.close()
-        handle.decoder = ipc.Decoder()
-        await loop.create_connection(lambda: handle, sock=core_ctrl)
+        handle.channel = ipc.Channel(loop, core_ctrl, handle.on_frame, handle.on_eof)
         handle.handoff = core_hand
         handle.alive = True
         self.core.origins.append(handle)
@@ -149,6 +138,8 @@ class Supervisor(object):
         if handle.handoff is not None:
             handle.handoff.close()
             handle.handoff = None
+        if handle.channel is not None:
+            handle.channel.close()
         if not self.stopping:
             log.warning("worker %d (pid %d) died; its clients will reconnect", handle.worker_id,
                         handle.proc.pid if handle.proc else -1)
@@ -179,8 +170,7 @@ class Supervisor(object):
             self.listener.close()
         for handle in self.workers:
             if handle.alive:
-                handle._send(ipc.shutdown())
-                handle._flush()
+                handle.channel.send_now(ipc.shutdown())
         for handle in self.workers:
             if handle.proc is not None:
                 for _ in range(100):

@@ -30,24 +30,14 @@ RESET_SERVER = 1 << 30
 
 
 class IpcLink(object):
-    """The frontend's link to the core over the control socket; writes are batched per loop
-    iteration into one socket write."""
+    """The frontend's link to the core over the control channel (batched per loop pass)."""
 
-    def __init__(self, loop):
-        self.loop = loop
-        self.transport = None
-        self._out = []
+    def __init__(self):
+        self.channel = None
         self._touched = set()
 
     def _send(self, data):
-        if not self._out:
-            self.loop.call_soon(self._flush)
-        self._out.append(data)
-
-    def _flush(self):
-        if self._out and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(b"".join(self._out))
-        self._out = []
+        self.channel.send(data)
 
     def connect(self, conn_id, frame, read_only):
         self._send(ipc.connect(conn_id, read_only, frame))
@@ -67,48 +57,44 @@ class IpcLink(object):
         self._send(ipc.closed(conn_id, session_id))
 
 
-class Control(asyncio.Protocol):
+def _dispatcher(fe, done):
     """Messages from the core."""
+    def on_frame(frame):
+        mtype, args = ipc.decode(frame)
+        if mtype == ipc.BATCH:
+            fe.batch(*args)
+        elif mtype == ipc.COMMITTED:
+            fe.committed(*args)
+        elif mtype == ipc.CONNECTED:
+            fe.connected(*args)
+        elif mtype == ipc.CLOSE:
+            fe.close_conn(*args)
+        elif mtype == ipc.STATS_REQ:
+            req_id = args[0]
+            if req_id & RESET_CONNECTIONS:
+                fe.reset_connection_stats()
+            if req_id & RESET_SERVER:
+                fe.reset_stats()
+            fe.link._send(ipc.stats(req_id, json.dumps(fe.snapshot()).encode()))
+        elif mtype == ipc.SHUTDOWN:
+            if not done.done():
+                done.set_result("shutdown")
 
-    def __init__(self, fe, done):
-        self.fe = fe
-        self.done = done
-        self.decoder = ipc.Decoder()
-
-    def data_received(self, data):
-        fe = self.fe
-        for frame in self.decoder.feed(data):
-            mtype, args = ipc.decode(frame)
-            if mtype == ipc.BATCH:
-                fe.batch(*args)
-            elif mtype == ipc.CONNECTED:
-                fe.connected(*args)
-            elif mtype == ipc.CLOSE:
-                fe.close_conn(*args)
-            elif mtype == ipc.STATS_REQ:
-                req_id = args[0]
-                if req_id & RESET_CONNECTIONS:
-                    fe.reset_connection_stats()
-                if req_id & RESET_SERVER:
-                    fe.reset_stats()
-                fe.link._send(ipc.stats(req_id, json.dumps(fe.snapshot()).encode()))
-            elif mtype == ipc.SHUTDOWN:
-                if not self.done.done():
-                    self.done.set_result("shutdown")
-
-    def connection_lost(self, exc):
-        if not self.done.done():
-            self.done.set_result("core gone")
+    def on_eof():
+        if not done.done():
+            done.set_result("core gone")
+    return on_frame, on_eof
 
 
 async def run(config, worker_id, ctrl_fd, handoff_fd):
     loop = asyncio.get_running_loop()
     tree = LmdbTree(os.path.join(config.data_dir, "zkpy-db"), readonly=True)
-    link = IpcLink(loop)
+    link = IpcLink()
     fe = Frontend(config, tree, link, worker_id)
     done = loop.create_future()
-    ctrl = socket.socket(fileno=ctrl_fd)
-    link.transport, _ = await loop.create_connection(lambda: Control(fe, done), sock=ctrl)
+    on_frame, on_eof = _dispatcher(fe, done)
+    link.channel = ipc.Channel(loop, socket.socket(fileno=ctrl_fd), on_frame, on_eof)
+    fe.pump = link.channel.pump
     link._send(ipc.hello(worker_id, os.getpid()))
 
     handoff = socket.socket(fileno=handoff_fd)
