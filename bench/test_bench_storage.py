@@ -62,7 +62,7 @@ def big_tree(bench_dir):
             wv.put("%s/c%04d" % (parent, c), _node())
             wv.add_child(parent, "c%04d" % c)
     wv.set_last_zxid(zxid)
-    wv.txn.commit()
+    wv.commit()
     build_s = time.perf_counter() - t0
     with tree.read_txn() as txn:
         assert tree.read_view(txn).node_count() >= N_PARENTS * (N_CHILDREN + 1)
@@ -78,7 +78,7 @@ def test_apply_100_creates_commit(benchmark, bench_dir):
     wv = tree.write()
     wv.put("/bench", Node(1, 1, 0, 0, 0, 0, 0, 0, 0, 1, b"", OPEN_ACL_UNSAFE))
     wv.add_child("/", "bench")
-    wv.txn.commit()
+    wv.commit()
     zxids = itertools.count(2)
     names = itertools.count()
 
@@ -95,7 +95,7 @@ def test_apply_100_creates_commit(benchmark, bench_dir):
         for zxid, txn in batch:
             apply(view, zxid, txn)
         view.set_last_zxid(batch[-1][0])
-        view.txn.commit()
+        view.commit()
 
     try:
         benchmark.pedantic(run, setup=setup, rounds=100, warmup_rounds=2)

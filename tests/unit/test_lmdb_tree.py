@@ -33,7 +33,7 @@ def apply_all(tree, ops, first_zxid=1):
         zxid += 1
         datatree.apply(wv, zxid, prep(wv, *args))
     wv.set_last_zxid(zxid)
-    wv.txn.commit()
+    wv.commit()
     return zxid
 
 
@@ -153,7 +153,7 @@ def test_ephemerals_per_session(tree):
     datatree.apply(wv, 7, txns.Txn(txns.CREATE_SESSION, s2, 0, 0, timeout_ms=6000))
     datatree.apply(wv, 8, datatree.prep_close_session(wv, s1, 0, 0))
     wv.set_last_zxid(8)
-    wv.txn.commit()
+    wv.commit()
     rv = tree.read_view()
     assert rv.ephemerals(s1) == []
     assert rv.get("/e1") is None and rv.get("/p/e30000000000") is None
@@ -171,7 +171,7 @@ def test_last_zxid_and_abort(tree):
     wv.set_last_zxid(3)
     assert wv.get("/c") is not None          # the write txn sees its own writes
     assert wv.get_children("/") == ["a", "b", "c", "zookeeper"]
-    wv.txn.abort()
+    wv.abort()
     rv = tree.read_view()
     assert rv.last_zxid() == 2 and rv.get("/c") is None
     rv.txn.abort()
@@ -195,7 +195,7 @@ def test_write_view_round_trips_node_fields(tree):
              3, 99, b"\x00\xffdata", ((1, "digest", "u:x"), (31, "world", "anyone")))
     wv = tree.write()
     wv.put("/n", n)
-    wv.txn.commit()
+    wv.commit()
     rv = tree.read_view()
     assert rv.get("/n") == n
     rv.txn.abort()
@@ -257,7 +257,7 @@ def test_readonly_tree_in_another_process(tree):
         wv = tree.write()
         wv.put("/uncommitted", node())
         assert ask("get", "/uncommitted") is None
-        wv.txn.abort()
+        wv.abort()
         parent.send(("quit", None))
         proc.join(30)
         assert proc.exitcode == 0

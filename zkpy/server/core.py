@@ -133,11 +133,11 @@ class Core(object):
             replayed += 1
             if replayed % 10000 == 0:
                 wv.set_last_zxid(last)
-                wv.txn.commit()
+                wv.commit()
                 wv = None
         if wv is not None:
             wv.set_last_zxid(last)
-            wv.txn.commit()
+            wv.commit()
         if last < self.txnlog.last_zxid:
             last = self.txnlog.last_zxid
         self.txnlog.open_for_append()
@@ -292,7 +292,7 @@ class Core(object):
                 last = zxid
             wv.set_last_zxid(last)
         except BaseException:
-            wv.txn.abort()
+            wv.abort()
             raise
         events = []
         replies = {}
@@ -308,7 +308,7 @@ class Core(object):
         # event before it can see the data that triggered it (Programmer's Guide, "Ordering").
         for origin in self.origins:
             origin.batch(last, events, replies.get(origin, ()))
-        wv.txn.commit()
+        wv.commit()
         self.last_zxid = last
         self._renew_read()
         self.overlay.applied(last)

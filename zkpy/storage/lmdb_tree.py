@@ -102,13 +102,49 @@ class ReadView(object):
 
 
 class WriteView(ReadView):
-    """The datatree view interface over the LMDB write transaction."""
+    """The datatree view interface over the LMDB write transaction.
+
+    Znodes written in the txn are kept as objects until commit(): a batch of creates under one
+    parent updates the parent's Stat once per create but packs and writes it once.
+    """
+
+    def __init__(self, tree, txn):
+        ReadView.__init__(self, tree, txn)
+        self._dirty = {}   # path -> Node, or None when deleted
+
+    def get(self, path):
+        if path in self._dirty:
+            return self._dirty[path]
+        return ReadView.get(self, path)
 
     def put(self, path, node):
-        self.txn.put(path.encode("utf-8"), pack_node(node), db=self._t.db_nodes)
+        self._dirty[path] = node
 
     def delete(self, path):
-        self.txn.delete(path.encode("utf-8"), db=self._t.db_nodes)
+        self._dirty[path] = None
+
+    def flush(self):
+        db = self._t.db_nodes
+        txn = self.txn
+        for path, node in self._dirty.items():
+            key = path.encode("utf-8")
+            if node is None:
+                txn.delete(key, db=db)
+            else:
+                txn.put(key, pack_node(node), db=db)
+        self._dirty.clear()
+
+    def commit(self):
+        self.flush()
+        self.txn.commit()
+
+    def abort(self):
+        self._dirty.clear()
+        self.txn.abort()
+
+    def node_count(self):
+        self.flush()
+        return ReadView.node_count(self)
 
     def add_child(self, parent, name):
         self.txn.put(_child_key(parent, name), b"", db=self._t.db_children)
@@ -157,6 +193,7 @@ class LmdbTree(object):
                 if path != "/":
                     view.add_child(*split(path))
             view.set_last_zxid(0)
+            view.flush()
         self.env.sync(True)
 
     def read_txn(self):
