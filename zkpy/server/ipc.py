@@ -29,7 +29,9 @@ The handoff of a client socket travels on a second socket pair as SCM_RIGHTS wit
     HANDOFF        conn_id:u32 peer:str first_bytes:blob
 """
 
+import select
 import struct
+import time
 
 HELLO, CONNECT, REQUEST, CLOSED, TOUCH, STATS = 1, 2, 3, 4, 5, 6
 CONNECTED, BATCH, CLOSE, STATS_REQ, SHUTDOWN, COMMITTED = 20, 21, 22, 23, 24, 25
@@ -247,15 +249,21 @@ class Channel(object):
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
 
-    def send_now(self, data):
+    def send_now(self, data, timeout_s=5.0):
+        """Write `data` (after anything queued) before returning. A peer that takes nothing for
+        `timeout_s` (stopped, hung) is cut off: the channel closes and on_eof() runs."""
         if self.closed:
             return
         self._out += data
-        import select
+        deadline = time.monotonic() + timeout_s
         while self._out and not self.closed:
             self._flush()
             if self._out:
-                select.select([], [self.sock], [], 1.0)
+                if time.monotonic() > deadline:
+                    self.close()
+                    self.on_eof()
+                    return
+                select.select([], [self.sock], [], 0.1)
 
     def _flush(self):
         self._flush_scheduled = False

@@ -140,6 +140,12 @@ class Supervisor(object):
             handle.handoff = None
         if handle.channel is not None:
             handle.channel.close()
+        if handle.proc is not None and handle.proc.poll() is None and not self.stopping:
+            # Cut off while still running (hung, or its socket stopped draining): kill it so
+            # that the watcher starts a fresh one.
+            log.warning("worker %d (pid %d) stopped answering; killing it", handle.worker_id,
+                        handle.proc.pid)
+            handle.proc.kill()
         if not self.stopping:
             log.warning("worker %d (pid %d) died; its clients will reconnect", handle.worker_id,
                         handle.proc.pid if handle.proc else -1)
