@@ -10,7 +10,7 @@ import time
 import pytest
 from kazoo.exceptions import (BadArgumentsError, BadVersionError, ConnectionLoss,
                               MarshallingError, NoChildrenForEphemeralsError, NodeExistsError,
-                              NoNodeError, NotEmptyError, UnimplementedError, ZookeeperError)
+                              NoNodeError, NotEmptyError, ZookeeperError)
 from kazoo.protocol.serialization import Create, Delete, GetData
 from kazoo.security import OPEN_ACL_UNSAFE
 

@@ -18,7 +18,7 @@ from kazoo.client import KazooClient, KazooState
 from kazoo.protocol.states import EventType
 
 from compat import servers as zkservers
-from compat.test_bad_input import (OP_CREATE, OP_GET_DATA, OP_PING, OP_SET_DATA, RawZk,
+from compat.test_bad_input import (OP_CREATE, OP_GET_DATA, OP_SET_DATA, RawZk,
                                    create_body, get_data_body, set_data_body)
 from compat.test_kazoo_sessions import FAST_RETRY, StateLog, wait_until
 

@@ -15,7 +15,6 @@ import time
 
 from zkpy import errors
 from zkpy.errors import ClientProtocolError
-from zkpy.admin import fourletter
 from zkpy.proto import codec, consts
 from zkpy.proto import records as r
 from zkpy.proto.framing import FrameDecoder, is_four_letter_word
