@@ -18,6 +18,7 @@ from zkpy.errors import ClientProtocolError
 from zkpy.proto import codec, consts
 from zkpy.proto import records as r
 from zkpy.proto.framing import FrameDecoder, is_four_letter_word
+from zkpy.server.frontend import Latency
 
 log = logging.getLogger("zkpy.server.connection")
 
@@ -105,10 +106,7 @@ class Connection(asyncio.Protocol):
         self.last_zxid = -1
         self.last_response_ms = 0
         self.last_latency = 0
-        self.latency_min = None
-        self.latency_max = 0
-        self.latency_sum = 0
-        self.latency_count = 0
+        self.latency = Latency()
 
     # ------------------------------------------------------------------ asyncio protocol
 
@@ -264,14 +262,9 @@ class Connection(asyncio.Protocol):
                     self._send_released()
             pending.popleft()
             ms = int((time.monotonic() - e.t0) * 1000)
-            stats.latency(ms)
+            stats.latency.record(ms)
+            self.latency.record(ms)
             self.last_latency = ms
-            self.latency_sum += ms
-            self.latency_count += 1
-            if self.latency_min is None or ms < self.latency_min:
-                self.latency_min = ms
-            if ms > self.latency_max:
-                self.latency_max = ms
             self.last_response_ms = int(time.time() * 1000)
             self.write(e.data)
             if e.close_after:
@@ -505,6 +498,6 @@ class Connection(asyncio.Protocol):
             "established_ms": self.established_ms, "timeout_ms": self.timeout_ms,
             "last_cxid": self.last_cxid, "last_zxid": self.last_zxid,
             "last_response_ms": self.last_response_ms, "last_latency": self.last_latency,
-            "latency_min": self.latency_min or 0, "latency_max": self.latency_max,
-            "latency_avg": (self.latency_sum // self.latency_count) if self.latency_count else 0,
+            "latency_min": self.latency.min or 0, "latency_max": self.latency.max,
+            "latency_avg": (self.latency.sum // self.latency.count) if self.latency.count else 0,
         }

@@ -35,23 +35,31 @@ def _nothing():
     pass
 
 
+class Latency(object):
+    """min/max/sum/count of request latencies in ms (a frontend's, or one connection's)."""
+    __slots__ = ("min", "max", "sum", "count")
+
+    def __init__(self):
+        self.min = None
+        self.max = 0
+        self.sum = 0
+        self.count = 0
+
+    def record(self, ms):
+        self.sum += ms
+        self.count += 1
+        if self.min is None or ms < self.min:
+            self.min = ms
+        if ms > self.max:
+            self.max = ms
+
+
 class FrontendStats(object):
     def __init__(self):
         self.started = time.monotonic()
         self.packets_received = 0
         self.packets_sent = 0
-        self.latency_min = None
-        self.latency_max = 0
-        self.latency_sum = 0
-        self.latency_count = 0
-
-    def latency(self, ms):
-        self.latency_sum += ms
-        self.latency_count += 1
-        if self.latency_min is None or ms < self.latency_min:
-            self.latency_min = ms
-        if ms > self.latency_max:
-            self.latency_max = ms
+        self.latency = Latency()
 
     def reset(self):
         self.__init__()
@@ -178,10 +186,10 @@ class Frontend(object):
             "connections": conns,
             "packets_received": s.packets_received,
             "packets_sent": s.packets_sent,
-            "latency_min": s.latency_min,
-            "latency_max": s.latency_max,
-            "latency_sum": s.latency_sum,
-            "latency_count": s.latency_count,
+            "latency_min": s.latency.min,
+            "latency_max": s.latency.max,
+            "latency_sum": s.latency.sum,
+            "latency_count": s.latency.count,
             "data_watches": {p: [w.session_id for w in ws]
                              for p, ws in self.watches.data.items()},
             "watch_count": self.watches.count(),
