@@ -6,6 +6,7 @@ Owns the `zkpy-bench` command (console script ``zkpy-bench=zkpy.bench.loadgen:ma
                    --depth 16 --duration 10 --value-size 100 --znodes 1000 [--json out.json]
     zkpy-bench run --null-server ...        # against a null server started for the run
     zkpy-bench serve-null --port 2181 [--processes N]
+    zkpy-bench compare [--quick] ...        # zkpy vs Apache ZooKeeper (zkpy.bench.compare)
 
 Nothing in zkpy imports this module. It imports zkpy.proto (codec, records, consts) and
 zkpy.errors only, and does I/O freely (sockets, processes, files).
@@ -956,11 +957,16 @@ def _parser():
     null.add_argument("--processes", type=int, default=1)
     null.add_argument("--fail-op", type=int, metavar="OP",
                       help="answer requests of this op code with NONODE (tests the error path)")
+    from zkpy.bench import compare as _compare   # here: compare imports this module
+    _compare.add_compare_parser(sub)
     return ap
 
 
 def main(argv=None):
     args = _parser().parse_args(argv)
+    if args.cmd == "compare":
+        from zkpy.bench import compare as _compare
+        return _compare.compare_main(args, argv)
     if args.cmd == "serve-null":
         print("null server on %s:%d (%d processes)" % (args.host, args.port, args.processes),
               file=sys.stderr, flush=True)

@@ -1,0 +1,409 @@
+"""Start and stop the servers that `zkpy-bench compare` measures.
+
+Owns the benchmark's process harness: zkpy (``python -m zkpy.cli.server start-foreground``,
+the same interpreter and zkpy package as the benchmark itself), Apache ZooKeeper 3.8 (Debian's
+jars run with QuorumPeerMain), and zkpy-bench's own null server, each behind one interface
+(`BenchServer`), grouped into a `Cluster` per topology. Only zkpy.bench imports this module;
+it lives in the package (not in tests/) so that the console script works from an installed
+zkpy. It does I/O freely (processes, sockets, files, apt-get).
+
+Equivalent configs: every real server gets the same zoo.cfg keys (`common_config`): the same
+tickTime, forceSync=yes (Apache reads unknown zoo.cfg keys as ``zookeeper.<key>`` system
+properties, so the key means the same to both), no AdminServer, no connection limit, and a
+dataDir under one base directory, so both write to the same disk. zkpy's ``workers`` is left
+at its default (one per CPU).
+
+Topologies: `make_cluster(kind, topology, base_dir)`; only "standalone" exists now. The
+ensemble issue adds "ensemble3" to `TOPOLOGIES` (three members with server.N lines, each a
+`BenchServer` with its own myid and dataDir); nothing else here needs to change, since the
+benchmark only uses `Cluster.start/stop/addrs/describe`.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+__all__ = [
+    "TOPOLOGIES", "SERVER_KINDS", "ServerError", "BenchServer", "ZkpyServer", "ApacheServer",
+    "NullServer", "Cluster", "make_cluster", "common_config", "apache_missing",
+    "ensure_apache", "four_letter", "free_port",
+]
+
+TOPOLOGIES = ("standalone",)
+SERVER_KINDS = ("zkpy", "apache", "null")
+
+JAVA_DIR = Path("/usr/share/java")
+# Named one by one (as tests/compat/servers.py does): a wildcard classpath would pull in every
+# slf4j binding in /usr/share/java and slf4j would pick one at random.
+APACHE_JARS = (
+    "zookeeper.jar", "zookeeper-jute.jar", "slf4j-api.jar", "slf4j-simple.jar",
+    "netty-handler.jar", "netty-common.jar", "netty-buffer.jar", "netty-transport.jar",
+    "netty-transport-native-epoll.jar", "netty-transport-native-unix-common.jar",
+    "netty-codec.jar", "netty-resolver.jar", "metrics-core.jar", "snappy-java.jar",
+)
+# The JVM's default JIT and GC (the compat tests' -XX:TieredStopAtLevel=1 and SerialGC would
+# handicap it here), a heap well above what the runs need.
+APACHE_JVM_OPTS = ("-Xmx1g", "-Dzookeeper.jmx.log4j.disable=true")
+APT_PACKAGE = "zookeeper"
+
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 10.0
+NOT_SERVING = "not currently serving"
+
+# The directory holding the zkpy package: the server runs the same code as the benchmark.
+_ZKPY_PARENT = str(Path(__file__).resolve().parents[2])
+
+
+class ServerError(Exception):
+    """A server could not be installed, started or found serving."""
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def four_letter(port, cmd, host="127.0.0.1", timeout=3.0):
+    """Send a four-letter word on the client port; the whole text answer."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(cmd.encode("ascii"))
+        chunks = []
+        while True:
+            try:
+                data = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def common_config(data_dir, port, tick_ms=2000):
+    """The zoo.cfg keys every real server of a comparison gets (an ordered dict)."""
+    return {
+        "tickTime": str(tick_ms),
+        "initLimit": "10",
+        "syncLimit": "5",
+        "dataDir": str(data_dir),
+        "clientPort": str(port),
+        "clientPortAddress": "127.0.0.1",
+        "maxClientCnxns": "0",
+        "forceSync": "yes",
+        "admin.enableServer": "false",
+        "4lw.commands.whitelist": "*",
+    }
+
+
+# --- Apache ZooKeeper installation --------------------------------------------------------
+
+def apache_missing():
+    """None when java and the Debian jars are there, else what is missing (a sentence)."""
+    missing = [j for j in APACHE_JARS if not (JAVA_DIR / j).exists()]
+    if shutil.which("java") is None:
+        missing.insert(0, "java")
+    return ("missing " + ", ".join(missing)) if missing else None
+
+
+def ensure_apache(log=print, install=True):
+    """Install Debian's Apache ZooKeeper (apt-get install -y zookeeper) if it is missing.
+
+    Only as root and only with apt-get; otherwise a ServerError that says what to run.
+    """
+    why = apache_missing()
+    if why is None:
+        return
+    hint = ("install it with `sudo apt-get install -y %s` (Debian/Ubuntu; it brings java), "
+            "or compare without it: --servers zkpy,null" % APT_PACKAGE)
+    if not install:
+        raise ServerError("Apache ZooKeeper 3.8 not installed (%s): %s" % (why, hint))
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise ServerError("Apache ZooKeeper 3.8 not installed (%s) and this is not root with "
+                          "apt-get: %s" % (why, hint))
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    log("Apache ZooKeeper not installed (%s): apt-get install -y %s" % (why, APT_PACKAGE))
+    cmd = ["apt-get", "install", "-y", "-q", APT_PACKAGE]
+    if subprocess.run(cmd, env=env).returncode != 0:
+        # A fresh machine may have no package lists yet.
+        log("apt-get install failed; apt-get update and retry")
+        subprocess.run(["apt-get", "update", "-q"], env=env)
+        if subprocess.run(cmd, env=env).returncode != 0:
+            raise ServerError("apt-get install -y %s failed: %s" % (APT_PACKAGE, hint))
+    why = apache_missing()
+    if why is not None:
+        raise ServerError("after apt-get install %s, Apache ZooKeeper is still unusable (%s)"
+                          % (APT_PACKAGE, why))
+
+
+# --- servers ------------------------------------------------------------------------------
+
+class BenchServer:
+    """One server process with its own directory, zoo.cfg, log and port.
+
+    Subclasses give `command()`; `start()` waits until ``srvr`` says it serves requests.
+    The process runs in its own session, so stop() reaches anything it forks (zkpy's
+    workers) and nothing else.
+    """
+
+    kind = "?"
+    name = "?"        # for tables: subclasses name the product
+
+    def __init__(self, root, port=None, tick_ms=2000, extra_cfg=None):
+        self.root = Path(root)
+        self.data_dir = self.root / "data"
+        self.cfg_path = self.root / "zoo.cfg"
+        self.log_path = self.root / "server.log"
+        self.port = port or free_port()
+        self.tick_ms = tick_ms
+        self.extra_cfg = dict(extra_cfg or {})
+        self.proc = None
+        self.version = None
+        self._log = None
+
+    @property
+    def addrs(self):
+        return [("127.0.0.1", self.port)]
+
+    def config(self):
+        cfg = common_config(self.data_dir, self.port, self.tick_ms)
+        cfg.update(self.extra_cfg)
+        return cfg
+
+    def command(self):
+        raise NotImplementedError
+
+    def env(self):
+        return dict(os.environ)
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout=START_TIMEOUT):
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.cfg_path.write_text("".join("%s=%s\n" % kv for kv in self.config().items()))
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.command(), cwd=self.root, env=self.env(),
+                                     stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self._wait_serving(timeout)
+        return self
+
+    def _wait_serving(self, timeout):
+        # Apache answers ruok as soon as the port is bound, before its database is loaded;
+        # srvr says "Mode: standalone" only once requests are served.
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                code = self.proc.returncode
+                self.stop()
+                raise ServerError("%s exited with %s during start; log %s:\n%s"
+                                  % (self.kind, code, self.log_path, self.log_tail()))
+            try:
+                last = four_letter(self.port, "srvr")
+                if "Mode:" in last and NOT_SERVING not in last:
+                    for line in last.splitlines():
+                        if line.lower().startswith("zookeeper version:"):
+                            self.version = line.split(":", 1)[1].strip()
+                    return
+            except OSError as e:
+                last = repr(e)
+            time.sleep(0.2)
+        self.stop()
+        raise ServerError("%s on 127.0.0.1:%d not serving after %.0f s (last answer %r); "
+                          "log %s:\n%s" % (self.kind, self.port, timeout, last, self.log_path,
+                                           self.log_tail()))
+
+    def _signal(self, sig):
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def stop(self, timeout=STOP_TIMEOUT):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self._signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self._signal(signal.SIGKILL)      # the rest of the group, if anything is left
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        self.proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log_tail(self, lines=30):
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def describe(self):
+        return "%s on 127.0.0.1:%d, dataDir %s" % (" ".join(self.command_summary()),
+                                                    self.port, self.data_dir)
+
+    def command_summary(self):
+        return self.command()
+
+    def __repr__(self):
+        return "<%s 127.0.0.1:%d %s>" % (type(self).__name__, self.port, self.root)
+
+
+class ZkpyServer(BenchServer):
+    kind = "zkpy"
+    name = "zkpy"
+
+    def command(self):
+        return [sys.executable, "-m", "zkpy.cli.server", "start-foreground",
+                str(self.cfg_path)]
+
+    def env(self):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (_ZKPY_PARENT, env.get("PYTHONPATH", "")) if p)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def start(self, timeout=START_TIMEOUT):
+        super().start(timeout)
+        import zkpy
+        self.version = getattr(zkpy, "__version__", None) or self.version
+        return self
+
+
+class ApacheServer(BenchServer):
+    kind = "apache"
+    name = "ZooKeeper"
+
+    def command(self):
+        cp = ":".join(str(JAVA_DIR / j) for j in APACHE_JARS)
+        return (["java"] + list(APACHE_JVM_OPTS)
+                + ["-cp", cp, "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+                   str(self.cfg_path)])
+
+    def command_summary(self):
+        return (["java"] + list(APACHE_JVM_OPTS)
+                + ["-cp", "<%d Debian jars>" % len(APACHE_JARS),
+                   "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(self.cfg_path)])
+
+
+class NullServer(BenchServer):
+    """zkpy-bench's null server (answers every request at once): the load generator's
+    ceiling, and a stand-in for real servers in tests of the comparison itself."""
+
+    kind = "null"
+    name = "null"
+
+    def __init__(self, root=None, port=None, tick_ms=2000, extra_cfg=None, fail_op=None):
+        super().__init__(root or "/nonexistent", port=1, tick_ms=tick_ms)
+        self.port = None
+        self.fail_op = fail_op
+        self.version = "zkpy-bench null server"
+
+    def start(self, timeout=START_TIMEOUT):
+        from zkpy.bench import loadgen
+        try:
+            self.proc, self.port = loadgen.start_null_server(1, fail_op=self.fail_op)
+        except loadgen.BenchError as e:
+            raise ServerError(str(e)) from None
+        return self
+
+    def running(self):
+        return self.proc is not None and self.proc.is_alive()
+
+    def stop(self, timeout=STOP_TIMEOUT):
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.join(timeout)
+            if self.proc.is_alive():
+                self.proc.kill()
+                self.proc.join()
+            self.proc = None
+
+    def describe(self):
+        return "zkpy-bench null server on 127.0.0.1:%s" % (self.port or "<any free port>")
+
+    def command(self):
+        return ["zkpy-bench", "serve-null"]
+
+
+_CLASSES = {"zkpy": ZkpyServer, "apache": ApacheServer, "null": NullServer}
+
+
+class Cluster:
+    """The servers of one side of the comparison; the load is spread over all of them."""
+
+    def __init__(self, label, topology, members):
+        self.label = label
+        self.topology = topology
+        self.members = list(members)
+
+    @property
+    def kind(self):
+        return self.members[0].kind
+
+    @property
+    def addrs(self):
+        return [a for m in self.members for a in m.addrs]
+
+    @property
+    def version(self):
+        return self.members[0].version
+
+    def start(self):
+        try:
+            for m in self.members:
+                m.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self):
+        for m in self.members:
+            m.stop()
+
+    def alive(self):
+        return all(m.running() for m in self.members)
+
+    def describe(self):
+        return "; ".join(m.describe() for m in self.members)
+
+    def log_tails(self):
+        return "\n".join("--- %s (%s) ---\n%s" % (m.kind, m.log_path, m.log_tail())
+                         for m in self.members if m.kind != "null")
+
+
+def _standalone(kind, base_dir, label, tick_ms, **kw):
+    return [_CLASSES[kind](Path(base_dir) / label, tick_ms=tick_ms, **kw)]
+
+
+# topology -> builder(kind, base_dir, label, tick_ms, **kw) -> [BenchServer]
+_BUILDERS = {"standalone": _standalone}
+
+
+def make_cluster(kind, topology="standalone", base_dir="/tmp", label=None, tick_ms=2000,
+                 **kw):
+    """A not yet started Cluster of `kind` servers ("zkpy", "apache", "null")."""
+    if kind not in _CLASSES:
+        raise ValueError("unknown server kind %r (one of %s)" % (kind, ", ".join(_CLASSES)))
+    if topology not in _BUILDERS:
+        raise ValueError("unknown topology %r (one of %s)" % (topology, ", ".join(_BUILDERS)))
+    label = label or kind
+    return Cluster(label, topology, _BUILDERS[topology](kind, base_dir, label, tick_ms, **kw))
