@@ -97,6 +97,8 @@ class Connection(asyncio.Protocol):
         self.received = 0
         self.sent = 0
         self.established_ms = 0
+        self._wbuf = []
+        self._loop = None
         self.reset_stats()
 
     def reset_stats(self):
@@ -112,6 +114,7 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport):
         self.transport = transport
+        self._loop = asyncio.get_running_loop()
         peer = transport.get_extra_info("peername")
         if self.peer == "?":
             self.ip = peer[0] if peer else "?"
@@ -178,15 +181,27 @@ class Connection(asyncio.Protocol):
     # ------------------------------------------------------------------ output
 
     def write(self, data):
+        # Frames are gathered and written once per event-loop pass: a batch of replies to one
+        # client costs one send() instead of one each.
         if not self.closed:
-            self.transport.write(data)
+            if not self._wbuf:
+                self._loop.call_soon(self._flush)
+            self._wbuf.append(data)
             self.sent += 1
             self.fe.stats.packets_sent += 1
+
+    def _flush(self):
+        if self._wbuf:
+            data = b"".join(self._wbuf) if len(self._wbuf) > 1 else self._wbuf[0]
+            self._wbuf = []
+            if not self.transport.is_closing():
+                self.transport.write(data)
 
     def close(self):
         if not self.closed:
             self.closed = True
             if self.transport is not None:
+                self._flush()  # what was answered before the close still goes out
                 self.transport.close()
 
     def send_event(self, zxid, event_type, path):
