@@ -443,6 +443,13 @@ def machine_description(data_dir):
         try:
             commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
                                     capture_output=True, text=True, timeout=10).stdout.strip()
+            # Uncommitted changes to the package: the servers run the working tree.
+            dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--",
+                                    "zkpy"], capture_output=True, text=True,
+                                   timeout=10).stdout.splitlines()
+            dirty = [line[3:] for line in dirty if len(line) > 3]
+            if dirty:
+                commit += " + uncommitted changes in " + ", ".join(dirty)
         except (OSError, subprocess.SubprocessError):
             pass
     dev, fstype, mnt = _disk_of(data_dir)
@@ -648,6 +655,8 @@ def compare_main(args, argv=None):
           "Command: `%s` (started %s, took %s)." % (command, started, fmt_duration(wall)), "",
           "Machine: %s. Load average %s before, %s after." % (
               describe_machine(machine), machine["load_before"], machine["load_after"]), ""]
+    if machine["zkpy_commit"]:
+        md += ["zkpy code: commit %s." % machine["zkpy_commit"], ""]
     for lab, i in info.items():
         md.append("- %s: %s (version %s)" % (lab, i["servers"], i["version"]))
     md += ["", "Load per run: %d sessions over %d processes, %d in flight per session "
