@@ -48,6 +48,7 @@ setup_kwargs = dict(
     extras_require={
         "test": ["kazoo>=2.9", "pytest>=7", "pytest-timeout>=2", "hypothesis>=6",
                  "pytest-benchmark>=4"],
+        "bench": ["matplotlib>=3"],
     },
     ext_modules=_extensions(),
     cmdclass={"build_ext": OptionalBuildExt},
