@@ -385,3 +385,24 @@ def test_multi_is_all_or_nothing(zk, base):
     assert data == b"a2" and stat.numChildren == 0
     # One zxid for the whole multi.
     assert stat.mzxid == stat.czxid
+
+
+def test_repeated_get_children_follows_every_change(zk, base):
+    """Served from a per-path response cache keyed by pzxid (as ZooKeeper's): every child create
+    or delete must show on the next read, on this session and on another one."""
+    zk.create(base + "/kids")
+    expected = set()
+    for i in range(30):
+        assert set(zk.get_children(base + "/kids")) == expected
+        if i % 3 == 2:
+            victim = sorted(expected)[0]
+            zk.delete(base + "/kids/" + victim)
+            expected.discard(victim)
+        else:
+            zk.create(base + "/kids/c%02d" % i)
+            expected.add("c%02d" % i)
+        kids, stat = zk.get_children(base + "/kids", include_data=True)
+        assert set(kids) == expected and stat.numChildren == len(expected)
+    zk.delete(base + "/kids/" + sorted(expected)[0])
+    zk.create(base + "/kids/again")
+    assert len(zk.get_children(base + "/kids")) == len(expected)

@@ -409,11 +409,14 @@ class Connection(asyncio.Protocol):
                                  r.GetDataResponse(node.data, r.Stat(*node.wire_stat())))
         if req.watch:
             core.watches.add_child(path, self)
-        children = view.get_children(path)
+        body = core.children_body(path, node)
+        head = codec.encode_reply_header(xid, zxid, 0)
         if op == consts.OP_GET_CHILDREN:
-            return _encode_reply(xid, zxid, 0, r.GetChildrenResponse(children))
-        return _encode_reply(xid, zxid, 0,
-                             r.GetChildren2Response(children, r.Stat(*node.wire_stat())))
+            n = len(head) + len(body)
+            return b"".join((n.to_bytes(4, "big"), head, body))
+        stat = codec.encode(r.Stat(*node.wire_stat()))
+        n = len(head) + len(body) + len(stat)
+        return b"".join((n.to_bytes(4, "big"), head, body, stat))
 
     def _multi_read(self, xid, ops):
         """multiRead: getData / getChildren each on its own (not atomic)."""

@@ -23,12 +23,18 @@ A read is answered from an LMDB snapshot that
     Programmer's Guide, "Ordering guarantees").
 """
 
+import collections
 import logging
 import time
+
+from zkpy.proto import codec
+from zkpy.proto import records as r
 
 from zkpy.tree.watches import WatchManager
 
 log = logging.getLogger("zkpy.server.frontend")
+
+CHILDREN_CACHE_SIZE = 400  # ZooKeeper's maxGetChildrenResponseCacheSize default
 
 
 def _nothing():
@@ -77,6 +83,7 @@ class Frontend(object):
         self.conns = {}               # conn_id -> Connection
         self.waiting = set()          # connections with a read waiting for can_read()
         self._held = []               # (zxid, replies) of batches not yet committed
+        self._children_cache = collections.OrderedDict()  # path -> (pzxid, count, body)
         self._next_conn_id = 1
         self.pump = _nothing          # drains the control socket (set by the worker)
         self._rtxn = None
@@ -125,6 +132,22 @@ class Frontend(object):
         # A snapshot newer than the events delivered here: its batch is in the control socket
         # already; wait until it has been processed (batch() retries).
         return self.view_zxid <= self.delivered_zxid
+
+    def children_body(self, path, node):
+        """The encoded children vector of `path` (a GetChildrenResponse body).
+
+        Kept per path while the node's pzxid (changed by every child create and delete) stays
+        the same: ZooKeeper's getChildren response cache (maxGetChildrenResponseCacheSize)."""
+        cache = self._children_cache
+        hit = cache.get(path)
+        if hit is not None and hit[0] == node.pzxid and hit[1] == node.num_children:
+            cache.move_to_end(path)
+            return hit[2]
+        body = codec.encode(r.GetChildrenResponse(self.view.get_children(path)))
+        cache[path] = (node.pzxid, node.num_children, body)
+        if len(cache) > CHILDREN_CACHE_SIZE:
+            cache.popitem(last=False)
+        return body
 
     # ------------------------------------------------------------------ from the core
 
