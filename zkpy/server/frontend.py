@@ -119,6 +119,7 @@ class Frontend(object):
     def refresh_view(self):
         if self._rtxn is not None:
             self._rtxn.abort()
+            self._rtxn = None
         self._rtxn = self.tree.read_txn()
         self.view = self.tree.read_view(self._rtxn)
         self.view_zxid = self.view.last_zxid()
@@ -173,6 +174,14 @@ class Frontend(object):
     def committed(self, zxid):
         if zxid > self.committed_zxid:
             self.committed_zxid = zxid
+        if self._rtxn is not None and not self.waiting:
+            # Let go of the old snapshot: an LMDB reader pins the pages of its snapshot, and an
+            # idle worker holding one forever would make the file grow under writes. The next
+            # read opens a fresh one (can_read).
+            self._rtxn.abort()
+            self._rtxn = None
+            self.view = None
+            self.view_zxid = -1
         held = self._held
         while held and held[0][0] <= zxid:
             _, replies = held.pop(0)
