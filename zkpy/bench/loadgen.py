@@ -7,6 +7,7 @@ Owns the `zkpy-bench` command (console script ``zkpy-bench=zkpy.bench.loadgen:ma
     zkpy-bench run --null-server ...        # against a null server started for the run
     zkpy-bench serve-null --port 2181 [--processes N]
     zkpy-bench compare [--quick] ...        # zkpy vs Apache ZooKeeper (zkpy.bench.compare)
+    zkpy-bench scaling [--quick] ...        # sessions, tree size, memory, restart (.scaling)
 
 Nothing in zkpy imports this module. It imports zkpy.proto (codec, records, consts) and
 zkpy.errors only, and does I/O freely (sockets, processes, files).
@@ -959,6 +960,8 @@ def _parser():
                       help="answer requests of this op code with NONODE (tests the error path)")
     from zkpy.bench import compare as _compare   # here: compare imports this module
     _compare.add_compare_parser(sub)
+    from zkpy.bench import scaling as _scaling
+    _scaling.add_scaling_parser(sub)
     return ap
 
 
@@ -967,6 +970,9 @@ def main(argv=None):
     if args.cmd == "compare":
         from zkpy.bench import compare as _compare
         return _compare.compare_main(args, argv)
+    if args.cmd == "scaling":
+        from zkpy.bench import scaling as _scaling
+        return _scaling.scaling_main(args, argv)
     if args.cmd == "serve-null":
         print("null server on %s:%d (%d processes)" % (args.host, args.port, args.processes),
               file=sys.stderr, flush=True)
