@@ -49,6 +49,9 @@ MESSAGES = [
     ("shutdown", ipc.shutdown(), (ipc.SHUTDOWN, ())),
     ("committed", ipc.committed(-2 ** 63), (ipc.COMMITTED, (-2 ** 63,))),
     ("committed-max", ipc.committed(2 ** 63 - 1), (ipc.COMMITTED, (2 ** 63 - 1,))),
+    ("auth", ipc.auth(7, [("ip", "127.0.0.1"), ("digest", "alice:V55/p2T0OpjQ+low3NVAH4aLvm0=")]),
+     (ipc.AUTH, (7, [("ip", "127.0.0.1"), ("digest", "alice:V55/p2T0OpjQ+low3NVAH4aLvm0=")]))),
+    ("auth-none", ipc.auth(0, []), (ipc.AUTH, (0, []))),
 ]
 
 IDS = [m[0] for m in MESSAGES]

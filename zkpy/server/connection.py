@@ -18,6 +18,7 @@ from zkpy.errors import ClientProtocolError
 from zkpy.proto import codec, consts
 from zkpy.proto import records as r
 from zkpy.proto.framing import FrameDecoder, is_four_letter_word
+from zkpy.tree import acl as acls
 from zkpy.server.frontend import Latency
 
 log = logging.getLogger("zkpy.server.connection")
@@ -27,7 +28,7 @@ _encode_reply = codec.encode_reply_frame
 _decode_header = codec.decode_request_header
 
 _WRITE_OPS = frozenset([consts.OP_CREATE, consts.OP_CREATE2, consts.OP_DELETE,
-                        consts.OP_SET_DATA, consts.OP_MULTI])
+                        consts.OP_SET_DATA, consts.OP_SET_ACL, consts.OP_MULTI])
 _READ_REQUESTS = {
     consts.OP_GET_DATA: r.GetDataRequest,
     consts.OP_EXISTS: r.ExistsRequest,
@@ -42,6 +43,7 @@ _WRITE_REQUESTS = {
     consts.OP_CREATE2: r.CreateRequest,
     consts.OP_DELETE: r.DeleteRequest,
     consts.OP_SET_DATA: r.SetDataRequest,
+    consts.OP_SET_ACL: r.SetACLRequest,
     consts.OP_SYNC: r.SyncRequest,
 }
 
@@ -54,7 +56,7 @@ _OP_ABBREV = {
     consts.OP_GET_CHILDREN2: "GETC", consts.OP_SYNC: "SYNC", consts.OP_PING: "PING",
     consts.OP_CLOSE_SESSION: "CLOS", consts.OP_SET_WATCHES: "SETW", consts.OP_SET_WATCHES2: "SETW",
     consts.OP_MULTI: "MULT", consts.OP_AUTH: "AUTH", consts.OP_GET_EPHEMERALS: "GETE",
-    consts.OP_GET_ALL_CHILDREN_NUMBER: "GETA",
+    consts.OP_GET_ALL_CHILDREN_NUMBER: "GETA", consts.OP_WHO_AM_I: "WHOA",
 }
 
 
@@ -93,7 +95,7 @@ class Connection(asyncio.Protocol):
         self.reads_queued = 0         # reads in `pending` not answered yet
         self.held = 0                 # writes in `pending` held behind such a read
         self._next_entry = 1
-        self.auth = []                # (scheme, id) pairs
+        self.ids = []                 # identities for ACL checks: ("ip", addr) + addauth
         self.received = 0
         self.sent = 0
         self.established_ms = 0
@@ -120,6 +122,9 @@ class Connection(asyncio.Protocol):
             self.ip = peer[0] if peer else "?"
             self.peer = "%s:%s" % (peer[0], peer[1]) if peer else "?"
         self.fe.add(self)
+        # Every connection is identified by its address (IPAuthenticationProvider).
+        self.ids = [("ip", self.ip)]
+        self.fe.link.auth(self.conn_id, self.ids)
         if self.per_ip is not None:
             count = self.per_ip.get(self.ip, 0) + 1
             self.per_ip[self.ip] = count
@@ -345,6 +350,9 @@ class Connection(asyncio.Protocol):
             req, _ = _D[reader](frame, off)
             self._reply_now_or_queue(op, lambda: self._read(xid, op, req))
             return
+        if op == consts.OP_WHO_AM_I:
+            self._reply_now_or_queue(op, lambda: self._who_am_i(xid))
+            return
         if op == consts.OP_MULTI_READ:
             req = codec.decode_multi(frame, off)
             self._reply_now_or_queue(op, lambda: self._multi_read(xid, req))
@@ -389,6 +397,9 @@ class Connection(asyncio.Protocol):
             return _encode_reply(xid, zxid, errors.MARSHALLINGERROR)
         node = view.get(path)
         if op == consts.OP_EXISTS:
+            if node is not None and not self._allowed(node, acls.READ):
+                # exists needs READ on an existing node (ZooKeeper 3.8.4+, 3.9.2+)
+                return _encode_reply(xid, zxid, errors.NOAUTH)
             if req.watch:
                 core.watches.add_data(path, self)
             if node is None:
@@ -396,12 +407,17 @@ class Connection(asyncio.Protocol):
             return _encode_reply(xid, zxid, 0, r.ExistsResponse(r.Stat(*node.wire_stat())))
         if node is None:
             return _encode_reply(xid, zxid, errors.NONODE)
+        if op == consts.OP_GET_ACL:
+            if not self._allowed(node, acls.READ | acls.ADMIN):
+                return _encode_reply(xid, zxid, errors.NOAUTH)
+            entries = node.acl if self._allowed(node, acls.ADMIN) else acls.masked(node.acl)
+            acl = [r.ACL(perms, r.Id(scheme, ident)) for perms, scheme, ident in entries]
+            return _encode_reply(xid, zxid, 0, r.GetACLResponse(acl, r.Stat(*node.wire_stat())))
+        if not self._allowed(node, acls.READ):
+            return _encode_reply(xid, zxid, errors.NOAUTH)
         if op == consts.OP_GET_ALL_CHILDREN_NUMBER:
             return _encode_reply(xid, zxid, 0, r.GetAllChildrenNumberResponse(
                 view.count_descendants(path)))
-        if op == consts.OP_GET_ACL:
-            acl = [r.ACL(perms, r.Id(scheme, ident)) for perms, scheme, ident in node.acl]
-            return _encode_reply(xid, zxid, 0, r.GetACLResponse(acl, r.Stat(*node.wire_stat())))
         if op == consts.OP_GET_DATA:
             if req.watch:
                 core.watches.add_data(path, self)
@@ -418,6 +434,16 @@ class Connection(asyncio.Protocol):
         n = len(head) + len(body) + len(stat)
         return b"".join((n.to_bytes(4, "big"), head, body, stat))
 
+    def _allowed(self, node, perm):
+        return acls.allowed(node.acl, perm, self.ids, self.fe.config.skip_acl)
+
+    def _who_am_i(self, xid):
+        info = []
+        for scheme, ident in self.ids:
+            user = ident.split(":", 1)[0] if scheme == "digest" else ident
+            info.append(r.ClientInfo(scheme, user))
+        return _encode_reply(xid, self.fe.last_zxid, 0, r.WhoAmIResponse(info))
+
     def _multi_read(self, xid, ops):
         """multiRead: getData / getChildren each on its own (not atomic)."""
         core = self.fe
@@ -430,6 +456,8 @@ class Connection(asyncio.Protocol):
             node = view.get(req.path) if req.path is not None else None
             if node is None:
                 results.append((consts.OP_ERROR, errors.NONODE, None))
+            elif not self._allowed(node, acls.READ):
+                results.append((consts.OP_ERROR, errors.NOAUTH, None))
             elif op == consts.OP_GET_DATA:
                 if req.watch:
                     core.watches.add_data(req.path, self)
@@ -477,13 +505,14 @@ class Connection(asyncio.Protocol):
         return _encode_reply(xid, zxid, 0)
 
     def _add_auth(self, xid, req):
-        # ACL enforcement arrives with the API issue; until then the identity is recorded.
-        auth = bytes(req.auth or b"")
-        if req.scheme == "digest" and b":" in auth:
-            self.auth.append(("digest", auth.decode("utf-8", "replace")))
+        ids = acls.authenticate(req.scheme, bytes(req.auth or b""), self.fe.config.super_digest)
+        if ids is not None:
+            for i in ids:
+                if i not in self.ids:
+                    self.ids.append(i)
+            self.fe.link.auth(self.conn_id, self.ids)
             return _encode_reply(xid, 0, 0)
-        if req.scheme in ("world", "ip"):
-            return _encode_reply(xid, 0, 0)
+        # ZooKeeper answers AUTHFAILED and closes the connection.
         log.warning("session 0x%x: authentication failed for scheme %r", self.session_id,
                     req.scheme)
         self.pending.append(_Entry(consts.OP_AUTH))  # block further replies

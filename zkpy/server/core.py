@@ -37,6 +37,7 @@ from zkpy.tree import datatree, txns
 from zkpy.tree.overlay import PendingOverlay
 
 _WRITE_REQUESTS = {
+    consts.OP_SET_ACL: r.SetACLRequest,
     consts.OP_CREATE: r.CreateRequest,
     consts.OP_CREATE2: r.CreateRequest,
     consts.OP_DELETE: r.DeleteRequest,
@@ -49,7 +50,7 @@ _encode_reply = codec.encode_reply_frame
 _ZERO_PASSWD = b"\0" * 16
 
 
-def _refuse(view, session_id, cxid, now_ms, code):
+def _refuse(view, session_id, cxid, now_ms, code, auth=None):
     raise ZkError(code)
 
 
@@ -88,6 +89,7 @@ class Core(object):
         self.origins = []          # every frontend: each gets every batch's watch events
         self.sessions = SessionTable(config.tick_time_ms, server_id=1)
         self._syncs = []           # (target zxid, origin, conn_id, entry_id, frame)
+        self._auth = {}            # (origin, conn_id) -> identities, for ACL checks of writes
         self.tree = None
         self.txnlog = None
         self.committer = None
@@ -220,10 +222,11 @@ class Core(object):
         self.committer.submit(zxid, payload, (zxid, txn, token))
         return zxid
 
-    def prep_request(self, session_id, xid, op, req):
+    def prep_request(self, session_id, xid, op, req, ids=()):
         """prep: turn a client write into a txn; a request error becomes an ERROR txn."""
         t = now_ms()
         view = self.overlay
+        auth = (ids, self.config.skip_acl)
         try:
             session = self.sessions.get(session_id)
             if session is None or session.closing:
@@ -232,15 +235,21 @@ class Core(object):
                 acl = [(a.perms, a.id.scheme, a.id.id) for a in (req.acl or ())]
                 self._check_path_size(req.path)
                 return datatree.prep_create(view, session_id, xid, t, req.path, req.data, acl,
-                                            req.flags)
+                                            req.flags, auth=auth)
             if op == consts.OP_DELETE:
-                return datatree.prep_delete(view, session_id, xid, t, req.path, req.version)
+                return datatree.prep_delete(view, session_id, xid, t, req.path, req.version,
+                                            auth=auth)
             if op == consts.OP_SET_DATA:
                 return datatree.prep_set_data(view, session_id, xid, t, req.path, req.data,
-                                              req.version)
+                                              req.version, auth=auth)
+            if op == consts.OP_SET_ACL:
+                acl = [(a.perms, a.id.scheme, a.id.id) for a in (req.acl or ())]
+                return datatree.prep_set_acl(view, session_id, xid, t, req.path, acl,
+                                             req.version, auth=auth)
             if op == consts.OP_MULTI:
                 return datatree.prep_multi(view, session_id, xid, t,
-                                           [self._multi_op(o, rec) for o, rec in req])
+                                           [self._multi_op(o, rec) for o, rec in req],
+                                           auth=auth)
             raise AssertionError("not a write op: %d" % op)
         except ZkError as e:
             return txns.Txn(txns.ERROR, session_id, xid, t, err=e.code)
@@ -351,6 +360,8 @@ class Core(object):
                 data = _encode_reply(xid, zxid, 0, r.CreateResponse(txn.path))
         elif t == txns.SET_DATA:
             data = _encode_reply(xid, zxid, 0, r.SetDataResponse(_stat(node)))
+        elif t == txns.SET_ACL:
+            data = _encode_reply(xid, zxid, 0, r.SetACLResponse(_stat(node)))
         elif t == txns.MULTI:
             data = _multi_reply(xid, zxid, req[1], txn.subs, node)
         else:
@@ -413,13 +424,17 @@ class Core(object):
         else:
             req, _ = codec.DECODERS[_WRITE_REQUESTS[op]](body, 0)
             shape = (op, None)
-        txn = self.prep_request(session_id, xid, op, req)
+        txn = self.prep_request(session_id, xid, op, req, self._auth.get((origin, conn_id), ()))
         self.submit(txn, (origin, conn_id, entry_id, xid, shape))
+
+    def set_auth(self, origin, conn_id, ids):
+        self._auth[(origin, conn_id)] = tuple(tuple(i) for i in ids)
 
     def touch(self, session_id):
         self.sessions.touch(session_id, now_ms())
 
     def conn_closed(self, origin, conn_id, session_id):
+        self._auth.pop((origin, conn_id), None)
         session = self.sessions.get(session_id)
         if session is not None and session.owner == (origin, conn_id):
             session.owner = None
@@ -429,6 +444,7 @@ class Core(object):
         for session in self.sessions.sessions.values():
             if session.owner is not None and session.owner[0] is origin:
                 session.owner = None
+        self._auth = {k: v for k, v in self._auth.items() if k[0] is not origin}
         self._syncs = [s for s in self._syncs if s[1] is not origin]
 
     # ------------------------------------------------------------------ sessions

@@ -13,6 +13,8 @@ worker -> core
     CLOSED    (4)  conn_id:u32 session_id:i64
     TOUCH     (5)  count:u32 session_id:i64*          (sessions heard from since the last TOUCH)
     STATS     (6)  req_id:u32 json:blob
+    AUTH      (7)  conn_id:u32 count:u32 (scheme:str id:str)*   (the connection's identities,
+                   sent at connect and after each addauth; ACL checks of its writes use them)
 core -> worker
     CONNECTED (20) conn_id:u32 ok:u8 session_id:i64 timeout_ms:i32 passwd:blob read_only:i8
                    (ok=1: established; 0: answer the expired/invalid ConnectResponse and
@@ -33,7 +35,7 @@ import select
 import struct
 import time
 
-HELLO, CONNECT, REQUEST, CLOSED, TOUCH, STATS = 1, 2, 3, 4, 5, 6
+HELLO, CONNECT, REQUEST, CLOSED, TOUCH, STATS, AUTH = 1, 2, 3, 4, 5, 6, 7
 CONNECTED, BATCH, CLOSE, STATS_REQ, SHUTDOWN, COMMITTED = 20, 21, 22, 23, 24, 25
 
 _U32 = struct.Struct(">I")
@@ -100,6 +102,14 @@ def closed(conn_id, session_id):
 
 def touch(session_ids):
     return _frame(TOUCH, _U32.pack(len(session_ids)) + b"".join(_Q.pack(s) for s in session_ids))
+
+
+def auth(conn_id, ids):
+    parts = [_U32.pack(conn_id), _U32.pack(len(ids))]
+    for scheme, ident in ids:
+        parts.append(_blob(scheme.encode("utf-8")))
+        parts.append(_blob(ident.encode("utf-8")))
+    return _frame(AUTH, b"".join(parts))
 
 
 def stats(req_id, payload):
@@ -193,6 +203,9 @@ def decode(frame):
         return mtype, (req_id, r.blob())
     if mtype == HELLO:
         return mtype, (r.u32(), r.u32())
+    if mtype == AUTH:
+        conn_id = r.u32()
+        return mtype, (conn_id, [(r.str(), r.str()) for _ in range(r.u32())])
     if mtype == SHUTDOWN:
         return mtype, ()
     if mtype == COMMITTED:

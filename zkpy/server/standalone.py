@@ -32,6 +32,9 @@ class LocalLink(object):
     def request(self, conn_id, entry_id, session_id, xid, op, body):
         self.core.request(self.fe, conn_id, entry_id, session_id, xid, op, body)
 
+    def auth(self, conn_id, ids):
+        self.core.set_auth(self.fe, conn_id, ids)
+
     def touch(self, session_id):
         self.core.touch(session_id)
 

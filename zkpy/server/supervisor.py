@@ -69,6 +69,8 @@ class WorkerHandle(object):
                     core.touch(sid)
             elif mtype == ipc.CONNECT:
                 core.connect(self, *args)
+            elif mtype == ipc.AUTH:
+                core.set_auth(self, *args)
             elif mtype == ipc.CLOSED:
                 conn_id, sid = args
                 core.conn_closed(self, conn_id, sid)

@@ -45,6 +45,9 @@ class IpcLink(object):
     def request(self, conn_id, entry_id, session_id, xid, op, body):
         self._send(ipc.request(conn_id, entry_id, session_id, xid, op, body))
 
+    def auth(self, conn_id, ids):
+        self._send(ipc.auth(conn_id, ids))
+
     def touch(self, session_id):
         self._touched.add(session_id)
 

@@ -17,6 +17,7 @@ Mirrors PrepRequestProcessor.pRequest2Txn and DataTree.processTxn of apache/zook
 from zkpy import errors
 from zkpy.errors import ZkError
 from zkpy.proto import consts
+from zkpy.tree import acl as acls
 from zkpy.tree import txns
 from zkpy.tree.node import Node, OPEN_ACL_UNSAFE, READ_ACL_UNSAFE, _int32
 from zkpy.tree.paths import is_special, split, validate_path
@@ -40,6 +41,10 @@ def initial_nodes():
         ("/zookeeper/quota", mk(0)),
         ("/zookeeper/config", mk(0, READ_ACL_UNSAFE, -1)),
     ]
+
+
+# (identities, skipACL) of the requester; the default skips ACL checks (unit tests, replay).
+NO_CHECK = ((), True)
 
 
 def _existing(view, path):
@@ -71,7 +76,7 @@ def _parent_path(path):
     return path[:i] or "/"
 
 
-def prep_create(view, session_id, cxid, now_ms, path, data, acl, flags):
+def prep_create(view, session_id, cxid, now_ms, path, data, acl, flags, auth=NO_CHECK):
     # Order of checks as in PrepRequestProcessor.pRequest2TxnCreate: mode, last "/" and NUL,
     # parent lookup (NONODE), sequence suffix, full path validation, NODEEXISTS, ephemeral parent.
     _null_checked(path)
@@ -81,7 +86,10 @@ def prep_create(view, session_id, cxid, now_ms, path, data, acl, flags):
             raise ZkError(errors.UNIMPLEMENTED, "create mode %d not served yet" % flags)
         raise ZkError(errors.BADARGUMENTS, "unknown create mode %d" % flags)
     parent_path = _parent_path(path)
+    ids, skip = auth
+    acl = acls.fixup(acl, ids)
     parent = _existing(view, parent_path)
+    acls.check(parent.acl, acls.CREATE, ids, skip, path)
     if flags & 2:
         path = path + "%010d" % _int32(parent.cversion)
     validate_path(path)
@@ -89,44 +97,57 @@ def prep_create(view, session_id, cxid, now_ms, path, data, acl, flags):
         raise ZkError(errors.NODEEXISTS, path)
     if parent.ephemeral_owner != 0:
         raise ZkError(errors.NOCHILDRENFOREPHEMERALS, path)
-    if not acl:
-        raise ZkError(errors.INVALIDACL, path)
     owner = session_id if flags & 1 else 0
     return txns.Txn(txns.CREATE, session_id, cxid, now_ms, path=path, data=data,
-                    acl=tuple(acl), ephemeral_owner=owner)
+                    acl=acl, ephemeral_owner=owner)
 
 
-def prep_delete(view, session_id, cxid, now_ms, path, version):
+def prep_delete(view, session_id, cxid, now_ms, path, version, auth=NO_CHECK):
     # PrepRequestProcessor checks only the last "/", NUL and the special paths, then looks up
     # parent and node: an otherwise malformed path is simply not found.
     _null_checked(path)
     parent_path = _parent_path(path)
     if is_special(path):
         raise ZkError(errors.BADARGUMENTS, "cannot delete %s" % path)
-    _existing(view, parent_path)
+    parent = _existing(view, parent_path)
     node = _existing(view, path)
+    acls.check(parent.acl, acls.DELETE, auth[0], auth[1], path)
     _check_version(node, version, path)
     if node.num_children > 0:
         raise ZkError(errors.NOTEMPTY, path)
     return txns.Txn(txns.DELETE, session_id, cxid, now_ms, path=path)
 
 
-def prep_set_data(view, session_id, cxid, now_ms, path, data, version):
+def prep_set_data(view, session_id, cxid, now_ms, path, data, version, auth=NO_CHECK):
     validate_path(path)  # null: BADARGUMENTS "Path cannot be null", as ZooKeeper
     node = _existing(view, path)
+    acls.check(node.acl, acls.WRITE, auth[0], auth[1], path)
     new_version = _check_version(node, version, path)
     return txns.Txn(txns.SET_DATA, session_id, cxid, now_ms, path=path, data=data,
                     version=new_version)
 
 
-def prep_check(view, session_id, cxid, now_ms, path, version):
+def prep_set_acl(view, session_id, cxid, now_ms, path, acl, version, auth=NO_CHECK):
+    validate_path(path)
+    ids, skip = auth
+    acl = acls.fixup(acl, ids)
+    node = _existing(view, path)
+    acls.check(node.acl, acls.ADMIN, ids, skip, path)
+    if version != -1 and version != node.aversion:
+        raise ZkError(errors.BADVERSION, path)
+    return txns.Txn(txns.SET_ACL, session_id, cxid, now_ms, path=path, acl=acl,
+                    version=_int32(node.aversion + 1))
+
+
+def prep_check(view, session_id, cxid, now_ms, path, version, auth=NO_CHECK):
     validate_path(_null_checked(path))
     node = _existing(view, path)
+    acls.check(node.acl, acls.READ, auth[0], auth[1], path)
     _check_version(node, version, path)
     return txns.Txn(txns.CHECK, session_id, cxid, now_ms, path=path, version=version)
 
 
-def prep_multi(view, session_id, cxid, now_ms, ops):
+def prep_multi(view, session_id, cxid, now_ms, ops, auth=NO_CHECK):
     """An atomic multi: each op is prepped against the state the ops before it produced.
 
     `ops` is [(op_code, prep_function, args)], prep_function(view, sid, cxid, now, *args) -> txn.
@@ -137,7 +158,7 @@ def prep_multi(view, session_id, cxid, now_ms, ops):
     subs = []
     for i, (_, fn, args) in enumerate(ops):
         try:
-            sub = fn(scratch, session_id, cxid, now_ms, *args)
+            sub = fn(scratch, session_id, cxid, now_ms, *args, auth=auth)
         except ZkError as e:
             errs = [0] * i + [e.code] + [errors.RUNTIMEINCONSISTENCY] * (len(ops) - i - 1)
             return txns.Txn(txns.MULTI, session_id, cxid, now_ms,
@@ -249,6 +270,12 @@ def apply(view, zxid, txn):
         node.mtime = txn.time_ms
         view.put(txn.path, node)
         triggers.append((consts.EVENT_NODE_DATA_CHANGED, txn.path))
+        return triggers, node
+    if t == txns.SET_ACL:
+        node = view.get(txn.path).copy()
+        node.acl = txn.acl
+        node.aversion = txn.version
+        view.put(txn.path, node)
         return triggers, node
     if t == txns.CREATE_SESSION:
         view.put_session(txn.session_id, txn.timeout_ms)

@@ -15,6 +15,7 @@ Grammar (all integers big-endian):
     body(CLOSE_SESSION=-11)  := count:i32 path:str*     (the session's ephemerals, deleted in order)
     body(ERROR=-1)         := err:i32
     body(CHECK=13)         := path:str version:i32
+    body(SET_ACL=7)        := path:str acl version:i32       (version: the new aversion)
     body(MULTI=14)         := count:i32 (len:i32 txn[len])*   (sub-txns, applied in order under
                                                                the multi's one zxid; a failed multi
                                                                holds only ERROR sub-txns)
@@ -33,6 +34,7 @@ CLOSE_SESSION = -11
 ERROR = -1
 CHECK = 13
 MULTI = 14
+SET_ACL = 7
 
 _HDR = struct.Struct(">hqiq")
 _I32 = struct.Struct(">i")
@@ -82,18 +84,26 @@ def _buf(out, b):
     out += b
 
 
+def _acl(out, acl):
+    out += _I32.pack(len(acl))
+    for perms, scheme, ident in acl:
+        out += _I32.pack(perms)
+        _str(out, scheme)
+        _str(out, ident)
+
+
 def encode(txn):
     out = bytearray(_HDR.pack(txn.type, txn.session_id, txn.cxid, txn.time_ms))
     t = txn.type
     if t == CREATE:
         _str(out, txn.path)
         _buf(out, txn.data)
-        out += _I32.pack(len(txn.acl))
-        for perms, scheme, ident in txn.acl:
-            out += _I32.pack(perms)
-            _str(out, scheme)
-            _str(out, ident)
+        _acl(out, txn.acl)
         out += _I64.pack(txn.ephemeral_owner)
+    elif t == SET_ACL:
+        _str(out, txn.path)
+        _acl(out, txn.acl)
+        out += _I32.pack(txn.version)
     elif t == DELETE:
         _str(out, txn.path)
     elif t == SET_DATA:
@@ -164,6 +174,10 @@ def decode(payload):
             txn.data = r.buf()
             txn.acl = tuple((r.i32(), r.str(), r.str()) for _ in range(r.i32()))
             txn.ephemeral_owner = r.i64()
+        elif t == SET_ACL:
+            txn.path = r.str()
+            txn.acl = tuple((r.i32(), r.str(), r.str()) for _ in range(r.i32()))
+            txn.version = r.i32()
         elif t == DELETE:
             txn.path = r.str()
         elif t == SET_DATA:

@@ -1,0 +1,131 @@
+"""ACLs: the schemes, the permission check, and the fix-up of ACLs given at create / setACL. Pure.
+
+Mirrors ZooKeeper's ZooKeeperServer.checkACL, PrepRequestProcessor.fixupACL and the built-in
+providers (world, auth, digest, ip; super through a superDigest). An identity is a (scheme, id)
+pair; a connection holds ("ip", its address) from the start and gains ("digest",
+"user:base64(sha1(user:password))") with `addauth digest user:password`, plus ("super", "") when
+that digest equals the configured DigestAuthenticationProvider.superDigest.
+"""
+
+import base64
+import hashlib
+import ipaddress
+
+from zkpy import errors
+from zkpy.errors import ZkError
+from zkpy.proto import consts
+
+SUPER = ("super", "")
+
+
+def digest(user_password):
+    """"user:password" -> "user:base64(sha1(user:password))" (DigestAuthenticationProvider)."""
+    user = user_password.split(":", 1)[0]
+    sha = hashlib.sha1(user_password.encode("utf-8")).digest()
+    return "%s:%s" % (user, base64.b64encode(sha).decode("ascii"))
+
+
+def authenticate(scheme, auth, super_digest=None):
+    """The identities `addauth scheme auth` adds, or None when the scheme refuses it."""
+    if scheme == "digest":
+        text = auth.decode("utf-8", "replace")
+        if ":" not in text:
+            return None
+        d = digest(text)
+        ids = [("digest", d)]
+        if super_digest and d == super_digest:
+            ids.insert(0, SUPER)
+        return ids
+    if scheme == "ip":
+        return []  # the address is known already; nothing to add
+    if scheme == "world":
+        return []
+    return None
+
+
+def _ip_matches(client, spec):
+    try:
+        net = ipaddress.ip_network(spec, strict=False)
+        return ipaddress.ip_address(client) in net
+    except ValueError:
+        return False
+
+
+def _valid(scheme, ident):
+    if scheme == "world":
+        return ident == "anyone"
+    if scheme == "digest":
+        return len(ident.split(":")) == 2
+    if scheme == "ip":
+        try:
+            ipaddress.ip_network(ident, strict=False)
+            return True
+        except ValueError:
+            return False
+    return False
+
+
+def allowed(acl, perm, ids, skip=False):
+    """True when identities `ids` may do `perm` on a node with `acl` (ZooKeeperServer.checkACL)."""
+    if skip or SUPER in ids or not acl:
+        return True
+    for perms, scheme, ident in acl:
+        if not perms & perm:
+            continue
+        if scheme == "world" and ident == "anyone":
+            return True
+        for s, i in ids:
+            if s != scheme:
+                continue
+            if scheme == "ip":
+                if _ip_matches(i, ident):
+                    return True
+            elif i == ident:
+                return True
+    return False
+
+
+def check(acl, perm, ids, skip=False, path=""):
+    if not allowed(acl, perm, ids, skip):
+        raise ZkError(errors.NOAUTH, path)
+
+
+def fixup(acl, ids):
+    """Validate an ACL from a client and expand the "auth" scheme (PrepRequestProcessor.fixupACL).
+
+    Returns a tuple of (perms, scheme, id); raises ZkError(INVALIDACL).
+    """
+    if not acl:
+        raise ZkError(errors.INVALIDACL, "empty ACL")
+    out = []
+    for perms, scheme, ident in acl:
+        # The id of an "auth" entry is ignored, and kazoo sends "" as a null string.
+        if scheme is None or (ident is None and scheme != "auth"):
+            raise ZkError(errors.INVALIDACL, "null id")
+        if scheme == "world" and ident == "anyone":
+            entry = [(perms, scheme, ident)]
+        elif scheme == "auth":
+            # Every identity of this connection whose provider authenticates (not ip).
+            entry = [(perms, s, i) for s, i in ids if s not in ("ip", "super")]
+            if not entry:
+                raise ZkError(errors.INVALIDACL, "auth scheme without authenticated ids")
+        elif _valid(scheme, ident):
+            entry = [(perms, scheme, ident)]
+        else:
+            raise ZkError(errors.INVALIDACL, "invalid ACL %s:%s" % (scheme, ident))
+        for e in entry:
+            if e not in out:
+                out.append(e)
+    return tuple(out)
+
+
+def masked(acl):
+    """getACL without ADMIN: digest hashes are hidden (3.8.4+ / 3.9.2)."""
+    return tuple((p, s, (i.split(":", 1)[0] + ":x") if s == "digest" else i) for p, s, i in acl)
+
+
+READ = consts.PERM_READ
+WRITE = consts.PERM_WRITE
+CREATE = consts.PERM_CREATE
+DELETE = consts.PERM_DELETE
+ADMIN = consts.PERM_ADMIN
