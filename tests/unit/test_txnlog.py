@@ -331,3 +331,18 @@ def test_write_error_propagates_and_poisons(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         log.append_batch(recs(3, 4))
     log.close()
+
+
+def test_request_roll_starts_a_new_file_after_the_next_batch(tmp_path):
+    from zkpy.storage.txnlog import TxnLog, list_log_files
+    log = TxnLog(str(tmp_path), force_sync=False)
+    list(log.recover(0))
+    log.open_for_append()
+    log.append_batch([(1, b"a"), (2, b"b")])
+    log.request_roll()
+    log.append_batch([(3, b"c")])
+    log.append_batch([(4, b"d")])
+    log.close()
+    assert [z for z, _ in list_log_files(str(tmp_path))] == [1, 4]
+    again = TxnLog(str(tmp_path))
+    assert [z for z, _ in again.recover(0)] == [1, 2, 3, 4]

@@ -486,6 +486,7 @@ class Core(object):
                 continue
             self._txns_since_checkpoint = 0
             zxid = await loop.run_in_executor(None, self.tree.checkpoint)
+            self.txnlog.request_roll()
             if interval_s and time.monotonic() - last_purge >= interval_s:
                 last_purge = time.monotonic()
                 deleted = await loop.run_in_executor(

@@ -151,6 +151,7 @@ class TxnLog:
         self._path = None  # path of the file _fd writes to
         self._size = 0  # its size in bytes
         self._lock = threading.Lock()
+        self._roll_requested = False
 
     # ------------------------------------------------------------------ recovery
 
@@ -406,9 +407,15 @@ class TxnLog:
         else:
             # forceSync=no: like ZooKeeper, never sync (not even the directory); unsafe on crash.
             self.last_fsync_ms = None
-        if self._size > self.roll_bytes:
+        if self._size > self.roll_bytes or self._roll_requested:
             # Roll only here, between batches: the next batch starts a new file.
+            self._roll_requested = False
             self._close_fd()
+
+    def request_roll(self):
+        """Start a new file after the current batch (called after an LMDB checkpoint, so that
+        recovery only reads the files written since: startup stays short on a big tree)."""
+        self._roll_requested = True
 
     # ------------------------------------------------------------------ retention
 
