@@ -19,6 +19,7 @@ from zkpy.proto import codec, consts
 from zkpy.proto import records as r
 from zkpy.proto.framing import FrameDecoder, is_four_letter_word
 from zkpy.tree import acl as acls
+from zkpy.tree import watches as wt
 from zkpy.server.frontend import Latency
 
 log = logging.getLogger("zkpy.server.connection")
@@ -47,6 +48,12 @@ _WRITE_REQUESTS = {
     consts.OP_SYNC: r.SyncRequest,
 }
 
+_WATCH_REQUESTS = {
+    consts.OP_ADD_WATCH: r.AddWatchRequest,
+    consts.OP_CHECK_WATCHES: r.CheckWatchesRequest,
+    consts.OP_REMOVE_WATCHES: r.RemoveWatchesRequest,
+}
+
 
 # Request names as cons prints them (Request.op2String, first four letters, upper case).
 _OP_ABBREV = {
@@ -54,7 +61,8 @@ _OP_ABBREV = {
     consts.OP_EXISTS: "EXIS", consts.OP_GET_DATA: "GETD", consts.OP_SET_DATA: "SETD",
     consts.OP_GET_ACL: "GETA", consts.OP_SET_ACL: "SETA", consts.OP_GET_CHILDREN: "GETC",
     consts.OP_GET_CHILDREN2: "GETC", consts.OP_SYNC: "SYNC", consts.OP_PING: "PING",
-    consts.OP_CLOSE_SESSION: "CLOS", consts.OP_SET_WATCHES: "SETW", consts.OP_SET_WATCHES2: "SETW",
+    consts.OP_CLOSE_SESSION: "CLOS", consts.OP_SET_WATCHES: "SETW", consts.OP_SET_WATCHES2: "STW2",
+    consts.OP_ADD_WATCH: "ADDW", consts.OP_CHECK_WATCHES: "CHKW", consts.OP_REMOVE_WATCHES: "REMW",
     consts.OP_MULTI: "MULT", consts.OP_AUTH: "AUTH", consts.OP_GET_EPHEMERALS: "GETE",
     consts.OP_GET_ALL_CHILDREN_NUMBER: "GETA", consts.OP_WHO_AM_I: "WHOA",
 }
@@ -368,6 +376,10 @@ class Connection(asyncio.Protocol):
             req, _ = _D[cls](frame, off)
             self._reply_now_or_queue(op, lambda: self._set_watches(xid, req))
             return
+        if op in _WATCH_REQUESTS:
+            req, _ = _D[_WATCH_REQUESTS[op]](frame, off)
+            self._reply_now_or_queue(op, lambda: self._watch_op(xid, op, req))
+            return
         if op == consts.OP_AUTH:
             req, _ = _D[r.AuthPacket](frame, off)
             self._reply_now_or_queue(op, lambda: self._add_auth(xid, req))
@@ -498,11 +510,36 @@ class Connection(asyncio.Protocol):
                 self.send_event(zxid, consts.EVENT_NODE_CHILDREN_CHANGED, path)
             else:
                 core.watches.add_child(path, self)
-        if getattr(req, "persistentWatches", None) or getattr(
-                req, "persistentRecursiveWatches", None):
-            log.info("session 0x%x: persistent watches in setWatches2 are not served yet",
-                     self.session_id)
+        # Persistent watches come back as they were; what they missed is not replayed
+        # (DataTree.setWatches).
+        for path in getattr(req, "persistentWatches", None) or ():
+            core.watches.add_persistent(path, self)
+        for path in getattr(req, "persistentRecursiveWatches", None) or ():
+            core.watches.add_persistent(path, self, recursive=True)
         return _encode_reply(xid, zxid, 0)
+
+    def _watch_op(self, xid, op, req):
+        """addWatch, checkWatches, removeWatches (FinalRequestProcessor): no ACL check, no
+        node needed. removeWatches answers with the header only: the DataWatchRemoved /
+        ChildWatchRemoved events are made by the client library itself, never sent."""
+        watches = self.fe.watches
+        zxid = self.fe.last_zxid
+        if req.path is None:
+            return _encode_reply(xid, zxid, errors.MARSHALLINGERROR)
+        if op == consts.OP_ADD_WATCH:
+            if req.mode not in (wt.ADD_WATCH_PERSISTENT, wt.ADD_WATCH_PERSISTENT_RECURSIVE):
+                # WatcherMode.fromZooDef throws; FinalRequestProcessor answers MARSHALLINGERROR
+                return _encode_reply(xid, zxid, errors.MARSHALLINGERROR)
+            watches.add_persistent(req.path, self,
+                                   recursive=req.mode == wt.ADD_WATCH_PERSISTENT_RECURSIVE)
+            return _encode_reply(xid, zxid, 0, r.ErrorResponse(0))
+        if req.type not in wt.WATCHER_TYPES:
+            return _encode_reply(xid, zxid, errors.MARSHALLINGERROR)  # WatcherType.fromInt
+        if op == consts.OP_CHECK_WATCHES:
+            found = watches.contains(req.path, self, req.type)
+        else:
+            found = watches.remove(req.path, self, req.type)
+        return _encode_reply(xid, zxid, 0 if found else errors.NOWATCHER)
 
     def _add_auth(self, xid, req):
         ids = acls.authenticate(req.scheme, bytes(req.auth or b""), self.fe.config.super_digest)
