@@ -365,6 +365,12 @@ class ApacheZkServer(_Server):
             # 64 MB of txn-log preallocation per test server is pointless; 1 MB will do.
             "-Dzookeeper.preAllocSize=1024",
             "-Dorg.slf4j.simpleLogger.showDateTime=true",
+        ] + [
+            # ZooKeeper reads these only as system properties without the "zookeeper." prefix
+            # that zoo.cfg keys get (ContainerManager); zkpy reads them from zoo.cfg.
+            "-D%s=%s" % (k, v) for k, v in self.extra_cfg.items()
+            if k.startswith("znode.container.") and v is not None
+        ] + [
             "-cp",
             cp,
             "org.apache.zookeeper.server.quorum.QuorumPeerMain",

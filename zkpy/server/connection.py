@@ -29,7 +29,8 @@ _encode_reply = codec.encode_reply_frame
 _decode_header = codec.decode_request_header
 
 _WRITE_OPS = frozenset([consts.OP_CREATE, consts.OP_CREATE2, consts.OP_DELETE,
-                        consts.OP_SET_DATA, consts.OP_SET_ACL, consts.OP_MULTI])
+                        consts.OP_SET_DATA, consts.OP_SET_ACL, consts.OP_MULTI,
+                        consts.OP_CREATE_CONTAINER, consts.OP_CREATE_TTL])
 _READ_REQUESTS = {
     consts.OP_GET_DATA: r.GetDataRequest,
     consts.OP_EXISTS: r.ExistsRequest,
@@ -45,6 +46,8 @@ _WRITE_REQUESTS = {
     consts.OP_DELETE: r.DeleteRequest,
     consts.OP_SET_DATA: r.SetDataRequest,
     consts.OP_SET_ACL: r.SetACLRequest,
+    consts.OP_CREATE_CONTAINER: r.CreateRequest,
+    consts.OP_CREATE_TTL: r.CreateTTLRequest,
     consts.OP_SYNC: r.SyncRequest,
 }
 

@@ -37,6 +37,8 @@ from zkpy.tree import datatree, txns
 from zkpy.tree.overlay import PendingOverlay
 
 _WRITE_REQUESTS = {
+    consts.OP_CREATE_CONTAINER: r.CreateRequest,
+    consts.OP_CREATE_TTL: r.CreateTTLRequest,
     consts.OP_SET_ACL: r.SetACLRequest,
     consts.OP_CREATE: r.CreateRequest,
     consts.OP_CREATE2: r.CreateRequest,
@@ -48,6 +50,18 @@ log = logging.getLogger("zkpy.server")
 
 _encode_reply = codec.encode_reply_frame
 _ZERO_PASSWD = b"\0" * 16
+
+
+_CREATE_OPS = (consts.OP_CREATE, consts.OP_CREATE2, consts.OP_CREATE_CONTAINER,
+               consts.OP_CREATE_TTL)
+_CREATE2_REPLY_OPS = (consts.OP_CREATE2, consts.OP_CREATE_CONTAINER, consts.OP_CREATE_TTL)
+
+
+def _prep_create_in_multi(ttl, extended_types):
+    def prep(view, session_id, cxid, now_ms, path, data, acl, flags, auth=None):
+        return datatree.prep_create(view, session_id, cxid, now_ms, path, data, acl, flags,
+                                    auth=auth, ttl=ttl, extended_types=extended_types)
+    return prep
 
 
 def _refuse(view, session_id, cxid, now_ms, code, auth=None):
@@ -72,7 +86,7 @@ def _multi_reply(xid, zxid, ops, subs, nodes):
         for op, sub, node in zip(ops, subs, nodes):
             if op == consts.OP_CREATE:
                 results.append((op, 0, r.CreateResponse(sub.path)))
-            elif op == consts.OP_CREATE2:
+            elif op in _CREATE2_REPLY_OPS:
                 results.append((op, 0, r.Create2Response(sub.path, _stat(node))))
             elif op == consts.OP_SET_DATA:
                 results.append((op, 0, r.SetDataResponse(_stat(node))))
@@ -100,6 +114,7 @@ class Core(object):
         self.overlay = PendingOverlay(lambda: self._read_view)
         self._expiry_task = None
         self._checkpoint_task = None
+        self._reaper_task = None
         self._txns_since_checkpoint = 0
         self.fatal = None
         self.on_fatal = None   # callback set by the process shell
@@ -163,9 +178,10 @@ class Core(object):
         self.committer.start()
         self._expiry_task = asyncio.get_running_loop().create_task(self._expire_loop())
         self._checkpoint_task = asyncio.get_running_loop().create_task(self._checkpoint_loop())
+        self._reaper_task = asyncio.get_running_loop().create_task(self._reaper_loop())
 
     async def stop(self):
-        for task in (self._expiry_task, self._checkpoint_task):
+        for task in (self._expiry_task, self._checkpoint_task, self._reaper_task):
             if task is not None:
                 task.cancel()
         if self.committer is not None:
@@ -231,11 +247,13 @@ class Core(object):
             session = self.sessions.get(session_id)
             if session is None or session.closing:
                 raise ZkError(errors.SESSIONEXPIRED)
-            if op == consts.OP_CREATE or op == consts.OP_CREATE2:
+            if op in _CREATE_OPS:
                 acl = [(a.perms, a.id.scheme, a.id.id) for a in (req.acl or ())]
                 self._check_path_size(req.path)
                 return datatree.prep_create(view, session_id, xid, t, req.path, req.data, acl,
-                                            req.flags, auth=auth)
+                                            req.flags, auth=auth,
+                                            ttl=getattr(req, "ttl", -1),
+                                            extended_types=self.config.extended_types_enabled)
             if op == consts.OP_DELETE:
                 return datatree.prep_delete(view, session_id, xid, t, req.path, req.version,
                                             auth=auth)
@@ -256,19 +274,19 @@ class Core(object):
 
     def _multi_op(self, op, rec):
         """(op, prep function, args) for one op of a multi."""
-        if op in (consts.OP_CREATE, consts.OP_CREATE2):
+        if op in _CREATE_OPS:
             self._check_path_size(rec.path)
             acl = [(a.perms, a.id.scheme, a.id.id) for a in (rec.acl or ())]
-            return op, datatree.prep_create, (rec.path, rec.data, acl, rec.flags)
+            return op, _prep_create_in_multi(getattr(rec, "ttl", -1),
+                                             self.config.extended_types_enabled), \
+                (rec.path, rec.data, acl, rec.flags)
         if op == consts.OP_DELETE:
             return op, datatree.prep_delete, (rec.path, rec.version)
         if op == consts.OP_SET_DATA:
             return op, datatree.prep_set_data, (rec.path, rec.data, rec.version)
         if op == consts.OP_CHECK:
             return op, datatree.prep_check, (rec.path, rec.version)
-        code = errors.UNIMPLEMENTED if op in (consts.OP_CREATE_CONTAINER, consts.OP_CREATE_TTL) \
-            else errors.BADARGUMENTS
-        return op, _refuse, (code,)
+        return op, _refuse, (errors.BADARGUMENTS,)
 
     def _check_path_size(self, path):
         if path is None:
@@ -354,7 +372,7 @@ class Core(object):
         if t == txns.ERROR:
             data = _encode_reply(xid, zxid, txn.err)
         elif t == txns.CREATE:
-            if req[0] == consts.OP_CREATE2:
+            if req[0] in _CREATE2_REPLY_OPS:
                 data = _encode_reply(xid, zxid, 0, r.Create2Response(txn.path, _stat(node)))
             else:
                 data = _encode_reply(xid, zxid, 0, r.CreateResponse(txn.path))
@@ -473,6 +491,27 @@ class Core(object):
                     self.close_session(s.session_id, None)
                 except Exception:
                     log.exception("expiring session 0x%x", s.session_id)
+
+    async def _reaper_loop(self):
+        """ContainerManager: delete empty containers and expired TTL nodes, at most
+        znode.container.maxPerMinute a minute, every znode.container.checkIntervalMs."""
+        cfg = self.config
+        interval_s = max(0.05, cfg.container_check_interval_ms / 1000.0)
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                paths = datatree.reap_candidates(self.view.special_nodes(), now_ms(),
+                                                 cfg.container_max_never_used_interval_ms)
+                limit = max(1, int(cfg.container_max_per_minute * interval_s / 60.0))
+                for path in paths[:limit]:
+                    try:
+                        txn = datatree.prep_delete_container(self.overlay, path)
+                    except ZkError:
+                        continue  # gained a child or went meanwhile
+                    txn.time_ms = now_ms()
+                    self.submit(txn, None)
+            except Exception:
+                log.exception("container/TTL reaper")
 
     async def _checkpoint_loop(self):
         """Sync LMDB now and then, so the log behind it can be purged (autopurge)."""

@@ -90,8 +90,27 @@ class ReadView(object):
         return {_Q.unpack(k)[0]: _I.unpack(v)[0] for k, v in cur}
 
     def all_ephemerals(self):
+        """(session_id, path) of every session's ephemerals (containers and TTL nodes, indexed
+        under their negative markers, are left out)."""
         cur = self.txn.cursor(db=self._t.db_ephemerals)
-        return [(_Q.unpack(k[:8])[0], k[8:].decode("utf-8")) for k in cur.iternext(values=False)]
+        out = []
+        for k in cur.iternext(values=False):
+            if k[0] >= 0x80:
+                break  # negative owners sort last: containers and TTL nodes
+            out.append((_Q.unpack(k[:8])[0], k[8:].decode("utf-8")))
+        return out
+
+    def special_nodes(self):
+        """(path, Node) of every container and TTL node: the index range of negative owners."""
+        cur = self.txn.cursor(db=self._t.db_ephemerals)
+        out = []
+        if cur.set_range(b"\x80"):
+            for k in cur.iternext(values=False):
+                path = k[8:].decode("utf-8")
+                node = self.get(path)
+                if node is not None:
+                    out.append((path, node))
+        return out
 
     def last_zxid(self):
         v = self.txn.get(_LAST_ZXID, db=self._t.db_meta)

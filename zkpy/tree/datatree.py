@@ -23,8 +23,34 @@ from zkpy.tree.node import Node, OPEN_ACL_UNSAFE, READ_ACL_UNSAFE, _int32
 from zkpy.tree.paths import is_special, split, validate_path
 
 # Create flags served by this module; CONTAINER and TTL arrive with the API issue.
-_PLAIN_FLAGS = (consts.CREATE_PERSISTENT, consts.CREATE_EPHEMERAL,
-                consts.CREATE_PERSISTENT_SEQUENTIAL, consts.CREATE_EPHEMERAL_SEQUENTIAL)
+_MODES = frozenset(range(7))  # CreateMode flags 0..6
+_TTL_MODES = (consts.CREATE_PERSISTENT_WITH_TTL, consts.CREATE_PERSISTENT_SEQUENTIAL_WITH_TTL)
+_SEQUENTIAL_MODES = (consts.CREATE_PERSISTENT_SEQUENTIAL, consts.CREATE_EPHEMERAL_SEQUENTIAL,
+                     consts.CREATE_PERSISTENT_SEQUENTIAL_WITH_TTL)
+
+# EphemeralType: ephemeralOwner of a container, and of a TTL node (high byte 0xFF + the ttl).
+CONTAINER_OWNER = -(1 << 63)
+_TTL_BASE = -(1 << 56)          # 0xFF00000000000000 as a signed long
+MAX_TTL_MS = (1 << 40) - 1      # 0x000000ffffffffff
+
+
+def ttl_owner(ttl_ms):
+    return _TTL_BASE | ttl_ms
+
+
+def owner_kind(owner):
+    """"void", "normal" (a session), "container" or "ttl" (EphemeralType.get)."""
+    if owner == 0:
+        return "void"
+    if owner == CONTAINER_OWNER:
+        return "container"
+    if owner < 0:
+        return "ttl"
+    return "normal"
+
+
+def ttl_of(owner):
+    return owner & MAX_TTL_MS if owner_kind(owner) == "ttl" else 0
 
 
 def initial_nodes():
@@ -76,28 +102,42 @@ def _parent_path(path):
     return path[:i] or "/"
 
 
-def prep_create(view, session_id, cxid, now_ms, path, data, acl, flags, auth=NO_CHECK):
-    # Order of checks as in PrepRequestProcessor.pRequest2TxnCreate: mode, last "/" and NUL,
-    # parent lookup (NONODE), sequence suffix, full path validation, NODEEXISTS, ephemeral parent.
+def prep_create(view, session_id, cxid, now_ms, path, data, acl, flags, auth=NO_CHECK, ttl=-1,
+                extended_types=False):
+    # Order of checks as in PrepRequestProcessor.pRequest2TxnCreate: mode and TTL, last "/" and
+    # NUL, ACL, parent lookup (NONODE), CREATE permission, sequence suffix, full path
+    # validation, NODEEXISTS, ephemeral parent.
     _null_checked(path)
-    if flags not in _PLAIN_FLAGS:
-        if flags in (consts.CREATE_CONTAINER, consts.CREATE_PERSISTENT_WITH_TTL,
-                     consts.CREATE_PERSISTENT_SEQUENTIAL_WITH_TTL):
-            raise ZkError(errors.UNIMPLEMENTED, "create mode %d not served yet" % flags)
+    if flags not in _MODES:
         raise ZkError(errors.BADARGUMENTS, "unknown create mode %d" % flags)
+    if flags in _TTL_MODES:
+        if not extended_types:
+            # TTL nodes need zookeeper.extendedTypesEnabled (zoo.cfg: extendedTypesEnabled).
+            raise ZkError(errors.UNIMPLEMENTED, "TTL nodes are disabled")
+        if ttl <= 0 or ttl > MAX_TTL_MS:
+            raise ZkError(errors.BADARGUMENTS, "ttl %d out of range" % ttl)
+    elif ttl >= 0:
+        raise ZkError(errors.BADARGUMENTS, "ttl is not valid for create mode %d" % flags)
     parent_path = _parent_path(path)
     ids, skip = auth
     acl = acls.fixup(acl, ids)
     parent = _existing(view, parent_path)
     acls.check(parent.acl, acls.CREATE, ids, skip, path)
-    if flags & 2:
+    if flags in _SEQUENTIAL_MODES:
         path = path + "%010d" % _int32(parent.cversion)
     validate_path(path)
     if view.get(path) is not None:
         raise ZkError(errors.NODEEXISTS, path)
-    if parent.ephemeral_owner != 0:
+    if owner_kind(parent.ephemeral_owner) == "normal":
         raise ZkError(errors.NOCHILDRENFOREPHEMERALS, path)
-    owner = session_id if flags & 1 else 0
+    if flags in (consts.CREATE_EPHEMERAL, consts.CREATE_EPHEMERAL_SEQUENTIAL):
+        owner = session_id
+    elif flags == consts.CREATE_CONTAINER:
+        owner = CONTAINER_OWNER
+    elif flags in _TTL_MODES:
+        owner = ttl_owner(ttl)
+    else:
+        owner = 0
     return txns.Txn(txns.CREATE, session_id, cxid, now_ms, path=path, data=data,
                     acl=acl, ephemeral_owner=owner)
 
@@ -211,6 +251,36 @@ class ScratchView(object):
 
     def delete_session(self, sid):
         pass
+
+
+def prep_delete_container(view, path):
+    """The reaper's delete (OpCode.deleteContainer): only while the node is still empty."""
+    node = _existing(view, path)
+    if node.num_children > 0:
+        raise ZkError(errors.NOTEMPTY, path)
+    return txns.Txn(txns.DELETE, 0, 0, 0, path=path)
+
+
+def reap_candidates(nodes, now_ms, max_never_used_ms=0):
+    """Containers and TTL nodes to delete (ContainerManager.getCandidates).
+
+    `nodes`: (path, Node) of every container and TTL node. A container goes once it had a child
+    (stored cversion > 0) and has none, or, never used, after max_never_used_ms when that is set;
+    a TTL node once childless and unmodified for its ttl.
+    """
+    out = []
+    for path, node in nodes:
+        if node.num_children:
+            continue
+        kind = owner_kind(node.ephemeral_owner)
+        if kind == "container":
+            if node.cversion > 0 or (max_never_used_ms and
+                                     now_ms - node.ctime > max_never_used_ms):
+                out.append(path)
+        elif kind == "ttl":
+            if now_ms - node.mtime > ttl_of(node.ephemeral_owner):
+                out.append(path)
+    return out
 
 
 def prep_close_session(view, session_id, cxid, now_ms):

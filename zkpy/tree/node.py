@@ -37,9 +37,11 @@ class Node(object):
 
     def wire_stat(self):
         """The 11 Stat fields as clients see them, in jute order."""
+        # Container and TTL markers (negative owners) show as 0 (DataNode.getClientEphemeralOwner).
         return (self.czxid, self.mzxid, self.ctime, self.mtime, self.version,
                 _int32(2 * self.cversion - self.num_children), self.aversion,
-                self.ephemeral_owner, len(self.data) if self.data is not None else 0,
+                self.ephemeral_owner if self.ephemeral_owner > 0 else 0,
+                len(self.data) if self.data is not None else 0,
                 self.num_children, self.pzxid)
 
     def __eq__(self, other):
