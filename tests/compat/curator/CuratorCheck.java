@@ -171,12 +171,7 @@ public class CuratorCheck {
         final String leaf = mid + "/leaf";
         CuratorFramework c = client();
         try {
-            try {
-                c.create().creatingParentContainersIfNeeded().withMode(CreateMode.EPHEMERAL).forPath(leaf);
-            } catch (KeeperException.UnimplementedException e) {
-                containersUnimplemented = true;
-                throw new CheckFailed("UNIMPLEMENTED creating container parents of " + leaf + ": " + e.getMessage());
-            }
+            c.create().creatingParentContainersIfNeeded().withMode(CreateMode.EPHEMERAL).forPath(leaf);
             for (String p : new String[] {base, top, mid}) {
                 Stat st = c.checkExists().forPath(p);
                 check(st != null, p + " missing");
@@ -193,6 +188,9 @@ public class CuratorCheck {
                   "CreateMode.CONTAINER node shows ephemeralOwner 0x" + Long.toHexString(st.getEphemeralOwner()));
             c.delete().forPath(leaf);
             c.delete().forPath(top + "/direct");
+        } catch (KeeperException.UnimplementedException e) {
+            containersUnimplemented = true;
+            throw new CheckFailed("UNIMPLEMENTED: " + e.getMessage());
         } finally {
             c.close();
         }
