@@ -9,11 +9,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! [ -x /usr/share/zookeeper/bin/zkCli.sh ] || ! [ -x /usr/lib/zookeeper/bin/cli_mt ]; then
+#   - Debian's libcurator-recipes-java (Curator, for tests/compat/test_curator.py) and a JDK.
+PKGS="zookeeper zookeeper-bin libcurator-recipes-java"
+command -v javac >/dev/null || PKGS="$PKGS default-jdk-headless"
+if ! [ -x /usr/share/zookeeper/bin/zkCli.sh ] || ! [ -x /usr/lib/zookeeper/bin/cli_mt ] \
+    || ! [ -f /usr/share/java/curator-recipes.jar ] || ! command -v javac >/dev/null; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -q zookeeper zookeeper-bin >/dev/null 2>&1 || {
-      apt-get update -q >/dev/null && apt-get install -y -q zookeeper zookeeper-bin >/dev/null; }
+    # shellcheck disable=SC2086
+    apt-get install -y -q $PKGS >/dev/null 2>&1 || {
+      apt-get update -q >/dev/null && apt-get install -y -q $PKGS >/dev/null; }
   else
     echo "note: Apache ZooKeeper is not installed (apt-get install zookeeper zookeeper-bin);" \
          "the side-by-side and zkCli/cli_mt tests will be skipped" >&2

@@ -104,10 +104,33 @@ def test_create_errors(t):
         errors.BADARGUMENTS
     assert code_of(datatree.prep_create, v, SID, 1, 0, "/", b"", OPEN_ACL_UNSAFE, P) == \
         errors.NODEEXISTS
-    for mode in (consts.CREATE_CONTAINER, consts.CREATE_PERSISTENT_WITH_TTL,
-                 consts.CREATE_PERSISTENT_SEQUENTIAL_WITH_TTL):
-        assert code_of(datatree.prep_create, v, SID, 1, 0, "/b", b"", OPEN_ACL_UNSAFE, mode) == \
-            errors.UNIMPLEMENTED
+    # TTL modes need extendedTypesEnabled (UNIMPLEMENTED otherwise, as ZooKeeper answers).
+    for mode in (consts.CREATE_PERSISTENT_WITH_TTL, consts.CREATE_PERSISTENT_SEQUENTIAL_WITH_TTL):
+        assert code_of(lambda *a: datatree.prep_create(*a, ttl=1000), v, SID, 1, 0, "/b", b"",
+                       OPEN_ACL_UNSAFE, mode) == errors.UNIMPLEMENTED
+    assert code_of(datatree.prep_create, v, SID, 1, 0, "/b", b"", OPEN_ACL_UNSAFE, 7) == \
+        errors.BADARGUMENTS
+
+
+def test_container_and_ttl_owners_and_reaping():
+    v = MemoryView(datatree.initial_nodes())
+    c = datatree.prep_create(v, SID, 1, 0, "/c", b"", OPEN_ACL_UNSAFE, consts.CREATE_CONTAINER)
+    assert c.ephemeral_owner == datatree.CONTAINER_OWNER
+    t = datatree.prep_create(v, SID, 1, 0, "/t", b"", OPEN_ACL_UNSAFE,
+                             consts.CREATE_PERSISTENT_WITH_TTL, ttl=500, extended_types=True)
+    assert datatree.owner_kind(t.ephemeral_owner) == "ttl"
+    assert datatree.ttl_of(t.ephemeral_owner) == 500
+    datatree.apply(v, 2, c)
+    datatree.apply(v, 3, t)
+    nodes = [(p, v.get(p)) for p in ("/c", "/t")]
+    assert v.get("/c").wire_stat()[7] == 0  # markers are not shown to clients
+    assert datatree.reap_candidates(nodes, now_ms=100) == []          # unused container, young TTL
+    assert datatree.reap_candidates(nodes, now_ms=600) == ["/t"]
+    assert datatree.reap_candidates(nodes, now_ms=100, max_never_used_ms=50) == ["/c"]
+    kid = datatree.prep_create(v, SID, 1, 0, "/c/k", b"", OPEN_ACL_UNSAFE, 0)  # not ephemeral
+    datatree.apply(v, 4, kid)
+    datatree.apply(v, 5, datatree.prep_delete(v, SID, 1, 0, "/c/k", -1))
+    assert datatree.reap_candidates([("/c", v.get("/c"))], now_ms=0) == ["/c"]
 
 
 def test_no_children_for_ephemerals(t):

@@ -20,7 +20,7 @@ import struct
 import lmdb
 
 from zkpy.storage.codec_impl import pack_node, unpack_node
-from zkpy.tree.datatree import initial_nodes
+from zkpy.tree.datatree import initial_nodes, owner_kind
 from zkpy.tree.paths import split
 
 _Q = struct.Struct(">q")
@@ -95,17 +95,20 @@ class ReadView(object):
         cur = self.txn.cursor(db=self._t.db_ephemerals)
         out = []
         for k in cur.iternext(values=False):
-            if k[0] >= 0x80:
-                break  # negative owners sort last: containers and TTL nodes
-            out.append((_Q.unpack(k[:8])[0], k[8:].decode("utf-8")))
+            owner = _Q.unpack(k[:8])[0]
+            if owner_kind(owner) == "normal":
+                out.append((owner, k[8:].decode("utf-8")))
         return out
 
     def special_nodes(self):
         """(path, Node) of every container and TTL node: the index range of negative owners."""
         cur = self.txn.cursor(db=self._t.db_ephemerals)
         out = []
+        # Both markers are negative: their keys sort from 0x80... on.
         if cur.set_range(b"\x80"):
             for k in cur.iternext(values=False):
+                if owner_kind(_Q.unpack(k[:8])[0]) == "normal":
+                    continue
                 path = k[8:].decode("utf-8")
                 node = self.get(path)
                 if node is not None:

@@ -44,7 +44,7 @@ def owner_kind(owner):
         return "void"
     if owner == CONTAINER_OWNER:
         return "container"
-    if owner < 0:
+    if (owner >> 56) & 0xFF == 0xFF:  # EXTENDED_MASK; server ids stay below 255
         return "ttl"
     return "normal"
 
