@@ -158,7 +158,8 @@ def envi(rep):
 
 
 def wchs(rep):
-    # ZooKeeper's wchs/wchc/wchp report the data-watch table (data and exists watches) only.
+    # ZooKeeper's wchs/wchc/wchp report the data-watch table: data, exists, persistent and
+    # persistent recursive watches (not the child table).
     table = rep.data_watches
     sessions = set(s for sids in table.values() for s in sids)
     total = sum(len(sids) for sids in table.values())
