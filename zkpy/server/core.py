@@ -57,10 +57,19 @@ _CREATE_OPS = (consts.OP_CREATE, consts.OP_CREATE2, consts.OP_CREATE_CONTAINER,
 _CREATE2_REPLY_OPS = (consts.OP_CREATE2, consts.OP_CREATE_CONTAINER, consts.OP_CREATE_TTL)
 
 
-def _prep_create_in_multi(ttl, extended_types):
+def _prep_create_in_multi(ttl, extended_types, enforce_quota=False):
     def prep(view, session_id, cxid, now_ms, path, data, acl, flags, auth=None):
         return datatree.prep_create(view, session_id, cxid, now_ms, path, data, acl, flags,
-                                    auth=auth, ttl=ttl, extended_types=extended_types)
+                                    auth=auth, ttl=ttl, extended_types=extended_types,
+                                    enforce_quota=enforce_quota, quota_warn=log.warning)
+    return prep
+
+
+def _prep_set_data_in_multi(enforce_quota):
+    def prep(view, session_id, cxid, now_ms, path, data, version, auth=None):
+        return datatree.prep_set_data(view, session_id, cxid, now_ms, path, data, version,
+                                      auth=auth, enforce_quota=enforce_quota,
+                                      quota_warn=log.warning)
     return prep
 
 
@@ -253,13 +262,17 @@ class Core(object):
                 return datatree.prep_create(view, session_id, xid, t, req.path, req.data, acl,
                                             req.flags, auth=auth,
                                             ttl=getattr(req, "ttl", -1),
-                                            extended_types=self.config.extended_types_enabled)
+                                            extended_types=self.config.extended_types_enabled,
+                                            enforce_quota=self.config.enforce_quota,
+                                            quota_warn=log.warning)
             if op == consts.OP_DELETE:
                 return datatree.prep_delete(view, session_id, xid, t, req.path, req.version,
                                             auth=auth)
             if op == consts.OP_SET_DATA:
                 return datatree.prep_set_data(view, session_id, xid, t, req.path, req.data,
-                                              req.version, auth=auth)
+                                              req.version, auth=auth,
+                                              enforce_quota=self.config.enforce_quota,
+                                              quota_warn=log.warning)
             if op == consts.OP_SET_ACL:
                 acl = [(a.perms, a.id.scheme, a.id.id) for a in (req.acl or ())]
                 return datatree.prep_set_acl(view, session_id, xid, t, req.path, acl,
@@ -278,12 +291,14 @@ class Core(object):
             self._check_path_size(rec.path)
             acl = [(a.perms, a.id.scheme, a.id.id) for a in (rec.acl or ())]
             return op, _prep_create_in_multi(getattr(rec, "ttl", -1),
-                                             self.config.extended_types_enabled), \
+                                             self.config.extended_types_enabled,
+                                             self.config.enforce_quota), \
                 (rec.path, rec.data, acl, rec.flags)
         if op == consts.OP_DELETE:
             return op, datatree.prep_delete, (rec.path, rec.version)
         if op == consts.OP_SET_DATA:
-            return op, datatree.prep_set_data, (rec.path, rec.data, rec.version)
+            return op, _prep_set_data_in_multi(self.config.enforce_quota), \
+                (rec.path, rec.data, rec.version)
         if op == consts.OP_CHECK:
             return op, datatree.prep_check, (rec.path, rec.version)
         return op, _refuse, (errors.BADARGUMENTS,)

@@ -18,6 +18,7 @@ from zkpy import errors
 from zkpy.errors import ZkError
 from zkpy.proto import consts
 from zkpy.tree import acl as acls
+from zkpy.tree import quota
 from zkpy.tree import txns
 from zkpy.tree.node import Node, OPEN_ACL_UNSAFE, READ_ACL_UNSAFE, _int32
 from zkpy.tree.paths import is_special, split, validate_path
@@ -103,7 +104,7 @@ def _parent_path(path):
 
 
 def prep_create(view, session_id, cxid, now_ms, path, data, acl, flags, auth=NO_CHECK, ttl=-1,
-                extended_types=False):
+                extended_types=False, enforce_quota=False, quota_warn=None):
     # Order of checks as in PrepRequestProcessor.pRequest2TxnCreate: mode and TTL, last "/" and
     # NUL, ACL, parent lookup (NONODE), CREATE permission, sequence suffix, full path
     # validation, NODEEXISTS, ephemeral parent.
@@ -130,6 +131,8 @@ def prep_create(view, session_id, cxid, now_ms, path, data, acl, flags, auth=NO_
         raise ZkError(errors.NODEEXISTS, path)
     if owner_kind(parent.ephemeral_owner) == "normal":
         raise ZkError(errors.NOCHILDRENFOREPHEMERALS, path)
+    if enforce_quota:  # zookeeper.enforceQuota: hard limits refuse, soft ones are logged
+        quota.check(view, path, len(data) if data is not None else 0, 1, quota_warn)
     if flags in (consts.CREATE_EPHEMERAL, consts.CREATE_EPHEMERAL_SEQUENTIAL):
         owner = session_id
     elif flags == consts.CREATE_CONTAINER:
@@ -158,11 +161,15 @@ def prep_delete(view, session_id, cxid, now_ms, path, version, auth=NO_CHECK):
     return txns.Txn(txns.DELETE, session_id, cxid, now_ms, path=path)
 
 
-def prep_set_data(view, session_id, cxid, now_ms, path, data, version, auth=NO_CHECK):
+def prep_set_data(view, session_id, cxid, now_ms, path, data, version, auth=NO_CHECK,
+                  enforce_quota=False, quota_warn=None):
     validate_path(path)  # null: BADARGUMENTS "Path cannot be null", as ZooKeeper
     node = _existing(view, path)
     acls.check(node.acl, acls.WRITE, auth[0], auth[1], path)
     new_version = _check_version(node, version, path)
+    if enforce_quota:
+        quota.check(view, path, (len(data) if data is not None else 0)
+                    - (len(node.data) if node.data is not None else 0), 0, quota_warn)
     return txns.Txn(txns.SET_DATA, session_id, cxid, now_ms, path=path, data=data,
                     version=new_version)
 
@@ -304,6 +311,7 @@ def _apply_delete(view, zxid, path, triggers):
         if zxid > parent.pzxid:
             parent.pzxid = zxid
         view.put(parent_path, parent)
+    quota.on_delete(view, path, node)
     triggers.append((consts.EVENT_NODE_DELETED, path))
     triggers.append((consts.EVENT_NODE_CHILDREN_CHANGED, parent_path))
 
@@ -326,6 +334,8 @@ def apply(view, zxid, txn):
         view.add_child(parent_path, name)
         if txn.ephemeral_owner:
             view.add_ephemeral(txn.ephemeral_owner, path)
+        # Quota stats are part of the applied state (deterministic, so replay agrees).
+        quota.on_create(view, path, txn.data)
         triggers.append((consts.EVENT_NODE_CREATED, path))
         triggers.append((consts.EVENT_NODE_CHILDREN_CHANGED, parent_path))
         return triggers, node
@@ -334,11 +344,13 @@ def apply(view, zxid, txn):
         return triggers, None
     if t == txns.SET_DATA:
         node = view.get(txn.path).copy()
+        old_data = node.data
         node.data = txn.data
         node.version = txn.version
         node.mzxid = zxid
         node.mtime = txn.time_ms
         view.put(txn.path, node)
+        quota.on_set_data(view, txn.path, old_data, txn.data)
         triggers.append((consts.EVENT_NODE_DATA_CHANGED, txn.path))
         return triggers, node
     if t == txns.SET_ACL:
