@@ -359,14 +359,14 @@ class Connection(asyncio.Protocol):
         reader = _READ_REQUESTS.get(op)
         if reader is not None:
             req, _ = _D[reader](frame, off)
-            self._reply_now_or_queue(op, lambda: self._read(xid, op, req))
+            self._reply_now_or_queue(op, lambda: self._bounded(xid, self._read(xid, op, req)))
             return
         if op == consts.OP_WHO_AM_I:
             self._reply_now_or_queue(op, lambda: self._who_am_i(xid))
             return
         if op == consts.OP_MULTI_READ:
             req = codec.decode_multi(frame, off)
-            self._reply_now_or_queue(op, lambda: self._multi_read(xid, req))
+            self._reply_now_or_queue(op, lambda: self._bounded(xid, self._multi_read(xid, req)))
             return
         if op == consts.OP_PING:
             self._reply_now_or_queue(op, lambda: _encode_reply(xid, fe.last_zxid, 0))
@@ -391,6 +391,17 @@ class Connection(asyncio.Protocol):
                  self.session_id, op)
         self._reply_now_or_queue(
             op, lambda: _encode_reply(xid, fe.last_zxid, errors.UNIMPLEMENTED))
+
+    def _bounded(self, xid, frame):
+        """A reply larger than jute.maxbuffer would make a client with the same (default) limit
+        drop the connection and retry forever (ZooKeeper's "Packet len is out of range" loop):
+        answer MARSHALLINGERROR instead. Raise jute.maxbuffer (zoo.cfg here) to allow it."""
+        limit = self.fe.config.jute_maxbuffer
+        if len(frame) - 4 <= limit:
+            return frame
+        log.warning("session 0x%x: reply of %d bytes to xid %d exceeds jute.maxbuffer=%d; "
+                    "answering MARSHALLINGERROR", self.session_id, len(frame) - 4, xid, limit)
+        return _encode_reply(xid, self.fe.last_zxid, errors.MARSHALLINGERROR)
 
     def _read(self, xid, op, req):
         """Answer a read from the committed tree (FinalRequestProcessor's read cases)."""
