@@ -465,7 +465,8 @@ class Connection(asyncio.Protocol):
 
     def _who_am_i(self, xid):
         info = []
-        for scheme, ident in self.ids:
+        # Apache ZooKeeper 3.8 lists the addauth identities before the ip one.
+        for scheme, ident in sorted(self.ids, key=lambda i: i[0] == "ip"):
             user = ident.split(":", 1)[0] if scheme == "digest" else ident
             info.append(r.ClientInfo(scheme, user))
         return _encode_reply(xid, self.fe.last_zxid, 0, r.WhoAmIResponse(info))
