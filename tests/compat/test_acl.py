@@ -116,3 +116,23 @@ def test_digest_matches_zookeeper_generate_digest():
     #   java -cp .:zookeeper.jar:slf4j-api.jar:slf4j-nop.jar D "super:secret"   (D calls it)
     assert acls.digest("super:secret") == "super:lK75jTNcA+U9vtVEw5vB51mj/w4="
     assert acls.digest("alice:pw") == "alice:V55/p2T0OpjQ+low3NVAH4aLvm0="
+
+
+def test_watch_events_need_read_permission(server_factory, make_client):
+    """ZooKeeper 3.8.4+ / 3.9.2+ (CVE-2024-23944) send no event to a watcher that may not read
+    the node; Debian's 3.8.0 predates the fix, so this runs against zkpy only."""
+    import threading
+    srv = server_factory("zkpy")
+    alice = make_client(srv, auth_data=[("digest", "alice:pw")])
+    bob = make_client(srv)
+    alice.create("/sec", b"v0", acl=[make_acl("world", "anyone", read=True),
+                                      make_digest_acl("alice", "pw", all=True)])
+    got = {"alice": threading.Event(), "bob": threading.Event()}
+    bob.get("/sec", watch=lambda e: got["bob"].set())
+    alice.get("/sec", watch=lambda e: got["alice"].set())
+    alice.set_acls("/sec", [make_digest_acl("alice", "pw", all=True)])
+    alice.set("/sec", b"v1")
+    assert got["alice"].wait(5)
+    alice.sync("/sec")
+    bob.sync("/")
+    assert not got["bob"].wait(0.5), "bob may not read /sec but was told it changed"

@@ -85,6 +85,43 @@ def _stat(node):
     return r.Stat(*node.wire_stat())
 
 
+def _acls_of_deleted(view, txn):
+    """{path: ACL} of the nodes `txn` deletes, for the READ check of their NodeDeleted events."""
+    t = txn.type
+    if t == txns.DELETE:
+        paths = (txn.path,)
+    elif t == txns.CLOSE_SESSION:
+        paths = txn.paths
+    elif t == txns.MULTI:
+        paths = [sub.path for sub in txn.subs if sub.type == txns.DELETE]
+    else:
+        return None
+    out = {}
+    for path in paths:
+        node = view.get(path)
+        if node is not None:
+            out[path] = node.acl
+    return out
+
+
+def _with_acls(view, triggers, doomed):
+    """Each (event type, path) with the ACL a watcher needs READ on to receive it (ZooKeeper
+    3.8.4+ / 3.9.2+, CVE-2024-23944): the node's, the parent's for NodeChildrenChanged; None
+    when anyone may read it."""
+    out = []
+    for event_type, path in triggers:
+        if event_type == consts.EVENT_NODE_DELETED:
+            acl = doomed.get(path) if doomed else None
+        else:
+            node = view.get(path)
+            acl = node.acl if node is not None else None
+        if acl is not None and any(perms & consts.PERM_READ and scheme == "world"
+                                   and ident == "anyone" for perms, scheme, ident in acl):
+            acl = None
+        out.append((event_type, path, acl))
+    return out
+
+
 def _multi_reply(xid, zxid, ops, subs, nodes):
     """A multi's reply: one result per op (MultiResponse); a failed multi is error results only,
     under a ReplyHeader with err 0 (as Apache ZooKeeper 3.8 answers)."""
@@ -329,8 +366,9 @@ class Core(object):
         last = self.last_zxid
         try:
             for zxid, txn, token in tokens:
+                doomed = _acls_of_deleted(wv, txn)  # read before the txn removes the nodes
                 triggers, node = datatree.apply(wv, zxid, txn)
-                results.append((zxid, txn, token, triggers, node))
+                results.append((zxid, txn, token, _with_acls(wv, triggers, doomed), node))
                 last = zxid
             wv.set_last_zxid(last)
         except BaseException:
@@ -340,8 +378,8 @@ class Core(object):
         replies = {}
         after = []
         for zxid, txn, token, triggers, node in results:
-            for event_type, path in triggers:
-                events.append((zxid, event_type, path))
+            for event_type, path, acl in triggers:
+                events.append((zxid, event_type, path, acl))
             self._finish(zxid, txn, token, node, replies, after)
         while self._syncs and self._syncs[0][0] <= last:
             _, origin, conn_id, entry_id, data = self._syncs.pop(0)

@@ -29,6 +29,7 @@ import time
 
 from zkpy.proto import codec
 from zkpy.proto import records as r
+from zkpy.tree import acl as acls
 
 from zkpy.tree.watches import WatchManager
 
@@ -159,10 +160,14 @@ class Frontend(object):
         conn.connect_answer(ok, session_id, timeout_ms, passwd, read_only)
 
     def batch(self, zxid, events, replies):
-        for ezxid, etype, path in events:
+        skip = self.config.skip_acl
+        for ezxid, etype, path, acl in events:
             fired = self.watches.trigger(etype, path)
             for watcher in fired:
-                watcher.send_event(ezxid, etype, path)
+                # A watcher without READ on the node (the parent for NodeChildrenChanged) loses
+                # its watch silently (ZooKeeper 3.8.4+, CVE-2024-23944).
+                if acl is None or acls.allowed(acl, acls.READ, watcher.ids, skip):
+                    watcher.send_event(ezxid, etype, path)
         if zxid > self.delivered_zxid:
             self.delivered_zxid = zxid
         if replies:

@@ -19,11 +19,12 @@ core -> worker
     CONNECTED (20) conn_id:u32 ok:u8 session_id:i64 timeout_ms:i32 passwd:blob read_only:i8
                    (ok=1: established; 0: answer the expired/invalid ConnectResponse and
                    close; 2: close without an answer, e.g. the client has seen a newer zxid)
-    BATCH     (21) zxid:i64 n_events:u32 (zxid:i64 type:i32 path:str)* n_replies:u32
+    BATCH     (21) zxid:i64 n_events:u32 (zxid:i64 type:i32 path:str acl)* n_replies:u32
                    (conn_id:u32 entry_id:u32 close_after:u8 frame:blob)*
                    Written to every worker's socket before the core commits the batch to LMDB;
                    the worker fires the events at once and holds the replies.
     COMMITTED (25) zxid:i64                          (the batch is in LMDB: send its replies)
+    acl       := count:i32 (perms:i32 scheme:str id:str)*   (count -1: anyone may read)
     CLOSE     (22) conn_id:u32                       (session moved or expired)
     STATS_REQ (23) req_id:u32
     SHUTDOWN  (24)
@@ -46,6 +47,7 @@ _EVT = struct.Struct(">qi")
 _REPLY = struct.Struct(">IIB")
 _CLOSED = struct.Struct(">Iq")
 _Q = struct.Struct(">q")
+_I32 = struct.Struct(">i")
 
 
 def _frame(mtype, body):
@@ -125,11 +127,20 @@ def connected(conn_id, ok, session_id, timeout_ms, passwd, read_only):
 
 
 def batch(zxid, events, replies):
-    """events: [(zxid, type, path)]; replies: [(conn_id, entry_id, close_after, frame)]."""
+    """events: [(zxid, type, path, acl or None)]; replies: [(conn_id, entry_id, close_after,
+    frame)]."""
     parts = [_Q.pack(zxid), _U32.pack(len(events))]
-    for ezxid, etype, path in events:
+    for ezxid, etype, path, acl in events:
         parts.append(_EVT.pack(ezxid, etype))
         parts.append(_blob(path.encode("utf-8")))
+        if acl is None:
+            parts.append(_I32.pack(-1))
+        else:
+            parts.append(_I32.pack(len(acl)))
+            for perms, scheme, ident in acl:
+                parts.append(_I32.pack(perms))
+                parts.append(_blob(scheme.encode("utf-8")))
+                parts.append(_blob(ident.encode("utf-8")))
     parts.append(_U32.pack(len(replies)))
     for conn_id, entry_id, close_after, data in replies:
         parts.append(_REPLY.pack(conn_id, entry_id, 1 if close_after else 0))
@@ -176,7 +187,11 @@ def decode(frame):
         events = []
         for _ in range(r.u32()):
             ezxid, etype = r.take(_EVT)
-            events.append((ezxid, etype, r.str()))
+            path = r.str()
+            n = r.take(_I32)[0]
+            acl = None if n < 0 else tuple((r.take(_I32)[0], r.str(), r.str())
+                                           for _ in range(n))
+            events.append((ezxid, etype, path, acl))
         replies = []
         for _ in range(r.u32()):
             conn_id, entry_id, close_after = r.take(_REPLY)
