@@ -13,33 +13,18 @@ import atexit
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+# The Debian jars, named one by one (a wildcard classpath would pull in every slf4j binding in
+# /usr/share/java and slf4j would pick one at random), and the small socket helpers are the
+# benchmark's: one list for both.
+from zkpy.bench.servers import APACHE_JARS, JAVA_DIR, free_port  # noqa: F401 (re-exported)
+from zkpy.bench.servers import four_letter as _four_letter
 
-JAVA_DIR = Path("/usr/share/java")
-# Named one by one: a wildcard classpath would pull in every slf4j binding in /usr/share/java
-# and slf4j would pick one at random (nop, log4j12, jdk14...), so the log could vanish.
-APACHE_JARS = [
-    "zookeeper.jar",
-    "zookeeper-jute.jar",
-    "slf4j-api.jar",
-    "slf4j-simple.jar",
-    "netty-handler.jar",
-    "netty-common.jar",
-    "netty-buffer.jar",
-    "netty-transport.jar",
-    "netty-transport-native-epoll.jar",
-    "netty-transport-native-unix-common.jar",
-    "netty-codec.jar",
-    "netty-resolver.jar",
-    "metrics-core.jar",
-    "snappy-java.jar",
-]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 ZKCLI = Path("/usr/share/zookeeper/bin/zkCli.sh")
 CLI_MT = Path("/usr/lib/zookeeper/bin/cli_mt")
 APT_HINT = "apt-get install zookeeper zookeeper-bin"
@@ -49,27 +34,9 @@ NOT_SERVING = "This ZooKeeper instance is not currently serving requests"
 STOP_TIMEOUT = 10.0
 
 
-def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def four_letter(port, cmd, host="127.0.0.1", timeout=5.0):
     """Send a four-letter word on the client port and return the whole text answer."""
-    with socket.create_connection((host, port), timeout=timeout) as s:
-        s.sendall(cmd.encode("ascii"))
-        chunks = []
-        while True:
-            try:
-                data = s.recv(65536)
-            except ConnectionResetError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-    return b"".join(chunks).decode("utf-8", "replace")
+    return _four_letter(port, cmd, host=host, timeout=timeout)
 
 
 # ---------------------------------------------------------------------------------------------
