@@ -36,6 +36,21 @@ Recovery rules (see TxnLog.recover):
 
 Durability: each append_batch is one os.write followed (if force_sync) by fdatasync. Creating a new
 file also fsyncs the directory so that the file's name survives a crash.
+
+Ensemble operations (Zab):
+
+  * truncate_after(zxid) -- TRUNC: drop every record above zxid. Later files are deleted newest
+    first, each deletion made durable (directory fsync) before the next, and only then is the file
+    holding the boundary cut at the end of its last kept record (ftruncate + fsync). So every state
+    a crash can leave is the old log cut at some zxid >= the target (a prefix of the old log that
+    contains the new one): never a hole (a later file surviving an earlier deleted or cut one) and
+    never a damaged header (a file is deleted whole or keeps at least its first record). Calling
+    truncate_after again with the same zxid finishes the job.
+  * reset() -- SNAP: delete every file, newest first, with a directory fsync after each; a crash
+    leaves a prefix of the old log. The caller must redo it after a crash (see
+    LmdbTree.install_snapshot: LMDB's meta key log_reset_pending records that it is owed).
+  * read_after(zxid) -- read records while appends go on in another thread: never past the bytes
+    that were complete (written and, with force_sync, fdatasync'ed) when the call was made.
 """
 
 import logging
@@ -123,12 +138,22 @@ class _Torn(Exception):
         self.reason = reason
 
 
+class LogChangedError(RuntimeError):
+    """A read_after iteration overlapped truncate_after() or reset(): its records may be stale."""
+
+
 class TxnLog:
     """A directory of log files. Call recover() (and consume it) before open_for_append().
 
     Not thread-safe for concurrent appends: one append_batch at a time (GroupCommitter guarantees
     it). purge() may run from another thread while an append is in flight: it never touches the
-    newest file.
+    newest file. read_after() may run in any thread at any time. truncate_after() and reset() wait
+    for an in-flight append_batch and exclude purge() and the start of read_after().
+
+    Locks, always taken in this order: _lock serializes append_batch / truncate_after / reset /
+    open_for_append / close; _dir_lock serializes the directory changes (purge, truncate_after,
+    reset) with read_after's snapshot-and-open of the files; _files_lock (held only for list
+    updates, never across I/O) guards _files.
     """
 
     def __init__(self, directory, force_sync=True, roll_bytes=DEFAULT_ROLL_BYTES, logger=None,
@@ -152,6 +177,15 @@ class TxnLog:
         self._size = 0  # its size in bytes
         self._lock = threading.Lock()
         self._roll_requested = False
+        self._dir_lock = threading.Lock()
+        self._files_lock = threading.Lock()
+        # While open for append: [[first_zxid, path, complete_size]] of every log file, oldest
+        # first; complete_size is the length of the data that was complete (written and synced)
+        # after the last append_batch. read_after never reads past it. None when not open.
+        self._files = None
+        # Bumped by truncate_after/reset before they change any file: read_after iterations that
+        # started before see it and raise LogChangedError instead of yielding stale records.
+        self._generation = 0
 
     # ------------------------------------------------------------------ recovery
 
@@ -333,17 +367,25 @@ class TxnLog:
         if not self._recovered:
             raise RuntimeError("TxnLog.recover() must be run to completion before open_for_append()")
         os.makedirs(self.dir, exist_ok=True)
+        with self._lock:
+            self._close_fd()
+            self._open_newest_locked()
+            self._append_ready = True
+
+    def _open_newest_locked(self):
+        """Point appends at the newest file if it has room (else the next append_batch creates a
+        file named after its first zxid) and rebuild _files. Caller holds _lock, fd is closed."""
         files = list_log_files(self.dir)
-        self._close_fd()
-        if files:
-            path = files[-1][1]
-            size = os.stat(path).st_size
-            if size < self.roll_bytes:
-                self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_CLOEXEC", 0))
-                self._path = path
-                self._size = size
-        # Otherwise the next append_batch creates a file named after its first zxid.
-        self._append_ready = True
+        tracked = [[z, p, os.stat(p).st_size] for z, p in files]
+        self._path = None
+        self._size = 0
+        if tracked and tracked[-1][2] < self.roll_bytes:
+            path = tracked[-1][1]
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_CLOEXEC", 0))
+            self._path = path
+            self._size = tracked[-1][2]
+        with self._files_lock:
+            self._files = tracked
 
     def append_batch(self, records):
         """Append [(zxid, payload)] with one write, then fdatasync if force_sync.
@@ -407,6 +449,12 @@ class TxnLog:
         else:
             # forceSync=no: like ZooKeeper, never sync (not even the directory); unsafe on crash.
             self.last_fsync_ms = None
+        # Only now (written and synced) may read_after see these bytes.
+        with self._files_lock:
+            if created:
+                self._files.append([first_zxid, self._path, self._size])
+            else:
+                self._files[-1][2] = self._size
         if self._size > self.roll_bytes or self._roll_requested:
             # Roll only here, between batches: the next batch starts a new file.
             self._roll_requested = False
@@ -425,21 +473,292 @@ class TxnLog:
         A file's records are all below the next file's name zxid, so file i is removable when
         name(i+1) - 1 <= applied_zxid; the newest file is never removed. Returns deleted paths.
         """
-        files = list_log_files(self.dir)
-        keep_from = max(len(files) - max(retain_files, 1), 0)
-        deleted = []
-        for i in range(keep_from):
-            if files[i + 1][0] - 1 > applied_zxid:
-                break
-            path = files[i][1]
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                continue
-            deleted.append(path)
+        with self._dir_lock:
+            files = list_log_files(self.dir)
+            keep_from = max(len(files) - max(retain_files, 1), 0)
+            deleted = []
+            for i in range(keep_from):
+                if files[i + 1][0] - 1 > applied_zxid:
+                    break
+                path = files[i][1]
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    continue
+                deleted.append(path)
+                if self.force_sync:
+                    # Oldest first, each deletion durable before the next: a crash never leaves
+                    # an older file behind a deleted newer one (a hole in the history).
+                    _fsync_dir(self.dir)
+            if deleted:
+                gone = set(deleted)
+                with self._files_lock:
+                    if self._files is not None:
+                        self._files = [f for f in self._files if f[1] not in gone]
         if deleted:
             self.log.info("txnlog purge: deleted %d file(s) up to %s", len(deleted), deleted[-1])
         return deleted
+
+    # ------------------------------------------------------------------ ensemble (Zab)
+
+    def truncate_after(self, zxid):
+        """Remove every record with zxid > ``zxid`` (Zab TRUNC); returns the new last_zxid.
+
+        Works with the log open for append (waits for an in-flight append_batch; later appends
+        continue after the kept records) or not yet opened (before or after recover()). last_zxid
+        becomes the last remaining record's zxid, 0 if none is left (``zxid`` below the first
+        record empties the log). ``zxid`` at or beyond the last record changes nothing.
+
+        Crash safety (see the module docstring): the files after the boundary are unlinked newest
+        first, each followed by a directory fsync; then the boundary file is ftruncate'd at the end
+        of its last kept record and fsync'ed. A crash at any point leaves the old log cut at some
+        zxid >= ``zxid``; calling truncate_after(zxid) again completes it. The boundary file is
+        read (and its records CRC-checked) before anything changes: damage among the kept records
+        raises StorageCorruptError with the log untouched. A torn tail of the newest file (only
+        possible before recover()) is cut away as recover() would.
+
+        The caller must not truncate below what LMDB has applied (a TRUNC never goes below the
+        committed history). An OSError while open for append leaves the log unusable, as in
+        append_batch. read_after iterations running meanwhile raise LogChangedError.
+        """
+        with self._lock:
+            if self._failed is not None:
+                raise RuntimeError("txnlog unusable after an earlier I/O error: %r" % (self._failed,))
+            with self._dir_lock:
+                files = list_log_files(self.dir)
+                keep = [f for f in files if f[0] <= zxid]
+                drop = files[len(keep):]
+                cut = None  # (path, offset) to ftruncate to
+                last = 0
+                # Find the boundary: the newest kept file that holds a complete record.
+                while keep:
+                    name_zxid, path = keep[-1]
+                    is_newest = not drop
+                    prev_bound = keep[-2][0] if len(keep) > 1 else 0
+                    offset, file_last, size = self._boundary(path, name_zxid, zxid, is_newest,
+                                                             prev_bound)
+                    if offset is None:  # torn new file without any complete record: drop it
+                        drop.insert(0, keep.pop())
+                        continue
+                    last = file_last
+                    if offset < size:
+                        cut = (path, offset)
+                    break
+                if not drop and cut is None:
+                    self.last_zxid = last
+                    return last
+                self._generation += 1
+                try:
+                    if self._append_ready:
+                        self._close_fd()
+                    for _, path in reversed(drop):
+                        os.unlink(path)
+                        _fsync_dir(self.dir)
+                    if cut is not None:
+                        fd = os.open(cut[0], os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+                        try:
+                            os.ftruncate(fd, cut[1])
+                            os.fsync(fd)
+                        finally:
+                            os.close(fd)
+                    self.last_zxid = last
+                    if self._append_ready:
+                        self._open_newest_locked()
+                except OSError as e:
+                    if self._append_ready:
+                        self._failed = e
+                    raise
+        self.log.info("txnlog truncated after zxid 0x%x: %d file(s) deleted%s; last zxid 0x%x",
+                      zxid, len(drop), ", %s cut at byte %d" % cut if cut else "", last)
+        return last
+
+    def _boundary(self, path, name_zxid, zxid, is_newest, prev_bound):
+        """(offset just past the last record <= zxid, that record's zxid, file size) for the
+        boundary file; (None, None, size) if it is the newest file and holds no complete record."""
+        with open(path, "rb") as f:
+            data = f.read()
+        size = len(data)
+        bad = self._check_header(path, data, size, is_newest)
+        if bad is not None:
+            return None, None, size
+        off = FILE_HEADER_SIZE
+        last = None
+        while off < size:
+            try:
+                rz, _, end = self._read_record(data, off, size)
+            except _Torn as t:
+                bound = last if last is not None else prev_bound
+                if not is_newest or self._find_good_record(data, t.offset, size, bound) is not None:
+                    raise StorageCorruptError("%s: corrupt record at byte offset %d (%s)"
+                                              % (path, t.offset, t.reason))
+                break  # torn tail of the newest file: cut it off with the rest
+            if last is None and rz != name_zxid:
+                raise StorageCorruptError(
+                    "%s: first record at byte offset %d has zxid 0x%x, file name says 0x%x"
+                    % (path, off, rz, name_zxid))
+            if last is not None and rz <= last:
+                raise StorageCorruptError(
+                    "%s: record at byte offset %d has zxid 0x%x, not above the previous 0x%x"
+                    % (path, off, rz, last))
+            if rz > zxid:
+                break
+            last = rz
+            off = end
+        if last is None:
+            return None, None, size
+        return off, last, size
+
+    def reset(self):
+        """Delete every log file (Zab SNAP: the history is replaced by a snapshot).
+
+        Works open for append or not; last_zxid becomes 0 and the next append_batch starts a new
+        file named after its first zxid. Files are unlinked newest first, each followed by a
+        directory fsync, so a crash leaves a prefix of the old log (never a hole); the caller must
+        redo reset() after a crash -- LmdbTree.install_snapshot's log_reset_pending marker records
+        that it is owed. read_after iterations running meanwhile raise LogChangedError.
+        """
+        with self._lock:
+            if self._failed is not None:
+                raise RuntimeError("txnlog unusable after an earlier I/O error: %r" % (self._failed,))
+            with self._dir_lock:
+                files = list_log_files(self.dir)
+                self._generation += 1
+                try:
+                    if self._append_ready:
+                        self._close_fd()
+                    for _, path in reversed(files):
+                        os.unlink(path)
+                        _fsync_dir(self.dir)
+                    self.last_zxid = 0
+                    if self._append_ready:
+                        self._open_newest_locked()
+                except OSError as e:
+                    if self._append_ready:
+                        self._failed = e
+                    raise
+        if files:
+            self.log.info("txnlog reset: deleted %d file(s)", len(files))
+
+    def read_after(self, zxid, chunk_bytes=1 << 20):
+        """Iterate (zxid, payload) of every record with zxid > ``zxid``, oldest first.
+
+        Safe from any thread while append_batch runs in another: the set of files and the length
+        of each are taken when read_after is *called* (the files are opened then, so a later purge
+        does not matter), and no byte past what was complete then is read -- while open for
+        append, "complete" means written and (force_sync) fdatasync'ed by a finished append_batch;
+        records appended later are not returned. Not open for append, every file is read to its
+        end and a torn tail of the newest file ends the iteration quietly (recover() is what cuts
+        it off). Damage anywhere else raises StorageCorruptError naming the file and offset; a
+        truncate_after() or reset() during the iteration raises LogChangedError.
+
+        Reads with os.pread in chunks of ``chunk_bytes`` (never mmap: a concurrent truncation would
+        turn a mapped read into SIGBUS).
+        """
+        with self._dir_lock:
+            gen = self._generation
+            with self._files_lock:
+                tracked = None if self._files is None else [tuple(f) for f in self._files]
+            if tracked is None:
+                snap = [(z, p, None) for z, p in list_log_files(self.dir)]
+            else:
+                snap = tracked
+            opened = []
+            try:
+                for i, (name_zxid, path, size) in enumerate(snap):
+                    if i + 1 < len(snap) and snap[i + 1][0] - 1 <= zxid:
+                        continue  # every record here is < the next file's first zxid <= zxid
+                    f = open(path, "rb", buffering=0)
+                    if size is None:
+                        size = os.fstat(f.fileno()).st_size
+                    opened.append((name_zxid, path, f, size))
+            except BaseException:
+                for o in opened:
+                    o[2].close()
+                raise
+        return self._read_files(opened, zxid, gen, tracked is None, chunk_bytes)
+
+    def _read_files(self, opened, after, gen, lenient, chunk_bytes):
+        try:
+            prev = 0
+            for i, (name_zxid, path, f, size) in enumerate(opened):
+                is_newest = i == len(opened) - 1
+                for rz, payload in self._read_one(path, name_zxid, f, size, prev, is_newest and
+                                                  lenient, chunk_bytes, gen):
+                    prev = rz
+                    if rz > after:
+                        if self._generation != gen:
+                            raise LogChangedError("txnlog %s was truncated or reset during "
+                                                  "read_after" % self.dir)
+                        yield rz, payload
+        finally:
+            for o in opened:
+                o[2].close()
+
+    def _read_one(self, path, name_zxid, f, size, prev, lenient, chunk_bytes, gen):
+        """Records of one file up to ``size`` bytes, with the checks recover() makes."""
+        fd = f.fileno()
+        buf = b""
+        base = 0  # file offset of buf[0]
+
+        def get(off, n):
+            nonlocal buf, base
+            if off >= base and off + n <= base + len(buf):
+                return buf[off - base:off + n - base]
+            data = os.pread(fd, min(max(n, chunk_bytes), size - off), off)
+            if len(data) < n:
+                if self._generation != gen:
+                    raise LogChangedError("txnlog %s was truncated or reset during read_after"
+                                          % self.dir)
+                raise StorageCorruptError("%s: file shrank under read_after at byte offset %d"
+                                          % (path, off))
+            buf, base = data, off
+            return data[:n]
+
+        if name_zxid <= prev:
+            raise StorageCorruptError("%s: file name zxid 0x%x is not above the previous file's "
+                                      "records (0x%x)" % (path, name_zxid, prev))
+        if size < FILE_HEADER_SIZE or get(0, FILE_HEADER_SIZE) != FILE_HEADER:
+            if lenient:
+                head = get(0, size) if size else b""
+                if FILE_HEADER.startswith(head) or head.count(0) == size:
+                    return  # torn header of the newest file
+            raise StorageCorruptError("%s: bad file header at byte offset 0" % path)
+        off = FILE_HEADER_SIZE
+        first = True
+        while off < size:
+            bad = None
+            if size - off < RECORD_HEADER_SIZE:
+                bad = "incomplete record header"
+            else:
+                length, crc, rz = _REC_HEADER.unpack(get(off, RECORD_HEADER_SIZE))
+                end = off + RECORD_HEADER_SIZE + length
+                if length == 0 and crc == 0 and rz == 0:
+                    bad = "zeroed record header"
+                elif end > size:
+                    bad = "incomplete record (length %d)" % length
+                else:
+                    body = get(off + 8, 8 + length)
+                    if crc32c(body) != crc:
+                        bad = "CRC mismatch"
+            if bad is not None:
+                if lenient:
+                    data = get(0, size)
+                    if self._find_good_record(data, off, size, prev) is None:
+                        return  # torn tail of the newest file
+                raise StorageCorruptError("%s: corrupt record at byte offset %d (%s)"
+                                          % (path, off, bad))
+            if first and rz != name_zxid:
+                raise StorageCorruptError(
+                    "%s: first record at byte offset %d has zxid 0x%x, file name says 0x%x"
+                    % (path, off, rz, name_zxid))
+            if rz <= prev:
+                raise StorageCorruptError(
+                    "%s: record at byte offset %d has zxid 0x%x, not above the previous 0x%x"
+                    % (path, off, rz, prev))
+            first = False
+            prev = rz
+            yield rz, body[8:]
+            off = end
 
     def _close_fd(self):
         if self._fd is not None:
@@ -450,6 +769,8 @@ class TxnLog:
         with self._lock:
             self._close_fd()
             self._append_ready = False
+            with self._files_lock:
+                self._files = None
 
     def __enter__(self):
         return self
