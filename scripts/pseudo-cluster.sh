@@ -1,0 +1,3 @@
+#!/usr/bin/env bash
+# A ZooKeeper pseudo-cluster on one machine: pseudo-cluster.sh [--dir DIR] {init|start|stop|status|kill|restart|pause|resume|destroy} ...
+exec python -m zkpy.cli.cluster "$@"
