@@ -49,7 +49,7 @@ def _server_lines(rep):
         "Connections: %d" % (len(rep.connections) + 1),
         "Outstanding: %d" % core.committer.pending,
         "Zxid: 0x%x" % core.last_zxid,
-        "Mode: standalone",
+        "Mode: %s" % core.mode,
         # ZooKeeper's count includes the root twice (it is keyed both "" and "/").
         "Node count: %d" % (core.view.node_count() + 1),
     ]
@@ -105,7 +105,7 @@ def mntr(rep):
         max_fds = 0
     values = [
         ("version", ZK_VERSION_STRING),
-        ("server_state", "standalone"),
+        ("server_state", rep.core.mode),
         ("ephemerals_count", len(view.all_ephemerals())),
         ("num_alive_connections", len(rep.connections) + 1),
         ("avg_latency", round(avg, 4)),
@@ -251,7 +251,7 @@ def ruok(rep):
 
 
 def isro(rep):
-    return "rw"
+    return "rw" if rep.core.serving else "null"
 
 
 COMMANDS = {"ruok": ruok, "srvr": srvr, "stat": stat, "conf": conf, "mntr": mntr,
@@ -267,4 +267,11 @@ def run(cmd, report):
     fn = COMMANDS.get(cmd)
     if fn is None:
         return "%s is not implemented yet\n" % cmd
+    if not report.core.serving and cmd not in _ALWAYS:
+        return NOT_SERVING + "\n"
     return fn(report)
+
+
+# What a server without a quorum still answers (ZooKeeper checks isZKServerRunning in the rest).
+_ALWAYS = ("ruok", "envi", "isro")
+NOT_SERVING = "This ZooKeeper instance is not currently serving requests"

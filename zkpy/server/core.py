@@ -21,8 +21,10 @@ Only this module and zkpy.server.connection touch the event loop; they import th
 """
 
 import asyncio
+import collections
 import logging
 import os
+import struct
 import time
 
 from zkpy import errors
@@ -50,6 +52,8 @@ log = logging.getLogger("zkpy.server")
 
 _encode_reply = codec.encode_reply_frame
 _ZERO_PASSWD = b"\0" * 16
+_I32 = struct.Struct(">i")
+ALL_CONNECTIONS = 0xFFFFFFFF   # close_conn(ALL_CONNECTIONS): every connection of the origin
 
 
 _CREATE_OPS = (consts.OP_CREATE, consts.OP_CREATE2, consts.OP_CREATE_CONTAINER,
@@ -164,11 +168,23 @@ class Core(object):
         self._txns_since_checkpoint = 0
         self.fatal = None
         self.on_fatal = None   # callback set by the process shell
+        # Replication (zkpy.quorum.peer): None when standalone. Txns go to the log in zxid order
+        # and wait in _pending until they are both durable here and committed (standalone:
+        # durable is committed; in an ensemble the leader commits on a quorum of acks).
+        self.quorum = None
+        self.mode = "standalone"   # or looking / leader / follower
+        self.serving = True        # False while the ensemble has no leader: clients refused
+        self._pending = collections.deque()   # (zxid, txn, token) logged, not yet applied
+        self.durable_zxid = 0
+        self.commit_zxid = 0
 
     # ------------------------------------------------------------------ start / stop
 
-    def open(self):
-        """Open LMDB, replay the log past LMDB's last zxid, restore sessions. Blocking."""
+    def open(self, replay=True):
+        """Open LMDB, replay the log past LMDB's last zxid, restore sessions. Blocking.
+
+        replay=False (an ensemble member): the log past LMDB may hold txns that were never
+        committed; they stay in the log until the leader says which are (zkpy.quorum.peer)."""
         cfg = self.config
         os.makedirs(cfg.data_dir, exist_ok=True)
         os.makedirs(cfg.data_log_dir, exist_ok=True)
@@ -178,10 +194,18 @@ class Core(object):
         self.txnlog = TxnLog(os.path.join(cfg.data_log_dir, "zkpy-log"), force_sync=cfg.force_sync,
                              logger=logging.getLogger("zkpy.txnlog"),
                              fsync_warning_ms=cfg.fsync_warning_threshold_ms)
+        pending_reset = self.tree.log_reset_pending() if hasattr(self.tree, "log_reset_pending") \
+            else None
+        if pending_reset is not None:
+            # A SNAP sync installed LMDB but stopped before the old log was removed.
+            log.info("finishing an interrupted snapshot install at 0x%x: removing the old log",
+                     pending_reset)
+            self.txnlog.reset()
+            self.tree.clear_log_reset()
         replayed = 0
         wv = None
         last = applied
-        for zxid, payload in self.txnlog.recover(applied):
+        for zxid, payload in (self.txnlog.recover(applied) if replay else ()):
             if replayed == 0 and zxid > applied + 1 and zxid >> 32 == applied >> 32:
                 # Every txn takes the next zxid within an epoch: a hole means log files that
                 # LMDB's state does not cover were removed.
@@ -201,12 +225,15 @@ class Core(object):
         if wv is not None:
             wv.set_last_zxid(last)
             wv.commit()
+        if not replay:
+            list(self.txnlog.recover(applied))  # checks the log, finds its last zxid
         if last < self.txnlog.last_zxid:
             last = self.txnlog.last_zxid
         self.txnlog.open_for_append()
         self._renew_read()
         self.last_zxid = self._read_view.last_zxid()
         self.next_zxid = max(last, self.last_zxid) + 1
+        self.durable_zxid = self.commit_zxid = self.last_zxid
         t = now_ms()
         for sid, timeout in self._read_view.sessions().items():
             self.sessions.add(sid, timeout, t)
@@ -278,11 +305,61 @@ class Core(object):
         datatree.apply(self.overlay, zxid, txn)
         return zxid
 
-    def submit(self, txn, token):
+    def submit(self, txn, token, origin=0, req_id=0):
+        """Log txn under the next zxid; in an ensemble (leader) also propose it to the learners.
+        origin/req_id: the learner whose client asked (the leader holds no token for it)."""
+        if self.quorum is not None and not self.quorum.can_propose():
+            raise ZkError(errors.CONNECTIONLOSS, "not leading")
         payload = txns.encode(txn)  # before _assign: a failure must not leave the overlay ahead
         zxid = self._assign(txn)
         self.committer.submit(zxid, payload, (zxid, txn, token))
+        self._pending.append((zxid, txn, token))
+        if self.quorum is not None:
+            self.quorum.proposed(zxid, payload, origin, req_id)
         return zxid
+
+    def log_txn(self, zxid, txn, payload, token=None):
+        """A learner: log a txn the leader proposed (applied once committed and durable)."""
+        self.committer.submit(zxid, payload, (zxid, txn, token))
+        self._pending.append((zxid, txn, token))
+        self.next_zxid = zxid + 1
+
+    def load_unapplied(self):
+        """The txns in the log past LMDB (never known committed here): queue them for apply,
+        as durable. Returns their (zxid, payload) list. An ensemble member calls this once its
+        log agrees with the leader's (TRUNC done)."""
+        out = list(self.txnlog.read_after(self.last_zxid))
+        for zxid, payload in out:
+            self._pending.append((zxid, txns.decode(payload), None))
+        last = out[-1][0] if out else self.last_zxid
+        self.durable_zxid = max(self.durable_zxid, last)
+        self.next_zxid = max(self.next_zxid, last + 1)
+        return out
+
+    def reset_pipeline(self):
+        """Forget every txn not yet applied (they stay in the log) and the prep overlay: a
+        change of role in an ensemble. Call after committer.flush()."""
+        self._pending.clear()
+        self.overlay = PendingOverlay(lambda: self._read_view)
+        self.overlay.applied(self.last_zxid)
+        self.durable_zxid = self.commit_zxid = self.last_zxid
+        self._syncs = []
+
+    def commit(self, zxid):
+        """An ensemble committed every txn up to zxid: apply those that are durable here."""
+        if zxid > self.commit_zxid:
+            self.commit_zxid = zxid
+        self._apply_ready()
+
+    def _apply_ready(self):
+        upto = min(self.durable_zxid, self.commit_zxid)
+        pending = self._pending
+        if not pending or pending[0][0] > upto:
+            return
+        batch = []
+        while pending and pending[0][0] <= upto:
+            batch.append(pending.popleft())
+        self._apply(batch)
 
     def prep_request(self, session_id, xid, op, req, ids=()):
         """prep: turn a client write into a txn; a request error becomes an ERROR txn."""
@@ -350,7 +427,17 @@ class Core(object):
                           % (self.tree.max_key_size - 18))
 
     def _on_durable(self, tokens):
-        """final: every txn in `tokens` is fsynced (or forceSync=no); apply, notify, reply.
+        """sync done: every txn in `tokens` is fsynced (or forceSync=no). Standalone, that makes
+        them committed; in an ensemble the quorum decides (a learner acks them)."""
+        self.durable_zxid = tokens[-1][0]
+        if self.quorum is None:
+            self.commit_zxid = self.durable_zxid
+        else:
+            self.quorum.durable(self.durable_zxid)
+        self._apply_ready()
+
+    def _apply(self, tokens):
+        """final: every txn in `tokens` is durable and committed; apply, notify, reply.
 
         Order, for the guarantees across worker processes:
           1. apply the batch in the LMDB write txn (not yet visible to readers);
@@ -401,8 +488,10 @@ class Core(object):
     def _finish(self, zxid, txn, token, node, replies, after):
         t = txn.type
         if t == txns.CREATE_SESSION:
-            origin, conn_id, read_only = token
             session = self.sessions.add(txn.session_id, txn.timeout_ms, now_ms())
+            if token is None:   # asked through another server of the ensemble
+                return
+            origin, conn_id, read_only = token
             session.owner = (origin, conn_id)
             after.append(lambda: origin.connected(conn_id, 1, txn.session_id, txn.timeout_ms,
                                                   session_password(txn.session_id), read_only))
@@ -445,6 +534,11 @@ class Core(object):
     def connect(self, origin, conn_id, frame, read_only):
         """A client's ConnectRequest: create a session, or reopen a live one."""
         req, _ = codec.decode_connect_request(frame)
+        if not self.serving:
+            log.info("refusing a client connection: this server is %s, not serving requests",
+                     self.mode)
+            origin.connected(conn_id, 2, 0, 0, b"", read_only)
+            return
         if req.lastZxidSeen > self.last_zxid:
             log.warning("refusing session request as the client has seen zxid 0x%x; our last "
                         "zxid is 0x%x; client must try another server",
@@ -454,6 +548,10 @@ class Core(object):
         if req.sessionId == 0:
             timeout = self.negotiate_timeout(req.timeOut)
             sid = self.sessions.next_session_id(now_ms())
+            if self.quorum is not None and not self.quorum.leading:
+                self.quorum.forward((origin, conn_id, read_only), sid, 0,
+                                    consts.OP_CREATE_SESSION, _I32.pack(timeout), ())
+                return
             txn = txns.Txn(txns.CREATE_SESSION, sid, 0, now_ms(), timeout_ms=timeout)
             self.submit(txn, (origin, conn_id, read_only))
             return
@@ -469,40 +567,88 @@ class Core(object):
                      req.sessionId)
             old[0].close_conn(old[1])
         session.owner = (origin, conn_id)
-        self.sessions.touch(req.sessionId, now_ms())
+        self.touch(req.sessionId)
         origin.connected(conn_id, 1, req.sessionId, self.negotiate_timeout(req.timeOut),
                          session_password(req.sessionId), read_only)
 
     def request(self, origin, conn_id, entry_id, session_id, xid, op, body):
         """A write, closeSession or sync from a frontend (body already checked there)."""
+        if not self.serving:
+            origin.close_conn(conn_id)   # lost the quorum: the client reconnects elsewhere
+            return
+        forward = self.quorum is not None and not self.quorum.leading
         if op == consts.OP_CLOSE_SESSION:
-            self.close_session(session_id, (origin, conn_id, entry_id, xid, None))
+            token = (origin, conn_id, entry_id, xid, None)
+            if forward:
+                session = self.sessions.get(session_id)
+                if session is not None:
+                    session.closing = True
+                self.quorum.forward(token, session_id, xid, op, b"", ())
+            else:
+                self.close_session(session_id, token)
             return
         if op == consts.OP_SYNC:
             req, _ = codec.DECODERS[r.SyncRequest](body, 0)
-            data = _encode_reply(xid, self.next_zxid - 1, 0, r.SyncResponse(req.path))
-            target = self.next_zxid - 1
-            if target <= self.last_zxid and not self._syncs:
-                origin.batch(self.last_zxid, (), ((conn_id, entry_id, False, data),))
-                origin.committed(self.last_zxid)
+            if forward:
+                self.quorum.forward_sync((origin, conn_id, entry_id, xid, req.path))
             else:
-                self._syncs.append((target, origin, conn_id, entry_id, data))
+                self.sync_reached(self.next_zxid - 1, (origin, conn_id, entry_id, xid, req.path))
             return
         if op == consts.OP_MULTI:
             ops = codec.decode_multi(body, 0)
             req = ops
             shape = (op, [o for o, _ in ops])
         else:
-            req, _ = codec.DECODERS[_WRITE_REQUESTS[op]](body, 0)
+            req = None if forward else codec.DECODERS[_WRITE_REQUESTS[op]](body, 0)[0]
             shape = (op, None)
-        txn = self.prep_request(session_id, xid, op, req, self._auth.get((origin, conn_id), ()))
-        self.submit(txn, (origin, conn_id, entry_id, xid, shape))
+        ids = self._auth.get((origin, conn_id), ())
+        token = (origin, conn_id, entry_id, xid, shape)
+        if forward:
+            self.quorum.forward(token, session_id, xid, op, body, ids)
+            return
+        self.submit(self.prep_request(session_id, xid, op, req, ids), token)
+
+    def remote_request(self, origin, req_id, session_id, xid, op, body, ids):
+        """The leader: a request a learner's client sent (see request); the learner replies."""
+        if op == consts.OP_CREATE_SESSION:
+            timeout = _I32.unpack(body)[0]
+            txn = txns.Txn(txns.CREATE_SESSION, session_id, 0, now_ms(), timeout_ms=timeout)
+            self.submit(txn, None, origin, req_id)
+        elif op == consts.OP_CLOSE_SESSION:
+            self.close_session(session_id, None, xid, origin, req_id)
+        else:
+            if op == consts.OP_MULTI:
+                req = codec.decode_multi(body, 0)
+            else:
+                req, _ = codec.DECODERS[_WRITE_REQUESTS[op]](body, 0)
+            txn = self.prep_request(session_id, xid, op, req, ids)
+            self.submit(txn, None, origin, req_id)
+
+    def sync_reached(self, target, token):
+        """Answer a sync once everything up to `target` is applied here."""
+        origin, conn_id, entry_id, xid, path = token
+        data = _encode_reply(xid, target, 0, r.SyncResponse(path))
+        if target <= self.last_zxid and not self._syncs:
+            origin.batch(self.last_zxid, (), ((conn_id, entry_id, False, data),))
+            origin.committed(self.last_zxid)
+        else:
+            self._syncs.append((target, origin, conn_id, entry_id, data))
+
+    def close_all_clients(self):
+        """Drop every client connection (this server stopped serving: no quorum)."""
+        for origin in self.origins:
+            origin.close_conn(ALL_CONNECTIONS)
+        for session in self.sessions.sessions.values():
+            session.owner = None
+        self._auth.clear()
 
     def set_auth(self, origin, conn_id, ids):
         self._auth[(origin, conn_id)] = tuple(tuple(i) for i in ids)
 
     def touch(self, session_id):
         self.sessions.touch(session_id, now_ms())
+        if self.quorum is not None:
+            self.quorum.touched(session_id)
 
     def conn_closed(self, origin, conn_id, session_id):
         self._auth.pop((origin, conn_id), None)
@@ -520,23 +666,30 @@ class Core(object):
 
     # ------------------------------------------------------------------ sessions
 
+    def leads(self):
+        """Standalone, or the serving leader of an ensemble: the one that expires sessions."""
+        return self.serving and (self.quorum is None or self.quorum.leading)
+
     def negotiate_timeout(self, requested):
         cfg = self.config
         return max(cfg.min_session_timeout_ms, min(cfg.max_session_timeout_ms, requested))
 
-    def close_session(self, session_id, token):
-        """closeSession from the client (token) or expiry (token None): one logged txn."""
+    def close_session(self, session_id, token, cxid=0, origin=0, req_id=0):
+        """closeSession from the client (token; or origin/req_id: a learner's client) or
+        expiry (neither): one logged txn."""
         session = self.sessions.get(session_id)
         if session is not None:
             session.closing = True
         txn = datatree.prep_close_session(self.overlay, session_id,
-                                          token[3] if token else 0, now_ms())
-        self.submit(txn, token)
+                                          token[3] if token else cxid, now_ms())
+        self.submit(txn, token, origin, req_id)
 
     async def _expire_loop(self):
         tick = self.config.tick_time_ms / 1000.0
         while True:
             await asyncio.sleep(tick / 2)
+            if not self.leads():
+                continue
             for s in self.sessions.expired(now_ms()):
                 log.info("expiring session 0x%x, timeout of %dms exceeded",
                          s.session_id, s.timeout_ms)
@@ -552,6 +705,8 @@ class Core(object):
         interval_s = max(0.05, cfg.container_check_interval_ms / 1000.0)
         while True:
             await asyncio.sleep(interval_s)
+            if not self.leads():
+                continue
             try:
                 paths = datatree.reap_candidates(self.view.special_nodes(), now_ms(),
                                                  cfg.container_max_never_used_interval_ms)

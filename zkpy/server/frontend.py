@@ -204,6 +204,10 @@ class Frontend(object):
                 conn.drain()
 
     def close_conn(self, conn_id):
+        if conn_id == 0xFFFFFFFF:   # core.ALL_CONNECTIONS: the server stopped serving
+            for conn in list(self.conns.values()):
+                conn.close()
+            return
         conn = self.conns.get(conn_id)
         if conn is not None:
             conn.close()
