@@ -32,7 +32,8 @@ def test_reads_what_zookeeper_or_an_editor_wrote(tmp_path, content, value):
     assert read_epoch(str(tmp_path), CURRENT_EPOCH) == value
 
 
-@pytest.mark.parametrize("content", [b"", b"\n", b"abc", b"-1", b"1 2", b"12\n13\n", b"12\n\n", b" 5",
+@pytest.mark.parametrize("content", [b"", b"\n", b"abc", b"-1", b"1 2", b"12\n13\n", b"12\n\n",
+                                     b" 5",
                                      b"\x00\x00", b"9" * 30])
 def test_damaged_file_raises_naming_it(tmp_path, content):
     (tmp_path / ACCEPTED_EPOCH).write_bytes(content)

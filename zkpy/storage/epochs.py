@@ -49,7 +49,7 @@ def read_epoch(data_dir, name, default=0):
 
 
 def write_epoch(data_dir, name, value):
-    """Durably replace ``<data_dir>/<name>`` with ``value`` (temp file, fsync, rename, fsync dir)."""
+    """Durably replace ``<data_dir>/<name>`` with ``value``: temp file, fsync, rename, fsync dir."""
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX:
         raise ValueError("epoch must be an int in 0..2**63-1, not %r" % (value,))
     path = epoch_path(data_dir, name)

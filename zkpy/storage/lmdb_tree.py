@@ -7,6 +7,8 @@ Owns the LMDB environment at <dataDir>/zkpy-db. Databases:
     sessions    session_id:i64                   -> timeout_ms:i32
     meta        b"last_zxid"                     -> zxid:i64 (the last txn applied, written in
                                                     the same LMDB txn as the txn's effects)
+                b"log_reset_pending"             -> zxid:i64 (set by install_snapshot: the txn
+                                                    log must be reset before it is read)
 No lookup scans keys outside the range it asks for, so getChildren of a node with 100k children and
 any op in a tree of millions of znodes touch only their own keys.
 
@@ -19,14 +21,30 @@ import struct
 
 import lmdb
 
+from zkpy.errors import StorageCorruptError
 from zkpy.storage.codec_impl import pack_node, unpack_node
+from zkpy.storage.crc import crc32c
 from zkpy.tree.datatree import initial_nodes, owner_kind
 from zkpy.tree.paths import split
 
 _Q = struct.Struct(">q")
 _I = struct.Struct(">i")
+_U32 = struct.Struct(">I")
 _LAST_ZXID = b"last_zxid"
 _CHECKPOINT_ZXID = b"checkpoint_zxid"
+_LOG_RESET_PENDING = b"log_reset_pending"
+
+# Snapshot stream (see LmdbTree.snapshot_chunks)
+SNAPSHOT_MAGIC = b"ZKPYSNAP"
+SNAPSHOT_VERSION = 1
+_SNAP_HEADER = struct.Struct(">8sI")   # magic, version
+_SNAP_ENTRY = struct.Struct(">BII")    # db id, key length, value length
+_SNAP_END = struct.Struct(">BQ")       # end tag, entry count (then the crc as u32)
+_SNAP_END_TAG = 0xFF
+# db id -> LmdbTree attribute of the database
+_SNAP_DBS = ((1, "db_nodes"), (2, "db_children"), (3, "db_ephemerals"), (4, "db_sessions"),
+             (5, "db_meta"))
+_SNAP_META = 5
 
 
 def _child_key(parent, name):
@@ -234,6 +252,199 @@ class LmdbTree(object):
             zxid = ReadView(self, txn).last_zxid()
         self.env.sync(True)
         return zxid
+
+    # ------------------------------------------------------------------ SNAP sync (Zab)
+
+    def snapshot_chunks(self, txn=None, chunk_bytes=1 << 20):
+        """Iterate bytes chunks (about ``chunk_bytes`` each) holding the whole tree.
+
+        Every key/value of every database (nodes, children, ephemerals, sessions and meta, which
+        holds last_zxid; meta's log_reset_pending is left out) from ONE read transaction: ``txn``
+        if given (the caller's, left open -- e.g. to read the snapshot's last_zxid from the same
+        txn), else one begun here at the call (not at the first next()) and ended when the
+        iteration ends or the generator is closed. A long-lived read txn keeps LMDB from reusing
+        pages, so stream it promptly.
+
+        Stream format (integers big-endian, unsigned; chunk boundaries are arbitrary -- an entry
+        may span chunks -- and the stream may be re-chunked in transit)::
+
+            stream = header *entry end
+            header = "ZKPYSNAP" version:u32                     ; 12 bytes, version 1
+            entry  = db:u8 klen:u32 vlen:u32 key value          ; 9 + klen + vlen bytes
+            db     = 1 nodes / 2 children / 3 ephemerals / 4 sessions / 5 meta
+            end    = 0xFF count:u64 crc:u32                     ; 13 bytes, the last of the stream
+            count  = the number of entries
+            crc    = crc32c of every stream byte before it (header, entries, 0xFF, count)
+
+        Entries come database by database in the order above, each in LMDB key order; keys and
+        values are the raw LMDB bytes (see the module docstring for their grammar).
+        """
+        own = txn is None
+        if own:
+            txn = self.env.begin(buffers=False)
+        return self._snapshot_gen(txn, own, max(int(chunk_bytes), 1))
+
+    def _snapshot_gen(self, txn, own, chunk_bytes):
+        try:
+            parts = [_SNAP_HEADER.pack(SNAPSHOT_MAGIC, SNAPSHOT_VERSION)]
+            size = len(parts[0])
+            crc = 0
+            count = 0
+            pack = _SNAP_ENTRY.pack
+            for db_id, attr in _SNAP_DBS:
+                cur = txn.cursor(db=getattr(self, attr))
+                for k, v in cur.iternext():
+                    if db_id == _SNAP_META and k == _LOG_RESET_PENDING:
+                        continue
+                    parts.append(pack(db_id, len(k), len(v)))
+                    parts.append(k)
+                    parts.append(v)
+                    size += 9 + len(k) + len(v)
+                    count += 1
+                    if size >= chunk_bytes:
+                        chunk = b"".join(parts)
+                        crc = crc32c(chunk, crc)
+                        parts = []
+                        size = 0
+                        yield chunk
+            parts.append(_SNAP_END.pack(_SNAP_END_TAG, count))
+            chunk = b"".join(parts)
+            crc = crc32c(chunk, crc)
+            yield chunk + _U32.pack(crc)
+        finally:
+            if own:
+                txn.abort()
+
+    def install_snapshot(self, chunks):
+        """Replace the whole tree with a snapshot_chunks() stream (Zab SNAP); returns its zxid.
+
+        Consumes ``chunks`` (any iterable of bytes-like, chunked any way) inside ONE LMDB write
+        txn: every database is emptied, every entry put, meta last_zxid comes from the snapshot and
+        meta log_reset_pending is set to that zxid; only once the end marker's count and CRC32C
+        check out is the txn committed, then LMDB is synced (env.sync(True)). A truncated, damaged
+        or trailing-garbage stream -- or one without last_zxid -- raises StorageCorruptError
+        (and an exception from the iterable itself propagates) with the txn aborted: the old
+        contents stay, untouched. Readers see the old tree until the commit, the new one after.
+
+        The caller must then make the txn log agree, in this order::
+
+            zxid = tree.install_snapshot(chunks)   # LMDB = snapshot, log_reset_pending = zxid
+            txnlog.reset()                         # the old history is gone (newest file first)
+            tree.clear_log_reset()                 # commit + sync
+            ... then log the txns after zxid as usual
+
+        and on startup, before anything reads the log (recover, read_after)::
+
+            if tree.log_reset_pending() is not None:
+                txnlog.reset(); tree.clear_log_reset()
+
+        A crash anywhere in between leaves log_reset_pending set, so the old log (whose records
+        above zxid may belong to a discarded history) is never replayed onto the snapshot.
+        The caller also renews any read txn / cached view it holds on this tree afterwards.
+        """
+        txn = self.env.begin(write=True)
+        try:
+            zxid = self._install(txn, chunks)
+            txn.put(_LOG_RESET_PENDING, _Q.pack(zxid), db=self.db_meta)
+        except lmdb.BadValsizeError as e:  # an empty or over-long key: a damaged stream
+            txn.abort()
+            raise StorageCorruptError("snapshot stream refused by LMDB: %s" % e)
+        except BaseException:
+            txn.abort()
+            raise
+        txn.commit()
+        self.env.sync(True)
+        return zxid
+
+    def _install(self, txn, chunks):
+        def bad(why):
+            return StorageCorruptError("snapshot stream %s at byte offset %d"
+                                       % (why, consumed + pos))
+
+        it = iter(chunks)
+        buf = bytearray()
+        pos = 0          # parse position in buf
+        crc_from = 0     # buf[:crc_from] is already in crc
+        crc = 0
+        consumed = 0     # stream bytes dropped from the front of buf
+
+        def need(n):
+            nonlocal buf, pos, crc_from, crc, consumed
+            while len(buf) - pos < n:
+                chunk = next(it, None)
+                if chunk is None:
+                    raise bad("truncated (%d more bytes expected)" % (n - (len(buf) - pos)))
+                if pos >= (1 << 20):
+                    crc = crc32c(bytes(buf[crc_from:pos]), crc)
+                    del buf[:pos]
+                    consumed += pos
+                    pos = crc_from = 0
+                buf += chunk
+
+        need(_SNAP_HEADER.size)
+        magic, version = _SNAP_HEADER.unpack_from(buf, pos)
+        if magic != SNAPSHOT_MAGIC:
+            raise bad("has a bad magic")
+        if version != SNAPSHOT_VERSION:
+            raise bad("has unsupported version %d" % version)
+        pos += _SNAP_HEADER.size
+        cursors = {}
+        for db_id, attr in _SNAP_DBS:
+            db = getattr(self, attr)
+            txn.drop(db, delete=False)
+            cursors[db_id] = txn.cursor(db=db)
+        zxid = None
+        count = 0
+        unpack = _SNAP_ENTRY.unpack_from
+        while True:
+            need(1)
+            db_id = buf[pos]
+            if db_id == _SNAP_END_TAG:
+                break
+            cur = cursors.get(db_id)
+            if cur is None:
+                raise bad("has an unknown database id %d" % db_id)
+            need(_SNAP_ENTRY.size)
+            _, klen, vlen = unpack(buf, pos)
+            pos += _SNAP_ENTRY.size
+            need(klen + vlen)
+            key = bytes(buf[pos:pos + klen])
+            value = bytes(buf[pos + klen:pos + klen + vlen])
+            pos += klen + vlen
+            if not cur.put(key, value, append=True):
+                raise bad("has keys out of order")
+            if db_id == _SNAP_META and key == _LAST_ZXID:
+                if len(value) != 8:
+                    raise bad("has a bad last_zxid")
+                zxid = _Q.unpack(value)[0]
+            count += 1
+        need(_SNAP_END.size + 4)
+        _, want_count = _SNAP_END.unpack_from(buf, pos)
+        pos += _SNAP_END.size
+        crc = crc32c(bytes(buf[crc_from:pos]), crc)
+        want_crc = _U32.unpack_from(buf, pos)[0]
+        if crc != want_crc:
+            raise bad("fails its CRC check (0x%08x, end marker says 0x%08x)" % (crc, want_crc))
+        if want_count != count:
+            raise bad("holds %d entries, its end marker says %d" % (count, want_count))
+        pos += 4
+        if len(buf) > pos or any(len(c) for c in it):
+            raise bad("has data after its end marker")
+        if zxid is None:
+            raise bad("has no last_zxid")
+        return zxid
+
+    def log_reset_pending(self):
+        """The zxid of a snapshot installed since the txn log was last reset, or None."""
+        with self.env.begin() as txn:
+            v = txn.get(_LOG_RESET_PENDING, db=self.db_meta)
+        return None if v is None else _Q.unpack(v)[0]
+
+    def clear_log_reset(self):
+        """Forget log_reset_pending (after txnlog.reset()): commit, then sync LMDB."""
+        with self.env.begin(write=True) as txn:
+            txn.delete(_LOG_RESET_PENDING, db=self.db_meta)
+        self.env.sync(True)
 
     def close(self):
         self.env.close()
