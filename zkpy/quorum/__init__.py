@@ -1,0 +1,1 @@
+"""The ensemble: leader election and atomic broadcast (Zab)."""
