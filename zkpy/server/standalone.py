@@ -1,4 +1,4 @@
-"""The standalone server process: the core, its frontends, signals.
+"""The server process: the core, its frontends, signals; in an ensemble also its QuorumPeer.
 
 With workers=N (default: the number of cores) the core spawns N worker processes and hands them
 the client connections (zkpy.server.supervisor); with workers=0 one frontend serves clients inside
@@ -83,8 +83,13 @@ class InProcess(object):
 async def serve(config, ready=None):
     core = Core(config)
     loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, core.open)
+    distributed = config.is_distributed()
+    await loop.run_in_executor(None, core.open, not distributed)
     core.start()
+    peer = None
+    if distributed:
+        from zkpy.quorum.peer import QuorumPeer
+        peer = QuorumPeer(core, config)
     stop = asyncio.Event()
     core.on_fatal = lambda exc: stop.set()
     if config.workers:
@@ -93,19 +98,24 @@ async def serve(config, ready=None):
     else:
         front = InProcess(core, config)
     await front.start()
+    if peer is not None:
+        await peer.start()
     admin = None
     if config.admin_enable_server:
         from zkpy.admin import http
         admin = await http.start(core, front.report)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("zkpy %s serving clients on %s:%d with %d worker processes (dataDir=%s, "
-             "dataLogDir=%s)", ZK_VERSION_STRING, config.client_port_address or "0.0.0.0",
+    log.info("zkpy %s %s clients on %s:%d with %d worker processes (dataDir=%s, "
+             "dataLogDir=%s)", ZK_VERSION_STRING,
+             "accepting (for the ensemble)" if distributed else "serving", config.client_port_address or "0.0.0.0",
              config.client_port, config.workers, config.data_dir, config.data_log_dir)
     if ready is not None:
         ready()
     await stop.wait()
     log.info("shutting down")
+    if peer is not None:
+        await peer.stop()
     await front.stop()
     if admin is not None:
         admin.close()
