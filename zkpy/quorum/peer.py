@@ -178,8 +178,9 @@ class QuorumPeer(object):
                 else:
                     self.role = Follower(self, leader_id)
                 await self.role.run()
-            except StepDown as e:
-                log.warning("leaving %s: %s", self.core.mode, e)
+            except (StepDown, m.ProtocolError, OSError, asyncio.IncompleteReadError,
+                    asyncio.TimeoutError) as e:
+                log.warning("leaving %s: %s", self.core.mode, str(e) or type(e).__name__)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - a bug must not leave us serving half a role
@@ -224,7 +225,7 @@ class QuorumPeer(object):
         self.vote = vote
         self.state = el.state
         log.info("elected leader %d (zxid 0x%x, epoch 0x%x); I am %s", leader, vote.zxid,
-                 vote.peer_epoch, el.state)
+                 vote.peer_epoch, fle.STATE_NAMES.get(el.state, el.state))
         return leader
 
     # ------------------------------------------------------------------ election transport
@@ -546,7 +547,7 @@ class Leader(object):
                 else:
                     raise StepDown("unexpected %s" % m.NAMES.get(mtype))
         except (StepDown, m.ProtocolError, asyncio.TimeoutError, OSError) as e:
-            log.warning("learner %s: %s", ln.sid, e or type(e).__name__)
+            log.warning("learner %s: %s", ln.sid, str(e) or type(e).__name__)
         finally:
             conn.close()
             if self.learners.get(ln.sid) is ln:
