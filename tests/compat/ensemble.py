@@ -1,0 +1,554 @@
+"""Ensembles of real server processes for the ensemble tests (issue 6), plus a TCP proxy to cut links.
+
+`Ensemble(kind, tmpdir, servers=3, observers=0, extra_cfg=None, proxies=False)`: N members of kind
+"zkpy" or "apache", each its own process, directory, zoo.cfg (server.N lines) and myid, every
+port (client, quorum, election) picked free on 127.0.0.1. Members are tests/compat/servers.py's
+ZkpyServer / ApacheZkServer (same command lines, env, log handling, atexit cleanup) with the
+ensemble's keys added to their config and a start that does not wait for a quorum; the
+ensemble's `start()` waits for it.
+
+With `proxies=True`, member i reaches member j (quorum and election port) through a `Proxy` of
+its own: member i's zoo.cfg names proxy ports in the server.j lines (its own line keeps its real
+ports), so every member has its own view of the others' ports. Apache ZooKeeper accepts that: it
+compares configs only on reconfig (tried: the ensemble forms, no member rewrites its zoo.cfg or
+writes a dynamic config; "Dynamic reconfig is disabled, we don't store the last seen config"). `cut(i, j)`, `isolate(i)`
+and `heal()` then make partitions. Apache's election layer keeps one connection per pair, dialed
+by the higher id (seen through that member's proxy); the quorum link (learner -> leader) is always
+dialed by the learner through its proxy, and it decides who serves.
+
+    ens = Ensemble("apache", tmp_path, servers=3, extra_cfg={"tickTime": 500})
+    ens.start()              # every member has a Mode other than standalone, one is leader
+    ens.leader(), ens.followers(), ens.member(1)  # members are numbered from 1 (their myid)
+    m.kill() / m.stop() / m.start() / m.pause() / m.resume() / m.mode() / m.client_port
+    ens.hosts()              # "127.0.0.1:p1,127.0.0.1:p2,..."
+    ens.stop()
+"""
+
+import os
+import signal
+import socket
+import threading
+import time
+
+from compat import servers as zkservers
+from compat.servers import ServerStartError, free_port, four_letter
+
+ENSEMBLE_TICK_MS = 500
+START_TIMEOUT = 60.0
+
+
+# ---------------------------------------------------------------------------------------------
+# TCP proxy
+
+
+class Proxy:
+    """Forward 127.0.0.1:listen_port to 127.0.0.1:target_port, a thread per direction.
+
+    The proxy listens only while something listens on target_port (a shared watcher reads
+    /proc/net/tcp{,6} every 20 ms), so a dialer sees "connection refused" where it would without
+    the proxy: a proxy that accepted and then found nothing behind it would turn a refused connect
+    into a connection that breaks after it was made, and Apache's learner treats those
+    differently (it retries a refused connect to a new leader, but goes back to the election on a
+    broken one, which cost a whole initLimit in a test).
+
+    `cut()` closes every forwarded connection and refuses new ones (accepted and closed at once,
+    so the dialer sees the link drop as it would on a crash of the far side); `heal()` forwards
+    again. `close()` stops the proxy for good.
+    """
+
+    def __init__(self, listen_port, target_port, name=None):
+        self.listen_port = listen_port
+        self.target_port = target_port
+        self.name = name or "proxy %d->%d" % (listen_port, target_port)
+        self._cut = False
+        self._closed = False
+        self._lock = threading.Lock()
+        self._conns = set()           # (client socket, upstream socket)
+        self._listener = None
+        self.accepted = 0
+        # Hold the port from the start (free_port() picked it), even before the target listens.
+        self._open_listener()
+        _WATCHER.add(self)
+
+    @property
+    def is_cut(self):
+        return self._cut
+
+    def connections(self):
+        with self._lock:
+            return len(self._conns)
+
+    def cut(self):
+        with self._lock:
+            self._cut = True
+            conns = list(self._conns)
+            self._conns.clear()
+        for pair in conns:
+            _close_pair(pair)
+
+    def heal(self):
+        self._cut = False
+
+    def close(self):
+        _WATCHER.discard(self)
+        with self._lock:
+            self._closed = True
+        self.cut()
+        self._close_listener()
+
+    # -- listening mirrors the target ---------------------------------------------------------
+    def _target_listening(self, listening):
+        with self._lock:
+            if self._closed:
+                return
+            if listening and self._listener is None:
+                try:
+                    self._open_listener()
+                except OSError:         # the port is busy for a moment: next round
+                    self._listener = None
+            elif not listening and self._listener is not None:
+                self._close_listener()
+
+    def _open_listener(self):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.listen_port))
+        sock.listen(64)
+        self._listener = sock
+        threading.Thread(target=self._accept_loop, args=(sock,), name=self.name,
+                         daemon=True).start()
+
+    def _close_listener(self):
+        sock, self._listener = self._listener, None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def _accept_loop(self, listener):
+        while not self._closed:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            if self._cut or self._closed:
+                _close_pair((client,))
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=2.0)
+                upstream.settimeout(None)
+            except OSError:
+                _close_pair((client,))
+                continue
+            for s in (client, upstream):
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            pair = (client, upstream)
+            with self._lock:
+                if self._cut:
+                    _close_pair(pair)
+                    continue
+                self._conns.add(pair)
+                self.accepted += 1
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst, pair), daemon=True,
+                                 name=self.name + " pump").start()
+
+    def _pump(self, src, dst, pair):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        with self._lock:
+            self._conns.discard(pair)
+        _close_pair(pair)
+
+    def __repr__(self):
+        return "<Proxy %d->%d%s>" % (self.listen_port, self.target_port,
+                                     " cut" if self._cut else "")
+
+
+def listening_ports():
+    """Local TCP ports in LISTEN state (any address), from /proc/net/tcp and tcp6."""
+    ports = set()
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    if len(fields) > 3 and fields[3] == "0A":
+                        ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+        except (OSError, StopIteration, ValueError):
+            continue
+    return ports
+
+
+class _ListenWatcher:
+    """One thread for every Proxy: opens or closes each proxy's listener as its target does."""
+
+    INTERVAL = 0.02
+
+    def __init__(self):
+        self._proxies = set()
+        self._lock = threading.Lock()
+        self._thread = None
+
+    def add(self, proxy):
+        with self._lock:
+            self._proxies.add(proxy)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="proxy listen watcher",
+                                                daemon=True)
+                self._thread.start()
+
+    def discard(self, proxy):
+        with self._lock:
+            self._proxies.discard(proxy)
+
+    def _run(self):
+        while True:
+            with self._lock:
+                proxies = list(self._proxies)
+            if proxies:
+                up = listening_ports()
+                for p in proxies:
+                    p._target_listening(p.target_port in up)
+            time.sleep(self.INTERVAL)
+
+
+_WATCHER = _ListenWatcher()
+
+
+def _close_pair(socks):
+    for s in socks:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
+            s.close()
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------------------------------------
+# members
+
+
+def srvr_mode(text):
+    """The value of srvr's `Mode:` line, or None (no answer, not serving)."""
+    for line in (text or "").splitlines():
+        if line.startswith("Mode:"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+class _MemberMixin:
+    """What an ensemble member adds to servers.py's server classes."""
+
+    def _init_member(self, ensemble, sid, role):
+        self.ensemble = ensemble
+        self.sid = sid
+        self.role = role                 # "participant" or "observer"
+        self.peer_port = None            # set by the ensemble (all ports picked together)
+        self.election_port = None
+        self._paused = False
+
+    @property
+    def client_port(self):
+        return self.port
+
+    def config(self):
+        cfg = super().config()
+        ens = self.ensemble
+        # The ensemble's timing keys first (tickTime from extra_cfg still wins, below).
+        cfg["tickTime"] = str(ENSEMBLE_TICK_MS)
+        cfg["initLimit"] = "10"
+        cfg["syncLimit"] = "5"
+        if self.role == "observer":
+            cfg["peerType"] = "observer"
+        for other in ens.members:
+            cfg["server.%d" % other.sid] = ens.server_line(self, other)
+        for k, v in self.extra_cfg.items():   # a test's own keys win over the ensemble's
+            if v is None:
+                cfg.pop(k, None)
+            else:
+                cfg[k] = str(v)
+        return cfg
+
+    def write_config(self):
+        super().write_config()
+        (self.data_dir / "myid").write_text("%d\n" % self.sid)
+
+    def _wait_ready(self, timeout):
+        """Wait until the client port answers (a member alone cannot serve: no quorum yet)."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                code = self._reap()
+                raise ServerStartError(
+                    "%s member %d exited with %s during start\n--- log tail (%s) ---\n%s"
+                    % (self.kind, self.sid, code, self.log_path, self.log_tail()))
+            try:
+                four_letter(self.port, "srvr", timeout=2.0)
+                return
+            except OSError as e:
+                last = repr(e)
+            time.sleep(0.05)
+        self.kill()
+        raise ServerStartError("%s member %d not answering on %s after %.0fs (last: %s)\n"
+                               "--- log tail (%s) ---\n%s"
+                               % (self.kind, self.sid, self.hosts, timeout, last, self.log_path,
+                                  self.log_tail()))
+
+    def start(self, timeout=zkservers.START_TIMEOUT):
+        self._paused = False
+        return super().start(timeout)
+
+    def pause(self):
+        """SIGSTOP the member's process group (a long GC pause, a hung VM)."""
+        self._signal(signal.SIGSTOP)
+        self._paused = True
+
+    def resume(self):
+        self._signal(signal.SIGCONT)
+        self._paused = False
+
+    @property
+    def paused(self):
+        return self._paused and self.running()
+
+    def stop(self, timeout=zkservers.STOP_TIMEOUT):
+        if self.proc is not None and self._paused:
+            self.resume()             # a stopped process would never act on the SIGTERM
+        return super().stop(timeout)
+
+    def kill(self):
+        self._paused = False
+        return super().kill()
+
+    def srvr(self, timeout=2.0):
+        try:
+            return four_letter(self.port, "srvr", timeout=timeout)
+        except OSError:
+            return None
+
+    def mode(self, timeout=2.0):
+        """'leader', 'follower', 'observer', 'standalone', or None (down, not serving)."""
+        if not self.running() or self._paused:
+            return None
+        return srvr_mode(self.srvr(timeout))
+
+    def wait_mode(self, modes=("leader", "follower", "observer"), timeout=30.0):
+        """Wait until mode() is one of `modes`; returns it, or raises ServerStartError."""
+        if isinstance(modes, str):
+            modes = (modes,)
+        deadline = time.monotonic() + timeout
+        mode = None
+        while time.monotonic() < deadline:
+            mode = self.mode()
+            if mode in modes:
+                return mode
+            if not self.running():
+                raise ServerStartError("%s member %d is not running\n--- log tail ---\n%s"
+                                       % (self.kind, self.sid, self.log_tail()))
+            time.sleep(0.05)
+        raise ServerStartError("%s member %d: mode %r after %.0fs, wanted %s\n--- log tail "
+                               "---\n%s" % (self.kind, self.sid, mode, timeout, "/".join(modes),
+                                            self.log_tail()))
+
+    def __repr__(self):
+        return "<%s member %d %s %s>" % (self.kind, self.sid, self.hosts, self.role)
+
+
+class ZkpyMember(_MemberMixin, zkservers.ZkpyServer):
+    pass
+
+
+class ApacheMember(_MemberMixin, zkservers.ApacheZkServer):
+    pass
+
+
+MEMBER_CLASSES = {"zkpy": ZkpyMember, "apache": ApacheMember}
+
+
+# ---------------------------------------------------------------------------------------------
+# the ensemble
+
+
+class EnsembleError(ServerStartError):
+    pass
+
+
+def _free_ports(n):
+    """n distinct free ports (free_port() can hand out the same port twice in a row)."""
+    ports = set()
+    while len(ports) < n:
+        ports.add(free_port())
+    return list(ports)
+
+
+class Ensemble:
+    def __init__(self, kind, tmpdir, servers=3, observers=0, extra_cfg=None, proxies=False):
+        if kind not in MEMBER_CLASSES:
+            raise ValueError("unknown kind %r (zkpy or apache)" % kind)
+        self.kind = kind
+        self.root = os.fspath(tmpdir)
+        self.extra_cfg = dict(extra_cfg or {})
+        total = servers + observers
+        ports = _free_ports(3 * total)
+        self.members = []
+        for i in range(total):
+            sid = i + 1
+            role = "observer" if sid > servers else "participant"
+            cls = MEMBER_CLASSES[kind]
+            m = cls(os.path.join(self.root, "zk%d" % sid), self.extra_cfg,
+                    port=ports[3 * i])
+            m._init_member(self, sid, role)
+            m.peer_port, m.election_port = ports[3 * i + 1], ports[3 * i + 2]
+            self.members.append(m)
+        # proxies[(i, j)] = (quorum proxy, election proxy): member i's way to member j.
+        self.proxies = {}
+        if proxies:
+            for a in self.members:
+                for b in self.members:
+                    if a is b:
+                        continue
+                    lp, le = _free_ports(2)
+                    self.proxies[(a.sid, b.sid)] = (
+                        Proxy(lp, b.peer_port, "proxy %d->%d quorum" % (a.sid, b.sid)),
+                        Proxy(le, b.election_port, "proxy %d->%d election" % (a.sid, b.sid)))
+
+    # -- configuration ----------------------------------------------------------------------
+    def server_line(self, viewer, member):
+        """The value of `server.<member>` in viewer's zoo.cfg."""
+        if viewer is member or (viewer.sid, member.sid) not in self.proxies:
+            peer, election = member.peer_port, member.election_port
+        else:
+            qp, ep = self.proxies[(viewer.sid, member.sid)]
+            peer, election = qp.listen_port, ep.listen_port
+        line = "127.0.0.1:%d:%d" % (peer, election)
+        if member.role == "observer":
+            line += ":observer"
+        return line
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self, timeout=START_TIMEOUT):
+        """Start every member, wait until each has a quorum Mode and one is leader."""
+        try:
+            for m in self.members:
+                if not m.running():
+                    m.start()
+            self.wait_healthy(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_healthy(self, timeout=START_TIMEOUT, members=None):
+        """Wait until every (running) member reports leader/follower/observer, exactly one leader."""
+        members = members or self.members
+        deadline = time.monotonic() + timeout
+        modes = {}
+        while True:
+            modes = {m.sid: m.mode() for m in members}
+            if any(mode == "standalone" for mode in modes.values()) and len(self.members) > 1:
+                bad = [sid for sid, mode in modes.items() if mode == "standalone"]
+                raise EnsembleError(
+                    "%s member %d runs standalone: its server.N lines were ignored\n"
+                    "--- log tail ---\n%s" % (self.kind, bad[0], self.member(bad[0]).log_tail()))
+            leaders = [sid for sid, mode in modes.items() if mode == "leader"]
+            if all(modes.values()) and len(leaders) == 1:
+                return self.member(leaders[0])
+            dead = [m for m in members if not m.running() and not m.paused]
+            if dead:
+                raise EnsembleError("%s member %d is not running\n--- log tail ---\n%s"
+                                    % (self.kind, dead[0].sid, dead[0].log_tail()))
+            if time.monotonic() >= deadline:
+                raise EnsembleError("%s ensemble not formed after %.0fs: modes %s\n%s"
+                                    % (self.kind, timeout, modes, self.log_tails()))
+            time.sleep(0.05)
+
+    def stop(self):
+        for m in self.members:
+            try:
+                m.stop()
+            except Exception:
+                m.kill()
+        for pair in self.proxies.values():
+            for p in pair:
+                p.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # -- members ------------------------------------------------------------------------------
+    def member(self, i):
+        """Member with myid i (1-based)."""
+        return self.members[i - 1]
+
+    def leader(self, timeout=0.0):
+        """The member whose srvr says Mode: leader (waits up to `timeout` for one), or None."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for m in self.members:
+                if m.mode() == "leader":
+                    return m
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
+
+    def followers(self):
+        return [m for m in self.members if m.mode() == "follower"]
+
+    def participants(self):
+        return [m for m in self.members if m.role == "participant"]
+
+    def hosts(self, members=None):
+        return ",".join(m.hosts for m in (members or self.members))
+
+    # -- partitions ---------------------------------------------------------------------------
+    def _require_proxies(self):
+        if not self.proxies:
+            raise RuntimeError("this ensemble was built without proxies=True")
+
+    def cut(self, i, j):
+        """Cut the links between members i and j, both ways (quorum and election ports)."""
+        self._require_proxies()
+        for a, b in ((i, j), (j, i)):
+            for p in self.proxies[(a, b)]:
+                p.cut()
+
+    def isolate(self, i):
+        """Cut member i off from every other member."""
+        self._require_proxies()
+        for m in self.members:
+            if m.sid != i:
+                self.cut(i, m.sid)
+
+    def heal(self):
+        for pair in self.proxies.values():
+            for p in pair:
+                p.heal()
+
+    # -- inspection ---------------------------------------------------------------------------
+    def modes(self):
+        return {m.sid: m.mode() for m in self.members}
+
+    def log_tails(self, lines=25):
+        return "\n".join("--- %s member %d (%s) ---\n%s" % (m.kind, m.sid, m.log_path,
+                                                           m.log_tail(lines))
+                         for m in self.members)
+
+    def __repr__(self):
+        return "<Ensemble %s %s>" % (self.kind, self.hosts())
