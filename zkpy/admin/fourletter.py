@@ -251,7 +251,8 @@ def ruok(rep):
 
 
 def isro(rep):
-    return "rw" if rep.core.serving else "null"
+    core = rep.core
+    return "ro" if core.read_only else "rw" if core.serving else "null"
 
 
 COMMANDS = {"ruok": ruok, "srvr": srvr, "stat": stat, "conf": conf, "mntr": mntr,
@@ -267,7 +268,7 @@ def run(cmd, report):
     fn = COMMANDS.get(cmd)
     if fn is None:
         return "%s is not implemented yet\n" % cmd
-    if not report.core.serving and cmd not in _ALWAYS:
+    if not (report.core.serving or report.core.read_only) and cmd not in _ALWAYS:
         return NOT_SERVING + "\n"
     return fn(report)
 

@@ -192,11 +192,32 @@ class QuorumPeer(object):
                     self.role = None
                 await self._stand_down()
 
+    def _serve(self, mode):
+        """The role is ready: serve clients (closing any read-only session first)."""
+        core = self.core
+        if core.read_only:
+            log.info("leaving read-only mode: closing the read-only sessions")
+            core.read_only = False
+            core.close_all_clients()
+        core.serving = True
+        core.mode = mode
+
+    async def _read_only_later(self):
+        """readonlymode.enabled: still no quorum after max(2 s, tickTime) -> read-only server
+        (QuorumPeer starts a ReadOnlyZooKeeperServer the same way)."""
+        await asyncio.sleep(max(2000, self.tick_ms) / 1000.0)
+        core = self.core
+        if not core.serving and not self._stopping:
+            log.info("no quorum: serving read-only clients")
+            core.read_only = True
+            core.mode = "read-only"
+
     async def _stand_down(self):
         core = self.core
         core.serving = False
         core.mode = "looking"
-        core.close_all_clients()
+        if not core.read_only:
+            core.close_all_clients()
         try:
             await core.committer.flush()
         except Exception as e:  # noqa: BLE001 - fatal log errors stop the server elsewhere
@@ -216,9 +237,16 @@ class QuorumPeer(object):
         log.info("LOOKING: my vote (epoch 0x%x, zxid 0x%x, id %d)", self.current_epoch,
                  self.last_logged_zxid(), self.myid)
         self._send(el.start(now_ms()))
-        while el.decided is None:
-            await asyncio.sleep(0.02)
-            self._send(el.tick(now_ms()))
+        ro = None
+        if self.config.readonly_mode_enabled and not self.core.read_only:
+            ro = asyncio.get_running_loop().create_task(self._read_only_later())
+        try:
+            while el.decided is None:
+                await asyncio.sleep(0.02)
+                self._send(el.tick(now_ms()))
+        finally:
+            if ro is not None:
+                ro.cancel()
         leader, vote = el.decided
         self.election_epoch = el.current().election_epoch
         self.election = None
@@ -408,8 +436,7 @@ class Leader(object):
         for sid in list(core.sessions.sessions):
             core.sessions.touch(sid, t)
         self.established = True
-        core.serving = True
-        core.mode = "leader"
+        peer._serve("leader")
         log.info("LEADING epoch 0x%x with %s; committed up to 0x%x", epoch,
                  sorted(s for s, ln in self.learners.items() if ln.acked_newleader),
                  core.commit_zxid)
@@ -684,8 +711,7 @@ class Follower(object):
                 break
             self._dispatch(mtype, f)
         core.commit(f[0])
-        core.serving = True
-        core.mode = "observer" if peer.observer else "follower"
+        peer._serve("observer" if peer.observer else "follower")
         log.info("FOLLOWING leader %d in epoch 0x%x; applied up to 0x%x", self.leader_id,
                  epoch, core.last_zxid)
         while True:

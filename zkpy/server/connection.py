@@ -320,7 +320,9 @@ class Connection(asyncio.Protocol):
 
     def send_connect_response(self, timeout_ms, session_id, passwd, read_only, close_after=False):
         resp = r.ConnectResponse(0, timeout_ms, session_id, passwd)
-        body = codec.encode_connect_response(resp, False if read_only is not None else None)
+        # read_only: None when the client sent no flag (no byte back), else whether this server
+        # is read-only (the core decides: a session on a read-only server).
+        body = codec.encode_connect_response(resp, read_only)
         self.write(len(body).to_bytes(4, "big") + body)
         if close_after:
             self.close()

@@ -7,6 +7,8 @@ closeSession and sync requests, and receive per applied batch the watch events (
 and the replies (the origin that asked), then word that the batch is committed in LMDB. An
 origin implements
     connected(conn_id, ok, session_id, timeout_ms, passwd, read_only)
+                                        (read_only: None = the client sent no flag, else the
+                                         server's: True for a session on a read-only server)
     batch(zxid, events, replies)        committed(zxid)        close_conn(conn_id)
 
 Write path, as in ZooKeeper's processor chain:
@@ -75,6 +77,11 @@ def _prep_set_data_in_multi(enforce_quota):
                                       auth=auth, enforce_quota=enforce_quota,
                                       quota_warn=log.warning)
     return prep
+
+
+def _rw(client_flag):
+    """The readOnly byte of a read-write server's ConnectResponse (None: the client sent none)."""
+    return None if client_flag is None else False
 
 
 def _refuse(view, session_id, cxid, now_ms, code, auth=None):
@@ -174,6 +181,7 @@ class Core(object):
         self.quorum = None
         self.mode = "standalone"   # or looking / leader / follower
         self.serving = True        # False while the ensemble has no leader: clients refused
+        self.read_only = False     # readonlymode.enabled and no leader: read-only sessions
         self._pending = collections.deque()   # (zxid, txn, token) logged, not yet applied
         self.durable_zxid = 0
         self.commit_zxid = 0
@@ -494,7 +502,8 @@ class Core(object):
             origin, conn_id, read_only = token
             session.owner = (origin, conn_id)
             after.append(lambda: origin.connected(conn_id, 1, txn.session_id, txn.timeout_ms,
-                                                  session_password(txn.session_id), read_only))
+                                                  session_password(txn.session_id),
+                                                  _rw(read_only)))
             return
         if t == txns.CLOSE_SESSION:
             session = self.sessions.remove(txn.session_id)
@@ -535,8 +544,12 @@ class Core(object):
         """A client's ConnectRequest: create a session, or reopen a live one."""
         req, _ = codec.decode_connect_request(frame)
         if not self.serving:
-            log.info("refusing a client connection: this server is %s, not serving requests",
-                     self.mode)
+            if self.read_only and read_only:
+                self._connect_read_only(origin, conn_id, req)
+                return
+            log.info("refusing a client connection: this server is %s, not serving requests%s",
+                     self.mode, " to clients that do not accept a read-only server"
+                     if self.read_only else "")
             origin.connected(conn_id, 2, 0, 0, b"", read_only)
             return
         if req.lastZxidSeen > self.last_zxid:
@@ -559,7 +572,7 @@ class Core(object):
         if (session is None or session.closing
                 or bytes(req.passwd or b"") != session_password(req.sessionId)):
             log.info("invalid session 0x%x, probably expired", req.sessionId)
-            origin.connected(conn_id, 0, 0, 0, _ZERO_PASSWD, read_only)
+            origin.connected(conn_id, 0, 0, 0, _ZERO_PASSWD, _rw(read_only))
             return
         old = session.owner
         if old is not None and old != (origin, conn_id):
@@ -569,12 +582,26 @@ class Core(object):
         session.owner = (origin, conn_id)
         self.touch(req.sessionId)
         origin.connected(conn_id, 1, req.sessionId, self.negotiate_timeout(req.timeOut),
-                         session_password(req.sessionId), read_only)
+                         session_password(req.sessionId), _rw(read_only))
+
+    def _connect_read_only(self, origin, conn_id, req):
+        """readonlymode.enabled and no quorum: a client that accepts a read-only server gets a
+        session of this server only (ReadOnlyZooKeeperServer); it reads, every write answers
+        NOTREADONLY, and the connection closes once the server has a quorum again."""
+        timeout = self.negotiate_timeout(req.timeOut)
+        sid = req.sessionId
+        if sid == 0 or bytes(req.passwd or b"") != session_password(sid):
+            sid = self.sessions.next_session_id(now_ms())
+        log.info("read-only session 0x%x", sid)
+        origin.connected(conn_id, 1, sid, timeout, session_password(sid), True)
 
     def request(self, origin, conn_id, entry_id, session_id, xid, op, body):
         """A write, closeSession or sync from a frontend (body already checked there)."""
         if not self.serving:
-            origin.close_conn(conn_id)   # lost the quorum: the client reconnects elsewhere
+            if self.read_only:
+                self._refuse_read_only(origin, conn_id, entry_id, xid, op)
+            else:
+                origin.close_conn(conn_id)   # lost the quorum: the client reconnects elsewhere
             return
         forward = self.quorum is not None and not self.quorum.leading
         if op == consts.OP_CLOSE_SESSION:
@@ -607,6 +634,12 @@ class Core(object):
             self.quorum.forward(token, session_id, xid, op, body, ids)
             return
         self.submit(self.prep_request(session_id, xid, op, req, ids), token)
+
+    def _refuse_read_only(self, origin, conn_id, entry_id, xid, op):
+        close = op == consts.OP_CLOSE_SESSION
+        data = _encode_reply(xid, self.last_zxid, 0 if close else errors.NOTREADONLY)
+        origin.batch(self.last_zxid, (), ((conn_id, entry_id, close, data),))
+        origin.committed(self.last_zxid)
 
     def remote_request(self, origin, req_id, session_id, xid, op, body, ids):
         """The leader: a request a learner's client sent (see request); the learner replies."""
