@@ -1,4 +1,4 @@
-"""Ensembles of real server processes for the ensemble tests (issue 6), plus a TCP proxy to cut links.
+"""Ensembles of real server processes for the ensemble tests (issue 6); a TCP proxy to cut links.
 
 `Ensemble(kind, tmpdir, servers=3, observers=0, extra_cfg=None, proxies=False)`: N members of kind
 "zkpy" or "apache", each its own process, directory, zoo.cfg (server.N lines) and myid, every
@@ -11,8 +11,8 @@ With `proxies=True`, member i reaches member j (quorum and election port) throug
 its own: member i's zoo.cfg names proxy ports in the server.j lines (its own line keeps its real
 ports), so every member has its own view of the others' ports. Apache ZooKeeper accepts that: it
 compares configs only on reconfig (tried: the ensemble forms, no member rewrites its zoo.cfg or
-writes a dynamic config; "Dynamic reconfig is disabled, we don't store the last seen config"). `cut(i, j)`, `isolate(i)`
-and `heal()` then make partitions. Apache's election layer keeps one connection per pair, dialed
+writes a dynamic config; "Dynamic reconfig is disabled, we don't store the last seen config").
+`cut(i, j)`, `isolate(i)` and `heal()` then make partitions. Apache's election layer keeps one connection per pair, dialed
 by the higher id (seen through that member's proxy); the quorum link (learner -> leader) is always
 dialed by the learner through its proxy, and it decides who serves.
 
@@ -453,7 +453,7 @@ class Ensemble:
         return self
 
     def wait_healthy(self, timeout=START_TIMEOUT, members=None):
-        """Wait until every (running) member reports leader/follower/observer, exactly one leader."""
+        """Wait until every member reports leader/follower/observer, exactly one leader."""
         members = members or self.members
         deadline = time.monotonic() + timeout
         modes = {}

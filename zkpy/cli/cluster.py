@@ -1,4 +1,4 @@
-"""zkpy-cluster: a pseudo-cluster of N servers on one machine, set up as ZooKeeper's admin guide does.
+"""zkpy-cluster: a pseudo-cluster of N servers on one machine, as ZooKeeper's admin guide sets it up.
 
     zkpy-cluster [--dir DIR] init [--servers N] [--observers K] [--base-client-port 2181]
                                   [--tick-time 2000] [--impl zkpy|apache] [--force]
@@ -422,7 +422,8 @@ def cmd_init(args):
         raise ClusterError("observers need a quorum of at least 2 participants "
                            "(--servers %d)" % args.servers)
     last = member_ports(total, args.base_client_port)
-    if args.base_client_port < 1 or max(last) > 65535 or member_ports(1, args.base_client_port)[1] < 1:
+    first = member_ports(1, args.base_client_port)
+    if args.base_client_port < 1 or max(last) > 65535 or min(first) < 1:
         raise ClusterError("--base-client-port %d puts ports outside 1..65535 (member %d would "
                            "use %s)" % (args.base_client_port, total, last))
     if (root / META_FILE).exists():
