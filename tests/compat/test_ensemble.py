@@ -30,14 +30,6 @@ from compat.ensemble import ENSEMBLE_TICK_MS, Ensemble, srvr_mode
 from conftest import selected_targets
 
 
-# --- the zkpy ensemble does not exist yet: delete this helper when issue 6 lands ------------
-def _not_yet(kind):
-    if kind == "zkpy":
-        return [pytest.mark.xfail(strict=False, reason="ensemble not implemented yet (issue 6)")]
-    return []
-# ---------------------------------------------------------------------------------------------
-
-
 TICK_S = ENSEMBLE_TICK_MS / 1000.0
 SYNC_LIMIT = 5
 SESSION_TIMEOUT = 8.0           # s; Apache caps it at 20 ticks = 10 s
@@ -51,7 +43,7 @@ pytestmark = pytest.mark.timeout(120)
 def pytest_generate_tests(metafunc):
     if "ens_kind" in metafunc.fixturenames:
         kinds = selected_targets(metafunc.config)
-        metafunc.parametrize("ens_kind", [pytest.param(k, marks=_not_yet(k), id=k) for k in kinds],
+        metafunc.parametrize("ens_kind", [pytest.param(k, id=k) for k in kinds],
                              indirect=True, scope="module")
 
 
