@@ -279,7 +279,9 @@ def add_compare_parser(sub):
                    help="the two sides, A,B (kinds: zkpy, apache, null); the ratio is A / B "
                         "(default zkpy,apache)")
     p.add_argument("--topology", default="standalone", choices=_topologies(),
-                   help="server layout of each side (default standalone)")
+                   help="server layout of each side: standalone (one server) or ensemble3 "
+                        "(a 3-node pseudo-cluster, sessions round robin over its members; "
+                        "default standalone)")
     p.add_argument("--workloads", default="all",
                    help="comma-separated subset of: %s (default all)"
                         % ", ".join(c.name for c in CASES))
@@ -328,9 +330,10 @@ def _checkout_root():
     return None
 
 
-def default_out(quick=False, today=None):
+def default_out(quick=False, today=None, topology="standalone"):
     today = today or time.strftime("%Y-%m-%d")
-    name = today + ("-quick" if quick else "")
+    name = today + ("" if topology == "standalone" else "-" + topology) + \
+        ("-quick" if quick else "")
     root = _checkout_root()
     if root is not None:
         return root / "bench" / "results" / name
@@ -364,13 +367,17 @@ def settings_from_args(args):
                 raise ValueError("unknown workload %r (one of %s)"
                                  % (name, ", ".join(CASE_BY_NAME)))
             cases.append(CASE_BY_NAME[name])
+    if args.topology != "standalone" and "null" in kinds:
+        raise ValueError("--topology %s needs real servers (zkpy, apache), not the null "
+                         "server" % args.topology)
     if s["rounds"] < 1 or s["duration"] <= 0 or s["warmup"] < 0 or s["prewarm"] < 0:
         raise ValueError("--rounds must be >= 1, --duration > 0, --warmup/--prewarm >= 0")
     if min(s["processes"], s["sessions"], s["depth"], s["znodes"], s["tick_ms"]) < 1:
         raise ValueError("--processes, --sessions, --depth, --znodes, --tick-time must be >= 1")
     s.update(
         kinds=kinds, labels=_labels(kinds), topology=args.topology, cases=cases,
-        quick=args.quick, out=Path(args.out) if args.out else default_out(args.quick),
+        quick=args.quick,
+        out=Path(args.out) if args.out else default_out(args.quick, topology=args.topology),
         data_dir=args.data_dir or tempfile.gettempdir(), keep_data=args.keep_data,
         install=not args.no_install, chart=not args.no_chart)
     return s
@@ -659,6 +666,13 @@ def compare_main(args, argv=None):
         md += ["zkpy code: commit %s." % machine["zkpy_commit"], ""]
     for lab, i in info.items():
         md.append("- %s: %s (version %s)" % (lab, i["servers"], i["version"]))
+    if s["topology"] != "standalone":
+        md += ["", "Topology %s: %d members per side on 127.0.0.1, each with its own dataDir "
+                   "and myid; sessions round robin over the members (session i on member "
+                   "i mod %d; setup and cleanup through the first member, and each session "
+                   "syncs before the run). zkpy members run with workers=1, Apache members "
+                   "with -Xmx512m." % (s["topology"], len(clusters[0].members),
+                                       len(clusters[0].members))]
     md += ["", "Load per run: %d sessions over %d processes, %d in flight per session "
                "(latency: 1), %g s measured after %g s warmup, %d znodes; %d round(s), "
                "servers in turn." % (s["sessions"], s["processes"], s["depth"],

@@ -8,6 +8,8 @@ Owns the `zkpy-bench` command (console script ``zkpy-bench=zkpy.bench.loadgen:ma
     zkpy-bench serve-null --port 2181 [--processes N]
     zkpy-bench compare [--quick] ...        # zkpy vs Apache ZooKeeper (zkpy.bench.compare)
     zkpy-bench scaling [--quick] ...        # sessions, tree size, memory, restart (.scaling)
+    zkpy-bench compare --topology ensemble3 # the same against 3-node pseudo-clusters
+    zkpy-bench failover ...                 # kill -9 of a 3-node ensemble's leader (.failover)
 
 Nothing in zkpy imports this module. It imports zkpy.proto (codec, records, consts) and
 zkpy.errors only, and does I/O freely (sockets, processes, files).
@@ -263,6 +265,20 @@ def connect_session(addr, timeout_ms=SESSION_TIMEOUT_MS):
         sock.close()
         raise BenchError("server at %s:%d refused the session" % addr)
     return sock, resp.sessionId
+
+
+def sync_session(sock, path, xid=0):
+    """sync(path) on a fresh blocking session socket, as request `xid`; waits for its reply."""
+    sock.sendall(build_request(xid, _c.OP_SYNC, _enc(_r.SyncRequest(path))))
+    while True:
+        (n,) = _LEN.unpack(_recv_exact(sock, 4))
+        frame = _recv_exact(sock, n)
+        rxid, _zxid, err, _off = _codec.decode_reply_header(frame)
+        if rxid < 0:
+            continue                    # a ping or notification
+        if rxid != xid or err:
+            raise BenchError("sync %s: reply xid %d, %s" % (path, rxid, error_name(err)))
+        return
 
 
 class SyncClient:
@@ -573,8 +589,15 @@ def _worker(conn, cfg, sids):
     try:
         for sid in sids:
             sock, _ = connect_session(addrs[sid % len(addrs)])
+            first_xid = 0
+            if len(addrs) > 1:
+                # An ensemble: this member may not have applied the setup yet (it was done
+                # through addrs[0]); a sync brings it up to the leader before the run.
+                sync_session(sock, wl.root)
+                first_xid = 1
             sock.setblocking(False)
             s = _Session(sock, sid)
+            s.xid = s.expect = first_xid
             sel.register(sock, selectors.EVENT_READ, s)
             sessions.append(s)
     except (BenchError, OSError) as e:
@@ -962,6 +985,8 @@ def _parser():
     _compare.add_compare_parser(sub)
     from zkpy.bench import scaling as _scaling
     _scaling.add_scaling_parser(sub)
+    from zkpy.bench import failover as _failover
+    _failover.add_failover_parser(sub)
     return ap
 
 
@@ -973,6 +998,9 @@ def main(argv=None):
     if args.cmd == "scaling":
         from zkpy.bench import scaling as _scaling
         return _scaling.scaling_main(args, argv)
+    if args.cmd == "failover":
+        from zkpy.bench import failover as _failover
+        return _failover.failover_main(args, argv)
     if args.cmd == "serve-null":
         print("null server on %s:%d (%d processes)" % (args.host, args.port, args.processes),
               file=sys.stderr, flush=True)

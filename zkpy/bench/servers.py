@@ -13,10 +13,13 @@ properties, so the key means the same to both), no AdminServer, no connection li
 dataDir under one base directory, so both write to the same disk. zkpy's ``workers`` is left
 at its default (one per CPU).
 
-Topologies: `make_cluster(kind, topology, base_dir)`; only "standalone" exists now. The
-ensemble issue adds "ensemble3" to `TOPOLOGIES` (three members with server.N lines, each a
-`BenchServer` with its own myid and dataDir); nothing else here needs to change, since the
-benchmark only uses `Cluster.start/stop/addrs/describe`.
+Topologies: `make_cluster(kind, topology, base_dir)`: "standalone" (one server) and
+"ensemble3", a 3-node pseudo-cluster on 127.0.0.1: members with myid 1-3, each its own
+directory, dataDir/myid, free client, quorum and election ports, and the same server.N lines
+(`ensemble_config`). zkpy members run with ``workers=1`` (three servers share the cores),
+Apache members with -Xmx512m. `Cluster.start()` starts every member, then waits until `srvr`
+says one is ``Mode: leader`` and the others ``Mode: follower``; `Cluster.leader()` and
+`EnsembleMember.kill()` serve the failover measurement (zkpy.bench.failover).
 """
 
 import os
@@ -31,10 +34,12 @@ from pathlib import Path
 __all__ = [
     "TOPOLOGIES", "SERVER_KINDS", "ServerError", "BenchServer", "ZkpyServer", "ApacheServer",
     "NullServer", "Cluster", "make_cluster", "common_config", "apache_missing",
-    "ensure_apache", "four_letter", "free_port",
+    "ensure_apache", "four_letter", "free_port", "ensemble_config", "srvr_mode",
+    "EnsembleMember", "ENSEMBLE_SIZE",
 ]
 
-TOPOLOGIES = ("standalone",)
+TOPOLOGIES = ("standalone", "ensemble3")
+ENSEMBLE_SIZE = 3
 SERVER_KINDS = ("zkpy", "apache", "null")
 
 JAVA_DIR = Path("/usr/share/java")
@@ -49,6 +54,8 @@ APACHE_JARS = (
 # The JVM's default JIT and GC (the compat tests' -XX:TieredStopAtLevel=1 and SerialGC would
 # handicap it here), a heap well above what the runs need.
 APACHE_JVM_OPTS = ("-Xmx1g", "-Dzookeeper.jmx.log4j.disable=true")
+# Three JVMs on one machine: half the heap each (a run needs far less).
+APACHE_ENSEMBLE_JVM_OPTS = ("-Xmx512m", "-Dzookeeper.jmx.log4j.disable=true")
 APT_PACKAGE = "zookeeper"
 
 START_TIMEOUT = 60.0
@@ -100,6 +107,30 @@ def common_config(data_dir, port, tick_ms=2000):
         "admin.enableServer": "false",
         "4lw.commands.whitelist": "*",
     }
+
+
+def ensemble_config(data_dir, port, members, tick_ms=2000, init_limit=10, sync_limit=5):
+    """zoo.cfg keys of one ensemble member: `common_config` plus initLimit/syncLimit and one
+    ``server.N=127.0.0.1:quorumPort:electionPort`` line per member of `members`, a list of
+    (myid, quorum port, election port). The same for every member but dataDir/clientPort, and
+    the same for both kinds."""
+    cfg = common_config(data_dir, port, tick_ms)
+    cfg["initLimit"] = str(init_limit)
+    cfg["syncLimit"] = str(sync_limit)
+    for sid, quorum_port, election_port in sorted(members):
+        cfg["server.%d" % sid] = "127.0.0.1:%d:%d" % (quorum_port, election_port)
+    return cfg
+
+
+def srvr_mode(text):
+    """The value of srvr's ``Mode:`` line ("leader", "follower", "standalone", ...) or None
+    (no answer, or "not currently serving requests")."""
+    if not text or NOT_SERVING in text:
+        return None
+    for line in text.splitlines():
+        if line.startswith("Mode:"):
+            return line.split(":", 1)[1].strip()
+    return None
 
 
 # --- Apache ZooKeeper installation --------------------------------------------------------
@@ -290,15 +321,16 @@ class ZkpyServer(BenchServer):
 class ApacheServer(BenchServer):
     kind = "apache"
     name = "ZooKeeper"
+    jvm_opts = APACHE_JVM_OPTS
 
     def command(self):
         cp = ":".join(str(JAVA_DIR / j) for j in APACHE_JARS)
-        return (["java"] + list(APACHE_JVM_OPTS)
+        return (["java"] + list(self.jvm_opts)
                 + ["-cp", cp, "org.apache.zookeeper.server.quorum.QuorumPeerMain",
                    str(self.cfg_path)])
 
     def command_summary(self):
-        return (["java"] + list(APACHE_JVM_OPTS)
+        return (["java"] + list(self.jvm_opts)
                 + ["-cp", "<%d Debian jars>" % len(APACHE_JARS),
                    "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(self.cfg_path)])
 
@@ -346,6 +378,93 @@ class NullServer(BenchServer):
 _CLASSES = {"zkpy": ZkpyServer, "apache": ApacheServer, "null": NullServer}
 
 
+class EnsembleMember:
+    """What an ensemble member adds to a BenchServer: its myid, quorum and election ports, the
+    server.N lines of the whole ensemble, dataDir/myid. Its start() returns once the client
+    port answers (a member alone has no quorum); Cluster.start() waits for the ensemble."""
+
+    def _init_member(self, sid, peer_port, election_port, init_limit=10, sync_limit=5):
+        self.sid = sid
+        self.peer_port = peer_port
+        self.election_port = election_port
+        self.init_limit = init_limit
+        self.sync_limit = sync_limit
+        self.ensemble = []          # [(myid, quorum port, election port)], set by the builder
+
+    def config(self):
+        cfg = ensemble_config(self.data_dir, self.port, self.ensemble, self.tick_ms,
+                              self.init_limit, self.sync_limit)
+        cfg.update(self.extra_cfg)
+        return cfg
+
+    def start(self, timeout=START_TIMEOUT):
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "myid").write_text("%d\n" % self.sid)
+        return BenchServer.start(self, timeout)
+
+    def _wait_serving(self, timeout):
+        # Only that the process is up and its client port answers srvr (with anything).
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                code = self.proc.returncode
+                self.stop()
+                raise ServerError("%s member %d exited with %s during start; log %s:\n%s"
+                                  % (self.kind, self.sid, code, self.log_path, self.log_tail()))
+            try:
+                four_letter(self.port, "srvr", timeout=2.0)
+                return
+            except OSError as e:
+                last = repr(e)
+            time.sleep(0.1)
+        self.stop()
+        raise ServerError("%s member %d on 127.0.0.1:%d not answering after %.0f s (%s); "
+                          "log %s:\n%s" % (self.kind, self.sid, self.port, timeout, last,
+                                            self.log_path, self.log_tail()))
+
+    def srvr(self, timeout=2.0):
+        try:
+            return four_letter(self.port, "srvr", timeout=timeout)
+        except OSError:
+            return None
+
+    def mode(self, timeout=2.0):
+        """"leader", "follower", ... or None (not running, not answering, not serving)."""
+        if not self.running():
+            return None
+        return srvr_mode(self.srvr(timeout))
+
+    def kill(self):
+        """kill -9 of the member's process group (zkpy: the core and its workers); waits
+        for the process. Returns the monotonic time just before the signal."""
+        if self.proc is None:
+            return None
+        t = time.monotonic()
+        self._signal(signal.SIGKILL)
+        try:
+            self.proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pass
+        return t
+
+    def describe(self):
+        return "member %d: %s" % (self.sid, BenchServer.describe(self))
+
+
+class ZkpyMember(EnsembleMember, ZkpyServer):
+    pass
+
+
+class ApacheMember(EnsembleMember, ApacheServer):
+    jvm_opts = APACHE_ENSEMBLE_JVM_OPTS
+
+
+_MEMBER_CLASSES = {"zkpy": ZkpyMember, "apache": ApacheMember}
+# zkpy's own key for its members: one worker process each (3 servers share the machine).
+ZKPY_MEMBER_CFG = {"workers": "1"}
+
+
 class Cluster:
     """The servers of one side of the comparison; the load is spread over all of them."""
 
@@ -366,14 +485,65 @@ class Cluster:
     def version(self):
         return self.members[0].version
 
-    def start(self):
+    @property
+    def is_ensemble(self):
+        return len(self.members) > 1 and all(isinstance(m, EnsembleMember)
+                                             for m in self.members)
+
+    def start(self, timeout=START_TIMEOUT):
         try:
             for m in self.members:
                 m.start()
+            if self.is_ensemble:
+                self.wait_formed(timeout)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def modes(self, members=None):
+        return {m.sid: m.mode() for m in (members or self.members)}
+
+    def wait_formed(self, timeout=START_TIMEOUT, members=None):
+        """Wait until exactly one of `members` (default all) says Mode: leader and the others
+        Mode: follower; returns the leader. ServerError on a member that exits or runs
+        standalone, or after `timeout` s."""
+        members = list(members or self.members)
+        deadline = time.monotonic() + timeout
+        while True:
+            modes = self.modes(members)
+            leaders = [m for m in members if modes[m.sid] == "leader"]
+            if len(leaders) == 1 and all(modes[m.sid] == "follower"
+                                         for m in members if m is not leaders[0]):
+                for line in (leaders[0].srvr() or "").splitlines():
+                    if line.lower().startswith("zookeeper version:"):
+                        for m in self.members:
+                            m.version = line.split(":", 1)[1].strip()
+                if self.kind == "zkpy":
+                    import zkpy
+                    for m in self.members:
+                        m.version = getattr(zkpy, "__version__", None) or m.version
+                return leaders[0]
+            bad = [m for m in members if modes[m.sid] == "standalone"]
+            if bad:
+                raise ServerError("%s member %d runs standalone: it ignored its server.N "
+                                  "lines; log %s:\n%s" % (self.kind, bad[0].sid,
+                                                          bad[0].log_path, bad[0].log_tail()))
+            dead = [m for m in members if not m.running()]
+            if dead:
+                raise ServerError("%s member %d is not running; log %s:\n%s" % (
+                    self.kind, dead[0].sid, dead[0].log_path, dead[0].log_tail()))
+            if time.monotonic() >= deadline:
+                raise ServerError("%s ensemble not formed after %.0f s: modes %s\n%s"
+                                  % (self.kind, timeout, modes, self.log_tails()))
+            time.sleep(0.1)
+
+    def leader(self):
+        """The member whose srvr says Mode: leader, or None."""
+        for m in self.members:
+            if isinstance(m, EnsembleMember) and m.mode() == "leader":
+                return m
+        return None
 
     def stop(self):
         for m in self.members:
@@ -394,8 +564,40 @@ def _standalone(kind, base_dir, label, tick_ms, **kw):
     return [_CLASSES[kind](Path(base_dir) / label, tick_ms=tick_ms, **kw)]
 
 
+def _free_ports(n):
+    """n distinct free ports (free_port() can hand out the same port twice in a row)."""
+    ports = []
+    while len(ports) < n:
+        p = free_port()
+        if p not in ports:
+            ports.append(p)
+    return ports
+
+
+def _ensemble3(kind, base_dir, label, tick_ms, init_limit=10, sync_limit=5, ports=None,
+               **kw):
+    if kind not in _MEMBER_CLASSES:
+        raise ValueError("topology ensemble3 needs a real server kind (zkpy or apache), "
+                         "not %r" % kind)
+    ports = list(ports or _free_ports(3 * ENSEMBLE_SIZE))
+    extra = dict(ZKPY_MEMBER_CFG) if kind == "zkpy" else {}
+    extra.update(kw.pop("extra_cfg", None) or {})
+    members = []
+    for i in range(ENSEMBLE_SIZE):
+        sid = i + 1
+        client, peer, election = ports[3 * i:3 * i + 3]
+        m = _MEMBER_CLASSES[kind](Path(base_dir) / label / ("zk%d" % sid), port=client,
+                                  tick_ms=tick_ms, extra_cfg=extra, **kw)
+        m._init_member(sid, peer, election, init_limit, sync_limit)
+        members.append(m)
+    lines = [(m.sid, m.peer_port, m.election_port) for m in members]
+    for m in members:
+        m.ensemble = lines
+    return members
+
+
 # topology -> builder(kind, base_dir, label, tick_ms, **kw) -> [BenchServer]
-_BUILDERS = {"standalone": _standalone}
+_BUILDERS = {"standalone": _standalone, "ensemble3": _ensemble3}
 
 
 def make_cluster(kind, topology="standalone", base_dir="/tmp", label=None, tick_ms=2000,
