@@ -31,7 +31,7 @@ def _modules():
     files = sorted((ROOT / "tree").glob("*.py")) + sorted((ROOT / "proto").glob("*.py"))
     files.append(ROOT / "config.py")
     # zkpy/quorum is listed file by file: peer.py is its I/O shell.
-    files += [ROOT / "quorum" / n for n in ("election.py", "zab.py", "messages.py")]
+    files += [ROOT / "quorum" / n for n in ("election.py", "zab.py", "messages.py", "reconfig.py")]
     return files
 
 

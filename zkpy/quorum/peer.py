@@ -26,8 +26,10 @@ import logging
 import time
 
 from zkpy.quorum import election as fle
+from zkpy import errors
+from zkpy.errors import ZkError
 from zkpy.quorum import messages as m
-from zkpy.quorum import zab
+from zkpy.quorum import reconfig, zab
 from zkpy.storage import epochs
 from zkpy.storage.txnlog import list_log_files
 from zkpy.tree import txns
@@ -84,8 +86,11 @@ class QuorumPeer(object):
         self.config = config
         self.myid = config.myid
         self.servers = dict(config.servers)
-        self.voters = set(config.voting_members())
-        self.observer = config.servers[self.myid].role == "observer"
+        self.config_version = config.config_version
+        if config.reconfig_enabled:
+            self._adopt_stored_membership()
+        self.voters = reconfig.voters_of(self.servers)
+        self.observer = self.myid not in self.voters
         self.tick_ms = config.tick_time_ms
         self.init_s = config.init_limit * self.tick_ms / 1000.0
         self.sync_s = config.sync_limit * self.tick_ms / 1000.0
@@ -105,6 +110,58 @@ class QuorumPeer(object):
         core.quorum = self
         core.serving = False
         core.mode = "looking"
+
+    def _adopt_stored_membership(self):
+        """A reconfig committed here before a restart is in LMDB's /zookeeper/config even if
+        its zoo.cfg.dynamic file was not written: the newer of the two wins."""
+        node = self.core.view.get(reconfig.CONFIG_NODE)
+        if node is None or not node.data:
+            return
+        try:
+            version, servers = reconfig.parse_config_text(node.data.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            log.warning("ignoring an unreadable %s: %s", reconfig.CONFIG_NODE, e)
+            return
+        if version > self.config_version:
+            log.info("membership version 0x%x from %s (the config files hold 0x%x)", version,
+                     reconfig.CONFIG_NODE, self.config_version)
+            self.servers = servers
+            self.config_version = version
+
+    def membership_text(self):
+        return reconfig.config_text(self.servers, self.config_version)
+
+    def config_applied(self, zxid, data):
+        """A setData of /zookeeper/config (reconfig) was applied here: switch membership."""
+        if not self.config.reconfig_enabled:
+            return   # only reconfig writes it, and only with reconfigEnabled
+        try:
+            version, servers = reconfig.parse_config_text(data.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            log.error("%s set to something that is not a membership (%s); membership kept",
+                      reconfig.CONFIG_NODE, e)
+            return
+        changed = not reconfig.same_membership(servers, self.servers)
+        self.servers = servers
+        self.config_version = version
+        self.voters = reconfig.voters_of(servers)
+        self.observer = self.myid not in self.voters
+        log.info("membership version 0x%x: voters %s, observers %s%s", version,
+                 sorted(self.voters), sorted(set(servers) - self.voters),
+                 "" if self.myid in servers else "; this server is no longer a member")
+        if self.config.reconfig_enabled:
+            try:
+                write_dynamic_config(self.config.path, data.decode("utf-8"), version)
+            except OSError as e:
+                log.error("writing the dynamic config file next to %s: %s", self.config.path, e)
+        if isinstance(self.role, Leader):
+            self.role.config_applied(zxid, changed)
+
+    def prep_reconfig(self, req):
+        """The leader: the /zookeeper/config text a ReconfigRequest asks for (ZkError if not)."""
+        if not self.can_propose():
+            raise ZkError(errors.CONNECTIONLOSS, "not leading")
+        return self.role.prep_reconfig(req)
 
     # ------------------------------------------------------------------ the core's interface
 
@@ -195,6 +252,11 @@ class QuorumPeer(object):
     def _serve(self, mode):
         """The role is ready: serve clients (closing any read-only session first)."""
         core = self.core
+        if not self.config.reconfig_enabled:
+            # As ZooKeeper without reconfig: /zookeeper/config shows this server's own view of
+            # the membership (each server may reach the others by other addresses), set
+            # locally, never replicated.
+            core.set_config_node(self.membership_text().encode("utf-8"), self.config_version)
         if core.read_only:
             log.info("leaving read-only mode: closing the read-only sessions")
             core.read_only = False
@@ -232,7 +294,7 @@ class QuorumPeer(object):
         self.core.mode = "looking"
         el = fle.Election(self.myid, self.voters, self.last_logged_zxid(), self.current_epoch,
                           observer=self.observer, election_epoch=self.election_epoch,
-                          observers=set(self.servers) - self.voters)
+                          observers=(set(self.servers) | {self.myid}) - self.voters)
         self.election = el
         log.info("LOOKING: my vote (epoch 0x%x, zxid 0x%x, id %d)", self.current_epoch,
                  self.last_logged_zxid(), self.myid)
@@ -301,6 +363,8 @@ class QuorumPeer(object):
                 self._notification(note)
         except (asyncio.IncompleteReadError, ConnectionError, ValueError, OSError):
             pass
+        except asyncio.CancelledError:   # the server is stopping
+            pass
         finally:
             writer.close()
 
@@ -320,6 +384,13 @@ class QuorumPeer(object):
 
     async def _learner_conn(self, reader, writer):
         conn = _Conn(reader, writer)
+        # A follower may decide on us a moment before our own election loop does: wait a
+        # little for the Leader role rather than turn it away (and restart its election).
+        deadline = time.monotonic() + 2.0
+        while not isinstance(self.role, Leader) and time.monotonic() < deadline:
+            if self.state != fle.LOOKING and self.role is not None:
+                break
+            await asyncio.sleep(0.02)
         role = self.role
         if not isinstance(role, Leader):
             conn.close()
@@ -374,6 +445,8 @@ class Leader(object):
         self.history = collections.deque()
         self.history_start = 0
         self.syncs = collections.deque()   # (target zxid, learner, req_id)
+        self.reconfig_next = None    # voters of a reconfig being prepped (its txn comes next)
+        self.reconfig = None         # (zxid, new voters) of a reconfig not yet applied
         self._changed = asyncio.Event()
         self._closed = False
 
@@ -394,25 +467,24 @@ class Leader(object):
             except asyncio.TimeoutError:
                 pass
 
-    def _voters_in(self, sids):
-        return zab.is_quorum(set(sids) | {self.peer.myid}, self.peer.voters)
+    def _voters_in(self, sids, voters=None):
+        return zab.is_quorum(set(sids) | {self.peer.myid}, voters or self.peer.voters)
 
     async def run(self):
         peer, core = self.peer, self.core
         core.mode = "leading"
         log.info("LEADING: waiting for a quorum of followers")
         # Discovery: a quorum tells us its acceptedEpoch; the new epoch is above all of them.
-        await self._until(lambda: self._voters_in(
-            s for s, ln in self.learners.items() if not ln.observer), peer.init_s,
-            "a quorum of followers to connect")
+        await self._until(lambda: self._voters_in(self.learners), peer.init_s,
+                          "a quorum of followers to connect")
         epoch = max([peer.accepted_epoch] + [ln.accepted_epoch for ln in self.learners.values()
-                                              if not ln.observer]) + 1
+                                              if ln.sid in peer.voters]) + 1
         peer.set_accepted_epoch(epoch)
         self.epoch = epoch
         self._poke()
         await self._until(lambda: self._voters_in(
-            s for s, ln in self.learners.items() if ln.ack_epoch is not None
-            and not ln.observer), peer.init_s, "a quorum of epoch acks")
+            s for s, ln in self.learners.items() if ln.ack_epoch is not None), peer.init_s,
+            "a quorum of epoch acks")
         mine = (peer.current_epoch, peer.last_logged_zxid())
         for ln in self.learners.values():
             if ln.ack_epoch is not None and ln.ack_epoch > mine:
@@ -427,7 +499,7 @@ class Leader(object):
         peer.set_current_epoch(epoch)
         self._poke()   # learners waiting on the history can sync now
         await self._until(lambda: self._voters_in(
-            s for s, ln in self.learners.items() if ln.acked_newleader and not ln.observer),
+            s for s, ln in self.learners.items() if ln.acked_newleader),
             peer.init_s, "a quorum to acknowledge NEWLEADER")
         core.commit(peer.last_logged_zxid())
         core.next_zxid = zab.make_zxid(epoch, 1)
@@ -437,6 +509,8 @@ class Leader(object):
             core.sessions.touch(sid, t)
         self.established = True
         peer._serve("leader")
+        if peer.config.reconfig_enabled:
+            self._propose_membership()
         log.info("LEADING epoch 0x%x with %s; committed up to 0x%x", epoch,
                  sorted(s for s, ln in self.learners.items() if ln.acked_newleader),
                  core.commit_zxid)
@@ -448,8 +522,7 @@ class Leader(object):
                 raise StepDown("closed")
             now = time.monotonic()
             alive = [s for s, ln in self.learners.items()
-                     if ln.acked_newleader and not ln.observer
-                     and now - ln.last_heard <= peer.sync_s]
+                     if ln.acked_newleader and now - ln.last_heard <= peer.sync_s]
             if not self._voters_in(alive):
                 raise StepDown("only %s of the voters %s are in sync with me"
                                % (sorted(alive + [peer.myid]), sorted(peer.voters)))
@@ -480,6 +553,9 @@ class Leader(object):
     # -- the core's interface
 
     def proposed(self, zxid, payload, origin, req_id):
+        if self.reconfig_next is not None:
+            self.reconfig = (zxid, self.reconfig_next)
+            self.reconfig_next = None
         self.history.append((zxid, payload))
         frame = m.proposal(zxid, origin, req_id, payload)
         for ln in self.learners.values():
@@ -498,6 +574,10 @@ class Leader(object):
         if not self.established:
             return
         point = zab.commit_point(self.acks, self.peer.voters)
+        if self.reconfig is not None and point >= self.reconfig[0]:
+            # A membership change commits on a quorum of the old voters and of the new ones.
+            if zab.commit_point(self.acks, self.reconfig[1]) < self.reconfig[0]:
+                point = self.reconfig[0] - 1
         core = self.core
         if point <= core.commit_zxid:
             return
@@ -510,6 +590,44 @@ class Leader(object):
             target, ln, req_id = self.syncs.popleft()
             ln.send(m.sync_done(req_id, target))
 
+    def prep_reconfig(self, req):
+        peer = self.peer
+        if self.reconfig is not None or self.reconfig_next is not None:
+            raise ZkError(errors.RECONFIGINPROGRESS)
+        new = reconfig.plan(peer.servers, peer.config_version, req.joiningServers,
+                            req.leavingServers, req.newMembers, req.curConfigId)
+        voters = reconfig.voters_of(new)
+        synced = [s for s, ln in self.learners.items() if ln.acked_newleader]
+        if not self._voters_in(synced, voters):
+            raise ZkError(errors.NEWCONFIGNOQUORUM, "no quorum of the new voters %s is in sync"
+                          % sorted(voters))
+        self.reconfig_next = voters
+        # The version is the zxid of this txn: the one the core assigns next.
+        return reconfig.config_text(new, self.core.next_zxid)
+
+    def config_applied(self, zxid, changed):
+        if self.reconfig is not None and self.reconfig[0] <= zxid:
+            self.reconfig = None
+        if self.peer.myid not in self.peer.voters:
+            log.info("this leader is not a voter of the new membership: stepping down")
+            self.close()
+
+    def _propose_membership(self):
+        """The first leader of an ensemble writes the membership into /zookeeper/config."""
+        node = self.core.view.get(reconfig.CONFIG_NODE)
+        try:
+            _, stored = reconfig.parse_config_text(node.data.decode("utf-8"))
+            if reconfig.same_membership(stored, self.peer.servers):
+                return
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            pass
+        core = self.core
+        self.reconfig_next = set(self.peer.voters)
+        text = reconfig.config_text(self.peer.servers, core.next_zxid)
+        core.submit(txns.Txn(txns.SET_DATA, 0, 0, int(time.time() * 1000),
+                             path=reconfig.CONFIG_NODE, data=text.encode("utf-8"), version=-1),
+                    None)
+
     # -- one learner
 
     async def handle_learner(self, conn):
@@ -520,8 +638,10 @@ class Leader(object):
             if mtype != m.FOLLOWERINFO:
                 raise StepDown("expected FOLLOWERINFO, got %s" % m.NAMES.get(mtype))
             ln.sid, ln.accepted_epoch, ln.last_zxid, ln.applied_zxid, ln.observer = f
-            if ln.sid not in peer.servers or ln.sid == peer.myid:
-                raise StepDown("learner id %d is not in the server list" % ln.sid)
+            if ln.sid == peer.myid or ln.sid <= 0:
+                raise StepDown("learner id %d is mine or invalid" % ln.sid)
+            if ln.sid not in peer.servers:
+                log.info("learner %d is not in the membership: a non-voting follower", ln.sid)
             old = self.learners.get(ln.sid)
             if old is not None:
                 old.conn.close()
@@ -544,8 +664,7 @@ class Leader(object):
                 raise StepDown("expected the NEWLEADER ACK, got %s" % m.NAMES.get(mtype))
             ln.acked_newleader = True
             ln.last_heard = time.monotonic()
-            if not ln.observer:
-                self.acks[ln.sid] = f[0]
+            self.acks[ln.sid] = f[0]
             self._poke()
             await self._until(lambda: self.established, peer.init_s, "a quorum")
             ln.send(m.one(m.UPTODATE, core.commit_zxid))
@@ -555,9 +674,8 @@ class Leader(object):
                 mtype, f = await conn.recv(peer.sync_s)
                 ln.last_heard = time.monotonic()
                 if mtype == m.ACK:
-                    if not ln.observer:
-                        self.acks[ln.sid] = f[0]
-                        self._try_commit()
+                    self.acks[ln.sid] = f[0]
+                    self._try_commit()
                 elif mtype == m.PING:
                     t = int(time.time() * 1000)
                     for sid in f[0]:
@@ -670,10 +788,21 @@ class Follower(object):
     async def run(self):
         peer, core = self.peer, self.core
         core.mode = "following"
-        self.conn = conn = await self._connect()
-        conn.send(m.follower_info(peer.myid, peer.accepted_epoch, peer.last_logged_zxid(),
-                                  core.last_zxid, peer.observer))
-        mtype, f = await conn.recv(peer.init_s)
+        deadline = time.monotonic() + max(peer.init_s, 1.0)
+        while True:
+            # The leader turns learners away until its own election is done: retry until
+            # initLimit (ZooKeeper's Learner.connectToLeader retries the same way).
+            self.conn = conn = await self._connect()
+            conn.send(m.follower_info(peer.myid, peer.accepted_epoch, peer.last_logged_zxid(),
+                                      core.last_zxid, peer.observer))
+            try:
+                mtype, f = await conn.recv(peer.init_s)
+                break
+            except (StepDown, OSError) as e:
+                conn.close()
+                if time.monotonic() > deadline:
+                    raise StepDown("leader %d turned me away: %s" % (self.leader_id, e))
+                await asyncio.sleep(0.2)
         if mtype != m.LEADERINFO:
             raise StepDown("expected LEADERINFO, got %s" % m.NAMES.get(mtype))
         epoch = f[0]
@@ -711,7 +840,8 @@ class Follower(object):
                 break
             self._dispatch(mtype, f)
         core.commit(f[0])
-        peer._serve("observer" if peer.observer else "follower")
+        spec = peer.servers.get(peer.myid)
+        peer._serve("observer" if spec is not None and spec.role == "observer" else "follower")
         log.info("FOLLOWING leader %d in epoch 0x%x; applied up to 0x%x", self.leader_id,
                  epoch, core.last_zxid)
         while True:
@@ -786,3 +916,39 @@ class Follower(object):
         self._closed = True
         if self.conn is not None:
             self.conn.close()
+
+
+def write_dynamic_config(cfg_path, text, version):
+    """As ZooKeeper does with reconfigEnabled: the membership goes to zoo.cfg.dynamic.<version>
+    beside zoo.cfg (written to a temp file, fsynced, renamed), and zoo.cfg's server.N lines give
+    way to dynamicConfigFile=<that file> (the old zoo.cfg kept as zoo.cfg.bak)."""
+    import os
+    directory = os.path.dirname(os.path.abspath(cfg_path))
+    dyn = os.path.join(directory, "%s.dynamic.%x" % (os.path.basename(cfg_path), version))
+    # The version is in the file name only (load_config refuses a version line inside).
+    body = "\n".join(ln for ln in text.split("\n") if not ln.startswith("version="))
+    _write_atomic(dyn, body + "\n")
+    with open(cfg_path, encoding="latin-1") as f:
+        lines = f.read().splitlines()
+    kept = [ln for ln in lines if not ln.strip().startswith(("server.", "dynamicConfigFile"))]
+    kept.append("dynamicConfigFile=%s" % dyn)
+    new = "\n".join(kept) + "\n"
+    if new != "\n".join(lines) + "\n":
+        if not os.path.exists(cfg_path + ".bak"):
+            _write_atomic(cfg_path + ".bak", "\n".join(lines) + "\n")
+        _write_atomic(cfg_path, new)
+
+
+def _write_atomic(path, text):
+    import os
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="latin-1") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -30,7 +30,8 @@ _decode_header = codec.decode_request_header
 
 _WRITE_OPS = frozenset([consts.OP_CREATE, consts.OP_CREATE2, consts.OP_DELETE,
                         consts.OP_SET_DATA, consts.OP_SET_ACL, consts.OP_MULTI,
-                        consts.OP_CREATE_CONTAINER, consts.OP_CREATE_TTL])
+                        consts.OP_CREATE_CONTAINER, consts.OP_CREATE_TTL,
+                        consts.OP_RECONFIG])
 _READ_REQUESTS = {
     consts.OP_GET_DATA: r.GetDataRequest,
     consts.OP_EXISTS: r.ExistsRequest,
@@ -49,6 +50,7 @@ _WRITE_REQUESTS = {
     consts.OP_CREATE_CONTAINER: r.CreateRequest,
     consts.OP_CREATE_TTL: r.CreateTTLRequest,
     consts.OP_SYNC: r.SyncRequest,
+    consts.OP_RECONFIG: r.ReconfigRequest,
 }
 
 _WATCH_REQUESTS = {

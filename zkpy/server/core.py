@@ -37,6 +37,7 @@ from zkpy.server.sessions import SessionTable, session_password
 from zkpy.storage.groupcommit import GroupCommitter
 from zkpy.storage.lmdb_tree import LmdbTree
 from zkpy.storage.txnlog import TxnLog
+from zkpy.tree import acl as acls
 from zkpy.tree import datatree, txns
 from zkpy.tree.overlay import PendingOverlay
 
@@ -48,6 +49,7 @@ _WRITE_REQUESTS = {
     consts.OP_CREATE2: r.CreateRequest,
     consts.OP_DELETE: r.DeleteRequest,
     consts.OP_SET_DATA: r.SetDataRequest,
+    consts.OP_RECONFIG: r.ReconfigRequest,
 }
 
 log = logging.getLogger("zkpy.server")
@@ -55,6 +57,7 @@ log = logging.getLogger("zkpy.server")
 _encode_reply = codec.encode_reply_frame
 _ZERO_PASSWD = b"\0" * 16
 _I32 = struct.Struct(">i")
+CONFIG_NODE = "/zookeeper/config"
 ALL_CONNECTIONS = 0xFFFFFFFF   # close_conn(ALL_CONNECTIONS): every connection of the origin
 
 
@@ -399,6 +402,8 @@ class Core(object):
                 acl = [(a.perms, a.id.scheme, a.id.id) for a in (req.acl or ())]
                 return datatree.prep_set_acl(view, session_id, xid, t, req.path, acl,
                                              req.version, auth=auth)
+            if op == consts.OP_RECONFIG:
+                return self._prep_reconfig(view, session_id, xid, t, req, auth)
             if op == consts.OP_MULTI:
                 return datatree.prep_multi(view, session_id, xid, t,
                                            [self._multi_op(o, rec) for o, rec in req],
@@ -406,6 +411,19 @@ class Core(object):
             raise AssertionError("not a write op: %d" % op)
         except ZkError as e:
             return txns.Txn(txns.ERROR, session_id, xid, t, err=e.code)
+
+    def _prep_reconfig(self, view, session_id, xid, t, req, auth):
+        """reconfig: a setData of /zookeeper/config (version -1) holding the new membership,
+        as ZooKeeper logs it; the ensemble switches to it when the txn is applied."""
+        if not self.config.reconfig_enabled:
+            raise ZkError(errors.RECONFIGDISABLED, "reconfig is disabled (reconfigEnabled)")
+        if self.quorum is None:
+            raise ZkError(errors.UNIMPLEMENTED, "reconfig of a standalone server")
+        node = view.get(CONFIG_NODE)
+        acls.check(node.acl, acls.WRITE, auth[0], auth[1], CONFIG_NODE)
+        text = self.quorum.prep_reconfig(req)
+        return txns.Txn(txns.SET_DATA, session_id, xid, t, path=CONFIG_NODE,
+                        data=text.encode("utf-8"), version=-1)
 
     def _multi_op(self, op, rec):
         """(op, prep function, args) for one op of a multi."""
@@ -476,6 +494,10 @@ class Core(object):
             for event_type, path, acl in triggers:
                 events.append((zxid, event_type, path, acl))
             self._finish(zxid, txn, token, node, replies, after)
+            if (self.quorum is not None and txn.type == txns.SET_DATA
+                    and txn.path == CONFIG_NODE):
+                after.append(lambda zxid=zxid, data=txn.data:
+                             self.quorum.config_applied(zxid, data))
         while self._syncs and self._syncs[0][0] <= last:
             _, origin, conn_id, entry_id, data = self._syncs.pop(0)
             replies.setdefault(origin, []).append((conn_id, entry_id, False, data))
@@ -496,7 +518,9 @@ class Core(object):
     def _finish(self, zxid, txn, token, node, replies, after):
         t = txn.type
         if t == txns.CREATE_SESSION:
-            session = self.sessions.add(txn.session_id, txn.timeout_ms, now_ms())
+            session = self.sessions.get(txn.session_id)   # a leader tracks it from prep on
+            if session is None:
+                session = self.sessions.add(txn.session_id, txn.timeout_ms, now_ms())
             if token is None:   # asked through another server of the ensemble
                 return
             origin, conn_id, read_only = token
@@ -528,7 +552,10 @@ class Core(object):
             else:
                 data = _encode_reply(xid, zxid, 0, r.CreateResponse(txn.path))
         elif t == txns.SET_DATA:
-            data = _encode_reply(xid, zxid, 0, r.SetDataResponse(_stat(node)))
+            if req[0] == consts.OP_RECONFIG:
+                data = _encode_reply(xid, zxid, 0, r.GetDataResponse(node.data, _stat(node)))
+            else:
+                data = _encode_reply(xid, zxid, 0, r.SetDataResponse(_stat(node)))
         elif t == txns.SET_ACL:
             data = _encode_reply(xid, zxid, 0, r.SetACLResponse(_stat(node)))
         elif t == txns.MULTI:
@@ -647,6 +674,10 @@ class Core(object):
             timeout = _I32.unpack(body)[0]
             txn = txns.Txn(txns.CREATE_SESSION, session_id, 0, now_ms(), timeout_ms=timeout)
             self.submit(txn, None, origin, req_id)
+            # Tracked from now on, as ZooKeeper's leader does in prep: a quorum may commit the
+            # session (and the client use it through another server) before it is applied here.
+            if self.sessions.get(session_id) is None:
+                self.sessions.add(session_id, timeout, now_ms())
         elif op == consts.OP_CLOSE_SESSION:
             self.close_session(session_id, None, xid, origin, req_id)
         else:
@@ -666,6 +697,27 @@ class Core(object):
             origin.committed(self.last_zxid)
         else:
             self._syncs.append((target, origin, conn_id, entry_id, data))
+
+    def set_config_node(self, data, version):
+        """/zookeeper/config := data, in LMDB only (not a txn): an ensemble member's own view
+        of the membership when reconfig is disabled (ZKDatabase.initConfigInZKDatabase)."""
+        node = self.view.get(CONFIG_NODE)
+        if node is None or (node.data == data and node.mzxid == version):
+            return
+        node = node.copy()
+        node.data = data
+        node.mzxid = version
+        node.version = -1
+        node.mtime = int(time.time() * 1000)
+        wv = self.tree.write()
+        try:
+            wv.put(CONFIG_NODE, node)
+            wv.set_last_zxid(self.last_zxid)
+        except BaseException:
+            wv.abort()
+            raise
+        wv.commit()
+        self._renew_read()
 
     def close_all_clients(self):
         """Drop every client connection (this server stopped serving: no quorum)."""

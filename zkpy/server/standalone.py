@@ -75,7 +75,8 @@ class InProcess(object):
             cfg.client_port, reuse_address=True, backlog=backlog)
 
     async def stop(self):
-        self.server.close()
+        if self.server is not None:
+            self.server.close()
         for conn in list(self.fe.connections):
             conn.close()
 
@@ -97,9 +98,18 @@ async def serve(config, ready=None):
         front = Supervisor(core, config)
     else:
         front = InProcess(core, config)
-    await front.start()
-    if peer is not None:
-        await peer.start()
+    try:
+        await front.start()
+        if peer is not None:
+            await peer.start()
+    except OSError as e:
+        log.error("cannot listen (client port %d%s): %s", config.client_port,
+                  "; quorum/election ports of server.%d" % config.myid if peer else "", e)
+        if peer is not None:
+            await peer.stop()
+        await front.stop()
+        await core.stop()
+        return 1
     admin = None
     if config.admin_enable_server:
         from zkpy.admin import http
