@@ -58,6 +58,7 @@ class _Conn(object):
         self.decoder = m.Decoder()
         self.frames = collections.deque()
         self.closed = False
+        self._out = []
 
     async def recv(self, timeout_s):
         while not self.frames:
@@ -68,11 +69,21 @@ class _Conn(object):
         return m.decode(self.frames.popleft())
 
     def send(self, data):
-        if not self.closed:
-            self.writer.write(data)
+        """Queue a frame; everything queued in one pass of the loop goes out in one write."""
+        if self.closed:
+            return
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._out.append(data)
+
+    def _flush(self):
+        if self._out and not self.closed:
+            self.writer.write(b"".join(self._out))
+        self._out = []
 
     def close(self):
         if not self.closed:
+            self._flush()
             self.closed = True
             try:
                 self.writer.close()
@@ -731,6 +742,7 @@ class Leader(object):
                 rtxn.abort()
             for chunk in chunks:
                 ln.conn.send(m.snap_data(chunk))
+                ln.conn._flush()
                 await ln.conn.writer.drain()
             ln.conn.send(m.snap_end())
             for zx, p in after:
