@@ -53,7 +53,8 @@ class Proxy:
 
     `cut()` closes every forwarded connection and refuses new ones (accepted and closed at once,
     so the dialer sees the link drop as it would on a crash of the far side); `heal()` forwards
-    again. `close()` stops the proxy for good.
+    again. `close()` stops the proxy for good. `stall()` keeps the connections open but holds
+    whatever arrives (a link that went silent); `unstall()` delivers it, `cut()` drops it.
     """
 
     def __init__(self, listen_port, target_port, name=None):
@@ -66,6 +67,8 @@ class Proxy:
         self._conns = set()           # (client socket, upstream socket)
         self._listener = None
         self.accepted = 0
+        self._flowing = threading.Event()     # cleared while stalled
+        self._flowing.set()
         # Hold the port from the start (free_port() picked it), even before the target listens.
         self._open_listener()
         _WATCHER.add(self)
@@ -85,9 +88,17 @@ class Proxy:
             self._conns.clear()
         for pair in conns:
             _close_pair(pair)
+        self._flowing.set()      # a held chunk goes to a closed socket: dropped
 
     def heal(self):
         self._cut = False
+        self._flowing.set()
+
+    def stall(self):
+        self._flowing.clear()
+
+    def unstall(self):
+        self._flowing.set()
 
     def close(self):
         _WATCHER.discard(self)
@@ -160,6 +171,9 @@ class Proxy:
             while True:
                 data = src.recv(65536)
                 if not data:
+                    break
+                self._flowing.wait()
+                if self._cut:
                     break
                 dst.sendall(data)
         except OSError:

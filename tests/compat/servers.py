@@ -317,6 +317,10 @@ class ZkpyServer(_Server):
         return env
 
 
+# zoo.cfg keys that Apache ZooKeeper reads only as JVM system properties (-Dkey=value).
+JAVA_ONLY_PROPERTIES = ("readonlymode.enabled",)
+
+
 class ApacheZkServer(_Server):
     kind = "apache"
 
@@ -334,9 +338,10 @@ class ApacheZkServer(_Server):
             "-Dorg.slf4j.simpleLogger.showDateTime=true",
         ] + [
             # ZooKeeper reads these only as system properties without the "zookeeper." prefix
-            # that zoo.cfg keys get (ContainerManager); zkpy reads them from zoo.cfg.
+            # that zoo.cfg keys get (ContainerManager, QuorumPeer's readonlymode.enabled); zkpy
+            # reads them from zoo.cfg.
             "-D%s=%s" % (k, v) for k, v in self.extra_cfg.items()
-            if k.startswith("znode.container.") and v is not None
+            if (k.startswith("znode.container.") or k in JAVA_ONLY_PROPERTIES) and v is not None
         ] + [
             "-cp",
             cp,
