@@ -59,21 +59,21 @@ async def command(core, report_fn, name, peer):
     elif canonical == "environment":
         body.update(_kv(fourletter.envi(rep)))
     elif canonical == "is_read_only":
-        body["read_only"] = False
+        body["read_only"] = bool(core.read_only)
     elif canonical == "monitor":
         body.update({k[3:]: v for k, v in _kv(fourletter.mntr(rep), "\t").items()})
     elif canonical in ("server_stats", "stats"):
         lo, avg, hi = rep.latency
         body.update({
             "version": ZK_VERSION_STRING,
-            "read_only": False,
+            "read_only": bool(core.read_only),
             "server_stats": {
                 "packets_sent": rep.packets_sent,
                 "packets_received": rep.packets_received,
                 "max_latency": hi, "min_latency": lo, "avg_latency": avg,
                 "num_alive_client_connections": len(rep.connections),
                 "outstanding_requests": core.committer.pending,
-                "server_state": "standalone",
+                "server_state": core.mode,
                 "last_processed_zxid": core.last_zxid,
                 "data_dir_size": fourletter._dir_size(core.config.data_dir),
                 "log_dir_size": fourletter._dir_size(core.config.data_log_dir),
