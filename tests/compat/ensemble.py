@@ -21,6 +21,8 @@ dialed by the learner through its proxy, and it decides who serves.
     ens.leader(), ens.followers(), ens.member(1)  # members are numbered from 1 (their myid)
     m.kill() / m.stop() / m.start() / m.pause() / m.resume() / m.mode() / m.client_port
     ens.hosts()              # "127.0.0.1:p1,127.0.0.1:p2,..."
+    ens.add_member()         # a later member (zoo.cfg: every member + itself), not started
+    m.keep_config = True     # restarts keep the zoo.cfg the server rewrote (reconfig)
     ens.stop()
 """
 
@@ -273,6 +275,7 @@ class _MemberMixin:
         self.peer_port = None            # set by the ensemble (all ports picked together)
         self.election_port = None
         self._paused = False
+        self.keep_config = False
 
     @property
     def client_port(self):
@@ -297,7 +300,10 @@ class _MemberMixin:
         return cfg
 
     def write_config(self):
-        super().write_config()
+        # keep_config: a start uses the zoo.cfg the member has (after a reconfig, the server
+        # rewrote it to point at its zoo.cfg.dynamic.<version>), not the ensemble's lines.
+        if not (self.keep_config and self.cfg_path.exists()):
+            super().write_config()
         (self.data_dir / "myid").write_text("%d\n" % self.sid)
 
     def _wait_ready(self, timeout):
@@ -439,6 +445,21 @@ class Ensemble:
                     self.proxies[(a.sid, b.sid)] = (
                         Proxy(lp, b.peer_port, "proxy %d->%d quorum" % (a.sid, b.sid)),
                         Proxy(le, b.election_port, "proxy %d->%d election" % (a.sid, b.sid)))
+
+    def add_member(self, role="participant"):
+        """A new member with the next myid (not started): its zoo.cfg lists every member and
+        itself; the others' zoo.cfg files are left as they are (set their keep_config first if
+        they are restarted later). Not with proxies."""
+        if self.proxies:
+            raise RuntimeError("add_member() does not set up proxies")
+        sid = len(self.members) + 1
+        port, peer, election = _free_ports(3)
+        m = MEMBER_CLASSES[self.kind](os.path.join(self.root, "zk%d" % sid), self.extra_cfg,
+                                      port=port)
+        m._init_member(self, sid, role)
+        m.peer_port, m.election_port = peer, election
+        self.members.append(m)
+        return m
 
     # -- configuration ----------------------------------------------------------------------
     def server_line(self, viewer, member):
