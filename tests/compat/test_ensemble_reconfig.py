@@ -305,14 +305,7 @@ def test_reconfig_error_codes(rens, clients, ens_kind):
     write_works(c)
 
 
-ZKPY_NON_NUMERIC_ID = ("a non-numeric server id (joining server.x=..., leaving x): Apache answers "
-                       "MARSHALLINGERROR (PrepRequestProcessor: NumberFormatException, 'Failed "
-                       "to process'), zkpy BADARGUMENTS")
-
-
 def test_reconfig_non_numeric_server_id(rens, clients, ens_kind, request):
-    request.applymarker(pytest.mark.xfail(ens_kind == "zkpy", strict=True,
-                                          reason=ZKPY_NON_NUMERIC_ID))
     c = clients(rens.hosts())
     before, stat = read_config(c)
     try:
@@ -406,17 +399,10 @@ def test_remove_follower_and_add_back(rens, clients, ens_kind):
     _add_back(rens, c, f, expected)
 
 
-ZKPY_NON_VOTER_REJOIN = (
-    "a removed (non-voting) server whose leader lost its quorum stays LOOKING after the voters "
-    "re-elect (srvr: not serving); Apache's is a follower of the new leader again")
-
-
 def test_removed_server_is_not_a_voter(rens, clients, ens_kind, request):
     """With the removed server up and the other voting follower killed, the leader has no
     quorum of the new voters: no write commits. The voters re-elect when it is back; the
     removed server follows the new leader again, still a non-voter."""
-    request.applymarker(pytest.mark.xfail(ens_kind == "zkpy", strict=True,
-                                          reason=ZKPY_NON_VOTER_REJOIN))
     c = clients(rens.hosts())
     restore_membership(rens, c, (1, 2, 3))
     f = pick_follower(rens)
@@ -449,14 +435,7 @@ def test_removed_server_is_not_a_voter(rens, clients, ens_kind, request):
 
 # --- (4) a brand-new 4th member -----------------------------------------------------------
 
-ZKPY_NEW_MEMBER = (
-    "a new server started with a config listing the 3 members + itself stays LOOKING (never "
-    "serves, so it cannot be added); Apache's is a non-voting follower at once")
-
-
 def test_add_fourth_member_then_kill_a_follower(rens, clients, ens_kind, request):
-    request.applymarker(pytest.mark.xfail(ens_kind == "zkpy", strict=True,
-                                          reason=ZKPY_NEW_MEMBER))
     c = clients(rens.hosts())
     restore_membership(rens, c, (1, 2, 3))
     before, _ = read_config(c)
@@ -499,16 +478,7 @@ def test_add_fourth_member_then_kill_a_follower(rens, clients, ens_kind, request
 
 # --- (6) restart every member: the new membership holds ----------------------------------
 
-ZKPY_RESTART_CLIENT_ADDR = (
-    "a member re-added with a client port (`;<port>`, stored as ;0.0.0.0:<port>) does not "
-    "restart: zkpy keeps clientPort/clientPortAddress in zoo.cfg and then refuses it ('client "
-    "address for this server (id = 3) in the static config differs from its server line'); "
-    "Apache's editStaticConfig drops them and the member restarts from the dynamic file")
-
-
 def test_restart_all_keeps_membership(rens, clients, ens_kind, request):
-    request.applymarker(pytest.mark.xfail(ens_kind == "zkpy", strict=True,
-                                          reason=ZKPY_RESTART_CLIENT_ADDR))
     c = clients(rens.hosts())
     data, stat = read_config(c)
     lines, version = split_config(data)

@@ -55,7 +55,8 @@ def test_new_members_replace_all():
     (None, "2", 5, errors.BADVERSION),            # curConfigId is not the current version
     ("server.9=bad", None, -1, errors.BADARGUMENTS),
     (None, "1,2", -1, errors.BADARGUMENTS),       # would leave a single voter
-    (None, "x", -1, errors.BADARGUMENTS),
+    (None, "x", -1, errors.MARSHALLINGERROR),     # NumberFormatException in ZooKeeper
+    ("server.x=h:1:2", None, -1, errors.MARSHALLINGERROR),
 ])
 def test_refusals(joining, leaving, cur, code):
     with pytest.raises(ZkError) as e:

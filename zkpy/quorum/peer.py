@@ -160,11 +160,18 @@ class QuorumPeer(object):
         log.info("membership version 0x%x: voters %s, observers %s%s", version,
                  sorted(self.voters), sorted(set(servers) - self.voters),
                  "" if self.myid in servers else "; this server is no longer a member")
-        if self.config.reconfig_enabled:
+        if self.config.reconfig_enabled and self.myid not in servers:
+            # A server outside the membership keeps its own files (a restart must still find
+            # itself in them, and join as a non-voting follower until a reconfig adds it).
+            log.info("not writing a dynamic config file without this server in it")
+        elif self.config.reconfig_enabled:
             try:
-                write_dynamic_config(self.config.path, data.decode("utf-8"), version)
+                write_dynamic_config(self.config.path, data.decode("utf-8"), version,
+                                     self.myid)
             except OSError as e:
                 log.error("writing the dynamic config file next to %s: %s", self.config.path, e)
+        if self.vote is not None:
+            self._set_state()
         if isinstance(self.role, Leader):
             self.role.config_applied(zxid, changed)
 
@@ -260,9 +267,22 @@ class QuorumPeer(object):
                     self.role = None
                 await self._stand_down()
 
-    def _serve(self, mode):
+    def _set_state(self):
+        """The state we answer lookers with follows the membership: a learner that is not a
+        voter (an observer, or not a member) says OBSERVING, and its vote is not counted."""
+        if isinstance(self.role, Leader):
+            self.state = fle.LEADING
+        elif isinstance(self.role, Follower):
+            self.state = fle.OBSERVING if self.myid not in self.voters else fle.FOLLOWING
+
+    def _serve(self, mode, leader_id):
         """The role is ready: serve clients (closing any read-only session first)."""
         core = self.core
+        # What we answer lookers from now on: the leader in this epoch. Every member of the
+        # epoch answers the same (leader, epoch), so a server joining later finds a quorum of
+        # equal votes even when they were elected in different rounds.
+        self.vote = fle.Vote(leader_id, self.last_logged_zxid(), self.current_epoch)
+        self._set_state()
         if not self.config.reconfig_enabled:
             # As ZooKeeper without reconfig: /zookeeper/config shows this server's own view of
             # the membership (each server may reach the others by other addresses), set
@@ -350,8 +370,11 @@ class QuorumPeer(object):
             for attempt in (1, 2):
                 try:
                     if writer is None:
-                        _, writer = await asyncio.wait_for(
+                        reader, writer = await asyncio.wait_for(
                             asyncio.open_connection(spec.host, spec.election_port), 2.0)
+                        # Servers that do not know us answer on this connection.
+                        self._tasks.append(asyncio.get_running_loop().create_task(
+                            self._election_conn(reader, writer)))
                     data = fle.encode_notification(n)
                     writer.write(len(data).to_bytes(4, "big") + data)
                     await asyncio.wait_for(writer.drain(), 2.0)
@@ -371,7 +394,7 @@ class QuorumPeer(object):
                 if n > 1024:
                     raise ValueError("notification of %d bytes" % n)
                 note = fle.decode_notification(await reader.readexactly(n))
-                self._notification(note)
+                self._notification(note, writer)
         except (asyncio.IncompleteReadError, ConnectionError, ValueError, OSError):
             pass
         except asyncio.CancelledError:   # the server is stopping
@@ -379,8 +402,21 @@ class QuorumPeer(object):
         finally:
             writer.close()
 
-    def _notification(self, n):
+    def _notification(self, n, writer=None):
         if n.sender not in self.servers:
+            # A server outside our view (just removed by a reconfig, or new and not added
+            # yet): answer with our vote on the connection it came in on, as ZooKeeper's
+            # WorkerReceiver does, so that it finds the leader and follows as a non-voter.
+            el = self.election
+            if el is not None and el.decided is None:
+                reply = el.current()
+            elif self.vote is not None:
+                reply = fle.Notification(self.myid, self.state, self.vote, self.election_epoch)
+            else:
+                return
+            if writer is not None and n.state == fle.LOOKING:
+                data = fle.encode_notification(reply)
+                writer.write(len(data).to_bytes(4, "big") + data)
             return
         el = self.election
         if el is not None and el.decided is None:
@@ -519,7 +555,7 @@ class Leader(object):
         for sid in list(core.sessions.sessions):
             core.sessions.touch(sid, t)
         self.established = True
-        peer._serve("leader")
+        peer._serve("leader", peer.myid)
         if peer.config.reconfig_enabled:
             self._propose_membership()
         log.info("LEADING epoch 0x%x with %s; committed up to 0x%x", epoch,
@@ -853,7 +889,8 @@ class Follower(object):
             self._dispatch(mtype, f)
         core.commit(f[0])
         spec = peer.servers.get(peer.myid)
-        peer._serve("observer" if spec is not None and spec.role == "observer" else "follower")
+        peer._serve("observer" if spec is not None and spec.role == "observer" else "follower",
+                    self.leader_id)
         log.info("FOLLOWING leader %d in epoch 0x%x; applied up to 0x%x", self.leader_id,
                  epoch, core.last_zxid)
         while True:
@@ -930,7 +967,7 @@ class Follower(object):
             self.conn.close()
 
 
-def write_dynamic_config(cfg_path, text, version):
+def write_dynamic_config(cfg_path, text, version, myid=None):
     """As ZooKeeper does with reconfigEnabled: the membership goes to zoo.cfg.dynamic.<version>
     beside zoo.cfg (written to a temp file, fsynced, renamed), and zoo.cfg's server.N lines give
     way to dynamicConfigFile=<that file> (the old zoo.cfg kept as zoo.cfg.bak)."""
@@ -942,7 +979,12 @@ def write_dynamic_config(cfg_path, text, version):
     _write_atomic(dyn, body + "\n")
     with open(cfg_path, encoding="latin-1") as f:
         lines = f.read().splitlines()
-    kept = [ln for ln in lines if not ln.strip().startswith(("server.", "dynamicConfigFile"))]
+    drop = ("server.", "dynamicConfigFile")
+    if myid is not None and any(ln.startswith("server.%d=" % myid) and ";" in ln
+                                for ln in body.split("\n")):
+        # Our line carries the client address: the static copies go (editStaticConfig).
+        drop += ("clientPort=", "clientPort ", "clientPortAddress")
+    kept = [ln for ln in lines if not ln.strip().startswith(drop)]
     kept.append("dynamicConfigFile=%s" % dyn)
     new = "\n".join(kept) + "\n"
     if new != "\n".join(lines) + "\n":

@@ -57,6 +57,10 @@ def _parse_specs(text):
             raise _bad("not a server spec: %r" % item)
         try:
             sid = int(key[len("server."):])
+        except ValueError:
+            # ZooKeeper's prep fails with a NumberFormatException: MARSHALLINGERROR.
+            raise ZkError(errors.MARSHALLINGERROR, "not a server id: %r" % key)
+        try:
             out[sid] = parse_server_spec(sid, value.strip(), key)
         except (ValueError, ConfigError) as e:
             raise _bad("bad server spec %r: %s" % (item, e))
@@ -65,8 +69,9 @@ def _parse_specs(text):
 
 def plan(servers, version, joining, leaving, new_members, cur_config_id):
     """The membership a ReconfigRequest asks for; raises ZkError as ZooKeeper answers:
-    BADVERSION when curConfigId (not -1) is not the current version, BADARGUMENTS for specs that
-    do not parse or a result with fewer than 2 voters (ZooKeeper will not reconfigure an
+    BADVERSION when curConfigId (not -1) is not the current version, MARSHALLINGERROR for a
+    server id that is not a number, BADARGUMENTS for specs that do not parse or a result with
+    fewer than 2 voters (ZooKeeper will not reconfigure an
     ensemble into a standalone server)."""
     if cur_config_id != -1 and cur_config_id != version:
         raise ZkError(errors.BADVERSION, "reconfiguration from version %x failed -- last seen "
@@ -81,7 +86,7 @@ def plan(servers, version, joining, leaving, new_members, cur_config_id):
                 try:
                     new.pop(int(item), None)
                 except ValueError:
-                    raise _bad("not a server id: %r" % item)
+                    raise ZkError(errors.MARSHALLINGERROR, "not a server id: %r" % item)
         new.update(_parse_specs(joining or ""))
     if len(voters_of(new)) < 2:
         raise _bad("a reconfig must leave at least 2 voting members (standaloneEnabled)")
