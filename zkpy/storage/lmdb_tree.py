@@ -26,6 +26,11 @@ from zkpy.tree.paths import split
 _Q = struct.Struct(">q")
 _I = struct.Struct(">i")
 _LAST_ZXID = b"last_zxid"
+_MISS = object()
+# Decoded znodes a view keeps (an LMDB snapshot never changes under its read txn, and nothing
+# mutates a Node it got from a view: datatree and quota copy before changing one). Bounded, so
+# a long scan on one snapshot does not pile up Node objects; past the bound the cache restarts.
+CACHE_NODES = 8192
 _CHECKPOINT_ZXID = b"checkpoint_zxid"
 
 
@@ -39,13 +44,22 @@ class ReadView(object):
     def __init__(self, tree, txn):
         self._t = tree
         self.txn = txn
+        self._cache = {}   # path -> Node | None, as this txn sees it
 
     def get(self, path):
+        node = self._cache.get(path, _MISS)
+        if node is not _MISS:
+            return node
         key = path.encode("utf-8")
         if not key or len(key) > self._t.max_key_size:
             return None  # no znode can have such a key (see Core._check_path_size)
         v = self.txn.get(key, db=self._t.db_nodes)
-        return None if v is None else unpack_node(v)
+        node = None if v is None else unpack_node(v)
+        cache = self._cache
+        if len(cache) >= CACHE_NODES:
+            cache.clear()
+        cache[path] = node
+        return node
 
     def get_children(self, path):
         prefix = path.encode("utf-8") + b"\x00"
@@ -148,12 +162,16 @@ class WriteView(ReadView):
     def flush(self):
         db = self._t.db_nodes
         txn = self.txn
+        cache = self._cache
+        if len(cache) + len(self._dirty) >= CACHE_NODES:
+            cache.clear()
         for path, node in self._dirty.items():
             key = path.encode("utf-8")
             if node is None:
                 txn.delete(key, db=db)
             else:
                 txn.put(key, pack_node(node), db=db)
+            cache[path] = node  # what the txn holds now
         self._dirty.clear()
 
     def commit(self):
@@ -162,6 +180,7 @@ class WriteView(ReadView):
 
     def abort(self):
         self._dirty.clear()
+        self._cache.clear()
         self.txn.abort()
 
     def node_count(self):
