@@ -144,13 +144,23 @@ class WriteView(ReadView):
     parent updates the parent's Stat once per create but packs and writes it once.
     """
 
-    def __init__(self, tree, txn):
+    def __init__(self, tree, txn, base_cache=None):
         ReadView.__init__(self, tree, txn)
         self._dirty = {}   # path -> Node, or None when deleted
+        # The decoded nodes of a read view of the state this txn started from (see
+        # LmdbTree.write): read, never written; this view's own changes shadow it.
+        self._base_cache = base_cache if base_cache is not None else {}
 
     def get(self, path):
-        if path in self._dirty:
-            return self._dirty[path]
+        node = self._dirty.get(path, _MISS)
+        if node is not _MISS:
+            return node
+        node = self._cache.get(path, _MISS)
+        if node is not _MISS:
+            return node
+        node = self._base_cache.get(path, _MISS)
+        if node is not _MISS:
+            return node
         return ReadView.get(self, path)
 
     def put(self, path, node):
@@ -177,6 +187,7 @@ class WriteView(ReadView):
     def commit(self):
         self.flush()
         self.txn.commit()
+        self._t.generation += 1
 
     def abort(self):
         self._dirty.clear()
@@ -221,6 +232,9 @@ class LmdbTree(object):
         self.db_ephemerals = self.env.open_db(b"ephemerals", create=not readonly)
         self.db_sessions = self.env.open_db(b"sessions", create=not readonly)
         self.db_meta = self.env.open_db(b"meta", create=not readonly)
+        self.generation = 0     # write txns committed through this object
+        self._last_read = None  # (txn, generation) of the newest read_txn()
+        self._shared = None     # (read view, generation): the newest view of the newest txn
         if not readonly:
             self._initialize()
 
@@ -238,14 +252,36 @@ class LmdbTree(object):
         self.env.sync(True)
 
     def read_txn(self):
-        return self.env.begin(buffers=False)
+        txn = self.env.begin(buffers=False)
+        self._last_read = (txn, self.generation)
+        return txn
 
     def read_view(self, txn=None):
-        return ReadView(self, txn if txn is not None else self.read_txn())
+        view = ReadView(self, txn if txn is not None else self.read_txn())
+        last = self._last_read
+        if last is not None and last[0] is view.txn and last[1] == self.generation:
+            self._shared = (view, last[1])
+        return view
 
     def write(self):
-        """Begin the write transaction for one applied batch; commit() or abort() it."""
-        return WriteView(self, self.env.begin(write=True))
+        """Begin the write transaction for one applied batch; commit() or abort() it.
+
+        It starts from the state of the newest read view when no write was committed since that
+        view's txn began (the core renews its read view after every batch): it then reuses
+        the nodes that view has decoded instead of reading and decoding them again."""
+        wv = WriteView(self, self.env.begin(write=True))
+        shared = self._shared
+        if shared is not None:
+            view, gen = shared
+            try:
+                same = gen == self.generation and view.last_zxid() == wv.last_zxid()
+            except lmdb.Error:  # its txn has ended
+                same = False
+            if same:
+                wv._base_cache = view._cache
+            else:
+                self._shared = None
+        return wv
 
     def checkpoint(self):
         """Make LMDB's applied state durable on disk; returns the zxid it covers."""
