@@ -32,6 +32,10 @@ from zkpy.proto import codec, consts
 from zkpy.proto import records as r
 from zkpy.server import ipc
 from zkpy.server.core import Core
+try:
+    from zkpy.server.standalone import tune_gc
+except ImportError:  # a zkpy from before tune_gc: the default GC settings, as its server had
+    tune_gc = lambda: None  # noqa: E731
 
 VALUE = bytes(range(100))
 ACL = [r.ACL(consts.PERM_ALL, r.Id("world", "anyone"))]
@@ -80,6 +84,7 @@ class CoreBench(object):
         self.loop = asyncio.new_event_loop()
         self.core = Core(cfg)
         self.core.open()
+        tune_gc()  # as zkpy.server.standalone.serve does in the core process
         self.loop.run_until_complete(self._start())
         self.core.sessions.add(SID, 30000, int(time.time() * 1000))
         self.xid = 1
