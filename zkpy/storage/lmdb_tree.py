@@ -150,6 +150,8 @@ class WriteView(ReadView):
         # The decoded nodes of a read view of the state this txn started from (see
         # LmdbTree.write): read, never written; this view's own changes shadow it.
         self._base_cache = base_cache if base_cache is not None else {}
+        self._borrowed = base_cache is not None
+        self._written = {}  # every node this txn wrote: path -> Node | None
 
     def get(self, path):
         node = self._dirty.get(path, _MISS)
@@ -182,12 +184,18 @@ class WriteView(ReadView):
             else:
                 txn.put(key, pack_node(node), db=db)
             cache[path] = node  # what the txn holds now
+        self._written.update(self._dirty)
         self._dirty.clear()
 
     def commit(self):
         self.flush()
         self.txn.commit()
-        self._t.generation += 1
+        tree = self._t
+        tree.generation += 1
+        # The state now committed is the borrowed view's plus what this txn wrote: the next
+        # read view (if no other commit comes first) starts with those nodes decoded.
+        tree._carry = ((tree.generation, self._base_cache, self._written) if self._borrowed
+                       else None)
 
     def abort(self):
         self._dirty.clear()
@@ -235,6 +243,7 @@ class LmdbTree(object):
         self.generation = 0     # write txns committed through this object
         self._last_read = None  # (txn, generation) of the newest read_txn()
         self._shared = None     # (read view, generation): the newest view of the newest txn
+        self._carry = None      # (generation, nodes, nodes written) from the last commit
         if not readonly:
             self._initialize()
 
@@ -261,6 +270,13 @@ class LmdbTree(object):
         last = self._last_read
         if last is not None and last[0] is view.txn and last[1] == self.generation:
             self._shared = (view, last[1])
+            carry = self._carry
+            if carry is not None and carry[0] == self.generation:
+                self._carry = None
+                _, base, written = carry
+                if len(base) + len(written) < CACHE_NODES:
+                    view._cache = dict(base)
+                    view._cache.update(written)
         return view
 
     def write(self):
@@ -279,6 +295,7 @@ class LmdbTree(object):
                 same = False
             if same:
                 wv._base_cache = view._cache
+                wv._borrowed = True
             else:
                 self._shared = None
         return wv
