@@ -2,6 +2,7 @@
 
 Builds two optional accelerators; each has a pure-Python twin, so a failed build only costs speed:
   - zkpy.storage._nodecodec (Cython): the znode byte codec on LMDB's hot path;
+  - zkpy.proto._fastcodec (Cython): txn, request, reply and IPC codecs of the core's write path;
   - zkpy._crc32c (cffi, csrc/crc32c.c): CRC32C for transaction-log records.
 """
 
@@ -32,7 +33,7 @@ def _extensions():
     exts = []
     try:
         from Cython.Build import cythonize
-        exts += cythonize(["zkpy/storage/_nodecodec.pyx"], language_level=3, quiet=True)
+        exts += cythonize(["zkpy/storage/_nodecodec.pyx", "zkpy/proto/_fastcodec.pyx"], language_level=3, quiet=True)
     except Exception as e:
         sys.stderr.write("WARNING: Cython unavailable (%s); node codec stays pure Python\n" % e)
     return exts

@@ -226,3 +226,34 @@ def test_100k_nodes(tmp_path, capsys):
     assert t2 - t0 < 20
     a.close()
     b.close()
+
+
+def test_views_after_install_do_not_carry_decoded_nodes_of_before(trees):
+    """The node caches (a read view passes its decoded znodes to the next write txn and the
+    next read view) must not survive an install: the core renews its view right after it."""
+    src, dst = trees
+    build(src, n=3)
+    build(dst, n=3, first_zxid=1000)
+    wv = src.write()
+    datatree.apply(wv, 50, datatree.prep_set_data(wv, 0x100, 1, 0, "/app", b"leader's", -1))
+    wv.set_last_zxid(50)
+    wv.commit()
+    chunks = list(src.snapshot_chunks())
+    # dst: decode /app in a read view, then a write txn borrowing its cache commits: the next
+    # read view would start with the nodes that txn wrote (the carry) ...
+    view = dst.read_view()
+    assert view.get("/app").data == b"changed"
+    wv = dst.write()
+    datatree.apply(wv, 2000, datatree.prep_set_data(wv, 0x100, 1, 0, "/app", b"mine", -1))
+    wv.set_last_zxid(2000)
+    wv.commit()
+    view.txn.abort()
+    # ... but a snapshot comes in first.
+    dst.install_snapshot(chunks)
+    dst.clear_log_reset()
+    view = dst.read_view()
+    assert view.get("/app").data == b"leader's"
+    wv = dst.write()
+    assert wv.get("/app").data == b"leader's"
+    wv.abort()
+    view.txn.abort()

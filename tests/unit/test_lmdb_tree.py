@@ -265,3 +265,68 @@ def test_readonly_tree_in_another_process(tree):
         if proc.is_alive():
             proc.kill()
             proc.join(5)
+
+
+def test_decoded_node_caches_follow_commits(tree):
+    """Views keep decoded nodes; the write txn borrows the newest read view's, and the next read
+    view starts from that plus what the txn wrote. Every answer matches an uncached reader."""
+    import random
+    rng = random.Random(7)
+    paths = ["/n%d" % i for i in range(12)]
+    model = {"/": None}
+
+    class Uncached(object):  # a view built directly: it starts with an empty cache
+        def read_view(self):
+            return ReadView(tree, tree.env.begin())
+
+    other = Uncached()
+    if True:
+        zxid = 0
+        rtxn = tree.read_txn()
+        rv = tree.read_view(rtxn)
+        for round_ in range(40):
+            for p in rng.sample(paths, 5):
+                rv.get(p)  # fill the read view's cache
+            wv = tree.write()
+            for p in rng.sample(paths, 4):
+                zxid += 1
+                if rng.random() < 0.3 and wv.get(p) is not None:
+                    wv.delete(p)
+                    model[p] = None
+                else:
+                    wv.put(p, node(b"%d" % zxid, zxid=zxid))
+                    model[p] = zxid
+                wv.get(rng.choice(paths))
+            if round_ % 7 == 3:
+                wv.flush()
+                wv.get(rng.choice(paths))
+            wv.set_last_zxid(zxid)
+            if round_ % 11 == 5:
+                wv.abort()
+                # an aborted batch changes nothing: undo the model from the committed tree
+                check = other.read_view()
+                for p in paths:
+                    n = check.get(p)
+                    model[p] = None if n is None else n.czxid
+                check.txn.abort()
+            else:
+                wv.commit()
+            if round_ % 5 == 2:
+                # a commit between this read txn and the next must not let stale nodes in
+                extra = tree.write()
+                zxid += 1
+                p = rng.choice(paths)
+                extra.put(p, node(b"x", zxid=zxid))
+                model[p] = zxid
+                extra.set_last_zxid(zxid)
+                extra.commit()
+            rtxn.abort()
+            rtxn = tree.read_txn()
+            rv = tree.read_view(rtxn)
+            fresh = other.read_view()
+            for p in paths:
+                got, want = rv.get(p), fresh.get(p)
+                assert got == want, (round_, p)
+                assert (got.czxid if got is not None else None) == model.get(p)
+            fresh.txn.abort()
+        rtxn.abort()

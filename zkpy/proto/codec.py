@@ -602,3 +602,28 @@ def decode_multi_response(data, offset=0):
             if op == _c.OP_ERROR:
                 err = rec.err
         results.append((op, err, rec))
+
+
+# --- compiled twins -----------------------------------------------------------------------
+# zkpy.proto._fastcodec (Cython; not loaded under ZKPY_PURE=1) takes over the write requests'
+# decoders and encode_reply_frame for the common case and hands everything else (errors,
+# non-ASCII strings, other records) to the pure functions above, kept as *_pure.
+
+encode_reply_frame_pure = encode_reply_frame
+DECODERS_PURE = dict(DECODERS)
+try:
+    from zkpy.proto import _fastcodec
+except ImportError:
+    _fastcodec = None
+if _fastcodec is not None:
+    _fastcodec.register_records(_r.CreateRequest, _r.SetDataRequest, _r.DeleteRequest, _r.ACL,
+                                _r.Id, _r.CreateResponse, _r.Create2Response,
+                                _r.SetDataResponse)
+    _fastcodec.register_stat(_r.Stat)
+    for _cls, _fast in ((_r.CreateRequest, _fastcodec.decode_create_request),
+                        (_r.SetDataRequest, _fastcodec.decode_set_data_request),
+                        (_r.DeleteRequest, _fastcodec.decode_delete_request)):
+        _fastcodec.register(_cls.__name__, DECODERS[_cls])
+        DECODERS[_cls] = _fast
+    _fastcodec.register("encode_reply_frame", encode_reply_frame_pure)
+    encode_reply_frame = _fastcodec.encode_reply_frame

@@ -118,6 +118,16 @@ def _acls_of_deleted(view, txn):
     return out
 
 
+_OPEN_ACL = ((consts.PERM_ALL, "world", "anyone"),)
+
+
+def _world_readable(acl):
+    for perms, scheme, ident in acl:
+        if perms & consts.PERM_READ and scheme == "world" and ident == "anyone":
+            return True
+    return False
+
+
 def _with_acls(view, triggers, doomed):
     """Each (event type, path) with the ACL a watcher needs READ on to receive it (ZooKeeper
     3.8.4+ / 3.9.2+, CVE-2024-23944): the node's, the parent's for NodeChildrenChanged; None
@@ -129,8 +139,7 @@ def _with_acls(view, triggers, doomed):
         else:
             node = view.get(path)
             acl = node.acl if node is not None else None
-        if acl is not None and any(perms & consts.PERM_READ and scheme == "world"
-                                   and ident == "anyone" for perms, scheme, ident in acl):
+        if acl is not None and (acl == _OPEN_ACL or _world_readable(acl)):
             acl = None
         out.append((event_type, path, acl))
     return out

@@ -349,3 +349,18 @@ class Decoder(object):
         if off:
             del buf[:off]
         return out
+
+
+# The compiled twins (zkpy.proto._fastcodec; not loaded under ZKPY_PURE=1): REQUEST frames and
+# BATCH encoding, the core's per-write IPC work; anything else goes to the functions above.
+decode_pure = decode
+batch_pure = batch
+try:
+    from zkpy.proto import _fastcodec
+except ImportError:
+    _fastcodec = None
+if _fastcodec is not None:
+    _fastcodec.register("ipc_decode", decode_pure)
+    _fastcodec.register("ipc_batch", batch_pure)
+    decode = _fastcodec.ipc_decode
+    batch = _fastcodec.ipc_batch

@@ -31,6 +31,11 @@ _Q = struct.Struct(">q")
 _I = struct.Struct(">i")
 _U32 = struct.Struct(">I")
 _LAST_ZXID = b"last_zxid"
+_MISS = object()
+# Decoded znodes a view keeps (an LMDB snapshot never changes under its read txn, and nothing
+# mutates a Node it got from a view: datatree and quota copy before changing one). Bounded, so
+# a long scan on one snapshot does not pile up Node objects; past the bound the cache restarts.
+CACHE_NODES = 8192
 _CHECKPOINT_ZXID = b"checkpoint_zxid"
 _LOG_RESET_PENDING = b"log_reset_pending"
 
@@ -57,13 +62,22 @@ class ReadView(object):
     def __init__(self, tree, txn):
         self._t = tree
         self.txn = txn
+        self._cache = {}   # path -> Node | None, as this txn sees it
 
     def get(self, path):
+        node = self._cache.get(path, _MISS)
+        if node is not _MISS:
+            return node
         key = path.encode("utf-8")
         if not key or len(key) > self._t.max_key_size:
             return None  # no znode can have such a key (see Core._check_path_size)
         v = self.txn.get(key, db=self._t.db_nodes)
-        return None if v is None else unpack_node(v)
+        node = None if v is None else unpack_node(v)
+        cache = self._cache
+        if len(cache) >= CACHE_NODES:
+            cache.clear()
+        cache[path] = node
+        return node
 
     def get_children(self, path):
         prefix = path.encode("utf-8") + b"\x00"
@@ -148,13 +162,25 @@ class WriteView(ReadView):
     parent updates the parent's Stat once per create but packs and writes it once.
     """
 
-    def __init__(self, tree, txn):
+    def __init__(self, tree, txn, base_cache=None):
         ReadView.__init__(self, tree, txn)
         self._dirty = {}   # path -> Node, or None when deleted
+        # The decoded nodes of a read view of the state this txn started from (see
+        # LmdbTree.write): read, never written; this view's own changes shadow it.
+        self._base_cache = base_cache if base_cache is not None else {}
+        self._borrowed = base_cache is not None
+        self._written = {}  # every node this txn wrote: path -> Node | None
 
     def get(self, path):
-        if path in self._dirty:
-            return self._dirty[path]
+        node = self._dirty.get(path, _MISS)
+        if node is not _MISS:
+            return node
+        node = self._cache.get(path, _MISS)
+        if node is not _MISS:
+            return node
+        node = self._base_cache.get(path, _MISS)
+        if node is not _MISS:
+            return node
         return ReadView.get(self, path)
 
     def put(self, path, node):
@@ -166,20 +192,32 @@ class WriteView(ReadView):
     def flush(self):
         db = self._t.db_nodes
         txn = self.txn
+        cache = self._cache
+        if len(cache) + len(self._dirty) >= CACHE_NODES:
+            cache.clear()
         for path, node in self._dirty.items():
             key = path.encode("utf-8")
             if node is None:
                 txn.delete(key, db=db)
             else:
                 txn.put(key, pack_node(node), db=db)
+            cache[path] = node  # what the txn holds now
+        self._written.update(self._dirty)
         self._dirty.clear()
 
     def commit(self):
         self.flush()
         self.txn.commit()
+        tree = self._t
+        tree.generation += 1
+        # The state now committed is the borrowed view's plus what this txn wrote: the next
+        # read view (if no other commit comes first) starts with those nodes decoded.
+        tree._carry = ((tree.generation, self._base_cache, self._written) if self._borrowed
+                       else None)
 
     def abort(self):
         self._dirty.clear()
+        self._cache.clear()
         self.txn.abort()
 
     def node_count(self):
@@ -220,6 +258,10 @@ class LmdbTree(object):
         self.db_ephemerals = self.env.open_db(b"ephemerals", create=not readonly)
         self.db_sessions = self.env.open_db(b"sessions", create=not readonly)
         self.db_meta = self.env.open_db(b"meta", create=not readonly)
+        self.generation = 0     # write txns committed through this object
+        self._last_read = None  # (txn, generation) of the newest read_txn()
+        self._shared = None     # (read view, generation): the newest view of the newest txn
+        self._carry = None      # (generation, nodes, nodes written) from the last commit
         if not readonly:
             self._initialize()
 
@@ -237,14 +279,44 @@ class LmdbTree(object):
         self.env.sync(True)
 
     def read_txn(self):
-        return self.env.begin(buffers=False)
+        txn = self.env.begin(buffers=False)
+        self._last_read = (txn, self.generation)
+        return txn
 
     def read_view(self, txn=None):
-        return ReadView(self, txn if txn is not None else self.read_txn())
+        view = ReadView(self, txn if txn is not None else self.read_txn())
+        last = self._last_read
+        if last is not None and last[0] is view.txn and last[1] == self.generation:
+            self._shared = (view, last[1])
+            carry = self._carry
+            if carry is not None and carry[0] == self.generation:
+                self._carry = None
+                _, base, written = carry
+                if len(base) + len(written) < CACHE_NODES:
+                    view._cache = dict(base)
+                    view._cache.update(written)
+        return view
 
     def write(self):
-        """Begin the write transaction for one applied batch; commit() or abort() it."""
-        return WriteView(self, self.env.begin(write=True))
+        """Begin the write transaction for one applied batch; commit() or abort() it.
+
+        It starts from the state of the newest read view when no write was committed since that
+        view's txn began (the core renews its read view after every batch): it then reuses
+        the nodes that view has decoded instead of reading and decoding them again."""
+        wv = WriteView(self, self.env.begin(write=True))
+        shared = self._shared
+        if shared is not None:
+            view, gen = shared
+            try:
+                same = gen == self.generation and view.last_zxid() == wv.last_zxid()
+            except lmdb.Error:  # its txn has ended
+                same = False
+            if same:
+                wv._base_cache = view._cache
+                wv._borrowed = True
+            else:
+                self._shared = None
+        return wv
 
     def checkpoint(self):
         """Make LMDB's applied state durable on disk; returns the zxid it covers."""
@@ -353,8 +425,16 @@ class LmdbTree(object):
             txn.abort()
             raise
         txn.commit()
+        self._forget_decoded()
         self.env.sync(True)
         return zxid
+
+    def _forget_decoded(self):
+        """A write that did not go through a WriteView (SNAP install, meta only): no view may
+        carry decoded nodes of the state before it into the state after it."""
+        self.generation += 1
+        self._carry = None
+        self._shared = None
 
     def _install(self, txn, chunks):
         def bad(why):
@@ -444,6 +524,7 @@ class LmdbTree(object):
         """Forget log_reset_pending (after txnlog.reset()): commit, then sync LMDB."""
         with self.env.begin(write=True) as txn:
             txn.delete(_LOG_RESET_PENDING, db=self.db_meta)
+        self._forget_decoded()
         self.env.sync(True)
 
     def close(self):

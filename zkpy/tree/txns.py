@@ -207,3 +207,15 @@ def decode(payload):
     if r.o != len(payload):
         raise StorageCorruptError("txn payload has %d trailing bytes" % (len(payload) - r.o))
     return txn
+
+
+# The compiled twin (zkpy.proto._fastcodec, not loaded under ZKPY_PURE=1) encodes the common
+# txn types and hands the rest (MULTI, CLOSE_SESSION, odd values) to the encoder above.
+encode_pure = encode
+try:
+    from zkpy.proto import _fastcodec
+except ImportError:
+    _fastcodec = None
+if _fastcodec is not None:
+    _fastcodec.register("txn_encode", encode_pure)
+    encode = _fastcodec.txn_encode

@@ -1,0 +1,181 @@
+"""zkpy.proto._fastcodec, the compiled twin of the write path's codecs, agrees with the pure
+functions byte for byte (and raises what they raise): txns.encode, the write requests' decoders,
+encode_reply_frame, ipc.decode / ipc.batch."""
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from zkpy.errors import ClientProtocolError
+from zkpy.proto import codec, consts
+from zkpy.proto import records as r
+from zkpy.server import ipc
+from zkpy.tree import txns
+
+try:
+    from zkpy.proto import _fastcodec as fast
+except ImportError:  # pragma: no cover - depends on the build (or ZKPY_PURE=1)
+    fast = None
+
+needs_fast = pytest.mark.skipif(fast is None, reason="zkpy.proto._fastcodec not loaded")
+
+i32 = st.integers(-2**31, 2**31 - 1)
+i64 = st.integers(-2**63, 2**63 - 1)
+u32 = st.integers(0, 2**32 - 1)
+text = st.text(max_size=12)
+blob = st.one_of(st.none(), st.binary(max_size=200))
+acl = st.lists(st.tuples(i32, text, text), max_size=3).map(tuple)
+
+
+def test_installed_unless_pure():
+    import os
+    if os.environ.get("ZKPY_PURE") == "1":
+        assert fast is None
+        assert txns.encode is txns.encode_pure
+        return
+    if fast is None:
+        pytest.skip("zkpy.proto._fastcodec is not built (pip install -e . builds it)")
+    assert txns.encode is fast.txn_encode
+    assert codec.DECODERS[r.SetDataRequest] is fast.decode_set_data_request
+    assert ipc.batch is fast.ipc_batch
+
+
+txn_st = st.one_of(
+    st.builds(lambda s, c, t, p, d, a, o: txns.Txn(txns.CREATE, s, c, t, path=p, data=d, acl=a,
+                                                   ephemeral_owner=o),
+              i64, i32, i64, text, blob, acl, i64),
+    st.builds(lambda s, c, t, p, d, v: txns.Txn(txns.SET_DATA, s, c, t, path=p, data=d,
+                                                version=v), i64, i32, i64, text, blob, i32),
+    st.builds(lambda s, c, t, p: txns.Txn(txns.DELETE, s, c, t, path=p), i64, i32, i64, text),
+    st.builds(lambda s, c, t, p, a, v: txns.Txn(txns.SET_ACL, s, c, t, path=p, acl=a,
+                                                version=v), i64, i32, i64, text, acl, i32),
+    st.builds(lambda s, c, t, e: txns.Txn(txns.ERROR, s, c, t, err=e), i64, i32, i64, i32),
+    st.builds(lambda s, c, t, p, v: txns.Txn(txns.CHECK, s, c, t, path=p, version=v),
+              i64, i32, i64, text, i32),
+    st.builds(lambda s, c, t, m: txns.Txn(txns.CREATE_SESSION, s, c, t, timeout_ms=m),
+              i64, i32, i64, i32),
+    st.builds(lambda s, c, t, ps: txns.Txn(txns.CLOSE_SESSION, s, c, t, paths=ps),
+              i64, i32, i64, st.lists(text, max_size=3)),
+)
+
+
+@needs_fast
+@settings(max_examples=400, deadline=None)
+@given(txn_st)
+def test_txn_encode_parity(txn):
+    b = txns.encode_pure(txn)
+    assert fast.txn_encode(txn) == b
+    assert txns.decode(b) == txns.decode(fast.txn_encode(txn))
+
+
+@needs_fast
+def test_txn_encode_multi_and_bad_values():
+    sub = txns.Txn(txns.SET_DATA, 1, 2, 3, path="/a", data=b"x", version=1)
+    multi = txns.Txn(txns.MULTI, 1, 2, 3, subs=[sub, txns.Txn(txns.DELETE, 1, 2, 3, path="/b")])
+    assert fast.txn_encode(multi) == txns.encode_pure(multi)
+    for bad in (txns.Txn(txns.SET_DATA, 1, 2**31, 3, path="/a", data=b"", version=0),
+                txns.Txn(txns.CREATE, 1, 2, 3, path="/a", data=b"", acl=((2**40, "w", "a"),)),
+                txns.Txn(99, 1, 2, 3)):
+        with pytest.raises(Exception) as pure_exc:
+            txns.encode_pure(bad)
+        with pytest.raises(type(pure_exc.value)):
+            fast.txn_encode(bad)
+
+
+requests = st.one_of(
+    st.builds(lambda p, d, a, f: r.CreateRequest(p, d, [r.ACL(x, r.Id(s, i)) for x, s, i in a],
+                                                 f),
+              st.one_of(st.none(), text), blob, acl, i32),
+    st.builds(r.SetDataRequest, st.one_of(st.none(), text), blob, i32),
+    st.builds(r.DeleteRequest, st.one_of(st.none(), text), i32),
+)
+
+
+def _fields(rec):
+    if isinstance(rec, list):
+        return [_fields(x) for x in rec]
+    if isinstance(rec, r.Record):
+        return (type(rec).__name__,) + tuple(_fields(getattr(rec, n)) for n, _ in rec.FIELDS)
+    return rec
+
+
+@needs_fast
+@settings(max_examples=400, deadline=None)
+@given(requests, st.binary(max_size=3), st.integers(0, 8))
+def test_request_decoder_parity(rec, prefix, cut):
+    cls = type(rec)
+    body = prefix + codec.encode(rec)
+    for data in (body, body[:max(0, len(body) - cut)], body + b"\x01\x02"):
+        try:
+            want = codec.DECODERS_PURE[cls](data, len(prefix))
+        except ClientProtocolError as e:
+            with pytest.raises(ClientProtocolError, match=str(e).replace("(", r"\(")
+                               .replace(")", r"\)")):
+                codec.DECODERS[cls](data, len(prefix))
+            continue
+        got = codec.DECODERS[cls](data, len(prefix))
+        assert _fields(got[0]) == _fields(want[0]) and got[1] == want[1]
+
+
+@needs_fast
+def test_request_decoder_odd_strings():
+    # CESU-8 (the Java client's astral characters) and bytes that are not UTF-8 at all.
+    for raw in ("/\U0001f600".encode("utf-16-le", "surrogatepass").decode(
+            "utf-16-le", "surrogatepass").encode("utf-8", "surrogatepass"), b"/\xff\xfe"):
+        body = len(raw).to_bytes(4, "big") + raw + b"\0\0\0\0"
+        assert _fields(codec.DECODERS[r.DeleteRequest](body, 0)[0]) == \
+            _fields(codec.DECODERS_PURE[r.DeleteRequest](body, 0)[0])
+
+
+stat = st.builds(r.Stat, i64, i64, i64, i64, i32, i32, i32, i64, i32, i32, i64)
+replies = st.one_of(
+    st.none(),
+    st.builds(r.SetDataResponse, stat),
+    st.builds(r.CreateResponse, st.one_of(st.none(), text)),
+    st.builds(r.Create2Response, text, stat),
+    st.builds(r.SetACLResponse, stat),
+)
+
+
+@needs_fast
+@settings(max_examples=400, deadline=None)
+@given(i32, i64, i32, replies)
+def test_reply_frame_parity(xid, zxid, err, rec):
+    assert fast.encode_reply_frame(xid, zxid, err, rec) == \
+        codec.encode_reply_frame_pure(xid, zxid, err, rec)
+
+
+events = st.lists(st.tuples(i64, i32, text, st.one_of(st.none(), acl)), max_size=4)
+reply_list = st.lists(st.tuples(u32, u32, st.booleans(), st.binary(max_size=40)), max_size=4)
+
+
+@needs_fast
+@settings(max_examples=300, deadline=None)
+@given(i64, events, reply_list)
+def test_ipc_batch_parity(zxid, evs, reps):
+    b = ipc.batch_pure(zxid, evs, reps)
+    assert fast.ipc_batch(zxid, evs, reps) == b
+    assert ipc.decode(b[4:]) == ipc.decode_pure(b[4:])
+
+
+@needs_fast
+@settings(max_examples=300, deadline=None)
+@given(u32, u32, i64, i32, i32, st.binary(max_size=60), st.integers(0, 6))
+def test_ipc_request_decode_parity(conn, entry, sid, xid, op, body, cut):
+    frame = ipc.request(conn, entry, sid, xid, op, body)[4:]
+    for f in (frame, frame[:max(1, len(frame) - cut)]):
+        try:
+            want = ipc.decode_pure(f)
+        except Exception as e:
+            with pytest.raises(type(e)):
+                fast.ipc_decode(f)
+            continue
+        assert fast.ipc_decode(f) == want
+    for other in (ipc.committed(5), ipc.touch([1, 2]), ipc.closed(3, 4)):
+        assert fast.ipc_decode(other[4:]) == ipc.decode_pure(other[4:])
+
+
+def test_write_path_requests_round_trip():
+    """Runs in both modes: the codec the server uses decodes what it encodes."""
+    req = r.CreateRequest("/a", b"v", [r.ACL(consts.PERM_ALL, r.Id("world", "anyone"))], 0)
+    got, off = codec.DECODERS[r.CreateRequest](codec.encode(req), 0)
+    assert _fields(got) == _fields(req)

@@ -1,0 +1,467 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""Compiled twins of the byte codecs on the core's write path. Each function here has a pure
+twin and gives byte-for-byte the same answer (tests/unit/test_fastcodec.py runs both):
+
+    txn_encode(txn)                             zkpy.tree.txns.encode
+    decode_create_request / _set_data_ / _delete_(data, off)
+                                                zkpy.proto.codec.DECODERS[...]
+    encode_reply_frame(xid, zxid, err, record)  zkpy.proto.codec.encode_reply_frame
+    ipc_decode(frame), ipc_batch(zxid, events, replies)
+                                                zkpy.server.ipc.decode / batch
+
+Each does the common case in C and hands anything else (an error to report, a non-ASCII string
+the Java encoding must split, a rare record or txn type) to its pure twin, which the pure module
+registers with `register()` when it installs the compiled one. So the error paths, messages and
+rare cases are the pure code's, and this file stays small.
+
+Not loaded when ZKPY_PURE=1 (the pure modules then keep their own functions), as every zkpy
+accelerator.
+"""
+
+import os
+
+if os.environ.get("ZKPY_PURE") == "1":
+    raise ImportError("ZKPY_PURE=1: compiled codecs disabled")
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.string cimport memcpy
+
+cdef extern from "Python.h":
+    const char* PyUnicode_AsUTF8AndSize(object s, Py_ssize_t* size) except NULL
+    bint PyUnicode_IS_ASCII(object s)
+
+_pure = {}
+
+
+def register(name, fn):
+    """The pure twin `name` falls back to for anything but the common case."""
+    _pure[name] = fn
+
+
+# ---------------------------------------------------------------- big-endian helpers
+
+cdef inline void _w64(unsigned char* p, long long v) noexcept nogil:
+    cdef unsigned long long u = <unsigned long long>v
+    p[0] = (u >> 56) & 0xFF
+    p[1] = (u >> 48) & 0xFF
+    p[2] = (u >> 40) & 0xFF
+    p[3] = (u >> 32) & 0xFF
+    p[4] = (u >> 24) & 0xFF
+    p[5] = (u >> 16) & 0xFF
+    p[6] = (u >> 8) & 0xFF
+    p[7] = u & 0xFF
+
+
+cdef inline void _w32(unsigned char* p, long long v) noexcept nogil:
+    cdef unsigned int u = <unsigned int>v
+    p[0] = (u >> 24) & 0xFF
+    p[1] = (u >> 16) & 0xFF
+    p[2] = (u >> 8) & 0xFF
+    p[3] = u & 0xFF
+
+
+cdef inline long long _r64(const unsigned char* p) noexcept nogil:
+    return <long long>((<unsigned long long>p[0] << 56) | (<unsigned long long>p[1] << 48) |
+                       (<unsigned long long>p[2] << 40) | (<unsigned long long>p[3] << 32) |
+                       (<unsigned long long>p[4] << 24) | (<unsigned long long>p[5] << 16) |
+                       (<unsigned long long>p[6] << 8) | <unsigned long long>p[7])
+
+
+cdef inline int _r32(const unsigned char* p) noexcept nogil:
+    return <int>((<unsigned int>p[0] << 24) | (<unsigned int>p[1] << 16) |
+                 (<unsigned int>p[2] << 8) | <unsigned int>p[3])
+
+
+cdef inline unsigned int _ru32(const unsigned char* p) noexcept nogil:
+    return ((<unsigned int>p[0] << 24) | (<unsigned int>p[1] << 16) |
+            (<unsigned int>p[2] << 8) | <unsigned int>p[3])
+
+
+cdef inline int _i32_ok(object v):
+    """v fits the struct format "i" (else the pure twin raises struct.error as before)."""
+    return type(v) is int and -2147483648 <= v <= 2147483647
+
+
+cdef inline int _i64_ok(object v):
+    return type(v) is int and -9223372036854775808 <= v <= 9223372036854775807
+
+
+# A growable output buffer: a bytes object written in place, resized at the end.
+cdef class _Out:
+    cdef bytearray buf
+    cdef Py_ssize_t n
+
+    def __cinit__(self):
+        self.buf = bytearray(256)
+        self.n = 0
+
+    cdef unsigned char* room(self, Py_ssize_t k) except NULL:
+        cdef Py_ssize_t need = self.n + k
+        cdef Py_ssize_t cap = len(self.buf)
+        if need > cap:
+            while cap < need:
+                cap *= 2
+            self.buf.extend(bytes(cap - len(self.buf)))
+        cdef unsigned char* p = <unsigned char*>(<char*>self.buf) + self.n
+        self.n = need
+        return p
+
+    cdef void i32(self, long long v) except *:
+        _w32(self.room(4), v)
+
+    cdef void i64(self, long long v) except *:
+        _w64(self.room(8), v)
+
+    cdef void raw(self, const char* s, Py_ssize_t k) except *:
+        if k > 0:
+            memcpy(self.room(k), s, k)
+
+    cdef void utf8(self, object s) except *:
+        cdef Py_ssize_t k
+        cdef const char* c = PyUnicode_AsUTF8AndSize(s, &k)
+        self.i32(k)
+        self.raw(c, k)
+
+    cdef void blob(self, bytes b) except *:
+        self.i32(PyBytes_GET_SIZE(b))
+        self.raw(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
+
+    cdef bytes result(self):
+        return PyBytes_FromStringAndSize(<char*>self.buf, self.n)
+
+
+# ---------------------------------------------------------------- txns.encode
+
+cdef enum:
+    T_CREATE = 1
+    T_DELETE = 2
+    T_SET_DATA = 5
+    T_SET_ACL = 7
+    T_ERROR = -1
+    T_CHECK = 13
+    T_CREATE_SESSION = -10
+
+
+cdef int _txn_ok(txn):
+    """The fields this encoder writes have the types the pure one accepts silently."""
+    t = txn.type
+    if not (_i64_ok(txn.session_id) and _i32_ok(txn.cxid) and _i64_ok(txn.time_ms)):
+        return 0
+    if t == T_CREATE or t == T_SET_DATA or t == T_DELETE or t == T_CHECK or t == T_SET_ACL:
+        if type(txn.path) is not str:
+            return 0
+    if t == T_CREATE or t == T_SET_DATA:
+        d = txn.data
+        if d is not None and type(d) is not bytes:
+            return 0
+    if t == T_CREATE or t == T_SET_ACL:
+        acl = txn.acl
+        if type(acl) is not tuple and type(acl) is not list:
+            return 0
+        for e in acl:
+            if type(e) is not tuple or len(e) != 3 or not _i32_ok(e[0]) \
+                    or type(e[1]) is not str or type(e[2]) is not str:
+                return 0
+    if t == T_CREATE:
+        return _i64_ok(txn.ephemeral_owner)
+    if t == T_SET_DATA or t == T_CHECK or t == T_SET_ACL:
+        return _i32_ok(txn.version)
+    if t == T_ERROR:
+        return _i32_ok(txn.err)
+    if t == T_CREATE_SESSION:
+        return _i32_ok(txn.timeout_ms)
+    return t == T_DELETE
+
+
+def txn_encode(txn):
+    t = txn.type
+    if not (type(t) is int and t in (T_CREATE, T_DELETE, T_SET_DATA, T_SET_ACL, T_ERROR,
+                                     T_CHECK, T_CREATE_SESSION)) or not _txn_ok(txn):
+        return _pure["txn_encode"](txn)  # MULTI, CLOSE_SESSION, anything odd
+    cdef _Out o = _Out()
+    cdef unsigned char* p = o.room(22)
+    cdef unsigned int tt = <unsigned int><int>t
+    p[0] = (tt >> 8) & 0xFF
+    p[1] = tt & 0xFF
+    _w64(p + 2, txn.session_id)
+    _w32(p + 10, txn.cxid)
+    _w64(p + 14, txn.time_ms)
+    if t == T_CREATE or t == T_SET_DATA:
+        o.utf8(txn.path)
+        d = txn.data
+        if d is None:
+            o.i32(-1)
+        else:
+            o.blob(d)
+        if t == T_CREATE:
+            _acl(o, txn.acl)
+            o.i64(txn.ephemeral_owner)
+        else:
+            o.i32(txn.version)
+    elif t == T_DELETE:
+        o.utf8(txn.path)
+    elif t == T_SET_ACL:
+        o.utf8(txn.path)
+        _acl(o, txn.acl)
+        o.i32(txn.version)
+    elif t == T_ERROR:
+        o.i32(txn.err)
+    elif t == T_CHECK:
+        o.utf8(txn.path)
+        o.i32(txn.version)
+    else:
+        o.i32(txn.timeout_ms)
+    return o.result()
+
+
+cdef void _acl(_Out o, acl) except *:
+    o.i32(len(acl))
+    for perms, scheme, ident in acl:
+        o.i32(perms)
+        o.utf8(scheme)
+        o.utf8(ident)
+
+
+# ---------------------------------------------------------------- request decoders
+
+cdef object _C_create = None
+cdef object _C_set_data = None
+cdef object _C_delete = None
+cdef object _C_acl = None
+cdef object _C_id = None
+cdef object _C_create_resp = None
+cdef object _C_create2_resp = None
+cdef object _C_set_data_resp = None
+cdef object _C_stat = None
+
+
+def register_records(create, set_data, delete, acl, ident, create_resp, create2_resp,
+                     set_data_resp):
+    global _C_create, _C_set_data, _C_delete, _C_acl, _C_id
+    global _C_create_resp, _C_create2_resp, _C_set_data_resp
+    _C_create, _C_set_data, _C_delete, _C_acl, _C_id = create, set_data, delete, acl, ident
+    _C_create_resp, _C_create2_resp, _C_set_data_resp = create_resp, create2_resp, set_data_resp
+
+
+cdef inline object _ustr(const unsigned char* p, Py_ssize_t* off, Py_ssize_t end):
+    """A ustring at *off, valid strict UTF-8, or raise _Fallback (null, short, not UTF-8)."""
+    if end - off[0] < 4:
+        raise _Fallback()
+    cdef int n = _r32(p + off[0])
+    if n < 0 or n > end - off[0] - 4:
+        raise _Fallback()
+    try:
+        s = PyUnicode_DecodeUTF8(<const char*>(p + off[0] + 4), n, NULL)
+    except UnicodeDecodeError:
+        raise _Fallback()
+    off[0] += 4 + n
+    return s
+
+
+cdef inline object _buf(const unsigned char* p, Py_ssize_t* off, Py_ssize_t end):
+    if end - off[0] < 4:
+        raise _Fallback()
+    cdef int n = _r32(p + off[0])
+    if n == -1:
+        off[0] += 4
+        return None
+    if n < 0 or n > end - off[0] - 4:
+        raise _Fallback()
+    b = PyBytes_FromStringAndSize(<const char*>(p + off[0] + 4), n)
+    off[0] += 4 + n
+    return b
+
+
+cdef inline int _int(const unsigned char* p, Py_ssize_t* off, Py_ssize_t end) except? -1:
+    if end - off[0] < 4:
+        raise _Fallback()
+    cdef int v = _r32(p + off[0])
+    off[0] += 4
+    return v
+
+
+class _Fallback(Exception):
+    pass
+
+
+def decode_create_request(data, off=0):
+    cdef Py_ssize_t o = off
+    if type(data) is not bytes or o < 0 or o > len(data):
+        return _pure["CreateRequest"](data, off)
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t end = PyBytes_GET_SIZE(data)
+    cdef int count, i, perms
+    try:
+        path = _ustr(p, &o, end)
+        value = _buf(p, &o, end)
+        count = _int(p, &o, end)
+        if count < 0 or <Py_ssize_t>count * 12 > end - o:
+            raise _Fallback()
+        acl = []
+        for i in range(count):
+            perms = _int(p, &o, end)
+            scheme = _ustr(p, &o, end)
+            ident = _ustr(p, &o, end)
+            acl.append(_C_acl(perms, _C_id(scheme, ident)))
+        flags = _int(p, &o, end)
+    except _Fallback:
+        return _pure["CreateRequest"](data, off)
+    return _C_create(path, value, acl, flags), o
+
+
+def decode_set_data_request(data, off=0):
+    cdef Py_ssize_t o = off
+    if type(data) is not bytes or o < 0 or o > len(data):
+        return _pure["SetDataRequest"](data, off)
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t end = PyBytes_GET_SIZE(data)
+    try:
+        path = _ustr(p, &o, end)
+        value = _buf(p, &o, end)
+        version = _int(p, &o, end)
+    except _Fallback:
+        return _pure["SetDataRequest"](data, off)
+    return _C_set_data(path, value, version), o
+
+
+def decode_delete_request(data, off=0):
+    cdef Py_ssize_t o = off
+    if type(data) is not bytes or o < 0 or o > len(data):
+        return _pure["DeleteRequest"](data, off)
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t end = PyBytes_GET_SIZE(data)
+    try:
+        path = _ustr(p, &o, end)
+        version = _int(p, &o, end)
+    except _Fallback:
+        return _pure["DeleteRequest"](data, off)
+    return _C_delete(path, version), o
+
+
+# ---------------------------------------------------------------- reply frames
+
+cdef int _stat_ok(st):
+    return (_i64_ok(st.czxid) and _i64_ok(st.mzxid) and _i64_ok(st.ctime) and
+            _i64_ok(st.mtime) and _i32_ok(st.version) and _i32_ok(st.cversion) and
+            _i32_ok(st.aversion) and _i64_ok(st.ephemeralOwner) and _i32_ok(st.dataLength) and
+            _i32_ok(st.numChildren) and _i64_ok(st.pzxid))
+
+
+cdef void _stat(unsigned char* p, st) except *:
+    _w64(p, st.czxid)
+    _w64(p + 8, st.mzxid)
+    _w64(p + 16, st.ctime)
+    _w64(p + 24, st.mtime)
+    _w32(p + 32, st.version)
+    _w32(p + 36, st.cversion)
+    _w32(p + 40, st.aversion)
+    _w64(p + 44, st.ephemeralOwner)
+    _w32(p + 52, st.dataLength)
+    _w32(p + 56, st.numChildren)
+    _w64(p + 60, st.pzxid)
+
+
+def encode_reply_frame(xid, zxid, err, record=None):
+    """int32 length + ReplyHeader{xid, zxid, err} + record: header-only, SetDataResponse,
+    CreateResponse and Create2Response (ASCII path) here, the rest by the pure twin."""
+    if not (_i32_ok(xid) and _i64_ok(zxid) and _i32_ok(err)):
+        return _pure["encode_reply_frame"](xid, zxid, err, record)
+    cdef Py_ssize_t plen = 0, size = 20
+    cdef const char* pc = NULL
+    cdef object kind = type(record)
+    path = None
+    stat = None
+    if record is None:
+        pass
+    elif kind is _C_set_data_resp:
+        stat = record.stat
+        size += 68
+    elif kind is _C_create_resp or kind is _C_create2_resp:
+        path = record.path
+        if type(path) is not str or not PyUnicode_IS_ASCII(path):
+            return _pure["encode_reply_frame"](xid, zxid, err, record)
+        pc = PyUnicode_AsUTF8AndSize(path, &plen)
+        size += 4 + plen
+        if kind is _C_create2_resp:
+            stat = record.stat
+            size += 68
+    else:
+        return _pure["encode_reply_frame"](xid, zxid, err, record)
+    if stat is not None and (type(stat) is not _C_stat or not _stat_ok(stat)):
+        return _pure["encode_reply_frame"](xid, zxid, err, record)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, size)
+    cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(out)
+    _w32(p, size - 4)
+    _w32(p + 4, xid)
+    _w64(p + 8, zxid)
+    _w32(p + 16, err)
+    cdef Py_ssize_t o = 20
+    if path is not None:
+        _w32(p + o, plen)
+        memcpy(p + o + 4, pc, plen)
+        o += 4 + plen
+    if stat is not None:
+        _stat(p + o, stat)
+    return out
+
+
+def register_stat(stat_cls):
+    global _C_stat
+    _C_stat = stat_cls
+
+
+# ---------------------------------------------------------------- ipc
+
+cdef enum:
+    IPC_REQUEST = 3
+    IPC_BATCH = 21
+
+
+def ipc_decode(frame):
+    """ipc.decode for REQUEST frames (the hot one); every other type by the pure twin."""
+    if type(frame) is not bytes or PyBytes_GET_SIZE(frame) < 29 or \
+            (<const unsigned char*>PyBytes_AS_STRING(frame))[0] != IPC_REQUEST:
+        return _pure["ipc_decode"](frame)
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(frame)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(frame)
+    cdef unsigned int blen = _ru32(p + 25)
+    if blen > n - 29:
+        return _pure["ipc_decode"](frame)
+    body = PyBytes_FromStringAndSize(<const char*>(p + 29), blen)
+    return IPC_REQUEST, (_ru32(p + 1), _ru32(p + 5), _r64(p + 9), _r32(p + 17), _r32(p + 21),
+                         body)
+
+
+def ipc_batch(zxid, events, replies):
+    """ipc.batch: the BATCH frame of one applied batch."""
+    cdef _Out o = _Out()
+    cdef unsigned char* p
+    try:
+        o.room(5)  # length and type, filled in below
+        o.i64(zxid)
+        o.i32(len(events))
+        for ezxid, etype, path, acl in events:
+            p = o.room(12)
+            _w64(p, ezxid)
+            _w32(p + 8, etype)
+            o.utf8(path)
+            if acl is None:
+                o.i32(-1)
+            else:
+                _acl(o, acl)
+        o.i32(len(replies))
+        for conn_id, entry_id, close_after, data in replies:
+            if not (0 <= conn_id <= 0xFFFFFFFF and 0 <= entry_id <= 0xFFFFFFFF):
+                raise OverflowError()
+            p = o.room(9)
+            _w32(p, conn_id)
+            _w32(p + 4, entry_id)
+            p[8] = 1 if close_after else 0
+            o.blob(data)
+    except (TypeError, OverflowError, ValueError):
+        return _pure["ipc_batch"](zxid, events, replies)  # raises what the pure one raises
+    p = <unsigned char*>(<char*>o.buf)
+    _w32(p, o.n - 4)
+    p[4] = IPC_BATCH
+    return o.result()
