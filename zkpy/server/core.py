@@ -364,6 +364,8 @@ class Core(object):
         self.overlay.applied(self.last_zxid)
         self.durable_zxid = self.commit_zxid = self.last_zxid
         self._syncs = []
+        for session in self.sessions.sessions.values():
+            session.closing = False   # a closeSession not applied yet may never commit
 
     def commit(self, zxid):
         """An ensemble committed every txn up to zxid: apply those that are durable here."""
