@@ -208,3 +208,43 @@ def test_deleting_limits_ends_the_quota():
     t.delete(quota.limit_path("/q"))
     t.create("/q/a")
     assert t.stats("/q") == "count=1,bytes=0"
+
+
+def test_no_quota_flag_is_cached_and_reset(tmp_path):
+    """The O(1) no-quota case: a view with `quota_free` keeps the answer, and forgets it once
+    /zookeeper/quota changes in it (PendingOverlay also when its base moves on)."""
+    from zkpy.storage.lmdb_tree import LmdbTree
+    from zkpy.tree.overlay import PendingOverlay
+
+    tree = LmdbTree(str(tmp_path / "db"))
+    try:
+        rv = tree.read_view()
+        ov = PendingOverlay(lambda: rv)
+        assert quota.max_prefix_with_quota(ov, "/a") is None and ov.quota_free
+        assert quota.max_prefix_with_quota(rv, "/a") is None and rv.quota_free
+        wv = tree.write()
+        zxid = 0
+        for view in (ov, wv):
+            for path, data in (("/a", b"xy"), ("/zookeeper/quota/a", b""),
+                               ("/zookeeper/quota/a/zookeeper_limits", b"count=5,bytes=-1"),
+                               ("/zookeeper/quota/a/zookeeper_stats", b"count=0,bytes=0"),
+                               ("/a/b", b"123")):
+                zxid += 1
+                if view is ov:
+                    ov.zxid = zxid
+                txn = datatree.prep_create(view, SID, 1, 1000, path, data,
+                                           list(OPEN_ACL_UNSAFE), 0)
+                datatree.apply(view, zxid, txn)
+            assert not view.quota_free
+            assert quota.max_prefix_with_quota(view, "/a/b") == "/a"
+        # The write view computed the stats from the subtree; then /a/b's create counted.
+        assert wv.get(quota.stat_path("/a")).data == b"count=2,bytes=5"
+        wv.commit()
+        ov.applied(zxid)
+        assert not ov.quota_free
+        rv.txn.abort()
+        rv = tree.read_view()
+        assert quota.max_prefix_with_quota(ov, "/a/b") == "/a" and not ov.quota_free
+        assert not quota.no_quota(rv) and not rv.quota_free
+    finally:
+        tree.close()

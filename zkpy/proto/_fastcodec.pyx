@@ -30,6 +30,7 @@ from libc.string cimport memcpy
 cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object s, Py_ssize_t* size) except NULL
     bint PyUnicode_IS_ASCII(object s)
+    long long PyLong_AsLongLongAndOverflow(object v, int* overflow) except? -1
 
 _pure = {}
 
@@ -78,13 +79,21 @@ cdef inline unsigned int _ru32(const unsigned char* p) noexcept nogil:
             (<unsigned int>p[2] << 8) | <unsigned int>p[3])
 
 
-cdef inline int _i32_ok(object v):
+cdef inline int _i32_ok(object v) except -1:
     """v fits the struct format "i" (else the pure twin raises struct.error as before)."""
-    return type(v) is int and -2147483648 <= v <= 2147483647
+    cdef int overflow = 0
+    if type(v) is not int:
+        return 0
+    cdef long long x = PyLong_AsLongLongAndOverflow(v, &overflow)
+    return overflow == 0 and -2147483648 <= x <= 2147483647
 
 
-cdef inline int _i64_ok(object v):
-    return type(v) is int and -9223372036854775808 <= v <= 9223372036854775807
+cdef inline int _i64_ok(object v) except -1:
+    cdef int overflow = 0
+    if type(v) is not int:
+        return 0
+    PyLong_AsLongLongAndOverflow(v, &overflow)
+    return overflow == 0
 
 
 # A growable output buffer: a bytes object written in place, resized at the end.

@@ -119,6 +119,7 @@ def _acls_of_deleted(view, txn):
 
 
 _OPEN_ACL = ((consts.PERM_ALL, "world", "anyone"),)
+_NODE_DELETED = consts.EVENT_NODE_DELETED
 
 
 def _world_readable(acl):
@@ -133,11 +134,12 @@ def _with_acls(view, triggers, doomed):
     3.8.4+ / 3.9.2+, CVE-2024-23944): the node's, the parent's for NodeChildrenChanged; None
     when anyone may read it."""
     out = []
+    get = view.get
     for event_type, path in triggers:
-        if event_type == consts.EVENT_NODE_DELETED:
+        if event_type == _NODE_DELETED:
             acl = doomed.get(path) if doomed else None
         else:
-            node = view.get(path)
+            node = get(path)
             acl = node.acl if node is not None else None
         if acl is not None and (acl == _OPEN_ACL or _world_readable(acl)):
             acl = None
@@ -378,9 +380,13 @@ class Core(object):
         pending = self._pending
         if not pending or pending[0][0] > upto:
             return
-        batch = []
-        while pending and pending[0][0] <= upto:
-            batch.append(pending.popleft())
+        if pending[-1][0] <= upto:  # all of them (the usual case standalone)
+            batch = list(pending)
+            pending.clear()
+        else:
+            batch = []
+            while pending and pending[0][0] <= upto:
+                batch.append(pending.popleft())
         self._apply(batch)
 
     def prep_request(self, session_id, xid, op, req, ids=()):
@@ -459,7 +465,8 @@ class Core(object):
             return
         # LMDB keys are at most max_key_size (511) bytes; the ephemeral index adds 8 and a
         # sequential suffix 10. ZooKeeper has no such limit; a longer path is refused up front.
-        if len(path.encode("utf-8")) + 18 > self.tree.max_key_size:
+        if (len(path) if path.isascii() else len(path.encode("utf-8"))) + 18 \
+                > self.tree.max_key_size:
             raise ZkError(errors.BADARGUMENTS, "path longer than %d bytes"
                           % (self.tree.max_key_size - 18))
 

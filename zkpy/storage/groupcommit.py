@@ -78,7 +78,8 @@ class GroupCommitter:
             raise RuntimeError("group commit stopped after a fatal log error: %r" % (self._failed,))
         if self._closing:
             raise RuntimeError("group commit is closed")
-        self.start()
+        if self._task is None:
+            self.start()
         self._queue.append((zxid, payload, token))
         self._queued_bytes += len(payload)
         self._submitted += 1

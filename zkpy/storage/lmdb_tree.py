@@ -26,6 +26,7 @@ from zkpy.storage.codec_impl import pack_node, unpack_node
 from zkpy.storage.crc import crc32c
 from zkpy.tree.datatree import initial_nodes, owner_kind
 from zkpy.tree.paths import split
+from zkpy.tree.quota import QUOTA_ROOT
 
 _Q = struct.Struct(">q")
 _I = struct.Struct(">i")
@@ -63,6 +64,7 @@ class ReadView(object):
         self._t = tree
         self.txn = txn
         self._cache = {}   # path -> Node | None, as this txn sees it
+        self.quota_free = False   # True: no quota in this state, known (zkpy.tree.quota)
 
     def get(self, path):
         node = self._cache.get(path, _MISS)
@@ -185,9 +187,13 @@ class WriteView(ReadView):
 
     def put(self, path, node):
         self._dirty[path] = node
+        if path == QUOTA_ROOT:
+            self.quota_free = False
 
     def delete(self, path):
         self._dirty[path] = None
+        if path == QUOTA_ROOT:
+            self.quota_free = False
 
     def flush(self):
         db = self._t.db_nodes

@@ -94,8 +94,8 @@ def log_file_name(zxid):
 
 def encode_record(zxid, payload):
     """One record's bytes (header + payload)."""
-    zb = _ZXID.pack(zxid)
-    return _U32.pack(len(payload)) + _U32.pack(crc32c(payload, crc32c(zb))) + zb + bytes(payload)
+    body = _ZXID.pack(zxid) + bytes(payload)  # the CRC covers zxid + payload: one call
+    return _U32.pack(len(payload)) + _U32.pack(crc32c(body)) + body
 
 
 def list_log_files(directory):

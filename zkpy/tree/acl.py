@@ -97,6 +97,10 @@ def fixup(acl, ids):
     """
     if not acl:
         raise ZkError(errors.INVALIDACL, "empty ACL")
+    if len(acl) == 1:  # the common case, one world:anyone entry: what the loop below returns
+        perms, scheme, ident = acl[0]
+        if scheme == "world" and ident == "anyone":
+            return ((perms, scheme, ident),)
     out = []
     for perms, scheme, ident in acl:
         # The id of an "auth" entry is ignored, and kazoo sends "" as a null string.

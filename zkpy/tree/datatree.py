@@ -21,7 +21,7 @@ from zkpy.tree import acl as acls
 from zkpy.tree import quota
 from zkpy.tree import txns
 from zkpy.tree.node import Node, OPEN_ACL_UNSAFE, READ_ACL_UNSAFE, _int32
-from zkpy.tree.paths import is_special, split, validate_path
+from zkpy.tree.paths import is_special, validate_path
 
 # Create flags served by this module; CONTAINER and TTL arrive with the API issue.
 _MODES = frozenset(range(7))  # CreateMode flags 0..6
@@ -129,7 +129,8 @@ def prep_create(view, session_id, cxid, now_ms, path, data, acl, flags, auth=NO_
     validate_path(path)
     if view.get(path) is not None:
         raise ZkError(errors.NODEEXISTS, path)
-    if owner_kind(parent.ephemeral_owner) == "normal":
+    owner = parent.ephemeral_owner
+    if owner and owner_kind(owner) == "normal":
         raise ZkError(errors.NOCHILDRENFOREPHEMERALS, path)
     if enforce_quota:  # zookeeper.enforceQuota: hard limits refuse, soft ones are logged
         quota.check(view, path, len(data) if data is not None else 0, 1, quota_warn)
@@ -141,8 +142,7 @@ def prep_create(view, session_id, cxid, now_ms, path, data, acl, flags, auth=NO_
         owner = ttl_owner(ttl)
     else:
         owner = 0
-    return txns.Txn(txns.CREATE, session_id, cxid, now_ms, path=path, data=data,
-                    acl=acl, ephemeral_owner=owner)
+    return txns.Txn(txns.CREATE, session_id, cxid, now_ms, path, data, acl, owner)
 
 
 def prep_delete(view, session_id, cxid, now_ms, path, version, auth=NO_CHECK):
@@ -158,7 +158,7 @@ def prep_delete(view, session_id, cxid, now_ms, path, version, auth=NO_CHECK):
     _check_version(node, version, path)
     if node.num_children > 0:
         raise ZkError(errors.NOTEMPTY, path)
-    return txns.Txn(txns.DELETE, session_id, cxid, now_ms, path=path)
+    return txns.Txn(txns.DELETE, session_id, cxid, now_ms, path)
 
 
 def prep_set_data(view, session_id, cxid, now_ms, path, data, version, auth=NO_CHECK,
@@ -299,9 +299,10 @@ def _apply_delete(view, zxid, path, triggers):
     node = view.get(path)
     if node is None:
         return
-    parent_path, name = split(path)
+    i = path.rfind("/")  # paths.split, inline: this is the write path's hot loop
+    parent_path = path[:i] or "/"
     view.delete(path)
-    view.remove_child(parent_path, name)
+    view.remove_child(parent_path, path[i + 1:])
     if node.ephemeral_owner:
         view.remove_ephemeral(node.ephemeral_owner, path)
     parent = view.get(parent_path)
@@ -322,18 +323,21 @@ def apply(view, zxid, txn):
     triggers = []
     if t == txns.CREATE:
         path = txn.path
-        parent_path, name = split(path)
+        i = path.rfind("/")  # paths.split, inline
+        parent_path = path[:i] or "/"
         parent = view.get(parent_path).copy()
-        parent.cversion = _int32(parent.cversion + 1)
+        cversion = parent.cversion + 1
+        parent.cversion = cversion if cversion <= 0x7FFFFFFF else _int32(cversion)
         parent.num_children += 1
         parent.pzxid = zxid
         view.put(parent_path, parent)
-        node = Node(zxid, zxid, txn.time_ms, txn.time_ms, 0, 0, 0, txn.ephemeral_owner, 0, zxid,
+        owner = txn.ephemeral_owner
+        node = Node(zxid, zxid, txn.time_ms, txn.time_ms, 0, 0, 0, owner, 0, zxid,
                     txn.data, txn.acl)
         view.put(path, node)
-        view.add_child(parent_path, name)
-        if txn.ephemeral_owner:
-            view.add_ephemeral(txn.ephemeral_owner, path)
+        view.add_child(parent_path, path[i + 1:])
+        if owner:
+            view.add_ephemeral(owner, path)
         # Quota stats are part of the applied state (deterministic, so replay agrees).
         quota.on_create(view, path, txn.data)
         triggers.append((consts.EVENT_NODE_CREATED, path))

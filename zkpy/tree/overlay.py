@@ -9,6 +9,7 @@ the same path fails with NODEEXISTS even while the first waits for its fsync.
 """
 
 from zkpy.tree.paths import split
+from zkpy.tree.quota import QUOTA_ROOT
 
 
 class MemoryView(object):
@@ -68,7 +69,10 @@ class PendingOverlay(object):
         self._base = base_getter
         self._nodes = {}       # path -> (zxid, Node | None)
         self._eph = {}         # owner -> {path: (zxid, present)}
-        self.zxid = 0          # zxid tag for the puts of the txn being applied
+        self.zxid = 0          # zxid tag for the puts of the txn being applied (only grows)
+        # True: no quota in base + changes, known (zkpy.tree.quota); reset when /zookeeper/quota
+        # is put here and whenever the base moves on (applied()).
+        self.quota_free = False
 
     def __len__(self):
         return len(self._nodes)
@@ -81,9 +85,13 @@ class PendingOverlay(object):
 
     def put(self, path, node):
         self._nodes[path] = (self.zxid, node)
+        if path == QUOTA_ROOT:
+            self.quota_free = False
 
     def delete(self, path):
         self._nodes[path] = (self.zxid, None)
+        if path == QUOTA_ROOT:
+            self.quota_free = False
 
     def add_child(self, parent, name):
         pass  # prep needs counts (in the parent's Node), not child lists
@@ -114,7 +122,12 @@ class PendingOverlay(object):
 
     def applied(self, zxid):
         """Drop every change made by txns up to `zxid`: the base view now holds them."""
+        self.quota_free = False  # the base is a newer view now
         if not self._nodes and not self._eph:
+            return
+        if self.zxid <= zxid:  # every change here is from txns up to zxid (the usual case)
+            self._nodes = {}
+            self._eph = {}
             return
         self._nodes = {p: v for p, v in self._nodes.items() if v[0] > zxid}
         eph = {}

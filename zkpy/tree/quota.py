@@ -8,6 +8,12 @@ ZooKeeperServer.checkQuota. Imported by zkpy.tree.datatree (apply and prep) and 
 ZooKeeper keeps the quota'd prefixes in a trie rebuilt from the tree; here a view lookup of
 /zookeeper/quota/<ancestor>/zookeeper_limits per ancestor gives the same answer from the tree
 alone, so the prep overlay, the LMDB write txn and replay all agree.
+
+No quota at all (/zookeeper/quota without children) is the common case and costs O(1): a view
+with a `quota_free` attribute keeps the answer of its first lookup there (True), and resets it
+to False (unknown) itself whenever /zookeeper/quota is put in it (a child of it created or
+deleted) or its base changes (see LmdbTree's views and PendingOverlay). True implies that no
+node under /zookeeper/quota exists in the view; views without the attribute look it up each time.
 """
 
 from zkpy import errors
@@ -75,13 +81,24 @@ def format_stats(stats):
     return out.encode("utf-8")
 
 
-def max_prefix_with_quota(view, path):
-    """The deepest ancestor-or-self of `path` that has a limits node, or None (never "/")."""
-    if path == "/" or not path.startswith("/"):
-        return None
+def no_quota(view):
+    """True when no quota exists in `view` (/zookeeper/quota has no children)."""
+    if getattr(view, "quota_free", False):
+        return True
     root = view.get(QUOTA_ROOT)
     if root is None or root.num_children == 0:
-        return None  # no quota anywhere: the common case costs one lookup
+        if hasattr(view, "quota_free"):
+            view.quota_free = True
+        return True
+    return False
+
+
+def max_prefix_with_quota(view, path):
+    """The deepest ancestor-or-self of `path` that has a limits node, or None (never "/")."""
+    if getattr(view, "quota_free", False) or path == "/" or not path.startswith("/"):
+        return None
+    if no_quota(view):
+        return None  # no quota anywhere: the common case
     p = path
     while p:
         if view.get(limit_path(p)) is not None:
@@ -139,6 +156,8 @@ def init_stats(view, prefix):
 
 def on_create(view, path, data):
     """Quota bookkeeping after `path` was created with `data` (handleQuotaAndWatchesOnCreate)."""
+    if getattr(view, "quota_free", False):
+        return  # nothing under /zookeeper/quota: neither a stats node nor a quota'd prefix
     if path.startswith(QUOTA_ROOT + "/") and path.endswith("/" + STAT_NODE):
         init_stats(view, trim_quota_path(path[:-len(STAT_NODE) - 1]))
     prefix = max_prefix_with_quota(view, path)
@@ -148,12 +167,16 @@ def on_create(view, path, data):
 
 def on_delete(view, path, node):
     """After `path` (which held `node`) was deleted; a deleted limits node ends its quota."""
+    if getattr(view, "quota_free", False):
+        return
     prefix = max_prefix_with_quota(view, path)
     if prefix is not None:
         update_stats(view, prefix, -(len(node.data) if node.data is not None else 0), -1)
 
 
 def on_set_data(view, path, old_data, new_data):
+    if getattr(view, "quota_free", False):
+        return
     prefix = max_prefix_with_quota(view, path)
     if prefix is not None:
         update_stats(view, prefix, (len(new_data) if new_data is not None else 0)
