@@ -587,3 +587,48 @@ class Ensemble:
 
     def __repr__(self):
         return "<Ensemble %s %s>" % (self.kind, self.hosts())
+
+
+# --- shared by the ensemble test files ---------------------------------------------------------
+
+SESSION_TIMEOUT = 8.0           # s; Apache caps it at 20 ticks (of ENSEMBLE_TICK_MS) = 10 s
+
+
+def restore(ens, request, keep_config=False):
+    """The state every test starts from: all members running and unpaused, links healed, one
+    leader. Tells conftest whose logs to attach when the test fails."""
+    request.node._zk_servers = list(ens.members)
+    ens.heal()
+    for m in ens.members:
+        if keep_config:
+            m.keep_config = True
+        if m.paused:
+            m.resume()
+        if not m.running():
+            m.start()
+    ens.wait_healthy(30)
+    return ens
+
+
+class KazooClients(object):
+    """clients(hosts, **kw) -> a started KazooClient; close() stops and closes them all."""
+
+    def __init__(self, session_timeout=SESSION_TIMEOUT):
+        self.session_timeout = session_timeout
+        self.made = []
+
+    def __call__(self, hosts, start_timeout=15.0, **kw):
+        from kazoo.client import KazooClient
+        kw.setdefault("timeout", self.session_timeout)
+        c = KazooClient(hosts=hosts, **kw)
+        self.made.append(c)
+        c.start(timeout=start_timeout)
+        return c
+
+    def close(self):
+        for c in self.made:
+            try:
+                c.stop()
+            except Exception:  # noqa: BLE001 - a client of a killed member
+                pass
+            c.close()

@@ -26,13 +26,13 @@ from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KazooState
 
 from compat import servers as zkservers
-from compat.ensemble import ENSEMBLE_TICK_MS, Ensemble, srvr_mode
+from compat.ensemble import (ENSEMBLE_TICK_MS, SESSION_TIMEOUT, Ensemble, KazooClients,
+                             restore, srvr_mode)
 from conftest import selected_targets
 
 
 TICK_S = ENSEMBLE_TICK_MS / 1000.0
 SYNC_LIMIT = 5
-SESSION_TIMEOUT = 8.0           # s; Apache caps it at 20 ticks = 10 s
 # Measured times (re-election after kill -9, ...) go to stdout (pytest -s) and, when the env
 # var names a file, are appended to it.
 TIMINGS_FILE = os.environ.get("ZKPY_ENSEMBLE_TIMINGS")
@@ -81,37 +81,15 @@ def module_ensemble(ens_kind, tmp_path_factory):
 @pytest.fixture
 def ens(module_ensemble, request):
     """The module's ensemble, every member running and healthy."""
-    e = module_ensemble
-    request.node._zk_servers = list(e.members)     # conftest attaches their log tails on failure
-    e.heal()
-    for m in e.members:
-        if m.paused:
-            m.resume()
-        if not m.running():
-            m.start()
-    e.wait_healthy(30)
-    yield e
+    yield restore(module_ensemble, request)
 
 
 @pytest.fixture
 def clients():
     """clients(hosts, **kw) -> a started KazooClient, stopped and closed after the test."""
-    made = []
-
-    def factory(hosts, start_timeout=15.0, **kw):
-        kw.setdefault("timeout", SESSION_TIMEOUT)
-        c = KazooClient(hosts=hosts, **kw)
-        made.append(c)
-        c.start(timeout=start_timeout)
-        return c
-
-    yield factory
-    for c in made:
-        try:
-            c.stop()
-        except Exception:
-            pass
-        c.close()
+    made = KazooClients(SESSION_TIMEOUT)
+    yield made
+    made.close()
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -23,7 +23,8 @@ from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KeeperState
 
 from compat import servers as zkservers
-from compat.ensemble import ENSEMBLE_TICK_MS, Ensemble, listening_ports, srvr_mode
+from compat.ensemble import (ENSEMBLE_TICK_MS, SESSION_TIMEOUT, Ensemble, KazooClients,
+                             listening_ports, restore, srvr_mode)
 from compat.test_ensemble import Writer, wait_new_leader
 from conftest import selected_targets
 from zkpy.bench.servers import free_port
@@ -31,7 +32,6 @@ from zkpy.storage.txnlog import list_log_files
 
 TICK_S = ENSEMBLE_TICK_MS / 1000.0
 SYNC_LIMIT = 5
-SESSION_TIMEOUT = 8.0
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -94,36 +94,15 @@ def module_ensemble(ens_kind, tmp_path_factory):
 
 @pytest.fixture
 def ens(module_ensemble, request):
-    e = module_ensemble
-    request.node._zk_servers = list(e.members)
-    e.heal()
-    for m in e.members:
-        if m.paused:
-            m.resume()
-        if not m.running():
-            m.start()
-    e.wait_healthy(30)
-    yield e
+    yield restore(module_ensemble, request)
 
 
 @pytest.fixture
 def clients():
-    made = []
-
-    def factory(hosts, start_timeout=15.0, **kw):
-        kw.setdefault("timeout", SESSION_TIMEOUT)
-        c = KazooClient(hosts=hosts, **kw)
-        made.append(c)
-        c.start(timeout=start_timeout)
-        return c
-
-    yield factory
-    for c in made:
-        try:
-            c.stop()
-        except Exception:
-            pass
-        c.close()
+    """clients(hosts, **kw) -> a started KazooClient, stopped and closed after the test."""
+    made = KazooClients(SESSION_TIMEOUT)
+    yield made
+    made.close()
 
 
 # --- helpers ---------------------------------------------------------------------------------

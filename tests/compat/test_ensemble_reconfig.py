@@ -35,7 +35,7 @@ from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.security import make_digest_acl_credential
 
 from compat import servers as zkservers
-from compat.ensemble import Ensemble, srvr_mode
+from compat.ensemble import SESSION_TIMEOUT, Ensemble, KazooClients, restore, srvr_mode
 from compat.test_zkcli import after_connect, zkcli
 from conftest import selected_targets
 
@@ -46,7 +46,6 @@ SUPER_PW = "r3config"
 SUPER_CFG = {"reconfigEnabled": "true",
              "DigestAuthenticationProvider.superDigest":
                  make_digest_acl_credential("super", SUPER_PW)}
-SESSION_TIMEOUT = 8.0
 
 
 def pytest_generate_tests(metafunc):
@@ -94,13 +93,7 @@ def sens_module(ens_kind, tmp_path_factory):
 
 
 def _healthy(ens, request):
-    request.node._zk_servers = list(ens.members)   # conftest attaches their log tails
-    for m in ens.members:
-        m.keep_config = True
-        if not m.running():
-            m.start()
-    ens.wait_healthy(30)
-    return ens
+    return restore(ens, request, keep_config=True)
 
 
 @pytest.fixture
@@ -116,22 +109,9 @@ def sens(sens_module, request):
 @pytest.fixture
 def clients():
     """clients(hosts, **kw) -> a started KazooClient, stopped and closed after the test."""
-    made = []
-
-    def factory(hosts, **kw):
-        kw.setdefault("timeout", SESSION_TIMEOUT)
-        c = KazooClient(hosts=hosts, **kw)
-        made.append(c)
-        c.start(timeout=15)
-        return c
-
-    yield factory
-    for c in made:
-        try:
-            c.stop()
-        except Exception:
-            pass
-        c.close()
+    made = KazooClients(SESSION_TIMEOUT)
+    yield made
+    made.close()
 
 
 @pytest.fixture(scope="module")
