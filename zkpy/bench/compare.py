@@ -597,22 +597,33 @@ def run_compare(settings, clusters, log=_stderr, runner=None, clock=time.monoton
     return reports, info
 
 
-def compare_main(args, argv=None):
-    """`zkpy-bench compare` with parsed arguments (`argv`: the command line, for the record;
-    default sys.argv); returns the exit code."""
+def begin_run(args, argv, settings_from_args):
+    """What every zkpy-bench subcommand does first: the command line for the record, its
+    settings, Apache ZooKeeper installed if a side needs it. Returns (command, settings), or
+    (None, exit code) after printing the error."""
     from zkpy.bench import servers
     command = "zkpy-bench " + " ".join(sys.argv[1:] if argv is None else argv)
     try:
         s = settings_from_args(args)
     except ValueError as e:
         _stderr("ERROR: %s" % e)
-        return 2
+        return None, 2
     try:
         if "apache" in s["kinds"]:
             servers.ensure_apache(log=_stderr, install=s["install"])
     except servers.ServerError as e:
         _stderr("ERROR: %s" % e)
-        return 2
+        return None, 2
+    return command, s
+
+
+def compare_main(args, argv=None):
+    """`zkpy-bench compare` with parsed arguments (`argv`: the command line, for the record;
+    default sys.argv); returns the exit code."""
+    from zkpy.bench import servers
+    command, s = begin_run(args, argv, settings_from_args)
+    if command is None:
+        return s
     Path(s["data_dir"]).mkdir(parents=True, exist_ok=True)
     base = tempfile.mkdtemp(prefix="zkpy-compare-", dir=s["data_dir"])
     clusters = [servers.make_cluster(k, s["topology"], base, label=lab, tick_ms=s["tick_ms"])

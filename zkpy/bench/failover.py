@@ -557,19 +557,10 @@ _NAMES = {"zkpy": "zkpy", "apache": "ZooKeeper"}
 
 
 def failover_main(args, argv=None):
-    from zkpy.bench import compare, servers
-    command = "zkpy-bench " + " ".join(sys.argv[1:] if argv is None else argv)
-    try:
-        s = settings_from_args(args)
-    except ValueError as e:
-        _stderr("ERROR: %s" % e)
-        return 2
-    try:
-        if "apache" in s["kinds"]:
-            servers.ensure_apache(log=_stderr, install=s["install"])
-    except servers.ServerError as e:
-        _stderr("ERROR: %s" % e)
-        return 2
+    from zkpy.bench import compare
+    command, s = compare.begin_run(args, argv, settings_from_args)
+    if command is None:
+        return s
     Path(s["data_dir"]).mkdir(parents=True, exist_ok=True)
     base = tempfile.mkdtemp(prefix="zkpy-failover-", dir=s["data_dir"])
     machine = compare.machine_description(base)

@@ -779,18 +779,9 @@ def run_scaling(s, clusters, log=_stderr):
 
 def scaling_main(args, argv=None):
     from zkpy.bench import compare, servers
-    command = "zkpy-bench " + " ".join(sys.argv[1:] if argv is None else argv)
-    try:
-        s = settings_from_args(args)
-    except ValueError as e:
-        _stderr("ERROR: %s" % e)
-        return 2
-    try:
-        if "apache" in s["kinds"]:
-            servers.ensure_apache(log=_stderr, install=s["install"])
-    except servers.ServerError as e:
-        _stderr("ERROR: %s" % e)
-        return 2
+    command, s = compare.begin_run(args, argv, settings_from_args)
+    if command is None:
+        return s
     # Every session is a socket in a load process and one in the server (inherited limit).
     nofile = _raise_nofile(2 * max(s["session_counts"]) + 512)
     Path(s["data_dir"]).mkdir(parents=True, exist_ok=True)
