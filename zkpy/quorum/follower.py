@@ -118,25 +118,7 @@ class Follower(object):
             chunks.append(f[0])
         log.info("SNAP: installing the leader's state at 0x%x (%d bytes)", zxid,
                  sum(len(c) for c in chunks))
-        loop = asyncio.get_running_loop()
-        if core._rtxn is not None:
-            core._rtxn.abort()
-            core._rtxn = None
-        await loop.run_in_executor(None, core.tree.install_snapshot, chunks)
-        core.txnlog.reset()
-        core.tree.clear_log_reset()
-        core._renew_read()
-        core.last_zxid = core.view.last_zxid()
-        core.durable_zxid = core.commit_zxid = core.last_zxid
-        core.next_zxid = core.last_zxid + 1
-        core.overlay.applied(core.last_zxid)
-        t = int(time.time() * 1000)
-        core.sessions.sessions.clear()
-        for sid, timeout in core.view.sessions().items():
-            core.sessions.add(sid, timeout, t)
-        for origin in core.origins:
-            origin.batch(core.last_zxid, (), ())
-            origin.committed(core.last_zxid)
+        await core.install_snapshot(chunks)
 
     def _dispatch(self, mtype, f):
         core = self.core

@@ -358,6 +358,30 @@ class Core(object):
         self.next_zxid = max(self.next_zxid, last + 1)
         return out
 
+    async def install_snapshot(self, chunks):
+        """A learner's SNAP sync: the leader's LMDB state replaces ours (one LMDB txn, in a
+        thread), the old log goes (LmdbTree.install_snapshot's sequence), and the core's view,
+        zxids and session table follow the new state. Call with the pipeline reset."""
+        if self._rtxn is not None:
+            self._rtxn.abort()
+            self._rtxn = None
+        await asyncio.get_running_loop().run_in_executor(None, self.tree.install_snapshot,
+                                                         chunks)
+        self.txnlog.reset()
+        self.tree.clear_log_reset()
+        self._renew_read()
+        self.last_zxid = self.view.last_zxid()
+        self.durable_zxid = self.commit_zxid = self.last_zxid
+        self.next_zxid = self.last_zxid + 1
+        self.overlay.applied(self.last_zxid)
+        t = now_ms()
+        self.sessions.sessions.clear()
+        for sid, timeout in self.view.sessions().items():
+            self.sessions.add(sid, timeout, t)
+        for origin in self.origins:
+            origin.batch(self.last_zxid, (), ())
+            origin.committed(self.last_zxid)
+
     def reset_pipeline(self):
         """Forget every txn not yet applied (they stay in the log) and the prep overlay: a
         change of role in an ensemble. Call after committer.flush()."""
