@@ -987,10 +987,17 @@ def _parser():
     _scaling.add_scaling_parser(sub)
     from zkpy.bench import failover as _failover
     _failover.add_failover_parser(sub)
+    sub.add_parser("cpu", add_help=False,
+                   help="CPU time per operation of the server's and the load's processes "
+                        "(zkpy-bench cpu --help)")
     return ap
 
 
 def main(argv=None):
+    rest = sys.argv[1:] if argv is None else list(argv)
+    if rest[:1] == ["cpu"]:   # its own argument parser (zkpy.bench.cpu)
+        from zkpy.bench import cpu as _cpu
+        return _cpu.main(rest[1:])
     args = _parser().parse_args(argv)
     if args.cmd == "compare":
         from zkpy.bench import compare as _compare
