@@ -39,7 +39,7 @@ from zkpy.storage.lmdb_tree import LmdbTree
 from zkpy.storage.txnlog import TxnLog
 from zkpy.tree import acl as acls
 from zkpy.tree import datatree, txns
-from zkpy.tree.overlay import PendingOverlay
+from zkpy.tree.overlay import PendingOverlay, replay
 
 _WRITE_REQUESTS = {
     consts.OP_CREATE_CONTAINER: r.CreateRequest,
@@ -196,7 +196,7 @@ class Core(object):
         self.mode = "standalone"   # or looking / leader / follower
         self.serving = True        # False while the ensemble has no leader: clients refused
         self.read_only = False     # readonlymode.enabled and no leader: read-only sessions
-        self._pending = collections.deque()   # (zxid, txn, token) logged, not yet applied
+        self._pending = collections.deque()   # (zxid, txn, token, prepped) logged, not applied
         self.durable_zxid = 0
         self.commit_zxid = 0
 
@@ -320,12 +320,21 @@ class Core(object):
     # ------------------------------------------------------------------ write pipeline
 
     def _assign(self, txn):
-        """prep -> sync: give txn the next zxid, record it in the overlay, queue it for the log."""
+        """prep -> sync: give txn the next zxid and apply it to the overlay. Returns (zxid,
+        prepped): what applying it to the committed state will do, worked out here once --
+        (the overlay's recorded changes, its watch triggers with their ACLs, its node) --
+        for _apply to replay (see zkpy.tree.overlay), or None when the overlay could not."""
         zxid = self.next_zxid
         self.next_zxid += 1
-        self.overlay.zxid = zxid
-        datatree.apply(self.overlay, zxid, txn)
-        return zxid
+        overlay = self.overlay
+        overlay.zxid = zxid
+        overlay.ops = ops = []
+        overlay.exact = True
+        doomed = _acls_of_deleted(overlay, txn)  # read before the txn removes the nodes
+        triggers, node = datatree.apply(overlay, zxid, txn)
+        if not overlay.exact:   # _apply works it out on the committed state
+            return zxid, None
+        return zxid, (ops, _with_acls(overlay, triggers, doomed), node)
 
     def submit(self, txn, token, origin=0, req_id=0):
         """Log txn under the next zxid; in an ensemble (leader) also propose it to the learners.
@@ -333,9 +342,9 @@ class Core(object):
         if self.quorum is not None and not self.quorum.can_propose():
             raise ZkError(errors.CONNECTIONLOSS, "not leading")
         payload = txns.encode(txn)  # before _assign: a failure must not leave the overlay ahead
-        zxid = self._assign(txn)
+        zxid, prepped = self._assign(txn)
         self.committer.submit(zxid, payload, (zxid, txn, token))
-        self._pending.append((zxid, txn, token))
+        self._pending.append((zxid, txn, token, prepped))
         if self.quorum is not None:
             self.quorum.proposed(zxid, payload, origin, req_id)
         return zxid
@@ -343,7 +352,7 @@ class Core(object):
     def log_txn(self, zxid, txn, payload, token=None):
         """A learner: log a txn the leader proposed (applied once committed and durable)."""
         self.committer.submit(zxid, payload, (zxid, txn, token))
-        self._pending.append((zxid, txn, token))
+        self._pending.append((zxid, txn, token, None))
         self.next_zxid = zxid + 1
 
     def load_unapplied(self):
@@ -352,7 +361,7 @@ class Core(object):
         log agrees with the leader's (TRUNC done)."""
         out = list(self.txnlog.read_after(self.last_zxid))
         for zxid, payload in out:
-            self._pending.append((zxid, txns.decode(payload), None))
+            self._pending.append((zxid, txns.decode(payload), None, None))
         last = out[-1][0] if out else self.last_zxid
         self.durable_zxid = max(self.durable_zxid, last)
         self.next_zxid = max(self.next_zxid, last + 1)
@@ -520,10 +529,15 @@ class Core(object):
         results = []
         last = self.last_zxid
         try:
-            for zxid, txn, token in tokens:
-                doomed = _acls_of_deleted(wv, txn)  # read before the txn removes the nodes
-                triggers, node = datatree.apply(wv, zxid, txn)
-                results.append((zxid, txn, token, _with_acls(wv, triggers, doomed), node))
+            for zxid, txn, token, prepped in tokens:
+                if prepped is None:   # logged without prep (a learner, a restart), or inexact
+                    doomed = _acls_of_deleted(wv, txn)  # read before the txn removes the nodes
+                    triggers, node = datatree.apply(wv, zxid, txn)
+                    results.append((zxid, txn, token, _with_acls(wv, triggers, doomed), node))
+                else:
+                    ops, triggers, node = prepped
+                    replay(wv, ops)
+                    results.append((zxid, txn, token, triggers, node))
                 last = zxid
             wv.set_last_zxid(last)
         except BaseException:

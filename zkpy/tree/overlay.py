@@ -5,11 +5,46 @@ LMDB read transaction) plus the effects of txns that prep has issued but that ar
 and applied. Prep validates each new request against it, so a create right after another create of
 the same path fails with NODEEXISTS even while the first waits for its fsync.
 
+Every change made through a PendingOverlay is also recorded, in order, in its `ops` list as
+(kind, a, b) tuples (the PUT ... DELETE_SESSION kinds below): a txn's list, taken right after it
+is applied here, is exactly what applying it again to the committed state would do (the overlay
+*is* that state plus the txns before it), so the core replays it onto the LMDB write txn
+(`replay`) instead of running datatree.apply a second time -- unless the overlay says it could
+not do what the committed state will (`exact` false: quota stats need child lists).
+
 `MemoryView` is a complete in-memory tree with the same interface: the model in unit tests.
 """
 
 from zkpy.tree.paths import split
 from zkpy.tree.quota import QUOTA_ROOT
+
+
+# Kinds of the recorded changes: (kind, a, b) calls view.<method>(a[, b]).
+PUT, DELETE, ADD_CHILD, REMOVE_CHILD, ADD_EPHEMERAL, REMOVE_EPHEMERAL, PUT_SESSION, \
+    DELETE_SESSION = range(8)
+
+
+def replay(view, ops):
+    """Make the changes recorded in `ops` on `view` (any view of the datatree interface)."""
+    for kind, a, b in ops:
+        if kind == PUT:
+            view.put(a, b)
+        elif kind == DELETE:
+            view.delete(a)
+        elif kind == ADD_CHILD:
+            view.add_child(a, b)
+        elif kind == REMOVE_CHILD:
+            view.remove_child(a, b)
+        elif kind == ADD_EPHEMERAL:
+            view.add_ephemeral(a, b)
+        elif kind == REMOVE_EPHEMERAL:
+            view.remove_ephemeral(a, b)
+        elif kind == PUT_SESSION:
+            view.put_session(a, b)
+        elif kind == DELETE_SESSION:
+            view.delete_session(a)
+        else:
+            raise AssertionError("unknown recorded change %r" % (kind,))
 
 
 class MemoryView(object):
@@ -73,6 +108,14 @@ class PendingOverlay(object):
         # True: no quota in base + changes, known (zkpy.tree.quota); reset when /zookeeper/quota
         # is put here and whenever the base moves on (applied()).
         self.quota_free = False
+        self.ops = []          # changes recorded since the owner last replaced this list
+        # False once a change was made here that differs from what the committed state would
+        # get (a quota stats node's totals need child lists): the owner then applies that txn
+        # afresh instead of replaying `ops`. The owner sets it back to True.
+        self.exact = True
+
+    def inexact(self):
+        self.exact = False
 
     def __len__(self):
         return len(self._nodes)
@@ -85,25 +128,30 @@ class PendingOverlay(object):
 
     def put(self, path, node):
         self._nodes[path] = (self.zxid, node)
+        self.ops.append((PUT, path, node))
         if path == QUOTA_ROOT:
             self.quota_free = False
 
     def delete(self, path):
         self._nodes[path] = (self.zxid, None)
+        self.ops.append((DELETE, path, None))
         if path == QUOTA_ROOT:
             self.quota_free = False
 
     def add_child(self, parent, name):
-        pass  # prep needs counts (in the parent's Node), not child lists
+        # prep needs counts (in the parent's Node), not child lists: only recorded
+        self.ops.append((ADD_CHILD, parent, name))
 
     def remove_child(self, parent, name):
-        pass
+        self.ops.append((REMOVE_CHILD, parent, name))
 
     def add_ephemeral(self, owner, path):
         self._eph.setdefault(owner, {})[path] = (self.zxid, True)
+        self.ops.append((ADD_EPHEMERAL, owner, path))
 
     def remove_ephemeral(self, owner, path):
         self._eph.setdefault(owner, {})[path] = (self.zxid, False)
+        self.ops.append((REMOVE_EPHEMERAL, owner, path))
 
     def ephemerals(self, owner):
         paths = set(self._base().ephemerals(owner))
@@ -115,10 +163,11 @@ class PendingOverlay(object):
         return list(paths)
 
     def put_session(self, sid, timeout_ms):
-        pass  # the session table lives in the session tracker
+        # the session table lives in the session tracker: only recorded (for LMDB's copy)
+        self.ops.append((PUT_SESSION, sid, timeout_ms))
 
     def delete_session(self, sid):
-        pass
+        self.ops.append((DELETE_SESSION, sid, None))
 
     def applied(self, zxid):
         """Drop every change made by txns up to `zxid`: the base view now holds them."""

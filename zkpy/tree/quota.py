@@ -141,8 +141,12 @@ def subtree_counts(view, path):
 def init_stats(view, prefix):
     """The stats node of `prefix` was just created: set it to the subtree's totals
     (DataTree.updateQuotaForPath). Views without child lists (the prep overlay) leave the data
-    the client wrote; the committed tree and replay always compute it."""
+    the client wrote and say so (`inexact()`, if they have it); the committed tree and replay
+    always compute it."""
     if not hasattr(view, "get_children"):
+        inexact = getattr(view, "inexact", None)
+        if inexact is not None:
+            inexact()
         return
     path = stat_path(prefix)
     node = view.get(path)
