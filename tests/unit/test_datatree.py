@@ -505,6 +505,8 @@ class GroupCommitModel(RuleBasedStateMachine):
         if not hasattr(self, "direct"):
             return
         for path in set(self.direct.nodes) | set(self.committed.nodes) | set(MODEL_PATHS):
+            if path.endswith("/zookeeper_stats") and path in self.overlay._nodes:
+                continue   # its totals come with the apply (child lists), as ZooKeeper's
             assert self.overlay.get(path) == self.direct.get(path), path
         for sid in SESSIONS:
             assert sorted(self.overlay.ephemerals(sid)) == sorted(self.direct.ephemerals(sid))

@@ -22,6 +22,7 @@ class FakeLog:
         self.in_flight = 0
         self.max_in_flight = 0
         self.threads = set()
+        self.started = []  # zxids of each append_batch, as it starts
         self.lock = threading.Lock()
         self.last_fsync_ms = None
 
@@ -30,6 +31,7 @@ class FakeLog:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         self.threads.add(threading.get_ident())
+        self.started.append([z for z, _ in records])
         try:
             if self.fail_on_call is not None and len(self.batches) == self.fail_on_call:
                 raise OSError(5, "Input/output error")
@@ -51,9 +53,11 @@ def test_batches_and_order():
     acked = []
 
     def on_durable(tokens):
-        # Never before the append_batch covering these records returned.
+        # Never before the append_batch covering these records returned; an append in flight
+        # meanwhile is of later records only.
         assert all(t in log.done for t in tokens)
-        assert log.in_flight == 0
+        assert log.in_flight <= 1
+        assert all(z > tokens[-1] for z in log.started[-1]) or log.started[-1][-1] == tokens[-1]
         acked.extend(tokens)
 
     async def main():
@@ -100,6 +104,34 @@ def test_loop_not_blocked_during_append():
     run(main())
     assert [len(b) for b in log.batches] == [1, 10]
     assert acked == list(range(1, 12))
+
+
+def test_next_append_overlaps_on_durable():
+    """The fsync of the next batch runs while on_durable handles the previous one (the core
+    applies a batch meanwhile); acks stay in order and after their own append."""
+    log = FakeLog(delay=0.05)
+    seen = []   # (tokens, appends started when on_durable began, in flight then)
+
+    def on_durable(tokens):
+        assert all(t in log.done for t in tokens)
+        time.sleep(0.03)   # the apply: holds the loop thread (the append's thread runs on)
+        seen.append((list(tokens), len(log.started), log.in_flight))
+
+    async def main():
+        gc = GroupCommitter(log, on_durable)
+        gc.submit(1, b"a", 1)
+        await asyncio.sleep(0.01)        # append [1] is in its fsync
+        for z in (2, 3):
+            gc.submit(z, b"a", z)        # queued behind it
+        await gc.flush()
+        await gc.close()
+
+    run(main())
+    assert [b for b, _, _ in seen] == [[1], [2, 3]]
+    # While on_durable([1]) ran, append [2, 3] started and was still in flight at its end.
+    assert seen[0][1:] == (2, 1)
+    assert log.started == [[1], [2, 3]]
+    assert log.max_in_flight == 1
 
 
 def test_max_count_and_max_bytes():

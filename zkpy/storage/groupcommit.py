@@ -7,6 +7,8 @@ runs in a worker thread so the event loop keeps serving (and queueing the next b
 Contract:
   * submit() is called from the event loop thread and never blocks.
   * One flusher task; at most one append_batch in flight; batches are taken in submission order.
+    The next batch's append starts as soon as the previous one returns, before on_durable runs
+    for it, so the fsync of batch k+1 overlaps the apply of batch k.
   * on_durable(tokens) runs in the loop thread, in submission order, only after the append_batch
     (write + fsync) covering every one of those records has returned.
   * A write/fsync error is fatal: logged at ERROR, on_fatal(exc) is called, nothing more is written
@@ -154,33 +156,28 @@ class GroupCommitter:
 
     async def _run(self):
         loop = asyncio.get_running_loop()
+        inflight = None   # (future of the append in flight, its batch, its bytes)
         while True:
-            if not self._queue:
-                if self._closing:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            if self.max_delay > 0 and not self._batch_full():
-                # flushDelay: linger a little for more records to share the fsync.
-                deadline = loop.time() + self.max_delay
-                while not self._batch_full() and not self._closing:
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        break
+            if inflight is None:
+                if not self._queue:
+                    if self._closing:
+                        return
                     self._wakeup.clear()
-                    try:
-                        await asyncio.wait_for(self._wakeup.wait(), remaining)
-                    except asyncio.TimeoutError:
-                        break
-            batch, nbytes = self._take_batch()
-            records = [(zxid, payload) for zxid, payload, _ in batch]
+                    await self._wakeup.wait()
+                    continue
+                if self.max_delay > 0 and not self._batch_full():
+                    await self._linger(loop)
+                inflight = self._start(loop)
+            fut, batch, nbytes = inflight
             try:
                 # The loop keeps running (and submit() keeps queueing the next batch) meanwhile.
-                fsync_ms = await loop.run_in_executor(self._executor, self._append, records)
+                fsync_ms = await fut
             except Exception as exc:  # noqa: BLE001 - any failure to persist is fatal
-                self._fatal(exc, "writing %d txn(s) to the transaction log" % len(records))
+                self._fatal(exc, "writing %d txn(s) to the transaction log" % len(batch))
                 return
+            # The next batch's write + fsync starts now, so it overlaps on_durable's work (the
+            # apply of this batch) instead of following it; still one append in flight.
+            inflight = self._start(loop) if self._queue else None
             self._account(len(batch), nbytes, fsync_ms)
             # ORDERING: tokens are acknowledged only here, after append_batch -- and with it the
             # write and fsync of every record in this batch (and all earlier batches) -- returned.
@@ -189,8 +186,32 @@ class GroupCommitter:
                 self.on_durable([token for _, _, token in batch])
             except Exception as exc:  # noqa: BLE001 - the apply path is broken: stop, like ZK
                 self._fatal(exc, "in the on_durable callback")
+                if inflight is not None:   # let the append in flight end before returning
+                    try:
+                        await inflight[0]
+                    except Exception:  # noqa: BLE001 - already fatal
+                        pass
                 return
             self._wake_waiters()
+
+    async def _linger(self, loop):
+        """flushDelay: wait a little for more records to share the fsync."""
+        deadline = loop.time() + self.max_delay
+        while not self._batch_full() and not self._closing:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except asyncio.TimeoutError:
+                break
+
+    def _start(self, loop):
+        """Take the next batch off the queue and start its append in the executor."""
+        batch, nbytes = self._take_batch()
+        records = [(zxid, payload) for zxid, payload, _ in batch]
+        return loop.run_in_executor(self._executor, self._append, records), batch, nbytes
 
     def _append(self, records):
         """Runs in the executor thread; returns the fsync time in ms (None if none was done)."""
