@@ -9,7 +9,10 @@ from zkpy.errors import ClientProtocolError
 from zkpy.proto import codec, consts
 from zkpy.proto import records as r
 from zkpy.server import ipc
+from zkpy.server import core
 from zkpy.tree import txns
+from zkpy.tree.datatree import CONTAINER_OWNER, ttl_owner
+from zkpy.tree.node import Node
 
 try:
     from zkpy.proto import _fastcodec as fast
@@ -142,6 +145,33 @@ replies = st.one_of(
 def test_reply_frame_parity(xid, zxid, err, rec):
     assert fast.encode_reply_frame(xid, zxid, err, rec) == \
         codec.encode_reply_frame_pure(xid, zxid, err, rec)
+
+
+# Nodes as the tree holds them: stored cversion and child count in int32 (their visible
+# 2 * cversion - numChildren wraps), owners of every kind (containers and TTL nodes negative).
+nodes = st.builds(Node, i64, i64, i64, i64, i32, i32, i32,
+                  st.one_of(i64, st.sampled_from([0, CONTAINER_OWNER, ttl_owner(5000)])),
+                  st.integers(0, 2**31 - 1), i64, blob, acl)
+
+
+@needs_fast
+@settings(max_examples=400, deadline=None)
+@given(i32, i64, st.one_of(st.none(), text, st.just("/caf\u00e9")), nodes)
+def test_node_reply_frame_parity(xid, zxid, path, node):
+    assert core.node_reply_frame is fast.node_reply_frame
+    assert fast.node_reply_frame(xid, zxid, path, node) == \
+        core.node_reply_frame_pure(xid, zxid, path, node)
+
+
+def test_node_reply_frame_is_the_records_encoding():
+    # stored cversion 2**31 - 1 with 7 children: clients see 2 * cversion - 7 wrapped to int32,
+    # -9; a TTL node's owner shows as 0.
+    node = Node(5, 9, 1000, 2000, 3, 2**31 - 1, 1, ttl_owner(60000), 7, 9, b"abc", ())
+    stat = r.Stat(5, 9, 1000, 2000, 3, -9, 1, 0, 3, 7, 9)
+    for path, rec in ((None, r.SetDataResponse(stat)), ("/a", r.Create2Response("/a", stat))):
+        want = codec.encode_reply_frame_pure(1, 2, 0, rec)
+        assert core.node_reply_frame(1, 2, path, node) == want
+        assert core.node_reply_frame_pure(1, 2, path, node) == want
 
 
 events = st.lists(st.tuples(i64, i32, text, st.one_of(st.none(), acl)), max_size=4)

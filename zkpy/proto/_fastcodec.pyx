@@ -6,6 +6,7 @@ twin and gives byte-for-byte the same answer (tests/unit/test_fastcodec.py runs 
     decode_create_request / _set_data_ / _delete_(data, off)
                                                 zkpy.proto.codec.DECODERS[...]
     encode_reply_frame(xid, zxid, err, record)  zkpy.proto.codec.encode_reply_frame
+    node_reply_frame(xid, zxid, path, node)     zkpy.server.core.node_reply_frame
     ipc_decode(frame), ipc_batch(zxid, events, replies)
                                                 zkpy.server.ipc.decode / batch
 
@@ -412,6 +413,66 @@ def encode_reply_frame(xid, zxid, err, record=None):
         o += 4 + plen
     if stat is not None:
         _stat(p + o, stat)
+    return out
+
+
+def node_reply_frame(xid, zxid, path, node):
+    """int32 length + ReplyHeader{xid, zxid, 0} + [path] + the Stat clients see of `node` (a
+    zkpy.tree.node.Node, mapped as Node.wire_stat does): a SetDataResponse when path is None,
+    else a Create2Response (ASCII path); anything else by the pure twin."""
+    if not (_i32_ok(xid) and _i64_ok(zxid)):
+        return _pure["node_reply_frame"](xid, zxid, path, node)
+    czxid = node.czxid
+    mzxid = node.mzxid
+    ctime = node.ctime
+    mtime = node.mtime
+    version = node.version
+    cversion = node.cversion
+    aversion = node.aversion
+    owner = node.ephemeral_owner
+    num_children = node.num_children
+    pzxid = node.pzxid
+    data = node.data
+    if not (_i64_ok(czxid) and _i64_ok(mzxid) and _i64_ok(ctime) and _i64_ok(mtime) and
+            _i32_ok(version) and _i32_ok(cversion) and _i32_ok(aversion) and _i64_ok(owner)
+            and _i32_ok(num_children) and _i64_ok(pzxid)
+            and (data is None or type(data) is bytes)):
+        return _pure["node_reply_frame"](xid, zxid, path, node)
+    cdef Py_ssize_t plen = 0, size = 20 + 68
+    cdef const char* pc = NULL
+    if path is not None:
+        if type(path) is not str or not PyUnicode_IS_ASCII(path):
+            return _pure["node_reply_frame"](xid, zxid, path, node)
+        pc = PyUnicode_AsUTF8AndSize(path, &plen)
+        size += 4 + plen
+    cdef Py_ssize_t dlen = 0 if data is None else PyBytes_GET_SIZE(data)
+    if dlen > 2147483647:
+        return _pure["node_reply_frame"](xid, zxid, path, node)
+    cdef long long nc = num_children
+    cdef long long visible = 2 * <long long>cversion - nc   # Node.wire_stat, wrapped to int32
+    cdef long long own = owner
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, size)
+    cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(out)
+    _w32(p, size - 4)
+    _w32(p + 4, xid)
+    _w64(p + 8, zxid)
+    _w32(p + 16, 0)
+    cdef Py_ssize_t o = 20
+    if path is not None:
+        _w32(p + o, plen)
+        memcpy(p + o + 4, pc, plen)
+        o += 4 + plen
+    _w64(p + o, czxid)
+    _w64(p + o + 8, mzxid)
+    _w64(p + o + 16, ctime)
+    _w64(p + o + 24, mtime)
+    _w32(p + o + 32, version)
+    _w32(p + o + 36, visible)   # the low 32 bits: _int32
+    _w32(p + o + 40, aversion)
+    _w64(p + o + 44, own if own > 0 else 0)
+    _w32(p + o + 52, dlen)
+    _w32(p + o + 56, nc)
+    _w64(p + o + 60, pzxid)
     return out
 
 

@@ -99,6 +99,24 @@ def _stat(node):
     return r.Stat(*node.wire_stat())
 
 
+def node_reply_frame(xid, zxid, path, node):
+    """A write's reply frame carrying `node`'s Stat: SetDataResponse (path None) or
+    Create2Response(path). The compiled twin (zkpy.proto._fastcodec) skips the records."""
+    if path is None:
+        return _encode_reply(xid, zxid, 0, r.SetDataResponse(_stat(node)))
+    return _encode_reply(xid, zxid, 0, r.Create2Response(path, _stat(node)))
+
+
+node_reply_frame_pure = node_reply_frame
+try:
+    from zkpy.proto import _fastcodec
+except ImportError:   # not built, or ZKPY_PURE=1
+    _fastcodec = None
+if _fastcodec is not None and hasattr(_fastcodec, "node_reply_frame"):
+    _fastcodec.register("node_reply_frame", node_reply_frame_pure)
+    node_reply_frame = _fastcodec.node_reply_frame
+
+
 def _acls_of_deleted(view, txn):
     """{path: ACL} of the nodes `txn` deletes, for the READ check of their NodeDeleted events."""
     t = txn.type
@@ -604,14 +622,14 @@ class Core(object):
             data = _encode_reply(xid, zxid, txn.err)
         elif t == txns.CREATE:
             if req[0] in _CREATE2_REPLY_OPS:
-                data = _encode_reply(xid, zxid, 0, r.Create2Response(txn.path, _stat(node)))
+                data = node_reply_frame(xid, zxid, txn.path, node)
             else:
                 data = _encode_reply(xid, zxid, 0, r.CreateResponse(txn.path))
         elif t == txns.SET_DATA:
             if req[0] == consts.OP_RECONFIG:
                 data = _encode_reply(xid, zxid, 0, r.GetDataResponse(node.data, _stat(node)))
             else:
-                data = _encode_reply(xid, zxid, 0, r.SetDataResponse(_stat(node)))
+                data = node_reply_frame(xid, zxid, None, node)
         elif t == txns.SET_ACL:
             data = _encode_reply(xid, zxid, 0, r.SetACLResponse(_stat(node)))
         elif t == txns.MULTI:
