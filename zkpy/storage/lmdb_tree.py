@@ -73,7 +73,7 @@ class ReadView(object):
         key = path.encode("utf-8")
         if not key or len(key) > self._t.max_key_size:
             return None  # no znode can have such a key (see Core._check_path_size)
-        v = self.txn.get(key, db=self._t.db_nodes)
+        v = self.txn.get(key, None, self._t.db_nodes)   # positional: py-lmdb's kwargs cost
         node = None if v is None else unpack_node(v)
         cache = self._cache
         if len(cache) >= CACHE_NODES:
@@ -201,12 +201,14 @@ class WriteView(ReadView):
         cache = self._cache
         if len(cache) + len(self._dirty) >= CACHE_NODES:
             cache.clear()
+        put = txn.cursor(db).put   # a cursor's put: cheaper per call than txn.put(db=...)
+        delete = txn.delete
         for path, node in self._dirty.items():
             key = path.encode("utf-8")
             if node is None:
-                txn.delete(key, db=db)
+                delete(key, b"", db)
             else:
-                txn.put(key, pack_node(node), db=db)
+                put(key, pack_node(node))
             cache[path] = node  # what the txn holds now
         self._written.update(self._dirty)
         self._dirty.clear()
@@ -230,17 +232,20 @@ class WriteView(ReadView):
         self.flush()
         return ReadView.node_count(self)
 
+    # Positional arguments (put: dupdata, overwrite, append, db; delete: value, db): py-lmdb
+    # parses keywords per call, and these run once or twice per write.
     def add_child(self, parent, name):
-        self.txn.put(_child_key(parent, name), b"", db=self._t.db_children)
+        self.txn.put(_child_key(parent, name), b"", False, True, False, self._t.db_children)
 
     def remove_child(self, parent, name):
-        self.txn.delete(_child_key(parent, name), db=self._t.db_children)
+        self.txn.delete(_child_key(parent, name), b"", self._t.db_children)
 
     def add_ephemeral(self, owner, path):
-        self.txn.put(_Q.pack(owner) + path.encode("utf-8"), b"", db=self._t.db_ephemerals)
+        self.txn.put(_Q.pack(owner) + path.encode("utf-8"), b"", False, True, False,
+                     self._t.db_ephemerals)
 
     def remove_ephemeral(self, owner, path):
-        self.txn.delete(_Q.pack(owner) + path.encode("utf-8"), db=self._t.db_ephemerals)
+        self.txn.delete(_Q.pack(owner) + path.encode("utf-8"), b"", self._t.db_ephemerals)
 
     def put_session(self, sid, timeout_ms):
         self.txn.put(_Q.pack(sid), _I.pack(timeout_ms), db=self._t.db_sessions)
