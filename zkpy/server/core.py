@@ -147,10 +147,11 @@ def _world_readable(acl):
     return False
 
 
-def _with_acls(view, triggers, doomed):
-    """Each (event type, path) with the ACL a watcher needs READ on to receive it (ZooKeeper
-    3.8.4+ / 3.9.2+, CVE-2024-23944): the node's, the parent's for NodeChildrenChanged; None
-    when anyone may read it."""
+def _with_acls(view, zxid, triggers, doomed):
+    """The frontends' events: each (event type, path) of txn `zxid` as (zxid, event type,
+    path, acl), acl being what a watcher needs READ on to receive it (ZooKeeper 3.8.4+ /
+    3.9.2+, CVE-2024-23944): the node's, the parent's for NodeChildrenChanged; None when anyone
+    may read it."""
     out = []
     get = view.get
     for event_type, path in triggers:
@@ -161,7 +162,7 @@ def _with_acls(view, triggers, doomed):
             acl = node.acl if node is not None else None
         if acl is not None and (acl == _OPEN_ACL or _world_readable(acl)):
             acl = None
-        out.append((event_type, path, acl))
+        out.append((zxid, event_type, path, acl))
     return out
 
 
@@ -352,7 +353,7 @@ class Core(object):
         triggers, node = datatree.apply(overlay, zxid, txn)
         if not overlay.exact:   # _apply works it out on the committed state
             return zxid, None
-        return zxid, (ops, _with_acls(overlay, triggers, doomed), node)
+        return zxid, (ops, _with_acls(overlay, zxid, triggers, doomed), node)
 
     def submit(self, txn, token, origin=0, req_id=0):
         """Log txn under the next zxid; in an ensemble (leader) also propose it to the learners.
@@ -361,7 +362,7 @@ class Core(object):
             raise ZkError(errors.CONNECTIONLOSS, "not leading")
         payload = txns.encode(txn)  # before _assign: a failure must not leave the overlay ahead
         zxid, prepped = self._assign(txn)
-        self.committer.submit(zxid, payload, (zxid, txn, token))
+        self.committer.submit(zxid, payload, zxid)
         self._pending.append((zxid, txn, token, prepped))
         if self.quorum is not None:
             self.quorum.proposed(zxid, payload, origin, req_id)
@@ -369,7 +370,7 @@ class Core(object):
 
     def log_txn(self, zxid, txn, payload, token=None):
         """A learner: log a txn the leader proposed (applied once committed and durable)."""
-        self.committer.submit(zxid, payload, (zxid, txn, token))
+        self.committer.submit(zxid, payload, zxid)
         self._pending.append((zxid, txn, token, None))
         self.next_zxid = zxid + 1
 
@@ -521,10 +522,10 @@ class Core(object):
             raise ZkError(errors.BADARGUMENTS, "path longer than %d bytes"
                           % (self.tree.max_key_size - 18))
 
-    def _on_durable(self, tokens):
-        """sync done: every txn in `tokens` is fsynced (or forceSync=no). Standalone, that makes
+    def _on_durable(self, zxids):
+        """sync done: the txns of `zxids` are fsynced (or forceSync=no). Standalone, that makes
         them committed; in an ensemble the quorum decides (a learner acks them)."""
-        self.durable_zxid = tokens[-1][0]
+        self.durable_zxid = zxids[-1]
         if self.quorum is None:
             self.commit_zxid = self.durable_zxid
         else:
@@ -551,11 +552,11 @@ class Core(object):
                 if prepped is None:   # logged without prep (a learner, a restart), or inexact
                     doomed = _acls_of_deleted(wv, txn)  # read before the txn removes the nodes
                     triggers, node = datatree.apply(wv, zxid, txn)
-                    results.append((zxid, txn, token, _with_acls(wv, triggers, doomed), node))
+                    results.append((zxid, txn, token, _with_acls(wv, zxid, triggers, doomed), node))
                 else:
-                    ops, triggers, node = prepped
+                    ops, zxid_events, node = prepped
                     replay(wv, ops)
-                    results.append((zxid, txn, token, triggers, node))
+                    results.append((zxid, txn, token, zxid_events, node))
                 last = zxid
             wv.set_last_zxid(last)
         except BaseException:
@@ -564,9 +565,8 @@ class Core(object):
         events = []
         replies = {}
         after = []
-        for zxid, txn, token, triggers, node in results:
-            for event_type, path, acl in triggers:
-                events.append((zxid, event_type, path, acl))
+        for zxid, txn, token, zxid_events, node in results:
+            events += zxid_events
             self._finish(zxid, txn, token, node, replies, after)
             if (self.quorum is not None and txn.type == txns.SET_DATA
                     and txn.path == CONFIG_NODE):

@@ -41,7 +41,8 @@ class GroupCommitter:
         self.logger = logger or _DEFAULT_LOGGER
         self._own_executor = executor is None
         self._executor = executor
-        self._queue = collections.deque()  # (zxid, payload, token)
+        self._queue = collections.deque()  # (zxid, payload): what append_batch takes
+        self._tokens = collections.deque()  # the token of each record in _queue
         self._queued_bytes = 0
         self._submitted = 0  # records ever submitted
         self._durable = 0  # records ever made durable (and reported)
@@ -82,7 +83,8 @@ class GroupCommitter:
             raise RuntimeError("group commit is closed")
         if self._task is None:
             self.start()
-        self._queue.append((zxid, payload, token))
+        self._queue.append((zxid, payload))
+        self._tokens.append(token)
         self._queued_bytes += len(payload)
         self._submitted += 1
         self._wakeup.set()
@@ -139,17 +141,28 @@ class GroupCommitter:
     # ------------------------------------------------------------------ flusher
 
     def _take_batch(self):
+        """(records, their tokens, their bytes) off the front of the queue."""
+        q = self._queue
+        tq = self._tokens
+        if len(q) <= self.max_count and self._queued_bytes <= self.max_bytes:
+            batch = list(q)   # all of it (the usual case)
+            tokens = list(tq)
+            nbytes = self._queued_bytes
+            q.clear()
+            tq.clear()
+            self._queued_bytes = 0
+            return batch, tokens, nbytes
         batch = []
         nbytes = 0
-        q = self._queue
         while q and len(batch) < self.max_count:
             size = len(q[0][1])
             if batch and nbytes + size > self.max_bytes:
                 break  # a single oversized record still goes out alone
             batch.append(q.popleft())
             nbytes += size
+        tokens = [tq.popleft() for _ in batch]
         self._queued_bytes -= nbytes
-        return batch, nbytes
+        return batch, tokens, nbytes
 
     def _batch_full(self):
         return len(self._queue) >= self.max_count or self._queued_bytes >= self.max_bytes
@@ -168,7 +181,7 @@ class GroupCommitter:
                 if self.max_delay > 0 and not self._batch_full():
                     await self._linger(loop)
                 inflight = self._start(loop)
-            fut, batch, nbytes = inflight
+            fut, batch, tokens, nbytes = inflight
             try:
                 # The loop keeps running (and submit() keeps queueing the next batch) meanwhile.
                 fsync_ms = await fut
@@ -183,7 +196,7 @@ class GroupCommitter:
             # write and fsync of every record in this batch (and all earlier batches) -- returned.
             self._durable += len(batch)
             try:
-                self.on_durable([token for _, _, token in batch])
+                self.on_durable(tokens)
             except Exception as exc:  # noqa: BLE001 - the apply path is broken: stop, like ZK
                 self._fatal(exc, "in the on_durable callback")
                 if inflight is not None:   # let the append in flight end before returning
@@ -209,9 +222,8 @@ class GroupCommitter:
 
     def _start(self, loop):
         """Take the next batch off the queue and start its append in the executor."""
-        batch, nbytes = self._take_batch()
-        records = [(zxid, payload) for zxid, payload, _ in batch]
-        return loop.run_in_executor(self._executor, self._append, records), batch, nbytes
+        batch, tokens, nbytes = self._take_batch()
+        return loop.run_in_executor(self._executor, self._append, batch), batch, tokens, nbytes
 
     def _append(self, records):
         """Runs in the executor thread; returns the fsync time in ms (None if none was done)."""
