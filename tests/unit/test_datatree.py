@@ -449,11 +449,9 @@ class GroupCommitModel(RuleBasedStateMachine):
         self.log.append((zxid, txn_a))
         datatree.apply(self.direct, zxid, txn_a)
         # What Core._assign does: the overlay takes the txn's effects, tagged with its zxid.
-        self.overlay.zxid = zxid
-        self.overlay.ops = ops = []
-        self.overlay.exact = True
+        self.overlay.begin(zxid)
         _, node = datatree.apply(self.overlay, zxid, txn_b)
-        self.pending.append((zxid, txn_b, ops if self.overlay.exact else None, node))
+        self.pending.append((zxid, txn_b, self.overlay.end(), node))
         return code_a
 
     @rule(path=st.sampled_from(MODEL_PATHS + QUOTA_PATHS), data=st.binary(max_size=3),
@@ -536,19 +534,26 @@ def test_overlay_replay_is_exact_except_for_a_quota_stats_node(t):
     t.create("/zookeeper/quota/a/zookeeper_limits", b"count=-1,bytes=-1")
     overlay = PendingOverlay(lambda: t.view)
 
-    def prep_apply(prep):
+    def prep_apply(prep, zxid=None):
         txn = prep(overlay)
-        overlay.ops = ops = []
-        overlay.exact = True
-        overlay.zxid = t.zxid + 1
+        overlay.begin(zxid or t.zxid + 1)
         _, node = datatree.apply(overlay, overlay.zxid, txn)
-        return txn, ops, node
+        return txn, overlay.end(), node
 
     txn, ops, node = prep_apply(lambda v: datatree.prep_create(
         v, SID, 1, 5000, "/zookeeper/quota/a/zookeeper_stats", b"count=0,bytes=0",
         list(OPEN_ACL_UNSAFE), P))
-    assert not overlay.exact
+    assert ops is None and not overlay.exact
+    # While it is pending, what comes after it is not replayed either: its quota bookkeeping
+    # read the stats node as the overlay has it.
+    txn2, ops2, _ = prep_apply(lambda v: datatree.prep_create(
+        v, SID, 1, 5000, "/a/z", b"12", list(OPEN_ACL_UNSAFE), P), zxid=t.zxid + 2)
+    assert overlay.exact and ops2 is None
     t._run(txn)
+    t._run(txn2)
+    assert t.get("/zookeeper/quota/a/zookeeper_stats").data == b"count=3,bytes=7"
+    overlay.applied(t.zxid)
+    t.delete("/a/z")
     assert t.get("/zookeeper/quota/a/zookeeper_stats").data == b"count=2,bytes=5"
     overlay.applied(t.zxid)
 
@@ -562,7 +567,7 @@ def test_overlay_replay_is_exact_except_for_a_quota_stats_node(t):
         replayed.children = {p: set(c) for p, c in t.view.children.items()}
         replayed.ephemeral = {o: set(ps) for o, ps in t.view.ephemeral.items()}
         txn, ops, node = prep_apply(prep)
-        assert overlay.exact
+        assert ops is not None
         replay(replayed, ops)
         assert t._run(txn)[1] == node
         assert _snapshot(replayed) == _snapshot(t.view)

@@ -346,12 +346,11 @@ class Core(object):
         zxid = self.next_zxid
         self.next_zxid += 1
         overlay = self.overlay
-        overlay.zxid = zxid
-        overlay.ops = ops = []
-        overlay.exact = True
+        overlay.begin(zxid)
         doomed = _acls_of_deleted(overlay, txn)  # read before the txn removes the nodes
         triggers, node = datatree.apply(overlay, zxid, txn)
-        if not overlay.exact:   # _apply works it out on the committed state
+        ops = overlay.end()
+        if ops is None:   # _apply works it out on the committed state
             return zxid, None
         return zxid, (ops, _with_acls(overlay, zxid, triggers, doomed), node)
 

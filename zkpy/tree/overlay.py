@@ -5,12 +5,11 @@ LMDB read transaction) plus the effects of txns that prep has issued but that ar
 and applied. Prep validates each new request against it, so a create right after another create of
 the same path fails with NODEEXISTS even while the first waits for its fsync.
 
-Every change made through a PendingOverlay is also recorded, in order, in its `ops` list as
-(kind, a, b) tuples (the PUT ... DELETE_SESSION kinds below): a txn's list, taken right after it
-is applied here, is exactly what applying it again to the committed state would do (the overlay
-*is* that state plus the txns before it), so the core replays it onto the LMDB write txn
-(`replay`) instead of running datatree.apply a second time -- unless the overlay says it could
-not do what the committed state will (`exact` false: quota stats need child lists).
+Every change made through a PendingOverlay is also recorded, in order, as (kind, a, b) tuples
+(the PUT ... DELETE_SESSION kinds below): a txn's list (begin() ... end()) is exactly what
+applying it again to the committed state will do (the overlay *is* that state plus the txns
+before it), so the core replays it onto the LMDB write txn (`replay`) instead of running
+datatree.apply a second time -- unless end() says it may not (quota stats need child lists).
 
 `MemoryView` is a complete in-memory tree with the same interface: the model in unit tests.
 """
@@ -18,6 +17,9 @@ not do what the committed state will (`exact` false: quota stats need child list
 from zkpy.tree.paths import split
 from zkpy.tree.quota import QUOTA_ROOT
 
+
+# applied() keeps entries of applied txns until there are this many (see there).
+PRUNE_MIN = 4096
 
 # Kinds of the recorded changes: (kind, a, b) calls view.<method>(a[, b]).
 PUT, DELETE, ADD_CHILD, REMOVE_CHILD, ADD_EPHEMERAL, REMOVE_EPHEMERAL, PUT_SESSION, \
@@ -108,11 +110,29 @@ class PendingOverlay(object):
         # True: no quota in base + changes, known (zkpy.tree.quota); reset when /zookeeper/quota
         # is put here and whenever the base moves on (applied()).
         self.quota_free = False
-        self.ops = []          # changes recorded since the owner last replaced this list
+        self.ops = []          # changes recorded since begin()
         # False once a change was made here that differs from what the committed state would
-        # get (a quota stats node's totals need child lists): the owner then applies that txn
-        # afresh instead of replaying `ops`. The owner sets it back to True.
+        # get (a quota stats node's totals need child lists): see end().
         self.exact = True
+        self.inexact_zxid = 0  # the newest txn applied here inexactly
+        self.applied_zxid = 0  # the newest txn the base holds (applied())
+        self._prune_at = PRUNE_MIN
+
+    def begin(self, zxid):
+        """Txn `zxid` is about to be applied here: tag and record its changes."""
+        self.zxid = zxid
+        self.ops = []
+        self.exact = True
+
+    def end(self):
+        """The changes recorded since begin() -- what applying that txn to the committed state
+        will do -- or None when they may not be: the txn was inexact here, or an inexact one is
+        still pending before it (its entries here are not what the base will hold)."""
+        if not self.exact:
+            self.inexact_zxid = self.zxid
+        if self.inexact_zxid > self.applied_zxid:
+            return None
+        return self.ops
 
     def inexact(self):
         self.exact = False
@@ -170,13 +190,26 @@ class PendingOverlay(object):
         self.ops.append((DELETE_SESSION, sid, None))
 
     def applied(self, zxid):
-        """Drop every change made by txns up to `zxid`: the base view now holds them."""
+        """The base view now holds every change of the txns up to `zxid`.
+
+        Their entries here may stay: an entry is the newest change to its path (or ephemeral),
+        so while its txn is applied it says what the base says. They are dropped all at once
+        when nothing newer is pending (the usual case when idle), else only once there are
+        many (at most twice as many as were left by the last pruning), so a batch applied
+        while the next ones wait does not copy their entries each time -- and at once when
+        an inexact txn (see end()) was pending, whose entries the base now outdoes."""
         self.quota_free = False  # the base is a newer view now
+        # An inexact txn pending until now: its entries say less than the base; drop them.
+        inexact_pending = self.inexact_zxid > self.applied_zxid
+        if zxid > self.applied_zxid:
+            self.applied_zxid = zxid
         if not self._nodes and not self._eph:
             return
-        if self.zxid <= zxid:  # every change here is from txns up to zxid (the usual case)
+        if self.zxid <= zxid:  # every change here is from txns up to zxid
             self._nodes = {}
             self._eph = {}
+            return
+        if not inexact_pending and len(self._nodes) + len(self._eph) < self._prune_at:
             return
         self._nodes = {p: v for p, v in self._nodes.items() if v[0] > zxid}
         eph = {}
@@ -185,3 +218,4 @@ class PendingOverlay(object):
             if kept:
                 eph[owner] = kept
         self._eph = eph
+        self._prune_at = max(PRUNE_MIN, 2 * (len(self._nodes) + len(self._eph)))
