@@ -2,7 +2,8 @@
 
 Builds two optional accelerators; each has a pure-Python twin, so a failed build only costs speed:
   - zkpy.storage._nodecodec (Cython): the znode byte codec on LMDB's hot path;
-  - zkpy.proto._fastcodec (Cython): txn, request, reply and IPC codecs of the core's write path;
+  - zkpy.proto._fastcodec (Cython, with csrc/crc32c.c): txn, request, reply, IPC and log-record
+    codecs of the core's write path;
   - zkpy._crc32c (cffi, csrc/crc32c.c): CRC32C for transaction-log records.
 """
 
@@ -33,7 +34,13 @@ def _extensions():
     exts = []
     try:
         from Cython.Build import cythonize
-        exts += cythonize(["zkpy/storage/_nodecodec.pyx", "zkpy/proto/_fastcodec.pyx"], language_level=3, quiet=True)
+        from setuptools import Extension
+        exts += cythonize([
+            "zkpy/storage/_nodecodec.pyx",
+            # with csrc/crc32c.c: the log records' CRC32C without a call through cffi
+            Extension("zkpy.proto._fastcodec", ["zkpy/proto/_fastcodec.pyx", "csrc/crc32c.c"],
+                      include_dirs=["csrc"]),
+        ], language_level=3, quiet=True)
     except Exception as e:
         sys.stderr.write("WARNING: Cython unavailable (%s); node codec stays pure Python\n" % e)
     return exts

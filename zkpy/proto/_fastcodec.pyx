@@ -9,6 +9,7 @@ twin and gives byte-for-byte the same answer (tests/unit/test_fastcodec.py runs 
     node_reply_frame(xid, zxid, path, node)     zkpy.server.core.node_reply_frame
     ipc_decode(frame), ipc_batch(zxid, events, replies)
                                                 zkpy.server.ipc.decode / batch
+    log_records(records, last_zxid)             zkpy.storage.txnlog.encode_records
 
 Each does the common case in C and hands anything else (an error to report, a non-ASCII string
 the Java encoding must split, a rare record or txn type) to its pure twin, which the pure module
@@ -27,6 +28,9 @@ if os.environ.get("ZKPY_PURE") == "1":
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.string cimport memcpy
+
+cdef extern from "crc32c.h":   # csrc/crc32c.c, compiled into this module (setup.py)
+    unsigned int zkpy_crc32c(unsigned int crc, const unsigned char* buf, size_t len) nogil
 
 cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object s, Py_ssize_t* size) except NULL
@@ -535,3 +539,48 @@ def ipc_batch(zxid, events, replies):
     _w32(p, o.n - 4)
     p[4] = IPC_BATCH
     return o.result()
+
+
+# ---------------------------------------------------------------- transaction log records
+
+cdef enum:
+    LOG_RECORD_HEADER = 16
+
+
+def log_records(records, last_zxid):
+    """The bytes of [(zxid, payload)] as transaction-log records (txnlog's grammar: length,
+    crc32c(zxid || payload), zxid, payload), zxids strictly increasing above last_zxid. Anything
+    else (not bytes, out of range, out of order) by the pure twin, which raises."""
+    if type(records) is not list or not _i64_ok(last_zxid):
+        return _pure["log_records"](records, last_zxid)
+    cdef Py_ssize_t n = len(records), i, size = 0, plen
+    cdef long long prev = last_zxid, z
+    for i in range(n):
+        rec = records[i]
+        if type(rec) is not tuple or len(rec) != 2:
+            return _pure["log_records"](records, last_zxid)
+        zxid, payload = rec
+        if not _i64_ok(zxid) or type(payload) is not bytes:
+            return _pure["log_records"](records, last_zxid)
+        z = zxid
+        plen = PyBytes_GET_SIZE(payload)
+        if z <= prev or z < 0 or plen > 0xFFFFFFFF:
+            return _pure["log_records"](records, last_zxid)
+        prev = z
+        size += LOG_RECORD_HEADER + plen
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, size)
+    cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(out)
+    cdef unsigned int crc
+    for i in range(n):
+        zxid, payload = records[i]
+        plen = PyBytes_GET_SIZE(payload)
+        _w32(p, plen)
+        _w64(p + 8, zxid)
+        memcpy(p + 16, PyBytes_AS_STRING(payload), plen)
+        crc = zkpy_crc32c(0, p + 8, 8 + plen)   # over zxid || payload, as they lie here
+        _w32(p + 4, crc)
+        p += LOG_RECORD_HEADER + plen
+    return out
+
+
+zkpy_crc32c(0, NULL, 0)   # probe the CPU (SSE4.2) once, at import, on the importing thread

@@ -98,6 +98,30 @@ def encode_record(zxid, payload):
     return _U32.pack(len(payload)) + _U32.pack(crc32c(body)) + body
 
 
+def encode_records(records, last_zxid):
+    """The bytes of [(zxid, payload)] as records, zxids strictly increasing above last_zxid
+    (else ValueError). A compiled twin (zkpy.proto._fastcodec.log_records) takes over below."""
+    parts = []
+    prev = last_zxid
+    for zxid, payload in records:
+        if zxid <= prev:
+            raise ValueError("txnlog zxids must be strictly increasing: 0x%x after 0x%x"
+                             % (zxid, prev))
+        prev = zxid
+        parts.append(encode_record(zxid, payload))
+    return b"".join(parts)
+
+
+encode_records_pure = encode_records
+try:
+    from zkpy.proto import _fastcodec
+except ImportError:   # not built, or ZKPY_PURE=1
+    _fastcodec = None
+if _fastcodec is not None and hasattr(_fastcodec, "log_records"):
+    _fastcodec.register("log_records", encode_records_pure)
+    encode_records = _fastcodec.log_records
+
+
 def list_log_files(directory):
     """[(first_zxid, path)] of the log files in ``directory``, oldest first."""
     found = []
@@ -401,16 +425,10 @@ class TxnLog:
                 raise RuntimeError("txnlog unusable after an earlier I/O error: %r" % (self._failed,))
             if not self._append_ready:
                 raise RuntimeError("TxnLog.open_for_append() has not been called")
-            parts = []
-            prev = self.last_zxid
-            for zxid, payload in records:
-                if zxid <= prev:
-                    raise ValueError("txnlog zxids must be strictly increasing: 0x%x after 0x%x"
-                                     % (zxid, prev))
-                prev = zxid
-                parts.append(encode_record(zxid, payload))
+            data = encode_records(records, self.last_zxid)
+            prev = records[-1][0]
             try:
-                self._write_locked(records[0][0], parts)
+                self._write_locked(records[0][0], [data])
             except OSError as e:
                 self._failed = e
                 raise
