@@ -446,7 +446,7 @@ class Core(object):
         view = self.overlay
         auth = (ids, self.config.skip_acl)
         try:
-            session = self.sessions.get(session_id)
+            session = self.sessions.sessions.get(session_id)
             if session is None or session.closing:
                 raise ZkError(errors.SESSIONEXPIRED)
             if op in _CREATE_OPS:

@@ -170,8 +170,8 @@ def prep_set_data(view, session_id, cxid, now_ms, path, data, version, auth=NO_C
     if enforce_quota:
         quota.check(view, path, (len(data) if data is not None else 0)
                     - (len(node.data) if node.data is not None else 0), 0, quota_warn)
-    return txns.Txn(txns.SET_DATA, session_id, cxid, now_ms, path=path, data=data,
-                    version=new_version)
+    # positional (path, data, acl, ephemeral_owner, version): keywords cost on the write path
+    return txns.Txn(txns.SET_DATA, session_id, cxid, now_ms, path, data, None, 0, new_version)
 
 
 def prep_set_acl(view, session_id, cxid, now_ms, path, acl, version, auth=NO_CHECK):
@@ -347,14 +347,12 @@ def apply(view, zxid, txn):
         _apply_delete(view, zxid, txn.path, triggers)
         return triggers, None
     if t == txns.SET_DATA:
-        node = view.get(txn.path).copy()
-        old_data = node.data
-        node.data = txn.data
-        node.version = txn.version
-        node.mzxid = zxid
-        node.mtime = txn.time_ms
+        old = view.get(txn.path)
+        node = Node(old.czxid, zxid, old.ctime, txn.time_ms, txn.version, old.cversion,
+                    old.aversion, old.ephemeral_owner, old.num_children, old.pzxid, txn.data,
+                    old.acl)
         view.put(txn.path, node)
-        quota.on_set_data(view, txn.path, old_data, txn.data)
+        quota.on_set_data(view, txn.path, old.data, txn.data)
         triggers.append((consts.EVENT_NODE_DATA_CHANGED, txn.path))
         return triggers, node
     if t == txns.SET_ACL:
