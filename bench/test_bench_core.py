@@ -17,12 +17,16 @@ As a pytest-benchmark file (not part of the test suite, see bench/README.md):
 (the time shown is per batch of N writes). As a script, CPU microseconds per write, best of R:
     python bench/test_bench_core.py [--n 20000] [--rounds 5] [--ops setdata,create,delete]
                                     [--origins local,ipc]
+and, repeatable on a busy machine, instructions per write counted by callgrind (valgrind):
+    python bench/test_bench_core.py --instructions [--ops ...] [--origins ipc]
 """
 
 import argparse
 import asyncio
 import os
+import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -221,13 +225,57 @@ if pytest is not None:
 
 # ---------------------------------------------------------------- script mode
 
+def _collected(op, n, origin):
+    """callgrind's instruction count for one run of this script (valgrind must be installed)."""
+    env = dict(os.environ, PYTHONHASHSEED="0")   # the same dict layouts every run
+    out = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+         os.path.abspath(__file__), "--n", str(n), "--rounds", "1", "--ops", op,
+         "--origins", origin, "--small-map"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=True).stdout
+    m = re.search(r"Collected : (\d+)", out)
+    if m is None:
+        raise SystemExit("no callgrind total in:\n" + out[-2000:])
+    return int(m.group(1))
+
+
+def instructions(ops, origins, n1=1000, n2=4000):
+    """Instructions per write: the slope of callgrind's total between runs of n1 and n2 writes
+    (the fixed costs -- start, imports, setup -- cancel). Repeatable to ~0.1% whatever else the
+    machine runs, unlike CPU time. A delete run also does its unmeasured creates, so a delete is
+    its run's slope minus a create run's."""
+    slopes = {}
+    for origin in origins:
+        for op in ops:
+            need = [op] + (["create"] if op == "delete" else [])
+            for o in need:
+                if (o, origin) not in slopes:
+                    slopes[o, origin] = (_collected(o, n2, origin)
+                                         - _collected(o, n1, origin)) / float(n2 - n1)
+            per = slopes[op, origin] - (slopes["create", origin] if op == "delete" else 0)
+            print("%-8s %-6s %9.0f instructions/write (callgrind, n=%d..%d)"
+                  % (op, origin, per, n1, n2))
+            sys.stdout.flush()
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=20000, help="writes per run (default 20000)")
     p.add_argument("--rounds", type=int, default=5, help="runs per case; best is reported")
     p.add_argument("--ops", default="setdata,create,delete")
     p.add_argument("--origins", default="local,ipc")
+    p.add_argument("--instructions", action="store_true",
+                   help="count instructions per write under callgrind instead of timing")
+    p.add_argument("--small-map", action="store_true",
+                   help="a 1 GiB LMDB map (valgrind cannot reserve the default 64 GiB)")
     a = p.parse_args(argv)
+    if a.instructions:
+        return instructions(a.ops.split(","), a.origins.split(","))
+    if a.small_map:
+        from zkpy.storage import lmdb_tree
+        init = lmdb_tree.LmdbTree.__init__
+        lmdb_tree.LmdbTree.__init__ = (lambda self, path, map_size=1 << 30, readonly=False:
+                                       init(self, path, 1 << 30, readonly))
     from zkpy.storage import codec_impl, crc
     print("node codec %s, crc32c %s, n=%d, best of %d, load %s"
           % (codec_impl.IMPLEMENTATION, crc.IMPLEMENTATION, a.n, a.rounds,
