@@ -40,6 +40,7 @@ def test_installed_unless_pure():
     assert txns.encode is fast.txn_encode
     assert codec.DECODERS[r.SetDataRequest] is fast.decode_set_data_request
     assert ipc.batch is fast.ipc_batch
+    assert ipc.request is fast.ipc_request and ipc.decode is fast.ipc_decode
 
 
 txn_st = st.one_of(
@@ -242,3 +243,70 @@ def test_log_records_odd_input_goes_to_the_pure_twin():
     # not bytes, a u64 zxid past int64: the pure encoder's answer
     for records in ([(9, bytearray(b"xy"))], [(2**63 + 5, b"z")]):
         assert fast.log_records(records, 0) == txnlog.encode_records_pure(records, 0)
+
+
+def _same_decode(f):
+    """fast.ipc_decode(f) gives what ipc.decode_pure(f) gives, or raises the same type."""
+    try:
+        want = ipc.decode_pure(f)
+    except Exception as e:
+        with pytest.raises(type(e)):
+            fast.ipc_decode(f)
+        return
+    got = fast.ipc_decode(f)
+    assert got == want
+    assert [type(x) for x in got[1]] == [type(x) for x in want[1]]
+
+
+@needs_fast
+@settings(max_examples=300, deadline=None)
+@given(i64, events, reply_list, st.integers(0, 40), st.binary(max_size=3))
+def test_ipc_batch_decode_parity(zxid, evs, reps, cut, tail):
+    """BATCH frames decoded in C: whole, cut short anywhere, and with bytes after them."""
+    frame = ipc.batch_pure(zxid, evs, reps)[4:]
+    for f in (frame, frame[:max(1, len(frame) - cut)], frame + tail):
+        _same_decode(f)
+
+
+@needs_fast
+def test_ipc_batch_decode_odd_frames():
+    good = ipc.batch_pure(3, [(1, 2, "/a", ((31, "world", "anyone"),))], [(1, 2, True, b"x")])
+    f = bytearray(good[4:])
+    for i in range(1, len(f)):
+        for v in (0x00, 0x7F, 0x80, 0xFF):
+            g = bytearray(f)
+            g[i] = v
+            _same_decode(bytes(g))
+    # a path that is not UTF-8, and huge counts
+    bad_path = bytes([ipc.BATCH]) + (1).to_bytes(8, "big") + (1).to_bytes(4, "big") + \
+        (1).to_bytes(8, "big") + (2).to_bytes(4, "big") + (2).to_bytes(4, "big") + b"\xff\xfe" + \
+        (0xFFFFFFFF).to_bytes(4, "big") + (0).to_bytes(4, "big")
+    _same_decode(bad_path)
+    _same_decode(bytes([ipc.BATCH]) + (1).to_bytes(8, "big") + b"\xff\xff\xff\xff")
+    _same_decode(bytes([ipc.BATCH]))
+    _same_decode(bytes([ipc.COMMITTED]) + (2**63 - 1).to_bytes(8, "big"))
+    _same_decode(bytes([ipc.COMMITTED]) + b"\x80" + bytes(7))
+    _same_decode(bytes([ipc.COMMITTED]) + bytes(7))
+    _same_decode(bytes([ipc.COMMITTED]) + bytes(9))
+
+
+@needs_fast
+@settings(max_examples=300, deadline=None)
+@given(u32, u32, i64, i32, i32, st.binary(max_size=60))
+def test_ipc_request_encode_parity(conn, entry, sid, xid, op, body):
+    assert fast.ipc_request(conn, entry, sid, xid, op, body) == \
+        ipc.request_pure(conn, entry, sid, xid, op, body)
+
+
+@needs_fast
+def test_ipc_request_encode_bad_values():
+    for args in ((-1, 1, 1, 1, 1, b""), (1, 2**32, 1, 1, 1, b""), (1, 1, 2**63, 1, 1, b""),
+                 (1, 1, 1, 2**31, 1, b""), (1, 1, 1, 1, -2**31 - 1, b""), (1.0, 1, 1, 1, 1, b""),
+                 (True, 1, 1, 1, 1, b"x"), (1, 1, 1, 1, 1, bytearray(b"ab"))):
+        try:
+            want = ipc.request_pure(*args)
+        except Exception as e:
+            with pytest.raises(type(e)):
+                fast.ipc_request(*args)
+            continue
+        assert fast.ipc_request(*args) == want

@@ -7,8 +7,8 @@ twin and gives byte-for-byte the same answer (tests/unit/test_fastcodec.py runs 
                                                 zkpy.proto.codec.DECODERS[...]
     encode_reply_frame(xid, zxid, err, record)  zkpy.proto.codec.encode_reply_frame
     node_reply_frame(xid, zxid, path, node)     zkpy.server.core.node_reply_frame
-    ipc_decode(frame), ipc_batch(zxid, events, replies)
-                                                zkpy.server.ipc.decode / batch
+    ipc_decode(frame), ipc_batch(zxid, events, replies), ipc_request(...)
+                                                zkpy.server.ipc.decode / batch / request
     log_records(records, last_zxid)             zkpy.storage.txnlog.encode_records
 
 Each does the common case in C and hands anything else (an error to report, a non-ASCII string
@@ -490,15 +490,124 @@ def register_stat(stat_cls):
 cdef enum:
     IPC_REQUEST = 3
     IPC_BATCH = 21
+    IPC_COMMITTED = 25
+
+
+cdef inline object _ipc_str(const unsigned char* p, Py_ssize_t* off, Py_ssize_t n):
+    """An IPC str (len:u32 + strict UTF-8) at *off, or raise _Fallback."""
+    if n - off[0] < 4:
+        raise _Fallback()
+    cdef Py_ssize_t k = _ru32(p + off[0])
+    if k > n - off[0] - 4:
+        raise _Fallback()
+    try:
+        s = PyUnicode_DecodeUTF8(<const char*>(p + off[0] + 4), k, NULL)
+    except UnicodeDecodeError:
+        raise _Fallback()
+    off[0] += 4 + k
+    return s
+
+
+cdef tuple _ipc_batch_fields(const unsigned char* p, Py_ssize_t n):
+    """(zxid, events, replies) of a BATCH frame body, as ipc.decode gives them."""
+    cdef Py_ssize_t o = 1
+    cdef unsigned int count, i, j
+    cdef int nacl
+    cdef Py_ssize_t k
+    if n - o < 12:
+        raise _Fallback()
+    zxid = _r64(p + o)
+    count = _ru32(p + o + 8)
+    o += 12
+    if <Py_ssize_t>count > (n - o) // 16:   # each event takes 16 bytes at least
+        raise _Fallback()
+    events = []
+    for i in range(count):
+        if n - o < 12:
+            raise _Fallback()
+        ezxid = _r64(p + o)
+        etype = _r32(p + o + 8)
+        o += 12
+        path = _ipc_str(p, &o, n)
+        if n - o < 4:
+            raise _Fallback()
+        nacl = _r32(p + o)
+        o += 4
+        if nacl < 0:
+            acl = None
+        else:
+            if <Py_ssize_t>nacl > (n - o) // 12:
+                raise _Fallback()
+            entries = []
+            for j in range(<unsigned int>nacl):
+                if n - o < 4:
+                    raise _Fallback()
+                perms = _r32(p + o)
+                o += 4
+                scheme = _ipc_str(p, &o, n)
+                ident = _ipc_str(p, &o, n)
+                entries.append((perms, scheme, ident))
+            acl = tuple(entries)
+        events.append((ezxid, etype, path, acl))
+    if n - o < 4:
+        raise _Fallback()
+    count = _ru32(p + o)
+    o += 4
+    if <Py_ssize_t>count > (n - o) // 13:   # each reply takes 13 bytes at least
+        raise _Fallback()
+    replies = []
+    for i in range(count):
+        if n - o < 13:
+            raise _Fallback()
+        k = _ru32(p + o + 9)
+        if k > n - o - 13:
+            raise _Fallback()
+        replies.append((_ru32(p + o), _ru32(p + o + 4), p[o + 8] != 0,
+                        PyBytes_FromStringAndSize(<const char*>(p + o + 13), k)))
+        o += 13 + k
+    return (zxid, events, replies)
+
+
+def ipc_request(conn_id, entry_id, session_id, xid, op, body):
+    """ipc.request: the REQUEST frame of one write (one allocation instead of four)."""
+    if not (type(body) is bytes and type(conn_id) is int and type(entry_id) is int and
+            0 <= conn_id <= 0xFFFFFFFF and 0 <= entry_id <= 0xFFFFFFFF and
+            _i64_ok(session_id) and _i32_ok(xid) and _i32_ok(op)):
+        return _pure["ipc_request"](conn_id, entry_id, session_id, xid, op, body)
+    cdef Py_ssize_t blen = PyBytes_GET_SIZE(body)
+    if blen > 0xFFFFFFFF - 29:
+        return _pure["ipc_request"](conn_id, entry_id, session_id, xid, op, body)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, 33 + blen)
+    cdef unsigned char* q = <unsigned char*>PyBytes_AS_STRING(out)
+    _w32(q, 29 + blen)
+    q[4] = IPC_REQUEST
+    _w32(q + 5, conn_id)
+    _w32(q + 9, entry_id)
+    _w64(q + 13, session_id)
+    _w32(q + 21, xid)
+    _w32(q + 25, op)
+    _w32(q + 29, blen)
+    if blen:
+        memcpy(q + 33, PyBytes_AS_STRING(body), blen)
+    return out
 
 
 def ipc_decode(frame):
-    """ipc.decode for REQUEST frames (the hot one); every other type by the pure twin."""
-    if type(frame) is not bytes or PyBytes_GET_SIZE(frame) < 29 or \
-            (<const unsigned char*>PyBytes_AS_STRING(frame))[0] != IPC_REQUEST:
+    """ipc.decode for REQUEST, BATCH and COMMITTED frames (the ones of every write); every other
+    type, and any frame these do not decode cleanly, by the pure twin."""
+    if type(frame) is not bytes or PyBytes_GET_SIZE(frame) < 1:
         return _pure["ipc_decode"](frame)
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(frame)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(frame)
+    if p[0] == IPC_BATCH:
+        try:
+            return IPC_BATCH, _ipc_batch_fields(p, n)
+        except _Fallback:
+            return _pure["ipc_decode"](frame)
+    if p[0] == IPC_COMMITTED and n == 9:
+        return IPC_COMMITTED, (_r64(p + 1),)
+    if n < 29 or p[0] != IPC_REQUEST:
+        return _pure["ipc_decode"](frame)
     cdef unsigned int blen = _ru32(p + 25)
     if blen > n - 29:
         return _pure["ipc_decode"](frame)

@@ -351,10 +351,12 @@ class Decoder(object):
         return out
 
 
-# The compiled twins (zkpy.proto._fastcodec; not loaded under ZKPY_PURE=1): REQUEST frames and
-# BATCH encoding, the core's per-write IPC work; anything else goes to the functions above.
+# The compiled twins (zkpy.proto._fastcodec; not loaded under ZKPY_PURE=1): decoding REQUEST,
+# BATCH and COMMITTED frames, encoding REQUEST and BATCH frames - the per-write IPC work of the
+# core and of the workers; anything else goes to the functions above.
 decode_pure = decode
 batch_pure = batch
+request_pure = request
 try:
     from zkpy.proto import _fastcodec
 except ImportError:
@@ -362,5 +364,7 @@ except ImportError:
 if _fastcodec is not None:
     _fastcodec.register("ipc_decode", decode_pure)
     _fastcodec.register("ipc_batch", batch_pure)
+    _fastcodec.register("ipc_request", request_pure)
     decode = _fastcodec.ipc_decode
     batch = _fastcodec.ipc_batch
+    request = _fastcodec.ipc_request
