@@ -32,6 +32,7 @@ _WRITE_OPS = frozenset([consts.OP_CREATE, consts.OP_CREATE2, consts.OP_DELETE,
                         consts.OP_SET_DATA, consts.OP_SET_ACL, consts.OP_MULTI,
                         consts.OP_CREATE_CONTAINER, consts.OP_CREATE_TTL,
                         consts.OP_RECONFIG])
+_FORWARDED_OPS = _WRITE_OPS | {consts.OP_SYNC}   # decoded here, then sent to the core
 _READ_REQUESTS = {
     consts.OP_GET_DATA: r.GetDataRequest,
     consts.OP_EXISTS: r.ExistsRequest,
@@ -114,6 +115,7 @@ class Connection(asyncio.Protocol):
         self.established_ms = 0
         self._wbuf = []
         self._loop = None
+        self.unpumped = False         # fe.pump() not called yet for the bytes being handled
         self.reset_stats()
 
     def reset_stats(self):
@@ -164,8 +166,12 @@ class Connection(asyncio.Protocol):
         if self.closed:
             return
         # Take in what the core has sent before answering reads: anything answered to any client
-        # before these bytes arrived is then delivered here (and must be visible to them).
-        self.fe.pump()
+        # before these bytes arrived is then delivered here (and must be visible to them). Writes
+        # do not need it (the core orders them): bytes with only writes in them skip the recv()
+        # on the control socket, and the first request that is not one does it (_request).
+        self.unpumped = True
+        if not self.handshake_done:
+            self._pump()
         if not self.handshake_done and self.first is not None:
             # A four-letter word is the first 4 bytes of a new connection (NIOServerCnxn).
             self.first += data
@@ -196,17 +202,26 @@ class Connection(asyncio.Protocol):
                           self.peer, self.session_id)
             self.close()
 
+    def _pump(self):
+        self.unpumped = False
+        self.fe.pump()
+
     # ------------------------------------------------------------------ output
 
     def write(self, data):
         # Frames are gathered and written once per event-loop pass: a batch of replies to one
-        # client costs one send() instead of one each.
+        # client costs one send() instead of one each (Frontend.flush_soon: one callback per
+        # pass for every connection with output).
         if not self.closed:
+            fe = self.fe
             if not self._wbuf:
-                self._loop.call_soon(self._flush)
+                to_flush = fe.to_flush
+                if not to_flush:
+                    self._loop.call_soon(fe.flush_all)
+                to_flush.append(self)
             self._wbuf.append(data)
             self.sent += 1
-            self.fe.stats.packets_sent += 1
+            fe.stats.packets_sent += 1
 
     def _flush(self):
         if self._wbuf:
@@ -277,7 +292,8 @@ class Connection(asyncio.Protocol):
 
     def drain(self):
         pending = self.pending
-        stats = self.fe.stats
+        latency = self.fe.stats.latency
+        now = None  # the clocks, read once for the replies that leave together
         while pending:
             e = pending[0]
             if e.data is None:
@@ -290,15 +306,18 @@ class Connection(asyncio.Protocol):
                     fe.waiting.add(self)
                     return  # committed() or batch() calls drain() again
                 e.data = e.thunk()
+                now = None
                 self.reads_queued -= 1
                 if self.held:
                     self._send_released()
             pending.popleft()
-            ms = int((time.monotonic() - e.t0) * 1000)
-            stats.latency.record(ms)
+            if now is None:
+                now = time.monotonic()
+                self.last_response_ms = int(time.time() * 1000)
+            ms = int((now - e.t0) * 1000)
+            latency.record(ms)
             self.latency.record(ms)
             self.last_latency = ms
-            self.last_response_ms = int(time.time() * 1000)
             self.write(e.data)
             if e.close_after:
                 self.close()
@@ -350,8 +369,8 @@ class Connection(asyncio.Protocol):
         self.last_op = _OP_ABBREV.get(op, "NA")
         if xid >= 0:
             self.last_cxid = xid
-        self.last_zxid = fe.last_zxid
-        if op in _WRITE_OPS or op == consts.OP_SYNC:
+        if op in _FORWARDED_OPS:
+            self.last_zxid = fe.delivered_zxid
             # Decoded once here so that garbage closes this connection at the edge; the core
             # decodes the same bytes again.
             if op == consts.OP_MULTI:
@@ -360,6 +379,11 @@ class Connection(asyncio.Protocol):
                 _D[_WRITE_REQUESTS[op]](frame, off)
             self._forward(xid, op, bytes(frame[off:]))
             return
+        if self.unpumped:
+            self._pump()  # see data_received
+            if self.closed:
+                return
+        self.last_zxid = fe.last_zxid
         reader = _READ_REQUESTS.get(op)
         if reader is not None:
             req, _ = _D[reader](frame, off)

@@ -83,6 +83,7 @@ class Frontend(object):
         self.connections = set()
         self.conns = {}               # conn_id -> Connection
         self.waiting = set()          # connections with a read waiting for can_read()
+        self.to_flush = []            # connections with output to write at the end of this pass
         self._held = []               # (zxid, replies) of batches not yet committed
         self._children_cache = collections.OrderedDict()  # path -> (pzxid, count, body)
         self._next_conn_id = 1
@@ -107,6 +108,12 @@ class Frontend(object):
             self._next_conn_id = (self._next_conn_id % 0xFFFFFFFF) + 1
         self.conns[conn.conn_id] = conn
         self.connections.add(conn)
+
+    def flush_all(self):
+        """The loop-pass callback that writes what each connection was given (Connection.write)."""
+        conns, self.to_flush = self.to_flush, []
+        for conn in conns:
+            conn._flush()
 
     def remove(self, conn):
         self.connections.discard(conn)
@@ -160,9 +167,12 @@ class Frontend(object):
         conn.connect_answer(ok, session_id, timeout_ms, passwd, read_only)
 
     def batch(self, zxid, events, replies):
+        watches = self.watches
+        if not watches.data and not watches.child:
+            events = ()  # no watch at all: nothing to fire (the common case under writes)
         skip = self.config.skip_acl
         for ezxid, etype, path, acl in events:
-            fired = self.watches.trigger(etype, path)
+            fired = watches.trigger(etype, path)
             for watcher in fired:
                 # A watcher without READ on the node (the parent for NodeChildrenChanged) loses
                 # its watch silently (ZooKeeper 3.8.4+, CVE-2024-23944).
