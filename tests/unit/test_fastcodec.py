@@ -310,3 +310,61 @@ def test_ipc_request_encode_bad_values():
                 fast.ipc_request(*args)
             continue
         assert fast.ipc_request(*args) == want
+
+
+_OPS_OF = {r.CreateRequest: (consts.OP_CREATE, consts.OP_CREATE2, consts.OP_CREATE_CONTAINER),
+           r.SetDataRequest: (consts.OP_SET_DATA,), r.DeleteRequest: (consts.OP_DELETE,)}
+
+
+def _check_write_ok(op, cls, data, off):
+    """write_request_ok says True only for what the decoders take without an error."""
+    ok = fast.write_request_ok(op, data, off)
+    assert type(ok) is bool
+    if ok:
+        codec.DECODERS_PURE[cls](data, off)  # raises if the check let garbage through
+        codec.DECODERS[cls](data, off)
+    return ok
+
+
+@needs_fast
+@settings(max_examples=400, deadline=None)
+@given(requests, st.binary(max_size=3), st.integers(0, 8))
+def test_write_request_ok_parity(rec, prefix, cut):
+    cls = type(rec)
+    body = prefix + codec.encode(rec)
+    for op in _OPS_OF[cls]:
+        for data in (body, body[:max(0, len(body) - cut)], body + b"\x01\x02"):
+            _check_write_ok(op, cls, data, len(prefix))
+        # a request with an ASCII path and ACL is checked without its decoder
+        strings = [rec.path] + [x for a in getattr(rec, "acl", None) or ()
+                                for x in (a.id.scheme, a.id.id)]
+        if all(x is not None and x.isascii() for x in strings):
+            assert fast.write_request_ok(op, body, len(prefix))
+            assert fast.write_request_ok(op, body + b"\x01", len(prefix))
+        cut_body = body[:len(body) - 1]
+        assert not fast.write_request_ok(op, cut_body, len(prefix))
+
+
+@needs_fast
+def test_write_request_ok_odd_input():
+    good = codec.encode(r.SetDataRequest("/a", b"v", 3))
+    assert fast.write_request_ok(consts.OP_SET_DATA, good, 0)
+    for op, data, off in ((consts.OP_GET_DATA, good, 0), (consts.OP_SET_DATA, bytearray(good), 0),
+                          (consts.OP_SET_DATA, good, -1), (consts.OP_SET_DATA, good, 99),
+                          (consts.OP_SET_DATA, good, 1), (consts.OP_MULTI, good, 0),
+                          (2**70, good, 0), (consts.OP_SET_DATA, good, 2**70)):
+        assert not fast.write_request_ok(op, data, off)
+    f = bytearray(codec.encode(r.CreateRequest(
+        "/a\u00e9", b"v", [r.ACL(31, r.Id("world", "anyone"))], 0)))
+    for i in range(len(f)):
+        for v in (0x00, 0x7F, 0x80, 0xC3, 0xED, 0xFF):
+            g = bytearray(f)
+            g[i] = v
+            for op in _OPS_OF[r.CreateRequest]:
+                _check_write_ok(op, r.CreateRequest, bytes(g), 0)
+    # UTF-8 beyond ASCII is checked; CESU-8 (the Java client's astral characters) and bytes
+    # that are not UTF-8 at all are left to the decoders
+    for raw, ok in (("/\u00e9\U0001f600".encode("utf-8"), True),
+                    (b"/\xed\xa0\xbd\xed\xb8\x80", False), (b"/\xff\xfe", False)):
+        body = len(raw).to_bytes(4, "big") + raw + b"\0\0\0\0"
+        assert _check_write_ok(consts.OP_DELETE, r.DeleteRequest, body, 0) is ok

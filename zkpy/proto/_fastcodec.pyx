@@ -7,6 +7,7 @@ twin and gives byte-for-byte the same answer (tests/unit/test_fastcodec.py runs 
                                                 zkpy.proto.codec.DECODERS[...]
     encode_reply_frame(xid, zxid, err, record)  zkpy.proto.codec.encode_reply_frame
     node_reply_frame(xid, zxid, path, node)     zkpy.server.core.node_reply_frame
+    write_request_ok(op, data, off)             (those decoders succeed: the worker's check)
     ipc_decode(frame), ipc_batch(zxid, events, replies), ipc_request(...)
                                                 zkpy.server.ipc.decode / batch / request
     log_records(records, last_zxid)             zkpy.storage.txnlog.encode_records
@@ -351,6 +352,74 @@ def decode_delete_request(data, off=0):
     except _Fallback:
         return _pure["DeleteRequest"](data, off)
     return _C_delete(path, version), o
+
+
+cdef inline bint _skip_ustr(const unsigned char* p, Py_ssize_t* off, Py_ssize_t end) except -1:
+    """Step over a ustring that _ustr decodes (not null, in bounds, strict UTF-8); 0 if not."""
+    if end - off[0] < 4:
+        return 0
+    cdef int n = _r32(p + off[0])
+    if n < 0 or n > end - off[0] - 4:
+        return 0
+    cdef const unsigned char* c = p + off[0] + 4
+    cdef int i
+    for i in range(n):
+        if c[i] & 0x80:  # not ASCII: let the UTF-8 decoder judge (rare)
+            try:
+                PyUnicode_DecodeUTF8(<const char*>c, n, NULL)
+            except UnicodeDecodeError:
+                return 0
+            break
+    off[0] += 4 + n
+    return 1
+
+
+cdef inline bint _skip_buf(const unsigned char* p, Py_ssize_t* off, Py_ssize_t end) noexcept:
+    if end - off[0] < 4:
+        return 0
+    cdef int n = _r32(p + off[0])
+    if n == -1:
+        off[0] += 4
+        return 1
+    if n < 0 or n > end - off[0] - 4:
+        return 0
+    off[0] += 4 + n
+    return 1
+
+
+def write_request_ok(op, data, off):
+    """True when the CreateRequest (op create, create2, createContainer), SetDataRequest or
+    DeleteRequest at data[off:] is one that decode_create_request / _set_data_ / _delete_
+    decode themselves (so their pure twins decode it without an error), checked without
+    building the record: the worker's check of a write before it forwards the bytes. False:
+    anything else (another op, an odd or bad request): ask the decoder, which raises on garbage."""
+    if type(data) is not bytes or type(op) is not int or type(off) is not int:
+        return False
+    if off < 0 or off > PyBytes_GET_SIZE(data):
+        return False
+    cdef Py_ssize_t o = off
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t end = PyBytes_GET_SIZE(data)
+    cdef int count, i
+    if op == 1 or op == 15 or op == 19:
+        if not _skip_ustr(p, &o, end) or not _skip_buf(p, &o, end) or end - o < 4:
+            return False
+        count = _r32(p + o)
+        o += 4
+        if count < 0 or <Py_ssize_t>count * 12 > end - o:
+            return False
+        for i in range(count):
+            if end - o < 4:
+                return False
+            o += 4
+            if not _skip_ustr(p, &o, end) or not _skip_ustr(p, &o, end):
+                return False
+        return end - o >= 4
+    if op == 5:
+        return _skip_ustr(p, &o, end) and _skip_buf(p, &o, end) and end - o >= 4
+    if op == 2:
+        return _skip_ustr(p, &o, end) and end - o >= 4
+    return False
 
 
 # ---------------------------------------------------------------- reply frames

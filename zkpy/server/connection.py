@@ -25,6 +25,18 @@ from zkpy.server.frontend import Latency
 log = logging.getLogger("zkpy.server.connection")
 
 _D = codec.DECODERS
+
+
+def _write_request_ok_pure(op, data, off):
+    """Whether a write's body is known good without decoding it (the compiled twin checks the
+    common ones); False: decode it, and let garbage raise."""
+    return False
+
+
+try:
+    from zkpy.proto._fastcodec import write_request_ok as _write_request_ok
+except ImportError:  # not built, or ZKPY_PURE=1
+    _write_request_ok = _write_request_ok_pure
 _encode_reply = codec.encode_reply_frame
 _decode_header = codec.decode_request_header
 
@@ -375,9 +387,9 @@ class Connection(asyncio.Protocol):
             # decodes the same bytes again.
             if op == consts.OP_MULTI:
                 codec.decode_multi(frame, off)
-            else:
+            elif not _write_request_ok(op, frame, off):
                 _D[_WRITE_REQUESTS[op]](frame, off)
-            self._forward(xid, op, bytes(frame[off:]))
+            self._forward(xid, op, frame[off:])
             return
         if self.unpumped:
             self._pump()  # see data_received

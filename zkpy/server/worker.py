@@ -43,7 +43,7 @@ class IpcLink(object):
         self._send(ipc.connect(conn_id, read_only, frame))
 
     def request(self, conn_id, entry_id, session_id, xid, op, body):
-        self._send(ipc.request(conn_id, entry_id, session_id, xid, op, body))
+        self.channel.send(ipc.request(conn_id, entry_id, session_id, xid, op, body))
 
     def auth(self, conn_id, ids):
         self._send(ipc.auth(conn_id, ids))
