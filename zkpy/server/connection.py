@@ -11,6 +11,7 @@ Protocol violations close only this connection, with one log line naming the rea
 import asyncio
 import collections
 import logging
+import struct
 import time
 
 from zkpy import errors
@@ -39,6 +40,8 @@ except ImportError:  # not built, or ZKPY_PURE=1
     _write_request_ok = _write_request_ok_pure
 _encode_reply = codec.encode_reply_frame
 _decode_header = codec.decode_request_header
+_unpack_header = struct.Struct(">ii").unpack_from
+_monotonic = time.monotonic
 
 _WRITE_OPS = frozenset([consts.OP_CREATE, consts.OP_CREATE2, consts.OP_DELETE,
                         consts.OP_SET_DATA, consts.OP_SET_ACL, consts.OP_MULTI,
@@ -98,7 +101,7 @@ class _Entry(object):
         self.data = None
         self.thunk = thunk
         self.close_after = False
-        self.t0 = time.monotonic()
+        self.t0 = _monotonic()
 
 
 class Connection(asyncio.Protocol):
@@ -295,12 +298,17 @@ class Connection(asyncio.Protocol):
         return entry.entry_id
 
     def complete(self, entry_id, data, close_after=False):
+        if self.fill(entry_id, data, close_after):
+            self.drain()
+
+    def fill(self, entry_id, data, close_after=False):
+        """Put the core's answer in its slot (drain() sends it); False if there is no such slot."""
         entry = self.entries.pop(entry_id, None)
         if entry is None:
-            return
+            return False
         entry.data = data
         entry.close_after = close_after
-        self.drain()
+        return True
 
     def drain(self):
         pending = self.pending
@@ -376,7 +384,12 @@ class Connection(asyncio.Protocol):
             # The client's handshake is not answered yet: ZooKeeper's clients do not pipeline
             # before the ConnectResponse, so a request now breaks the protocol.
             raise ClientProtocolError("request before the session was established")
-        xid, op, off = _decode_header(frame, 0)
+        try:
+            xid, op = _unpack_header(frame, 0)
+        except struct.error:
+            _decode_header(frame, 0)  # raises ClientProtocolError, naming the short header
+            raise
+        off = 8
         fe.link.touch(self.session_id)
         self.last_op = _OP_ABBREV.get(op, "NA")
         if xid >= 0:
@@ -389,7 +402,16 @@ class Connection(asyncio.Protocol):
                 codec.decode_multi(frame, off)
             elif not _write_request_ok(op, frame, off):
                 _D[_WRITE_REQUESTS[op]](frame, off)
-            self._forward(xid, op, frame[off:])
+            if self.reads_queued:
+                self._forward(xid, op, frame[off:])
+                return
+            # _forward with no read ahead of it: the request leaves now
+            entry = _Entry(op)
+            entry_id = entry.entry_id = self._next_entry
+            self._next_entry = (entry_id % 0xFFFFFFFF) + 1
+            self.entries[entry_id] = entry
+            self.pending.append(entry)
+            fe.link.request(self.conn_id, entry_id, self.session_id, xid, op, frame[off:])
             return
         if self.unpumped:
             self._pump()  # see data_received

@@ -198,13 +198,18 @@ class Frontend(object):
             self.view = None
             self.view_zxid = -1
         held = self._held
-        while held and held[0][0] <= zxid:
-            _, replies = held.pop(0)
-            # Reads queued behind these writes get required >= zxid when their turn comes.
-            for conn_id, entry_id, close_after, data in replies:
-                conn = self.conns.get(conn_id)
-                if conn is not None:
-                    conn.complete(entry_id, data, close_after)
+        if held and held[0][0] <= zxid:
+            conns = self.conns
+            ready = {}  # the connections that got answers, in order: each drains once
+            while held and held[0][0] <= zxid:
+                _, replies = held.pop(0)
+                # Reads queued behind these writes get required >= zxid when their turn comes.
+                for conn_id, entry_id, close_after, data in replies:
+                    conn = conns.get(conn_id)
+                    if conn is not None and conn.fill(entry_id, data, close_after):
+                        ready[conn] = None
+            for conn in ready:
+                conn.drain()
         self._retry()
 
     def _retry(self):

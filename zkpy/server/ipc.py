@@ -228,6 +228,9 @@ def decode(frame):
     raise ValueError("unknown IPC message type %d" % mtype)
 
 
+_RECV_SIZE = 262144
+
+
 class Channel(object):
     """A non-blocking UNIX stream socket carrying these frames, driven by an event loop.
 
@@ -255,7 +258,7 @@ class Channel(object):
             return
         while True:
             try:
-                data = self.sock.recv(262144)
+                data = self.sock.recv(_RECV_SIZE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
@@ -268,6 +271,11 @@ class Channel(object):
                 self.on_frame(frame)
                 if self.closed:
                     return
+            if len(data) < _RECV_SIZE:
+                # A UNIX stream socket hands over all it holds up to the size asked: it was
+                # empty, so no second recv() just to hear EAGAIN (the reader callback runs
+                # again for whatever arrives next).
+                return
 
     def send(self, data):
         if self.closed:
