@@ -368,3 +368,37 @@ def test_write_request_ok_odd_input():
                     (b"/\xed\xa0\xbd\xed\xb8\x80", False), (b"/\xff\xfe", False)):
         body = len(raw).to_bytes(4, "big") + raw + b"\0\0\0\0"
         assert _check_write_ok(consts.OP_DELETE, r.DeleteRequest, body, 0) is ok
+
+
+def _same_batch_replies(f):
+    try:
+        want = ipc.decode_batch_replies_pure(f)
+    except Exception as e:
+        with pytest.raises(type(e)):
+            fast.ipc_batch_replies(f)
+        return
+    assert fast.ipc_batch_replies(f) == want
+
+
+@needs_fast
+@settings(max_examples=300, deadline=None)
+@given(i64, events, reply_list, st.integers(0, 40), st.binary(max_size=3))
+def test_ipc_batch_replies_parity(zxid, evs, reps, cut, tail):
+    frame = ipc.batch_pure(zxid, evs, reps)[4:]
+    assert fast.ipc_batch_replies(frame) == (zxid, ipc.decode_pure(frame)[1][2])
+    for f in (frame, frame[:max(1, len(frame) - cut)], frame + tail):
+        _same_batch_replies(f)
+
+
+@needs_fast
+def test_ipc_batch_replies_odd_frames():
+    good = ipc.batch_pure(3, [(1, 2, "/a\u00e9", ((31, "world", "anyone"),)), (2, 3, "/b", None)],
+                          [(1, 2, True, b"x")])
+    f = bytearray(good[4:])
+    for i in range(len(f)):
+        for v in (0x00, 0x7F, 0x80, 0xC3, 0xFF):
+            g = bytearray(f)
+            g[i] = v
+            _same_batch_replies(bytes(g))
+    for other in (ipc.committed(5), ipc.touch([1]), b"", b"\x15"):
+        _same_batch_replies(other[4:] if other[:1] == b"\x00" else other)

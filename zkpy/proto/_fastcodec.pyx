@@ -577,8 +577,28 @@ cdef inline object _ipc_str(const unsigned char* p, Py_ssize_t* off, Py_ssize_t 
     return s
 
 
-cdef tuple _ipc_batch_fields(const unsigned char* p, Py_ssize_t n):
-    """(zxid, events, replies) of a BATCH frame body, as ipc.decode gives them."""
+cdef inline void _ipc_skip_str(const unsigned char* p, Py_ssize_t* off, Py_ssize_t n) except *:
+    """Step over an IPC str that _ipc_str would decode, without making it; else _Fallback."""
+    if n - off[0] < 4:
+        raise _Fallback()
+    cdef Py_ssize_t k = _ru32(p + off[0])
+    if k > n - off[0] - 4:
+        raise _Fallback()
+    cdef const unsigned char* c = p + off[0] + 4
+    cdef Py_ssize_t i
+    for i in range(k):
+        if c[i] & 0x80:  # not ASCII: let the UTF-8 decoder judge (rare)
+            try:
+                PyUnicode_DecodeUTF8(<const char*>c, k, NULL)
+            except UnicodeDecodeError:
+                raise _Fallback()
+            break
+    off[0] += 4 + k
+
+
+cdef tuple _ipc_batch_fields(const unsigned char* p, Py_ssize_t n, bint want_events=True):
+    """(zxid, events, replies) of a BATCH frame body, as ipc.decode gives them (want_events
+    false: the events are checked the same way, but left out: events is None)."""
     cdef Py_ssize_t o = 1
     cdef unsigned int count, i, j
     cdef int nacl
@@ -590,10 +610,27 @@ cdef tuple _ipc_batch_fields(const unsigned char* p, Py_ssize_t n):
     o += 12
     if <Py_ssize_t>count > (n - o) // 16:   # each event takes 16 bytes at least
         raise _Fallback()
-    events = []
+    events = [] if want_events else None
     for i in range(count):
         if n - o < 12:
             raise _Fallback()
+        if not want_events:
+            o += 12
+            _ipc_skip_str(p, &o, n)
+            if n - o < 4:
+                raise _Fallback()
+            nacl = _r32(p + o)
+            o += 4
+            if nacl > 0:
+                if <Py_ssize_t>nacl > (n - o) // 12:
+                    raise _Fallback()
+                for j in range(<unsigned int>nacl):
+                    if n - o < 4:
+                        raise _Fallback()
+                    o += 4
+                    _ipc_skip_str(p, &o, n)
+                    _ipc_skip_str(p, &o, n)
+            continue
         ezxid = _r64(p + o)
         etype = _r32(p + o + 8)
         o += 12
@@ -635,6 +672,20 @@ cdef tuple _ipc_batch_fields(const unsigned char* p, Py_ssize_t n):
                         PyBytes_FromStringAndSize(<const char*>(p + o + 13), k)))
         o += 13 + k
     return (zxid, events, replies)
+
+
+def ipc_batch_replies(frame):
+    """ipc.decode_batch_replies: a BATCH frame's (zxid, replies), its events checked but not
+    built (a frontend without any watch has no use for them)."""
+    if type(frame) is not bytes or PyBytes_GET_SIZE(frame) < 1 or \
+            (<const unsigned char*>PyBytes_AS_STRING(frame))[0] != IPC_BATCH:
+        return _pure["ipc_batch_replies"](frame)
+    try:
+        zxid, _, replies = _ipc_batch_fields(<const unsigned char*>PyBytes_AS_STRING(frame),
+                                             PyBytes_GET_SIZE(frame), False)
+    except _Fallback:
+        return _pure["ipc_batch_replies"](frame)
+    return zxid, replies
 
 
 def ipc_request(conn_id, entry_id, session_id, xid, op, body):

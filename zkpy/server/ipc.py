@@ -231,6 +231,15 @@ def decode(frame):
 _RECV_SIZE = 262144
 
 
+def decode_batch_replies(frame):
+    """A BATCH frame body -> (zxid, replies), as decode() gives them, without the events (for a
+    frontend that has no watch to fire); ValueError for another type of frame."""
+    mtype, args = decode_pure(frame)
+    if mtype != BATCH:
+        raise ValueError("not a BATCH frame: type %d" % mtype)
+    return args[0], args[2]
+
+
 class Channel(object):
     """A non-blocking UNIX stream socket carrying these frames, driven by an event loop.
 
@@ -365,6 +374,7 @@ class Decoder(object):
 decode_pure = decode
 batch_pure = batch
 request_pure = request
+decode_batch_replies_pure = decode_batch_replies
 try:
     from zkpy.proto import _fastcodec
 except ImportError:
@@ -373,6 +383,8 @@ if _fastcodec is not None:
     _fastcodec.register("ipc_decode", decode_pure)
     _fastcodec.register("ipc_batch", batch_pure)
     _fastcodec.register("ipc_request", request_pure)
+    _fastcodec.register("ipc_batch_replies", decode_batch_replies_pure)
     decode = _fastcodec.ipc_decode
     batch = _fastcodec.ipc_batch
     request = _fastcodec.ipc_request
+    decode_batch_replies = _fastcodec.ipc_batch_replies
