@@ -106,3 +106,22 @@ def test_ordinary_lengths_and_unknown_words_are_not_4lw():
     assert is_four_letter_word(b"RUOK") is None
     assert is_four_letter_word(b"ruo") is None
     assert is_four_letter_word(struct.pack(">i", -720899)) == "telnet close"
+
+
+@settings(max_examples=150, deadline=None)
+@given(bodies=st.lists(st.binary(max_size=40), max_size=8), data=st.data())
+def test_bytes_chunks_cut_from_the_chunk_or_the_buffer_give_the_same_frames(bodies, data):
+    """A bytes chunk with nothing held back is cut directly, anything else goes through the
+    buffer: the frames (bytes) and what is held back are the same at every step."""
+    stream = b"".join(frame(b) for b in bodies)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=6)))
+    direct, buffered, got, prev = FrameDecoder(64), FrameDecoder(64), [], 0
+    for c in cuts + [len(stream)]:
+        out = direct.feed(stream[prev:c])
+        assert all(type(b) is bytes for b in out)
+        assert out == buffered.feed(bytearray(stream[prev:c]))
+        assert direct.buffered == buffered.buffered
+        got += out
+        prev = c
+    assert got == bodies
+    assert direct.buffered == 0

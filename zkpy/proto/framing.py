@@ -65,17 +65,21 @@ class FrameDecoder:
         if self._failed is not None:
             raise ClientProtocolError(self._failed)
         buf = self._buf
-        buf += data
+        if buf or type(data) is not bytes:
+            buf += data
+            src = buf
+        else:
+            src = data  # nothing held back: the frames are cut from the chunk itself
         out = []
         off = 0
-        end = len(buf)
+        end = len(src)
         need = self._need
         max_len = self.max_len
         while True:
             if need < 0:
                 if end - off < 4:
                     break
-                (need,) = _unpack_len(buf, off)
+                (need,) = _unpack_len(src, off)
                 if need < 0 or need > max_len:
                     self._failed = "frame length %d exceeds jute.maxbuffer=%d" % (need, max_len)
                     self._buf = bytearray()
@@ -83,12 +87,15 @@ class FrameDecoder:
                 off += 4
             if end - off < need:
                 break
-            out.append(bytes(buf[off:off + need]))
+            out.append(bytes(src[off:off + need]) if src is buf else src[off:off + need])
             off += need
             need = -1
-        # One deletion per feed, not per frame: many small frames in one chunk stay linear.
-        if off:
-            del buf[:off]
+        if src is buf:
+            # One deletion per feed, not per frame: many small frames in one chunk stay linear.
+            if off:
+                del buf[:off]
+        elif off < end:
+            buf += memoryview(data)[off:]  # the start of a frame still to come
         self._need = need
         return out
 
