@@ -402,3 +402,49 @@ def test_ipc_batch_replies_odd_frames():
             _same_batch_replies(bytes(g))
     for other in (ipc.committed(5), ipc.touch([1]), b"", b"\x15"):
         _same_batch_replies(other[4:] if other[:1] == b"\x00" else other)
+
+
+def _feed_all(chunks, max_len, split):
+    """Frames and error of a FrameDecoder fed `chunks`, with framing's compiled loop `split`."""
+    from zkpy.proto import framing
+    saved = framing._split_frames
+    framing._split_frames = split
+    try:
+        d, out = framing.FrameDecoder(max_len), []
+        try:
+            for c in chunks:
+                got = d.feed(c)
+                assert all(type(b) is bytes for b in got)
+                out.append((got, d.buffered))
+        except ClientProtocolError as e:
+            return out, str(e)
+        return out, None
+    finally:
+        framing._split_frames = saved
+
+
+@needs_fast
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=40), max_size=8), st.binary(max_size=12), st.data())
+def test_split_frames_parity(bodies, junk, data):
+    """FrameDecoder with the compiled loop gives the same frames, held-back bytes and errors as
+    the pure loop, for any chunking of good frames followed by anything."""
+    from zkpy.proto.framing import frame
+    stream = b"".join(frame(b) for b in bodies) + junk
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=6)))
+    chunks, prev = [], 0
+    for c in cuts + [len(stream)]:
+        chunks.append(stream[prev:c])
+        prev = c
+    for max_len in (0, 16, 64):
+        assert _feed_all(chunks, max_len, fast.split_frames) == _feed_all(chunks, max_len, None)
+
+
+@needs_fast
+def test_split_frames_direct():
+    assert fast.split_frames(b"\0\0\0\x01a\0\0\0\x02b", -1, 10) == ([b"a"], 9, 2)
+    assert fast.split_frames(b"bc\0\0", 2, 10) == ([b"bc"], 2, -1)
+    assert fast.split_frames(b"\0\0\0\x0b", -1, 10) is None
+    assert fast.split_frames(b"\xff\xff\xff\xff", -1, 10) is None
+    assert fast.split_frames(bytearray(b"\0\0\0\0"), -1, 10) is None
+    assert fast.split_frames(b"\0\0\0\0", -1, 0) == ([b""], 4, -1)

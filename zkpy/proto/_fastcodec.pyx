@@ -8,6 +8,7 @@ twin and gives byte-for-byte the same answer (tests/unit/test_fastcodec.py runs 
     encode_reply_frame(xid, zxid, err, record)  zkpy.proto.codec.encode_reply_frame
     node_reply_frame(xid, zxid, path, node)     zkpy.server.core.node_reply_frame
     write_request_ok(op, data, off)             (those decoders succeed: the worker's check)
+    split_frames(data, need, max_len)           zkpy.proto.framing.FrameDecoder.feed's loop
     ipc_decode(frame), ipc_batch(zxid, events, replies), ipc_request(...)
                                                 zkpy.server.ipc.decode / batch / request
     log_records(records, last_zxid)             zkpy.storage.txnlog.encode_records
@@ -420,6 +421,35 @@ def write_request_ok(op, data, off):
     if op == 2:
         return _skip_ustr(p, &o, end) and end - o >= 4
     return False
+
+
+# ---------------------------------------------------------------- client framing
+
+def split_frames(data, Py_ssize_t need, Py_ssize_t max_len):
+    """FrameDecoder.feed's loop over a bytes chunk when nothing is held back: (frames, off,
+    need) - the frame bodies whole in `data`, where the rest of it starts, and the body length
+    that rest is the start of (-1: a length is next). `need` is what the decoder still needs
+    (-1 or a length already read). None for a length out of range: the pure loop reports it."""
+    if type(data) is not bytes:
+        return None
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t end = PyBytes_GET_SIZE(data)
+    cdef Py_ssize_t off = 0
+    out = []
+    while True:
+        if need < 0:
+            if end - off < 4:
+                break
+            need = _r32(p + off)
+            if need < 0 or need > max_len:
+                return None
+            off += 4
+        if end - off < need:
+            break
+        out.append(PyBytes_FromStringAndSize(<const char*>(p + off), need))
+        off += need
+        need = -1
+    return out, off, need
 
 
 # ---------------------------------------------------------------- reply frames

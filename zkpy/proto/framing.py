@@ -70,6 +70,13 @@ class FrameDecoder:
             src = buf
         else:
             src = data  # nothing held back: the frames are cut from the chunk itself
+            if _split_frames is not None:
+                got = _split_frames(data, self._need, self.max_len)
+                if got is not None:  # else a bad length, which the loop below reports
+                    out, off, self._need = got
+                    if off < len(data):
+                        buf += memoryview(data)[off:]  # the start of a frame still to come
+                    return out
         out = []
         off = 0
         end = len(src)
@@ -122,3 +129,10 @@ def is_four_letter_word(first4):
     if word is None and first4 == TELNET_CLOSE:
         return "telnet close"
     return word
+
+
+# The compiled twin of feed's loop (zkpy.proto._fastcodec; not loaded under ZKPY_PURE=1).
+try:
+    from zkpy.proto._fastcodec import split_frames as _split_frames
+except ImportError:
+    _split_frames = None
