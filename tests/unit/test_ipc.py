@@ -127,3 +127,47 @@ def test_frame_layout_is_length_then_type():
 def test_unknown_type_is_refused():
     with pytest.raises(ValueError):
         ipc.decode(bytes([200]))
+
+
+class _Loop(object):
+    """What Channel asks of an event loop; nothing is run by it here."""
+
+    def add_reader(self, fd, cb):
+        pass
+
+    def remove_reader(self, fd):
+        pass
+
+    def call_soon(self, cb, *args):
+        pass
+
+
+@pytest.mark.parametrize("stop_at_short_read", [False, True])
+def test_channel_pump_takes_in_whatever_has_arrived(stop_at_short_read):
+    import socket
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    got, eof = [], []
+    ch = ipc.Channel(_Loop(), b, got.append, lambda: eof.append(1),
+                     stop_at_short_read=stop_at_short_read)
+    try:
+        a.sendall(ipc.committed(1) + ipc.committed(2))
+        ch.pump()
+        assert [ipc.decode(f) for f in got] == [(ipc.COMMITTED, (1,)), (ipc.COMMITTED, (2,))]
+        ch.pump()  # nothing more: returns
+        # more than one recv() holds: a full read is followed by another
+        big = ipc.stats(7, b"x" * (3 * ipc._RECV_SIZE))
+        a.setblocking(False)
+        sent = a.send(big)
+        ch.pump()
+        while sent < len(big):
+            sent += a.send(big[sent:])
+            ch.pump()
+        ch.pump()
+        assert ipc.decode(got[-1]) == (ipc.STATS, (7, b"x" * (3 * ipc._RECV_SIZE)))
+        assert not eof
+        a.close()
+        ch.pump()
+        assert eof == [1] and ch.closed
+    finally:
+        a.close()
+        ch.close()

@@ -249,9 +249,14 @@ class Channel(object):
     batch is in every worker's socket before LMDB commits it).
     """
 
-    def __init__(self, loop, sock, on_frame, on_eof):
+    def __init__(self, loop, sock, on_frame, on_eof, stop_at_short_read=False):
         self.loop = loop
         self.sock = sock
+        # True: a recv() that fills less than asked ends pump() (a UNIX stream socket hands over
+        # all it holds up to the size asked, so it was empty): no second recv() just to hear
+        # EAGAIN; the reader callback runs again for whatever arrives next. False: recv() until
+        # EAGAIN, taking in what arrived while the frames were handled (the core's choice).
+        self.stop_at_short_read = stop_at_short_read
         sock.setblocking(False)
         self.on_frame = on_frame
         self.on_eof = on_eof
@@ -280,10 +285,7 @@ class Channel(object):
                 self.on_frame(frame)
                 if self.closed:
                     return
-            if len(data) < _RECV_SIZE:
-                # A UNIX stream socket hands over all it holds up to the size asked: it was
-                # empty, so no second recv() just to hear EAGAIN (the reader callback runs
-                # again for whatever arrives next).
+            if self.stop_at_short_read and len(data) < _RECV_SIZE:
                 return
 
     def send(self, data):

@@ -104,7 +104,8 @@ async def run(config, worker_id, ctrl_fd, handoff_fd):
     fe = Frontend(config, tree, link, worker_id)
     done = loop.create_future()
     on_frame, on_eof = _dispatcher(fe, done)
-    link.channel = ipc.Channel(loop, socket.socket(fileno=ctrl_fd), on_frame, on_eof)
+    link.channel = ipc.Channel(loop, socket.socket(fileno=ctrl_fd), on_frame, on_eof,
+                               stop_at_short_read=True)
     fe.pump = link.channel.pump
     link._send(ipc.hello(worker_id, os.getpid()))
 
