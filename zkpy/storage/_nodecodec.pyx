@@ -52,14 +52,8 @@ def pack_node(node):
         obj = bytes(obj)
     cdef bytes data = obj
     cdef Py_ssize_t data_len = -1 if data is None else len(data)
-    acl = node.acl
-    encoded = []
-    cdef Py_ssize_t size = HEAD_SIZE + (data_len if data_len > 0 else 0) + 4
-    for perms, scheme, ident in acl:
-        s = scheme.encode("utf-8")
-        i = ident.encode("utf-8")
-        encoded.append((perms, s, i))
-        size += 12 + len(s) + len(i)
+    cdef bytes acl_bytes = _packed_acl(node.acl)
+    cdef Py_ssize_t size = HEAD_SIZE + (data_len if data_len > 0 else 0) + len(acl_bytes)
     cdef bytes out = PyBytes_FromStringAndSize(NULL, size)
     cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(out)
     _wr64(p, node.czxid)
@@ -77,8 +71,32 @@ def pack_node(node):
     if data_len > 0:
         memcpy(p + off, PyBytes_AS_STRING(data), data_len)
         off += data_len
-    _wr32(p + off, <int>len(encoded))
-    off += 4
+    memcpy(p + off, PyBytes_AS_STRING(acl_bytes), len(acl_bytes))
+    return out
+
+
+# Nearly every znode carries one of a few ACLs: their encoded form (the record's tail: count and
+# entries) is kept for up to ACL_CACHE distinct ACL tuples (then the cache starts over). Keyed
+# by the tuple's value, so an equal ACL built anew hits too. (Decoding has no such cache: the
+# tail's slice and lookup cost what decoding one world:anyone entry does.)
+cdef enum:
+    ACL_CACHE = 256
+
+cdef dict _acl_packed = {}     # acl tuple -> encoded tail
+
+
+cdef bytes _encode_acl(acl):
+    encoded = []
+    cdef Py_ssize_t size = 4
+    for perms, scheme, ident in acl:
+        s = scheme.encode("utf-8")
+        i = ident.encode("utf-8")
+        encoded.append((perms, s, i))
+        size += 12 + len(s) + len(i)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, size)
+    cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(out)
+    _wr32(p, <int>len(encoded))
+    cdef Py_ssize_t off = 4
     cdef bytes sb
     cdef bytes ib
     for perms, sb, ib in encoded:
@@ -91,6 +109,22 @@ def pack_node(node):
         off += 4
         memcpy(p + off, PyBytes_AS_STRING(ib), len(ib))
         off += len(ib)
+    return out
+
+
+cdef bytes _packed_acl(acl):
+    if type(acl) is not tuple:
+        return _encode_acl(acl)
+    try:
+        hit = _acl_packed.get(acl)
+    except TypeError:   # an unhashable entry: not cached
+        return _encode_acl(acl)
+    if hit is not None:
+        return <bytes>hit
+    cdef bytes out = _encode_acl(acl)
+    if len(_acl_packed) >= ACL_CACHE:
+        _acl_packed.clear()
+    _acl_packed[acl] = out
     return out
 
 
