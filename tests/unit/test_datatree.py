@@ -573,3 +573,29 @@ def test_overlay_replay_is_exact_except_for_a_quota_stats_node(t):
         assert _snapshot(replayed) == _snapshot(t.view)
         overlay.applied(t.zxid)
     assert t.get("/zookeeper/quota/a/zookeeper_stats").data == b"count=2,bytes=2"
+
+
+def test_overlay_keeps_applied_entries_until_forgotten(t):
+    """An applied txn's entry stays in the overlay (it says what the base says) until there are
+    many; a change made to the base outside the pipeline (Core.set_config_node) is followed by
+    forget(path), after which reads see the base -- but an entry of a pending txn stays."""
+    t.create("/a", b"1")
+    overlay = PendingOverlay(lambda: t.view)
+    txn = datatree.prep_set_data(overlay, SID, 1, 5000, "/a", b"2", -1)
+    overlay.begin(t.zxid + 1)
+    datatree.apply(overlay, overlay.zxid, txn)
+    assert overlay.end() is not None
+    t._run(txn)
+    later = datatree.prep_create(overlay, SID, 1, 5001, "/b", b"", list(OPEN_ACL_UNSAFE), P)
+    overlay.begin(t.zxid + 1)          # /b is pending past the applied /a
+    datatree.apply(overlay, overlay.zxid, later)
+    overlay.applied(t.zxid)
+    assert "/a" in overlay._nodes and overlay.get("/a") == t.get("/a")
+    changed = t.get("/a").copy()        # the base changes /a on its own
+    changed.data = b"local"
+    t.view.put("/a", changed)
+    assert overlay.get("/a").data == b"2"
+    overlay.forget("/a")
+    overlay.forget("/b")
+    assert overlay.get("/a").data == b"local"
+    assert overlay.get("/b") is not None and t.get("/b") is None

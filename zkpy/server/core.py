@@ -791,6 +791,7 @@ class Core(object):
             raise
         wv.commit()
         self._renew_read()
+        self.overlay.forget(CONFIG_NODE)   # an applied txn's entry there is older now
 
     def close_all_clients(self):
         """Drop every client connection (this server stopped serving: no quorum)."""

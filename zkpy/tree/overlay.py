@@ -219,3 +219,10 @@ class PendingOverlay(object):
                 eph[owner] = kept
         self._eph = eph
         self._prune_at = max(PRUNE_MIN, 2 * (len(self._nodes) + len(self._eph)))
+
+    def forget(self, path):
+        """The base changed `path` outside the txn pipeline (Core.set_config_node): drop its
+        entry here unless a txn not yet applied made it, so reads see the base's node."""
+        hit = self._nodes.get(path)
+        if hit is not None and hit[0] <= self.applied_zxid:
+            del self._nodes[path]
