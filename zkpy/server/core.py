@@ -400,6 +400,7 @@ class Core(object):
         self.last_zxid = self.view.last_zxid()
         self.durable_zxid = self.commit_zxid = self.last_zxid
         self.next_zxid = self.last_zxid + 1
+        self.overlay = PendingOverlay(lambda: self._read_view)   # nothing of the old state
         self.overlay.applied(self.last_zxid)
         t = now_ms()
         self.sessions.sessions.clear()
