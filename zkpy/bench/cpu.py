@@ -75,11 +75,18 @@ def measure(server, workload, args):
            "--value-size", str(args.value_size), "--json", report_path, "-q"]
     load = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL)
     server_pgid = server.proc.pid
-    # The measured window: after the run's setup (--setup seconds allowed) and warm-up.
-    time.sleep(args.warmup + args.setup)
+    # The measured window: after the run's setup (--setup seconds allowed) and warm-up. A
+    # delete run first creates for --duration (unmeasured), then deletes what it made -- which
+    # may take less than --duration: its window is the first part of the delete phase.
+    lead = args.warmup + args.setup
+    span = max(args.duration - args.setup - 0.5, 0.5)
+    if workload == "delete":
+        lead += args.duration
+        span = max(args.duration / 3.0, 0.5)
+    time.sleep(lead)
     t0 = time.monotonic()
     s0, l0 = group_cpu(server_pgid), group_cpu(load.pid)
-    time.sleep(max(args.duration - args.setup - 0.5, 0.5))
+    time.sleep(span)
     t1 = time.monotonic()
     s1, l1 = group_cpu(server_pgid), group_cpu(load.pid)
     load.wait()
