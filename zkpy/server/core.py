@@ -33,6 +33,7 @@ from zkpy import errors
 from zkpy.errors import StorageCorruptError, ZkError
 from zkpy.proto import codec, consts
 from zkpy.proto import records as r
+from zkpy.proto.twins import compiled_twin
 from zkpy.server.sessions import SessionTable, session_password
 from zkpy.storage.groupcommit import GroupCommitter
 from zkpy.storage.lmdb_tree import LmdbTree
@@ -108,13 +109,7 @@ def node_reply_frame(xid, zxid, path, node):
 
 
 node_reply_frame_pure = node_reply_frame
-try:
-    from zkpy.proto import _fastcodec
-except ImportError:   # not built, or ZKPY_PURE=1
-    _fastcodec = None
-if _fastcodec is not None and hasattr(_fastcodec, "node_reply_frame"):
-    _fastcodec.register("node_reply_frame", node_reply_frame_pure)
-    node_reply_frame = _fastcodec.node_reply_frame
+node_reply_frame = compiled_twin("node_reply_frame", node_reply_frame_pure)
 
 
 def _acls_of_deleted(view, txn):

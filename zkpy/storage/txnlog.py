@@ -62,6 +62,7 @@ import threading
 import time
 
 from zkpy.errors import StorageCorruptError
+from zkpy.proto.twins import compiled_twin
 from zkpy.storage.crc import crc32c
 
 MAGIC = b"ZKPYTLOG"
@@ -113,13 +114,7 @@ def encode_records(records, last_zxid):
 
 
 encode_records_pure = encode_records
-try:
-    from zkpy.proto import _fastcodec
-except ImportError:   # not built, or ZKPY_PURE=1
-    _fastcodec = None
-if _fastcodec is not None and hasattr(_fastcodec, "log_records"):
-    _fastcodec.register("log_records", encode_records_pure)
-    encode_records = _fastcodec.log_records
+encode_records = compiled_twin("log_records", encode_records_pure)
 
 
 def list_log_files(directory):
