@@ -448,3 +448,29 @@ def test_split_frames_direct():
     assert fast.split_frames(b"\xff\xff\xff\xff", -1, 10) is None
     assert fast.split_frames(bytearray(b"\0\0\0\0"), -1, 10) is None
     assert fast.split_frames(b"\0\0\0\0", -1, 0) == ([b""], 4, -1)
+
+
+create_requests = st.builds(
+    r.CreateRequest, st.one_of(text, st.just("/caf\u00e9/x")), blob,
+    st.lists(st.builds(r.ACL, i32, st.builds(r.Id, text, text)), max_size=3), i32)
+
+
+@needs_fast
+@settings(max_examples=400, deadline=None)
+@given(create_requests, st.integers(0, 6), st.binary(max_size=2))
+def test_create_request_fields_parity(rec, cut, tail):
+    """The core's record-free create decode: when it answers, it says what the record decoder
+    says (ACL entries as tuples); a cut or padded body it leaves to the decoder."""
+    assert core.create_request_fields is fast.create_request_fields
+    body = codec.encode(rec)
+    fields = fast.create_request_fields(body)
+    want = codec.DECODERS_PURE[r.CreateRequest](body, 0)[0]
+    if fields is not None or (rec.path.isascii() and all(
+            a.id.scheme.isascii() and a.id.id.isascii() for a in rec.acl)):
+        assert fields == (want.path, want.data,
+                          [(a.perms, a.id.scheme, a.id.id) for a in want.acl], want.flags)
+    if cut and cut <= len(body):
+        assert fast.create_request_fields(body[:-cut]) is None
+    if tail:
+        assert fast.create_request_fields(body + tail) is None
+    assert core.create_request_fields_pure(body) is None

@@ -326,6 +326,36 @@ def decode_create_request(data, off=0):
     return _C_create(path, value, acl, flags), o
 
 
+def create_request_fields(data):
+    """A whole CreateRequest body as (path, data, [(perms, scheme, id)], flags), without the
+    records: the core's prep takes these fields. None for anything the record decoder should
+    judge (odd strings, lengths, trailing bytes): the pure twin always answers None."""
+    if type(data) is not bytes:
+        return None
+    cdef Py_ssize_t o = 0
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t end = PyBytes_GET_SIZE(data)
+    cdef int count, i, perms
+    try:
+        path = _ustr(p, &o, end)
+        value = _buf(p, &o, end)
+        count = _int(p, &o, end)
+        if count < 0 or <Py_ssize_t>count * 12 > end - o:
+            return None
+        acl = []
+        for i in range(count):
+            perms = _int(p, &o, end)
+            scheme = _ustr(p, &o, end)
+            ident = _ustr(p, &o, end)
+            acl.append((perms, scheme, ident))
+        flags = _int(p, &o, end)
+    except _Fallback:
+        return None
+    if o != end:
+        return None
+    return path, value, acl, flags
+
+
 def decode_set_data_request(data, off=0):
     cdef Py_ssize_t o = off
     if type(data) is not bytes or o < 0 or o > len(data):

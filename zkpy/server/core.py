@@ -112,6 +112,17 @@ node_reply_frame_pure = node_reply_frame
 node_reply_frame = compiled_twin("node_reply_frame", node_reply_frame_pure)
 
 
+def create_request_fields(body):
+    """(path, data, [(perms, scheme, id)], flags) of a CreateRequest body, or None: decode the
+    record instead. The compiled twin answers the common case; this one always says None."""
+    return None
+
+
+create_request_fields_pure = create_request_fields
+create_request_fields = compiled_twin("create_request_fields", create_request_fields_pure)
+_FIELDS_CREATE_OPS = (consts.OP_CREATE, consts.OP_CREATE2)   # their body is a CreateRequest
+
+
 def _acls_of_deleted(view, txn):
     """{path: ACL} of the nodes `txn` deletes, for the READ check of their NodeDeleted events."""
     t = txn.type
@@ -446,11 +457,15 @@ class Core(object):
             if session is None or session.closing:
                 raise ZkError(errors.SESSIONEXPIRED)
             if op in _CREATE_OPS:
-                acl = [(a.perms, a.id.scheme, a.id.id) for a in (req.acl or ())]
-                self._check_path_size(req.path)
-                return datatree.prep_create(view, session_id, xid, t, req.path, req.data, acl,
-                                            req.flags, auth=auth,
-                                            ttl=getattr(req, "ttl", -1),
+                if type(req) is tuple:   # create_request_fields (see request())
+                    path, data, acl, flags = req
+                    ttl = -1
+                else:
+                    acl = [(a.perms, a.id.scheme, a.id.id) for a in (req.acl or ())]
+                    path, data, flags, ttl = req.path, req.data, req.flags, getattr(req, "ttl", -1)
+                self._check_path_size(path)
+                return datatree.prep_create(view, session_id, xid, t, path, data, acl, flags,
+                                            auth=auth, ttl=ttl,
                                             extended_types=self.config.extended_types_enabled,
                                             enforce_quota=self.config.enforce_quota,
                                             quota_warn=log.warning)
@@ -722,7 +737,12 @@ class Core(object):
             req = ops
             shape = (op, [o for o, _ in ops])
         else:
-            req = None if forward else codec.DECODERS[_WRITE_REQUESTS[op]](body, 0)[0]
+            req = None
+            if not forward:
+                if op in _FIELDS_CREATE_OPS:
+                    req = create_request_fields(body)   # no records for the common create
+                if req is None:
+                    req = codec.DECODERS[_WRITE_REQUESTS[op]](body, 0)[0]
             shape = (op, None)
         ids = self._auth.get((origin, conn_id), ())
         token = (origin, conn_id, entry_id, xid, shape)
