@@ -23,6 +23,7 @@ says one is ``Mode: leader`` and the others ``Mode: follower``; `Cluster.leader(
 """
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -70,11 +71,48 @@ class ServerError(Exception):
     """A server could not be installed, started or found serving."""
 
 
+_HANDED_OUT = set()   # ports free_port() gave this process: never given twice
+_LOW_PORT = 10000     # free_port() picks from here up to the kernel's ephemeral range
+_RANDOM = random.Random()   # its own: tests reseed the global one (hypothesis)
+
+
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return None
+
+
 def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that was free a moment ago, for a server to listen on.
+
+    Taken below the kernel's ephemeral range when it can: a port the kernel hands out (bind to
+    port 0) can be taken as the local port of any outgoing connection -- a client of another
+    test, the load generator -- between this call and the server's bind ("Address already in
+    use"); ports below the range are only ever taken by a bind. Never the same port twice in
+    one process."""
+    rng = _ephemeral_range()
+    if rng is not None and rng[0] > _LOW_PORT + 1000:
+        for _ in range(200):
+            port = _RANDOM.randrange(_LOW_PORT, rng[0])
+            if port in _HANDED_OUT:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _HANDED_OUT.add(port)
+            return port
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def four_letter(port, cmd, host="127.0.0.1", timeout=3.0):
