@@ -301,29 +301,36 @@ class _Fallback(Exception):
     pass
 
 
+cdef tuple _create_parts(const unsigned char* p, Py_ssize_t* o, Py_ssize_t end):
+    """CreateRequest's fields from p[o:end]: (path, data, [(perms, scheme, id)], flags);
+    raises _Fallback for anything the pure decoder should judge."""
+    cdef int count, i, perms
+    path = _ustr(p, o, end)
+    value = _buf(p, o, end)
+    count = _int(p, o, end)
+    if count < 0 or <Py_ssize_t>count * 12 > end - o[0]:
+        raise _Fallback()
+    acl = []
+    for i in range(count):
+        perms = _int(p, o, end)
+        scheme = _ustr(p, o, end)
+        ident = _ustr(p, o, end)
+        acl.append((perms, scheme, ident))
+    flags = _int(p, o, end)
+    return path, value, acl, flags
+
+
 def decode_create_request(data, off=0):
     cdef Py_ssize_t o = off
     if type(data) is not bytes or o < 0 or o > len(data):
         return _pure["CreateRequest"](data, off)
-    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
-    cdef Py_ssize_t end = PyBytes_GET_SIZE(data)
-    cdef int count, i, perms
     try:
-        path = _ustr(p, &o, end)
-        value = _buf(p, &o, end)
-        count = _int(p, &o, end)
-        if count < 0 or <Py_ssize_t>count * 12 > end - o:
-            raise _Fallback()
-        acl = []
-        for i in range(count):
-            perms = _int(p, &o, end)
-            scheme = _ustr(p, &o, end)
-            ident = _ustr(p, &o, end)
-            acl.append(_C_acl(perms, _C_id(scheme, ident)))
-        flags = _int(p, &o, end)
+        path, value, acl, flags = _create_parts(
+            <const unsigned char*>PyBytes_AS_STRING(data), &o, PyBytes_GET_SIZE(data))
     except _Fallback:
         return _pure["CreateRequest"](data, off)
-    return _C_create(path, value, acl, flags), o
+    return _C_create(path, value, [_C_acl(perms, _C_id(scheme, ident))
+                                   for perms, scheme, ident in acl], flags), o
 
 
 def create_request_fields(data):
@@ -333,27 +340,12 @@ def create_request_fields(data):
     if type(data) is not bytes:
         return None
     cdef Py_ssize_t o = 0
-    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t end = PyBytes_GET_SIZE(data)
-    cdef int count, i, perms
     try:
-        path = _ustr(p, &o, end)
-        value = _buf(p, &o, end)
-        count = _int(p, &o, end)
-        if count < 0 or <Py_ssize_t>count * 12 > end - o:
-            return None
-        acl = []
-        for i in range(count):
-            perms = _int(p, &o, end)
-            scheme = _ustr(p, &o, end)
-            ident = _ustr(p, &o, end)
-            acl.append((perms, scheme, ident))
-        flags = _int(p, &o, end)
+        fields = _create_parts(<const unsigned char*>PyBytes_AS_STRING(data), &o, end)
     except _Fallback:
         return None
-    if o != end:
-        return None
-    return path, value, acl, flags
+    return fields if o == end else None
 
 
 def decode_set_data_request(data, off=0):
