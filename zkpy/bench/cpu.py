@@ -68,7 +68,8 @@ def measure(server, workload, args):
     host = "127.0.0.1:%d" % server.port
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         report_path = f.name
-    cmd = [sys.executable, "-m", "zkpy.bench.loadgen", "run", "--hosts", host, "--workload", workload,
+    cmd = [sys.executable, "-m", "zkpy.bench.loadgen", "run", "--hosts", host,
+           "--workload", workload,
            "--processes", str(args.processes), "--sessions", str(args.sessions),
            "--depth", str(args.depth), "--duration", str(args.duration),
            "--warmup", str(args.warmup), "--znodes", str(args.znodes),
