@@ -281,13 +281,13 @@ def test_ephemeral_owner_and_close_session(t):
     assert sorted(t.view.ephemerals(SID)) == sorted(["/d/e1", seq])
     txn = datatree.prep_close_session(t.view, SID, 0, 5)
     assert txn.type == txns.CLOSE_SESSION and txn.paths == sorted(["/d/e1", seq])
-    triggers = t.close(SID)
+    events = t.close(SID)
     zx = t.zxid
     assert t.get("/d/e1") is None and t.get(seq) is None
     assert t.get("/d").pzxid == zx and t.get("/d").num_children == 0
     assert t.view.ephemerals(SID) == []
-    assert (consts.EVENT_NODE_DELETED, "/d/e1") in triggers
-    assert (consts.EVENT_NODE_CHILDREN_CHANGED, "/d") in triggers
+    assert (zx, consts.EVENT_NODE_DELETED, "/d/e1", None) in events
+    assert (zx, consts.EVENT_NODE_CHILDREN_CHANGED, "/d", None) in events
     assert t.get("/f").ephemeral_owner == other      # another session's ephemerals stay
     t.delete("/f")
     assert t.view.ephemerals(other) == []
@@ -300,18 +300,40 @@ def test_create_session_txn_records_the_session(t):
     assert t.view.sessions == {}
 
 
-def test_apply_returns_triggers(t):
+def test_apply_returns_events(t):
     txn = datatree.prep_create(t.view, SID, 1, 0, "/w", b"", OPEN_ACL_UNSAFE, P)
-    triggers, node = datatree.apply(t.view, 1, txn)
-    assert triggers == [(consts.EVENT_NODE_CREATED, "/w"),
-                        (consts.EVENT_NODE_CHILDREN_CHANGED, "/")]
+    events, node = datatree.apply(t.view, 1, txn)
+    assert events == [(1, consts.EVENT_NODE_CREATED, "/w", None),
+                      (1, consts.EVENT_NODE_CHILDREN_CHANGED, "/", None)]
     assert node == t.get("/w")
     txn = datatree.prep_set_data(t.view, SID, 1, 0, "/w", b"x", -1)
-    assert datatree.apply(t.view, 2, txn)[0] == [(consts.EVENT_NODE_DATA_CHANGED, "/w")]
+    assert datatree.apply(t.view, 2, txn)[0] == [(2, consts.EVENT_NODE_DATA_CHANGED, "/w", None)]
     txn = datatree.prep_delete(t.view, SID, 1, 0, "/w", -1)
     assert datatree.apply(t.view, 3, txn) == (
-        [(consts.EVENT_NODE_DELETED, "/w"), (consts.EVENT_NODE_CHILDREN_CHANGED, "/")], None)
+        [(3, consts.EVENT_NODE_DELETED, "/w", None),
+         (3, consts.EVENT_NODE_CHILDREN_CHANGED, "/", None)], None)
     assert datatree.apply(t.view, 4, txns.Txn(txns.ERROR, SID, 1, 0, err=-101)) == ([], None)
+
+
+def test_events_carry_the_acl_a_watcher_needs_read_on(t):
+    """CVE-2024-23944 (3.8.4+): an event goes only to watchers that may READ the node (the
+    parent, for NodeChildrenChanged), its ACL as it is at the change; None: world-readable."""
+    secret = ((consts.PERM_ALL, "digest", "bob:hash"),)
+    mixed = ((consts.PERM_ADMIN, "digest", "bob:hash"), (consts.PERM_READ, "world", "anyone"))
+    t.create("/s", acl=secret)
+    t.create("/m", acl=mixed)
+    txn = datatree.prep_create(t.view, SID, 1, 0, "/s/k", b"", OPEN_ACL_UNSAFE, P)
+    assert datatree.apply(t.view, 10, txn)[0] == [
+        (10, consts.EVENT_NODE_CREATED, "/s/k", None),
+        (10, consts.EVENT_NODE_CHILDREN_CHANGED, "/s", secret)]
+    txn = datatree.prep_create(t.view, SID, 1, 0, "/s/k2", b"", secret, P)
+    assert datatree.apply(t.view, 11, txn)[0][0] == (11, consts.EVENT_NODE_CREATED, "/s/k2", secret)
+    txn = datatree.prep_set_data(t.view, SID, 1, 0, "/m", b"x", -1)
+    assert datatree.apply(t.view, 12, txn)[0] == [(12, consts.EVENT_NODE_DATA_CHANGED, "/m", None)]
+    txn = datatree.prep_delete(t.view, SID, 1, 0, "/s/k2", -1)
+    assert datatree.apply(t.view, 13, txn)[0] == [
+        (13, consts.EVENT_NODE_DELETED, "/s/k2", secret),
+        (13, consts.EVENT_NODE_CHILDREN_CHANGED, "/s", secret)]
 
 
 # ----------------------------------------------------------------------------- txn encoding

@@ -123,55 +123,6 @@ create_request_fields = compiled_twin("create_request_fields", create_request_fi
 _FIELDS_CREATE_OPS = (consts.OP_CREATE, consts.OP_CREATE2)   # their body is a CreateRequest
 
 
-def _acls_of_deleted(view, txn):
-    """{path: ACL} of the nodes `txn` deletes, for the READ check of their NodeDeleted events."""
-    t = txn.type
-    if t == txns.DELETE:
-        paths = (txn.path,)
-    elif t == txns.CLOSE_SESSION:
-        paths = txn.paths
-    elif t == txns.MULTI:
-        paths = [sub.path for sub in txn.subs if sub.type == txns.DELETE]
-    else:
-        return None
-    out = {}
-    for path in paths:
-        node = view.get(path)
-        if node is not None:
-            out[path] = node.acl
-    return out
-
-
-_OPEN_ACL = ((consts.PERM_ALL, "world", "anyone"),)
-_NODE_DELETED = consts.EVENT_NODE_DELETED
-
-
-def _world_readable(acl):
-    for perms, scheme, ident in acl:
-        if perms & consts.PERM_READ and scheme == "world" and ident == "anyone":
-            return True
-    return False
-
-
-def _with_acls(view, zxid, triggers, doomed):
-    """The frontends' events: each (event type, path) of txn `zxid` as (zxid, event type,
-    path, acl), acl being what a watcher needs READ on to receive it (ZooKeeper 3.8.4+ /
-    3.9.2+, CVE-2024-23944): the node's, the parent's for NodeChildrenChanged; None when anyone
-    may read it."""
-    out = []
-    get = view.get
-    for event_type, path in triggers:
-        if event_type == _NODE_DELETED:
-            acl = doomed.get(path) if doomed else None
-        else:
-            node = get(path)
-            acl = node.acl if node is not None else None
-        if acl is not None and (acl == _OPEN_ACL or _world_readable(acl)):
-            acl = None
-        out.append((zxid, event_type, path, acl))
-    return out
-
-
 def _multi_reply(xid, zxid, ops, subs, nodes):
     """A multi's reply: one result per op (MultiResponse); a failed multi is error results only,
     under a ReplyHeader with err 0 (as Apache ZooKeeper 3.8 answers)."""
@@ -347,18 +298,17 @@ class Core(object):
     def _assign(self, txn):
         """prep -> sync: give txn the next zxid and apply it to the overlay. Returns (zxid,
         prepped): what applying it to the committed state will do, worked out here once --
-        (the overlay's recorded changes, its watch triggers with their ACLs, its node) --
-        for _apply to replay (see zkpy.tree.overlay), or None when the overlay could not."""
+        (the overlay's recorded changes, its watch events, its node) -- for _apply to replay
+        (see zkpy.tree.overlay), or None when the overlay could not."""
         zxid = self.next_zxid
         self.next_zxid += 1
         overlay = self.overlay
         overlay.begin(zxid)
-        doomed = _acls_of_deleted(overlay, txn)  # read before the txn removes the nodes
-        triggers, node = datatree.apply(overlay, zxid, txn)
+        events, node = datatree.apply(overlay, zxid, txn)
         ops = overlay.end()
         if ops is None:   # _apply works it out on the committed state
             return zxid, None
-        return zxid, (ops, _with_acls(overlay, zxid, triggers, doomed), node)
+        return zxid, (ops, events, node)
 
     def submit(self, txn, token, origin=0, req_id=0):
         """Log txn under the next zxid; in an ensemble (leader) also propose it to the learners.
@@ -560,9 +510,8 @@ class Core(object):
         try:
             for zxid, txn, token, prepped in tokens:
                 if prepped is None:   # logged without prep (a learner, a restart), or inexact
-                    doomed = _acls_of_deleted(wv, txn)  # read before the txn removes the nodes
-                    triggers, node = datatree.apply(wv, zxid, txn)
-                    results.append((zxid, txn, token, _with_acls(wv, zxid, triggers, doomed), node))
+                    zxid_events, node = datatree.apply(wv, zxid, txn)
+                    results.append((zxid, txn, token, zxid_events, node))
                 else:
                     ops, zxid_events, node = prepped
                     replay(wv, ops)

@@ -10,7 +10,8 @@ including not-yet-durable txns, ZooKeeper's outstandingChanges) and the LMDB wri
 
 prep_* raise ZkError for request errors (the caller logs an ERROR txn, as ZooKeeper's
 PrepRequestProcessor does, so failed writes consume a zxid). apply() never fails on a txn that prep
-produced from the same state; it returns the watch triggers [(event_type, path)].
+produced from the same state; it returns the watch events [(zxid, event_type, path, acl)], acl
+being what a watcher needs READ on to receive the event (None: anyone may read it).
 Mirrors PrepRequestProcessor.pRequest2Txn and DataTree.processTxn of apache/zookeeper.
 """
 
@@ -295,7 +296,19 @@ def prep_close_session(view, session_id, cxid, now_ms):
     return txns.Txn(txns.CLOSE_SESSION, session_id, cxid, now_ms, paths=paths)
 
 
-def _apply_delete(view, zxid, path, triggers):
+def _reader_acl(acl):
+    """The ACL a watcher needs READ on to receive an event about a node with `acl` -- the node's,
+    the parent's for NodeChildrenChanged, at the moment of the change, as DataTree passes it to
+    triggerWatch (ZooKeeper 3.8.4+ / 3.9.2+, CVE-2024-23944) -- or None when anyone may read."""
+    if acl == OPEN_ACL_UNSAFE:
+        return None
+    for perms, scheme, ident in acl:
+        if perms & acls.READ and scheme == "world" and ident == "anyone":
+            return None
+    return acl
+
+
+def _apply_delete(view, zxid, path, events):
     node = view.get(path)
     if node is None:
         return
@@ -313,14 +326,15 @@ def _apply_delete(view, zxid, path, triggers):
             parent.pzxid = zxid
         view.put(parent_path, parent)
     quota.on_delete(view, path, node)
-    triggers.append((consts.EVENT_NODE_DELETED, path))
-    triggers.append((consts.EVENT_NODE_CHILDREN_CHANGED, parent_path))
+    events.append((zxid, consts.EVENT_NODE_DELETED, path, _reader_acl(node.acl)))
+    events.append((zxid, consts.EVENT_NODE_CHILDREN_CHANGED, parent_path,
+                   None if parent is None else _reader_acl(parent.acl)))
 
 
 def apply(view, zxid, txn):
-    """Apply `txn` (logged at `zxid`) to `view`; return (triggers, node_or_None)."""
+    """Apply `txn` (logged at `zxid`) to `view`; return (events, node_or_None)."""
     t = txn.type
-    triggers = []
+    events = []
     if t == txns.CREATE:
         path = txn.path
         i = path.rfind("/")  # paths.split, inline
@@ -340,12 +354,13 @@ def apply(view, zxid, txn):
             view.add_ephemeral(owner, path)
         # Quota stats are part of the applied state (deterministic, so replay agrees).
         quota.on_create(view, path, txn.data)
-        triggers.append((consts.EVENT_NODE_CREATED, path))
-        triggers.append((consts.EVENT_NODE_CHILDREN_CHANGED, parent_path))
-        return triggers, node
+        events.append((zxid, consts.EVENT_NODE_CREATED, path, _reader_acl(txn.acl)))
+        events.append((zxid, consts.EVENT_NODE_CHILDREN_CHANGED, parent_path,
+                       _reader_acl(parent.acl)))
+        return events, node
     if t == txns.DELETE:
-        _apply_delete(view, zxid, txn.path, triggers)
-        return triggers, None
+        _apply_delete(view, zxid, txn.path, events)
+        return events, None
     if t == txns.SET_DATA:
         old = view.get(txn.path)
         node = Node(old.czxid, zxid, old.ctime, txn.time_ms, txn.version, old.cversion,
@@ -353,29 +368,29 @@ def apply(view, zxid, txn):
                     old.acl)
         view.put(txn.path, node)
         quota.on_set_data(view, txn.path, old.data, txn.data)
-        triggers.append((consts.EVENT_NODE_DATA_CHANGED, txn.path))
-        return triggers, node
+        events.append((zxid, consts.EVENT_NODE_DATA_CHANGED, txn.path, _reader_acl(old.acl)))
+        return events, node
     if t == txns.SET_ACL:
         node = view.get(txn.path).copy()
         node.acl = txn.acl
         node.aversion = txn.version
         view.put(txn.path, node)
-        return triggers, node
+        return events, node
     if t == txns.CREATE_SESSION:
         view.put_session(txn.session_id, txn.timeout_ms)
-        return triggers, None
+        return events, None
     if t == txns.CLOSE_SESSION:
         for path in txn.paths:
-            _apply_delete(view, zxid, path, triggers)
+            _apply_delete(view, zxid, path, events)
         view.delete_session(txn.session_id)
-        return triggers, None
+        return events, None
     if t == txns.ERROR or t == txns.CHECK:
-        return triggers, None
+        return events, None
     if t == txns.MULTI:
         nodes = []
         for sub in txn.subs:
-            sub_triggers, node = apply(view, zxid, sub)
-            triggers.extend(sub_triggers)
+            sub_events, node = apply(view, zxid, sub)
+            events.extend(sub_events)
             nodes.append(node)
-        return triggers, nodes
+        return events, nodes
     raise AssertionError("unknown txn type %r" % t)
