@@ -621,3 +621,147 @@ def test_overlay_keeps_applied_entries_until_forgotten(t):
     overlay.forget("/b")
     assert overlay.get("/a").data == b"local"
     assert overlay.get("/b") is not None and t.get("/b") is None
+
+
+# ----------------------------------------------------------------------------- fused writes
+# datatree.fused_* (the core's common writes, prep and apply in one) must give exactly what
+# prep_* + apply() give -- txn, events, node, recorded changes -- or None with the view
+# untouched, whatever the request.
+
+_VALID_NAMES = ["/a", "/a/b", "/a/b/c", "/e", "/e/x", "/a/e"]
+_BAD_NAMES = ["/zookeeper", "/zookeeper/q", "/zookeeper/quota", "/", "", "a", "/a/", "/a//b",
+              "/a\0b", "/.x", None]
+_SECRET = ((consts.PERM_ALL, "digest", "bob:hash"),)
+_GOOD_ACL = [(31, "world", "anyone")]
+_ODD_ACLS = [[(1, "world", "anyone")], list(_SECRET), [(31, "auth", "")], [],
+             [(consts.PERM_READ | consts.PERM_CREATE, "world", "anyone")]]
+_AUTHS = [((), False), ((("digest", "bob:hash"),), False), ((), True), ((("super", ""),), False)]
+
+
+def _random_requests(rnd, n):
+    """n (request, auth, session) -- mostly ones that succeed, some of every kind prep refuses
+    -- and, at a random point or never, a quota ("quota", path)."""
+    def pick(good, odd, p_good=0.85):
+        return rnd.choice(good) if rnd.random() < p_good else rnd.choice(odd)
+    out = []
+    for _ in range(n):
+        kind = rnd.choice(["create", "create", "set", "delete"])
+        path = pick(_VALID_NAMES, _BAD_NAMES)
+        if kind == "create":
+            req = (kind, path, rnd.choice([b"", b"v", None]), pick([_GOOD_ACL], _ODD_ACLS),
+                   pick([P, P, E, PS, ES], [-1, 4, 5, 6, 7]))
+        elif kind == "set":
+            req = (kind, path, rnd.choice([b"", b"w"]), pick([-1], [0, 1, 2]))
+        else:
+            req = (kind, path, pick([-1], [0, 1, -2]))
+        out.append((req, pick(_AUTHS[:1], _AUTHS[1:], 0.7), rnd.choice([SID, SID, SID + 1])))
+    if rnd.random() < 0.5:
+        out.insert(rnd.randrange(n + 1), (("quota", rnd.choice(["/a", "/e"])), None, None))
+    return out
+
+
+def _fused_and_plain(req, sid):
+    """(fused function, its args, prep function, its args) of one request."""
+    kind, path = req[0], req[1]
+    if kind == "create":
+        _, _, data, acl, flags = req
+        return (datatree.fused_create, (path, data, acl, flags),
+                lambda v, *a, auth: datatree.prep_create(v, *a, path, data, acl, flags, auth=auth))
+    if kind == "set":
+        _, _, data, version = req
+        return (datatree.fused_set_data, (path, data, version),
+                lambda v, *a, auth: datatree.prep_set_data(v, *a, path, data, version, auth=auth))
+    _, _, version = req
+    return (datatree.fused_delete, (path, version),
+            lambda v, *a, auth: datatree.prep_delete(v, *a, path, version, auth=auth))
+
+
+def _state(ov):
+    base = ov._base()
+    return (dict(ov._nodes), {o: dict(c) for o, c in ov._eph.items()}, dict(base.nodes))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.randoms(use_true_random=False))
+def test_fused_writes_are_prep_then_apply(rnd):
+    views = [PendingOverlay((lambda m: lambda: m)(MemoryView(datatree.initial_nodes())))
+             for _ in range(2)]
+    fused_view, plain_view = views
+    zxid = 0
+    for req, auth, sid in _random_requests(rnd, 40):
+        zxid += 1
+        if req[0] == "quota":   # a quota in the tree: the fused writes must step aside
+            for v in views:
+                v.begin(zxid)
+                for p in ("/zookeeper/quota" + req[1], "/zookeeper/quota%s/zookeeper_limits"
+                          % req[1]):
+                    try:
+                        datatree.apply(v, zxid, datatree.prep_create(v, SID, 1, 5, p, b"n=9",
+                                                                     OPEN_ACL_UNSAFE, P))
+                    except ZkError:
+                        pass
+            continue
+        fused, fargs, prep = _fused_and_plain(req, sid)
+        plain_view.begin(zxid)
+        try:
+            txn = prep(plain_view, sid, 3, 77, auth=auth)
+        except ZkError:
+            txn = None
+        plain = None if txn is None else datatree.apply(plain_view, zxid, txn)
+        plain_ops = plain_view.end()
+        before = _state(fused_view)
+        fused_view.begin(zxid)
+        got = fused(fused_view, zxid, sid, 3, 77, *fargs, auth)
+        if got is None:
+            assert _state(fused_view) == before and fused_view.ops == []
+            if txn is not None:   # the core's general path then
+                datatree.apply(fused_view, zxid, txn)
+        else:
+            assert txn is not None, (req, auth)
+            assert got == (txn,) + tuple(plain), (req, auth)
+            assert fused_view.end() == plain_ops
+        assert _state(fused_view)[:2] == _state(plain_view)[:2]
+
+
+def test_fused_writes_take_the_common_requests():
+    """The fused paths are taken (not None) for the requests the benchmarks and most clients
+    send."""
+    ov = PendingOverlay(lambda m=MemoryView(datatree.initial_nodes()): m)
+    auth = ((), False)
+    got = datatree.fused_create(ov, 1, SID, 1, 5, "/a", b"v", [(31, "world", "anyone")], P, auth)
+    assert got is not None and got[0].path == "/a" and got[2].czxid == 1
+    got = datatree.fused_create(ov, 2, SID, 1, 5, "/a/s-", b"", [(31, "world", "anyone")], ES, auth)
+    assert got is not None and got[0].path == "/a/s-0000000000" and got[0].ephemeral_owner == SID
+    got = datatree.fused_set_data(ov, 3, SID, 1, 6, "/a", b"w", 0, auth)
+    assert got is not None and got[2].version == 1 and got[2].data == b"w"
+    assert datatree.fused_set_data(ov, 4, SID, 1, 6, "/a", b"w", 0, auth) is None   # BADVERSION
+    got = datatree.fused_delete(ov, 4, SID, 1, 7, "/a/s-0000000000", -1, auth)
+    assert got is not None and got[1][0][1:] == (consts.EVENT_NODE_DELETED, "/a/s-0000000000", None)
+
+
+def test_fused_writes_check_acls_and_step_aside_for_quotas():
+    ov = PendingOverlay(lambda m=MemoryView(datatree.initial_nodes()): m)
+    anyone, bob = ((), False), ((("digest", "bob:hash"),), False)
+    ov.begin(1)
+    assert datatree.fused_create(ov, 1, SID, 1, 5, "/s", b"", list(_SECRET), P, anyone)
+    for auth, ok in ((anyone, False), (bob, True)):
+        ov.begin(2)
+        assert (datatree.fused_create(ov, 2, SID, 1, 5, "/s/k", b"", _GOOD_ACL, P, auth)
+                is not None) == ok
+    ov.begin(3)
+    assert datatree.fused_create(ov, 3, SID, 1, 5, "/s/k2", b"", list(_SECRET), P, bob)
+    for auth, ok in ((anyone, False), (bob, True)):
+        ov.begin(4)
+        assert (datatree.fused_set_data(ov, 4, SID, 1, 5, "/s/k2", b"x", -1, auth)
+                is not None) == ok
+    for auth, ok in ((anyone, False), (bob, True)):
+        ov.begin(5)
+        assert (datatree.fused_delete(ov, 5, SID, 1, 5, "/s/k", -1, auth) is not None) == ok
+    ov.begin(6)
+    assert datatree.fused_delete(ov, 6, SID, 1, 5, "/zookeeper/config", -1, bob) is None
+    datatree.apply(ov, 7, datatree.prep_create(ov, SID, 1, 5, "/zookeeper/quota/s", b"",
+                                               OPEN_ACL_UNSAFE, P))
+    ov.begin(8)
+    assert datatree.fused_set_data(ov, 8, SID, 1, 6, "/s/k2", b"x", -1, bob) is None
+    assert datatree.fused_create(ov, 8, SID, 1, 6, "/s/k3", b"x", _GOOD_ACL, P, bob) is None
+    assert datatree.fused_delete(ov, 8, SID, 1, 6, "/s/k2", -1, bob) is None

@@ -317,11 +317,37 @@ class Core(object):
             raise ZkError(errors.CONNECTIONLOSS, "not leading")
         payload = txns.encode(txn)  # before _assign: a failure must not leave the overlay ahead
         zxid, prepped = self._assign(txn)
+        self._logged(zxid, txn, payload, token, prepped, origin, req_id)
+        return zxid
+
+    def _logged(self, zxid, txn, payload, token, prepped, origin=0, req_id=0):
         self.committer.submit(zxid, payload, zxid)
         self._pending.append((zxid, txn, token, prepped))
         if self.quorum is not None:
             self.quorum.proposed(zxid, payload, origin, req_id)
-        return zxid
+
+    def _fused(self, fused, session_id, xid, args, ids, token):
+        """A common write, prep and overlay apply in one (datatree.fused_*: `fused`, called with
+        `args`); False when it is not that common: the caller takes the general path
+        (prep_request, submit), which gives the same txn or the error."""
+        session = self.sessions.sessions.get(session_id)
+        if session is None or session.closing or (self.quorum is not None
+                                                  and not self.quorum.can_propose()):
+            return False
+        zxid = self.next_zxid
+        overlay = self.overlay
+        overlay.begin(zxid)
+        done = fused(overlay, zxid, session_id, xid, now_ms(), *args, (ids, self.config.skip_acl))
+        if done is None:
+            return False
+        txn, events, node = done
+        # encode after the overlay changed (submit encodes first): a fused txn holds only what
+        # the request decoder made -- str path, bytes data, an ACL fixup took -- which it takes
+        payload = txns.encode(txn)
+        self.next_zxid = zxid + 1
+        ops = overlay.end()
+        self._logged(zxid, txn, payload, token, None if ops is None else (ops, events, node))
+        return True
 
     def log_txn(self, zxid, txn, payload, token=None):
         """A learner: log a txn the leader proposed (applied once committed and durable)."""
@@ -471,6 +497,13 @@ class Core(object):
         if op == consts.OP_CHECK:
             return op, datatree.prep_check, (rec.path, rec.version)
         return op, _refuse, (errors.BADARGUMENTS,)
+
+    def _path_fits(self, path):
+        try:
+            self._check_path_size(path)
+        except ZkError:
+            return False
+        return True
 
     def _check_path_size(self, path):
         if path is None:
@@ -698,6 +731,17 @@ class Core(object):
         if forward:
             self.quorum.forward(token, session_id, xid, op, body, ids)
             return
+        if op == consts.OP_SET_DATA:
+            if self._fused(datatree.fused_set_data, session_id, xid,
+                           (req.path, req.data, req.version), ids, token):
+                return
+        elif op == consts.OP_DELETE:
+            if self._fused(datatree.fused_delete, session_id, xid, (req.path, req.version), ids,
+                           token):
+                return
+        elif type(req) is tuple and self._path_fits(req[0]):   # create_request_fields
+            if self._fused(datatree.fused_create, session_id, xid, req, ids, token):
+                return
         self.submit(self.prep_request(session_id, xid, op, req, ids), token)
 
     def _refuse_read_only(self, origin, conn_id, entry_id, xid, op):

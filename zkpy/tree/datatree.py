@@ -26,6 +26,8 @@ from zkpy.tree.paths import is_special, validate_path
 
 # Create flags served by this module; CONTAINER and TTL arrive with the API issue.
 _MODES = frozenset(range(7))  # CreateMode flags 0..6
+_PLAIN_MODES = (consts.CREATE_PERSISTENT, consts.CREATE_EPHEMERAL,
+                consts.CREATE_PERSISTENT_SEQUENTIAL, consts.CREATE_EPHEMERAL_SEQUENTIAL)  # 0-3
 _TTL_MODES = (consts.CREATE_PERSISTENT_WITH_TTL, consts.CREATE_PERSISTENT_SEQUENTIAL_WITH_TTL)
 _SEQUENTIAL_MODES = (consts.CREATE_PERSISTENT_SEQUENTIAL, consts.CREATE_EPHEMERAL_SEQUENTIAL,
                      consts.CREATE_PERSISTENT_SEQUENTIAL_WITH_TTL)
@@ -173,6 +175,88 @@ def prep_set_data(view, session_id, cxid, now_ms, path, data, version, auth=NO_C
                     - (len(node.data) if node.data is not None else 0), 0, quota_warn)
     # positional (path, data, acl, ephemeral_owner, version): keywords cost on the write path
     return txns.Txn(txns.SET_DATA, session_id, cxid, now_ms, path, data, None, 0, new_version)
+
+
+# fused_*: prep and apply in one, for the core's common writes. Each gives (txn, events, node) of
+# txn `zxid`, applied to `view` -- exactly what prep_* then apply() give -- or None, `view`
+# untouched, when prep would refuse the request or the tree holds a quota: the caller then runs
+# prep_* and apply(), which answer the error or keep the quota stats. They check what prep_*
+# check, inline (no exceptions, fewer calls); tests/unit/test_datatree.py holds them to prep_*
+# + apply() on random requests.
+
+def fused_set_data(view, zxid, session_id, cxid, now_ms, path, data, version, auth):
+    if type(path) is not str or not quota.no_quota(view):
+        return None
+    old = view.get(path)
+    if old is None:
+        return None
+    acl = old.acl
+    if not (auth[1] or acl == OPEN_ACL_UNSAFE or acls.allowed(acl, acls.WRITE, auth[0])):
+        return None
+    v = old.version
+    if version != -1 and version != v:
+        return None
+    try:
+        validate_path(path)
+    except ZkError:
+        return None
+    txn = txns.Txn(txns.SET_DATA, session_id, cxid, now_ms, path, data, None, 0,
+                   v + 1 if v < 0x7FFFFFFF else _int32(v + 1))
+    events, node = _apply_set_data(view, zxid, txn, old)
+    return txn, events, node
+
+
+def fused_delete(view, zxid, session_id, cxid, now_ms, path, version, auth):
+    if type(path) is not str or "\0" in path or is_special(path) or not quota.no_quota(view):
+        return None
+    i = path.rfind("/")
+    if i == -1:
+        return None
+    parent = view.get(path[:i] or "/")
+    node = view.get(path)
+    if parent is None or node is None or node.num_children > 0 or (
+            version != -1 and version != node.version):
+        return None
+    acl = parent.acl
+    if not (auth[1] or acl == OPEN_ACL_UNSAFE or acls.allowed(acl, acls.DELETE, auth[0])):
+        return None
+    txn = txns.Txn(txns.DELETE, session_id, cxid, now_ms, path)
+    events = []
+    _apply_delete(view, zxid, path, events)
+    return txn, events, None
+
+
+def fused_create(view, zxid, session_id, cxid, now_ms, path, data, acl, flags, auth):
+    """Persistent and ephemeral, sequential or not (CreateMode 0-3)."""
+    if type(path) is not str or flags not in _PLAIN_MODES or not quota.no_quota(view):
+        return None
+    i = path.rfind("/")
+    if i == -1 or "\0" in path:
+        return None
+    ids, skip = auth
+    try:
+        acl = acls.fixup(acl, ids)
+    except ZkError:
+        return None
+    parent = view.get(path[:i] or "/")
+    if parent is None:
+        return None
+    pacl = parent.acl
+    if not (skip or pacl == OPEN_ACL_UNSAFE or acls.allowed(pacl, acls.CREATE, ids)):
+        return None
+    if flags & 2:   # sequential
+        path = path + "%010d" % _int32(parent.cversion)
+    try:
+        validate_path(path)
+    except ZkError:
+        return None
+    owner = parent.ephemeral_owner
+    if view.get(path) is not None or (owner and owner_kind(owner) == "normal"):
+        return None
+    txn = txns.Txn(txns.CREATE, session_id, cxid, now_ms, path, data, acl,
+                   session_id if flags & 1 else 0)
+    events, node = _apply_create(view, zxid, txn)
+    return txn, events, node
 
 
 def prep_set_acl(view, session_id, cxid, now_ms, path, acl, version, auth=NO_CHECK):
@@ -331,45 +415,48 @@ def _apply_delete(view, zxid, path, events):
                    None if parent is None else _reader_acl(parent.acl)))
 
 
+def _apply_create(view, zxid, txn):
+    path = txn.path
+    i = path.rfind("/")  # paths.split, inline
+    parent_path = path[:i] or "/"
+    parent = view.get(parent_path).copy()
+    cversion = parent.cversion + 1
+    parent.cversion = cversion if cversion <= 0x7FFFFFFF else _int32(cversion)
+    parent.num_children += 1
+    parent.pzxid = zxid
+    view.put(parent_path, parent)
+    owner = txn.ephemeral_owner
+    node = Node(zxid, zxid, txn.time_ms, txn.time_ms, 0, 0, 0, owner, 0, zxid, txn.data, txn.acl)
+    view.put(path, node)
+    view.add_child(parent_path, path[i + 1:])
+    if owner:
+        view.add_ephemeral(owner, path)
+    # Quota stats are part of the applied state (deterministic, so replay agrees).
+    quota.on_create(view, path, txn.data)
+    return [(zxid, consts.EVENT_NODE_CREATED, path, _reader_acl(txn.acl)),
+            (zxid, consts.EVENT_NODE_CHILDREN_CHANGED, parent_path, _reader_acl(parent.acl))], node
+
+
+def _apply_set_data(view, zxid, txn, old):
+    path = txn.path
+    node = Node(old.czxid, zxid, old.ctime, txn.time_ms, txn.version, old.cversion,
+                old.aversion, old.ephemeral_owner, old.num_children, old.pzxid, txn.data, old.acl)
+    view.put(path, node)
+    quota.on_set_data(view, path, old.data, txn.data)
+    return [(zxid, consts.EVENT_NODE_DATA_CHANGED, path, _reader_acl(old.acl))], node
+
+
 def apply(view, zxid, txn):
     """Apply `txn` (logged at `zxid`) to `view`; return (events, node_or_None)."""
     t = txn.type
     events = []
     if t == txns.CREATE:
-        path = txn.path
-        i = path.rfind("/")  # paths.split, inline
-        parent_path = path[:i] or "/"
-        parent = view.get(parent_path).copy()
-        cversion = parent.cversion + 1
-        parent.cversion = cversion if cversion <= 0x7FFFFFFF else _int32(cversion)
-        parent.num_children += 1
-        parent.pzxid = zxid
-        view.put(parent_path, parent)
-        owner = txn.ephemeral_owner
-        node = Node(zxid, zxid, txn.time_ms, txn.time_ms, 0, 0, 0, owner, 0, zxid,
-                    txn.data, txn.acl)
-        view.put(path, node)
-        view.add_child(parent_path, path[i + 1:])
-        if owner:
-            view.add_ephemeral(owner, path)
-        # Quota stats are part of the applied state (deterministic, so replay agrees).
-        quota.on_create(view, path, txn.data)
-        events.append((zxid, consts.EVENT_NODE_CREATED, path, _reader_acl(txn.acl)))
-        events.append((zxid, consts.EVENT_NODE_CHILDREN_CHANGED, parent_path,
-                       _reader_acl(parent.acl)))
-        return events, node
+        return _apply_create(view, zxid, txn)
     if t == txns.DELETE:
         _apply_delete(view, zxid, txn.path, events)
         return events, None
     if t == txns.SET_DATA:
-        old = view.get(txn.path)
-        node = Node(old.czxid, zxid, old.ctime, txn.time_ms, txn.version, old.cversion,
-                    old.aversion, old.ephemeral_owner, old.num_children, old.pzxid, txn.data,
-                    old.acl)
-        view.put(txn.path, node)
-        quota.on_set_data(view, txn.path, old.data, txn.data)
-        events.append((zxid, consts.EVENT_NODE_DATA_CHANGED, txn.path, _reader_acl(old.acl)))
-        return events, node
+        return _apply_set_data(view, zxid, txn, view.get(txn.path))
     if t == txns.SET_ACL:
         node = view.get(txn.path).copy()
         node.acl = txn.acl
