@@ -105,6 +105,19 @@ def test_all_messages_in_one_stream_any_split():
         assert len(dec.buf) == 0
 
 
+def test_chunks_ending_at_a_length_or_inside_one():
+    """Frames cut in C (a chunk that starts with nothing held back) or by the Python loop give
+    the same frames, whatever the chunk boundaries: after a whole length, inside a length."""
+    frames = [ipc.committed(z) for z in range(1, 4)]
+    stream = b"".join(frames)
+    size = len(frames[0])
+    for cut in (4, 2, size, size + 4, size + 6):
+        dec = ipc.Decoder()
+        out = dec.feed(stream[:cut]) + dec.feed(stream[cut:])
+        assert [ipc.decode(b) for b in out] == [ipc.decode(f[4:]) for f in frames], cut
+        assert len(dec.buf) == 0
+
+
 def test_every_message_type_is_covered():
     types = {v for k, v in vars(ipc).items()
              if k.isupper() and isinstance(v, int) and not k.startswith("_")}

@@ -355,6 +355,15 @@ class Decoder(object):
 
     def feed(self, data):
         buf = self.buf
+        if not buf and _split_frames is not None and type(data) is bytes:
+            got = _split_frames(data, -1, _MAX_FRAME)   # the frames cut in C (see framing.py)
+            if got is not None:
+                out, off, need = got
+                if need >= 0:
+                    off -= 4   # a length read, its body not here yet: keep the length too
+                if off < len(data):
+                    buf += memoryview(data)[off:]
+                return out
         buf += data
         out = []
         off = 0
@@ -370,6 +379,8 @@ class Decoder(object):
         return out
 
 
+_MAX_FRAME = 0x7FFFFFFF   # split_frames reads lengths as i32; a longer one: the loop above
+
 # The compiled twins (zkpy.proto._fastcodec; not loaded under ZKPY_PURE=1): decoding REQUEST,
 # BATCH and COMMITTED frames, encoding REQUEST and BATCH frames - the per-write IPC work of the
 # core and of the workers; anything else goes to the functions above.
@@ -381,6 +392,7 @@ try:
     from zkpy.proto import _fastcodec
 except ImportError:
     _fastcodec = None
+_split_frames = getattr(_fastcodec, "split_frames", None)
 if _fastcodec is not None:
     _fastcodec.register("ipc_decode", decode_pure)
     _fastcodec.register("ipc_batch", batch_pure)
