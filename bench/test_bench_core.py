@@ -19,6 +19,10 @@ As a pytest-benchmark file (not part of the test suite, see bench/README.md):
                                     [--origins local,ipc]
 and, repeatable on a busy machine, instructions per write counted by callgrind (valgrind):
     python bench/test_bench_core.py --instructions [--ops ...] [--origins ipc]
+                                    [--inside zkpy.server.core:Core._apply]
+(--inside: only the instructions run inside that function or method, e.g.
+zkpy.tree.datatree:fused_create; it is called through operator.call, which callgrind's
+--toggle-collect counts in. A delete run's creates count too; subtract a create run's.)
 """
 
 import argparse
@@ -225,13 +229,15 @@ if pytest is not None:
 
 # ---------------------------------------------------------------- script mode
 
-def _collected(op, n, origin):
+def _collected(op, n, origin, inside=None):
     """callgrind's instruction count for one run of this script (valgrind must be installed)."""
     env = dict(os.environ, PYTHONHASHSEED="0")   # the same dict layouts every run
+    toggle = ["--toggle-collect=_operator_call"] if inside else []
+    wrap = ["--inside", inside] if inside else []
     out = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-         os.path.abspath(__file__), "--n", str(n), "--rounds", "1", "--ops", op,
-         "--origins", origin, "--small-map"],
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"] + toggle +
+        [sys.executable, os.path.abspath(__file__), "--n", str(n), "--rounds", "1", "--ops", op,
+         "--origins", origin, "--small-map"] + wrap,
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=True).stdout
     m = re.search(r"Collected : (\d+)", out)
     if m is None:
@@ -239,7 +245,26 @@ def _collected(op, n, origin):
     return int(m.group(1))
 
 
-def instructions(ops, origins, n1=1000, n2=4000):
+def _wrap_inside(target):
+    """Call `target` ("module:function" or "module:Class.method") through operator.call."""
+    import importlib
+    import operator
+    mod, _, attr = target.partition(":")
+    owner = importlib.import_module(mod)
+    parts = attr.split(".")
+    for name in parts[:-1]:
+        owner = getattr(owner, name)
+    fn = getattr(owner, parts[-1])
+    call = getattr(operator, "call", None)
+    if call is None:
+        raise SystemExit("--inside needs Python 3.11+ (operator.call)")
+
+    def wrapped(*args, **kwargs):
+        return call(fn, *args, **kwargs)
+    setattr(owner, parts[-1], wrapped)
+
+
+def instructions(ops, origins, n1=1000, n2=4000, inside=None):
     """Instructions per write: the slope of callgrind's total between runs of n1 and n2 writes
     (the fixed costs -- start, imports, setup -- cancel). Repeatable to ~0.1% whatever else the
     machine runs, unlike CPU time. A delete run also does its unmeasured creates, so a delete is
@@ -250,11 +275,11 @@ def instructions(ops, origins, n1=1000, n2=4000):
             need = [op] + (["create"] if op == "delete" else [])
             for o in need:
                 if (o, origin) not in slopes:
-                    slopes[o, origin] = (_collected(o, n2, origin)
-                                         - _collected(o, n1, origin)) / float(n2 - n1)
+                    slopes[o, origin] = (_collected(o, n2, origin, inside)
+                                         - _collected(o, n1, origin, inside)) / float(n2 - n1)
             per = slopes[op, origin] - (slopes["create", origin] if op == "delete" else 0)
-            print("%-8s %-6s %9.0f instructions/write (callgrind, n=%d..%d)"
-                  % (op, origin, per, n1, n2))
+            print("%-8s %-6s %9.0f instructions/write%s (callgrind, n=%d..%d)"
+                  % (op, origin, per, " inside " + inside if inside else "", n1, n2))
             sys.stdout.flush()
 
 
@@ -268,9 +293,13 @@ def main(argv=None):
                    help="count instructions per write under callgrind instead of timing")
     p.add_argument("--small-map", action="store_true",
                    help="a 1 GiB LMDB map (valgrind cannot reserve the default 64 GiB)")
+    p.add_argument("--inside", metavar="MODULE:FUNCTION",
+                   help="with --instructions: count only inside this function or method")
     a = p.parse_args(argv)
     if a.instructions:
-        return instructions(a.ops.split(","), a.origins.split(","))
+        return instructions(a.ops.split(","), a.origins.split(","), inside=a.inside)
+    if a.inside:
+        _wrap_inside(a.inside)
     if a.small_map:
         from zkpy.storage import lmdb_tree
         init = lmdb_tree.LmdbTree.__init__
