@@ -72,6 +72,20 @@ def test_txn_encode_parity(txn):
 
 
 @needs_fast
+@pytest.mark.parametrize("txn", [
+    txns.Txn(txns.SET_DATA, 1, 2, 3, path="/a", data=None, version=-1),
+    txns.Txn(txns.SET_DATA, -1, -2**31, -3, path="/\u00e9\u4e2d", data=b"", version=2**31 - 1),
+    txns.Txn(txns.CREATE, 1, 2, 3, path="/c", data=b"x" * 1000,
+             acl=[(31, "world", "anyone"), (1, "digest", "b\u00f6b:h")], ephemeral_owner=-2**63),
+    txns.Txn(txns.CREATE, 1, 2, 3, path="/c", data=None, acl=(), ephemeral_owner=7),
+    txns.Txn(txns.DELETE, 2**63 - 1, 2, 3, path="/"),
+])
+def test_txn_encode_sized_write_path_types(txn):
+    """CREATE / SET_DATA / DELETE take the sized encoder (the core's write path)."""
+    assert fast.txn_encode(txn) == txns.encode_pure(txn)
+
+
+@needs_fast
 def test_txn_encode_multi_and_bad_values():
     sub = txns.Txn(txns.SET_DATA, 1, 2, 3, path="/a", data=b"x", version=1)
     multi = txns.Txn(txns.MULTI, 1, 2, 3, subs=[sub, txns.Txn(txns.DELETE, 1, 2, 3, path="/b")])

@@ -190,8 +190,93 @@ cdef int _txn_ok(txn):
     return t == T_DELETE
 
 
+cdef object _common_txn(txn, long t):
+    """A CREATE, SET_DATA or DELETE txn sized first and written into one bytes object (the
+    core's write path); None when any field is odd: the general encoder below decides."""
+    sid = txn.session_id
+    cxid = txn.cxid
+    tm = txn.time_ms
+    path = txn.path
+    if not (_i64_ok(sid) and _i32_ok(cxid) and _i64_ok(tm)) or type(path) is not str:
+        return None
+    cdef Py_ssize_t plen, dlen = -1, k, size
+    cdef const char* pc = PyUnicode_AsUTF8AndSize(path, &plen)
+    size = 22 + 4 + plen
+    data = None
+    acl = None
+    owner = 0
+    version = 0
+    if t != T_DELETE:
+        data = txn.data
+        if data is not None:
+            if type(data) is not bytes:
+                return None
+            dlen = PyBytes_GET_SIZE(data)
+        size += 4 + (dlen if dlen > 0 else 0)
+        if t == T_SET_DATA:
+            version = txn.version
+            if not _i32_ok(version):
+                return None
+            size += 4
+        else:
+            acl = txn.acl
+            owner = txn.ephemeral_owner
+            if (type(acl) is not tuple and type(acl) is not list) or not _i64_ok(owner):
+                return None
+            size += 4 + 8
+            for e in acl:
+                if type(e) is not tuple or len(e) != 3 or not _i32_ok(e[0]) \
+                        or type(e[1]) is not str or type(e[2]) is not str:
+                    return None
+                PyUnicode_AsUTF8AndSize(e[1], &k)
+                size += 12 + k
+                PyUnicode_AsUTF8AndSize(e[2], &k)
+                size += k
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, size)
+    cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(out)
+    cdef unsigned int tt = <unsigned int>t
+    p[0] = (tt >> 8) & 0xFF
+    p[1] = tt & 0xFF
+    _w64(p + 2, sid)
+    _w32(p + 10, cxid)
+    _w64(p + 14, tm)
+    cdef Py_ssize_t o = 22
+    _w32(p + o, plen)
+    memcpy(p + o + 4, pc, plen)
+    o += 4 + plen
+    if t == T_DELETE:
+        return out
+    _w32(p + o, dlen)
+    o += 4
+    if dlen > 0:
+        memcpy(p + o, PyBytes_AS_STRING(data), dlen)
+        o += dlen
+    if t == T_SET_DATA:
+        _w32(p + o, version)
+        return out
+    _w32(p + o, len(acl))
+    o += 4
+    cdef const char* c
+    for e in acl:
+        _w32(p + o, e[0])
+        c = PyUnicode_AsUTF8AndSize(e[1], &k)
+        _w32(p + o + 4, k)
+        memcpy(p + o + 8, c, k)
+        o += 8 + k
+        c = PyUnicode_AsUTF8AndSize(e[2], &k)
+        _w32(p + o, k)
+        memcpy(p + o + 4, c, k)
+        o += 4 + k
+    _w64(p + o, owner)
+    return out
+
+
 def txn_encode(txn):
     t = txn.type
+    if type(t) is int and (t == T_SET_DATA or t == T_CREATE or t == T_DELETE):
+        out = _common_txn(txn, t)
+        if out is not None:
+            return out
     if not (type(t) is int and t in (T_CREATE, T_DELETE, T_SET_DATA, T_SET_ACL, T_ERROR,
                                      T_CHECK, T_CREATE_SESSION)) or not _txn_ok(txn):
         return _pure["txn_encode"](txn)  # MULTI, CLOSE_SESSION, anything odd
