@@ -7,6 +7,8 @@ twin and gives byte-for-byte the same answer (tests/unit/test_fastcodec.py runs 
                                                 zkpy.proto.codec.DECODERS[...]
     encode_reply_frame(xid, zxid, err, record)  zkpy.proto.codec.encode_reply_frame
     node_reply_frame(xid, zxid, path, node)     zkpy.server.core.node_reply_frame
+    create_ / set_data_ / delete_request_fields(data)
+                                                zkpy.server.core's *_request_fields
     write_request_ok(op, data, off)             (those decoders succeed: the worker's check)
     split_frames(data, need, max_len)           zkpy.proto.framing.FrameDecoder.feed's loop
     ipc_decode(frame), ipc_batch(zxid, events, replies), ipc_request(...)
@@ -431,6 +433,38 @@ def create_request_fields(data):
     except _Fallback:
         return None
     return fields if o == end else None
+
+
+def set_data_request_fields(data):
+    """A whole SetDataRequest body as (path, data, version), without the record; None for
+    anything the record decoder should judge (the pure twin decodes the record)."""
+    if type(data) is not bytes:
+        return None
+    cdef Py_ssize_t o = 0
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t end = PyBytes_GET_SIZE(data)
+    try:
+        path = _ustr(p, &o, end)
+        value = _buf(p, &o, end)
+        version = _int(p, &o, end)
+    except _Fallback:
+        return None
+    return (path, value, version) if o == end else None
+
+
+def delete_request_fields(data):
+    """A whole DeleteRequest body as (path, version), as set_data_request_fields."""
+    if type(data) is not bytes:
+        return None
+    cdef Py_ssize_t o = 0
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t end = PyBytes_GET_SIZE(data)
+    try:
+        path = _ustr(p, &o, end)
+        version = _int(p, &o, end)
+    except _Fallback:
+        return None
+    return (path, version) if o == end else None
 
 
 def decode_set_data_request(data, off=0):

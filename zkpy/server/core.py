@@ -118,9 +118,32 @@ def create_request_fields(body):
     return None
 
 
+def set_data_request_fields(body):
+    """(path, data, version) of a SetDataRequest body, or None (the record decoder judges)."""
+    req = codec.DECODERS[r.SetDataRequest](body, 0)[0]
+    return req.path, req.data, req.version
+
+
+def delete_request_fields(body):
+    """(path, version) of a DeleteRequest body, or None (the record decoder judges)."""
+    req = codec.DECODERS[r.DeleteRequest](body, 0)[0]
+    return req.path, req.version
+
+
 create_request_fields_pure = create_request_fields
 create_request_fields = compiled_twin("create_request_fields", create_request_fields_pure)
+set_data_request_fields_pure = set_data_request_fields
+set_data_request_fields = compiled_twin("set_data_request_fields", set_data_request_fields_pure)
+delete_request_fields_pure = delete_request_fields
+delete_request_fields = compiled_twin("delete_request_fields", delete_request_fields_pure)
 _FIELDS_CREATE_OPS = (consts.OP_CREATE, consts.OP_CREATE2)   # their body is a CreateRequest
+# op -> (the fields of its body, or None; the fused prep + apply taking them): Core.request
+_FUSED = {
+    consts.OP_SET_DATA: (set_data_request_fields, datatree.fused_set_data),
+    consts.OP_DELETE: (delete_request_fields, datatree.fused_delete),
+    consts.OP_CREATE: (create_request_fields, datatree.fused_create),
+    consts.OP_CREATE2: (create_request_fields, datatree.fused_create),
+}
 
 
 def _multi_reply(xid, zxid, ops, subs, nodes):
@@ -719,10 +742,11 @@ class Core(object):
             req = ops
             shape = (op, [o for o, _ in ops])
         else:
-            req = None
+            req = fused = None
             if not forward:
-                if op in _FIELDS_CREATE_OPS:
-                    req = create_request_fields(body)   # no records for the common create
+                fused = _FUSED.get(op)
+                if fused is not None:
+                    req = fused[0](body)   # the fields, no records, for the common writes
                 if req is None:
                     req = codec.DECODERS[_WRITE_REQUESTS[op]](body, 0)[0]
             shape = (op, None)
@@ -731,17 +755,12 @@ class Core(object):
         if forward:
             self.quorum.forward(token, session_id, xid, op, body, ids)
             return
-        if op == consts.OP_SET_DATA:
-            if self._fused(datatree.fused_set_data, session_id, xid,
-                           (req.path, req.data, req.version), ids, token):
+        if type(req) is tuple:
+            if (op not in _FIELDS_CREATE_OPS or self._path_fits(req[0])) and \
+                    self._fused(fused[1], session_id, xid, req, ids, token):
                 return
-        elif op == consts.OP_DELETE:
-            if self._fused(datatree.fused_delete, session_id, xid, (req.path, req.version), ids,
-                           token):
-                return
-        elif type(req) is tuple and self._path_fits(req[0]):   # create_request_fields
-            if self._fused(datatree.fused_create, session_id, xid, req, ids, token):
-                return
+            if op not in _FIELDS_CREATE_OPS:   # prep_request takes a create's fields, not these
+                req = codec.DECODERS[_WRITE_REQUESTS[op]](body, 0)[0]
         self.submit(self.prep_request(session_id, xid, op, req, ids), token)
 
     def _refuse_read_only(self, origin, conn_id, entry_id, xid, op):
