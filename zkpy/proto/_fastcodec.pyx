@@ -435,65 +435,65 @@ def create_request_fields(data):
     return fields if o == end else None
 
 
+cdef tuple _set_data_parts(const unsigned char* p, Py_ssize_t* o, Py_ssize_t end):
+    """(path, data, version) of a SetDataRequest at p[o:]; raises _Fallback."""
+    path = _ustr(p, o, end)
+    value = _buf(p, o, end)
+    return (path, value, _int(p, o, end))
+
+
+cdef tuple _delete_parts(const unsigned char* p, Py_ssize_t* o, Py_ssize_t end):
+    """(path, version) of a DeleteRequest at p[o:]; raises _Fallback."""
+    path = _ustr(p, o, end)
+    return (path, _int(p, o, end))
+
+
 def set_data_request_fields(data):
     """A whole SetDataRequest body as (path, data, version), without the record; None for
     anything the record decoder should judge (the pure twin decodes the record)."""
-    if type(data) is not bytes:
-        return None
-    cdef Py_ssize_t o = 0
-    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
-    cdef Py_ssize_t end = PyBytes_GET_SIZE(data)
-    try:
-        path = _ustr(p, &o, end)
-        value = _buf(p, &o, end)
-        version = _int(p, &o, end)
-    except _Fallback:
-        return None
-    return (path, value, version) if o == end else None
+    return _whole(data, 0)
 
 
 def delete_request_fields(data):
     """A whole DeleteRequest body as (path, version), as set_data_request_fields."""
+    return _whole(data, 1)
+
+
+cdef object _whole(data, int kind):
     if type(data) is not bytes:
         return None
     cdef Py_ssize_t o = 0
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t end = PyBytes_GET_SIZE(data)
     try:
-        path = _ustr(p, &o, end)
-        version = _int(p, &o, end)
+        fields = _set_data_parts(p, &o, end) if kind == 0 else _delete_parts(p, &o, end)
     except _Fallback:
         return None
-    return (path, version) if o == end else None
+    return fields if o == end else None
 
 
 def decode_set_data_request(data, off=0):
     cdef Py_ssize_t o = off
     if type(data) is not bytes or o < 0 or o > len(data):
         return _pure["SetDataRequest"](data, off)
-    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
-    cdef Py_ssize_t end = PyBytes_GET_SIZE(data)
     try:
-        path = _ustr(p, &o, end)
-        value = _buf(p, &o, end)
-        version = _int(p, &o, end)
+        fields = _set_data_parts(<const unsigned char*>PyBytes_AS_STRING(data), &o,
+                                 PyBytes_GET_SIZE(data))
     except _Fallback:
         return _pure["SetDataRequest"](data, off)
-    return _C_set_data(path, value, version), o
+    return _C_set_data(*fields), o
 
 
 def decode_delete_request(data, off=0):
     cdef Py_ssize_t o = off
     if type(data) is not bytes or o < 0 or o > len(data):
         return _pure["DeleteRequest"](data, off)
-    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
-    cdef Py_ssize_t end = PyBytes_GET_SIZE(data)
     try:
-        path = _ustr(p, &o, end)
-        version = _int(p, &o, end)
+        fields = _delete_parts(<const unsigned char*>PyBytes_AS_STRING(data), &o,
+                               PyBytes_GET_SIZE(data))
     except _Fallback:
         return _pure["DeleteRequest"](data, off)
-    return _C_delete(path, version), o
+    return _C_delete(*fields), o
 
 
 cdef inline bint _skip_ustr(const unsigned char* p, Py_ssize_t* off, Py_ssize_t end) except -1:
