@@ -116,13 +116,18 @@ def _fields(rec):
     return rec
 
 
+def _bodies(rec, prefix, cut):
+    """`rec` encoded after `prefix`: (that body, [it whole, cut short by `cut`, padded])."""
+    body = prefix + codec.encode(rec)
+    return body, (body, body[:max(0, len(body) - cut)], body + b"\x01\x02")
+
+
 @needs_fast
 @settings(max_examples=400, deadline=None)
 @given(requests, st.binary(max_size=3), st.integers(0, 8))
 def test_request_decoder_parity(rec, prefix, cut):
     cls = type(rec)
-    body = prefix + codec.encode(rec)
-    for data in (body, body[:max(0, len(body) - cut)], body + b"\x01\x02"):
+    for data in _bodies(rec, prefix, cut)[1]:
         try:
             want = codec.DECODERS_PURE[cls](data, len(prefix))
         except ClientProtocolError as e:
@@ -259,17 +264,27 @@ def test_log_records_odd_input_goes_to_the_pure_twin():
         assert fast.log_records(records, 0) == txnlog.encode_records_pure(records, 0)
 
 
-def _same_decode(f):
-    """fast.ipc_decode(f) gives what ipc.decode_pure(f) gives, or raises the same type."""
+def _same(compiled, pure, f):
+    """compiled(f) gives what pure(f) gives, or raises the same type. (got, want), or None when
+    both raised."""
     try:
-        want = ipc.decode_pure(f)
+        want = pure(f)
     except Exception as e:
         with pytest.raises(type(e)):
-            fast.ipc_decode(f)
-        return
-    got = fast.ipc_decode(f)
+            compiled(f)
+        return None
+    got = compiled(f)
     assert got == want
-    assert [type(x) for x in got[1]] == [type(x) for x in want[1]]
+    return got, want
+
+
+def _same_decode(f):
+    """fast.ipc_decode(f) gives what ipc.decode_pure(f) gives (field types too), or raises the
+    same type."""
+    both = _same(fast.ipc_decode, ipc.decode_pure, f)
+    if both is not None:
+        got, want = both
+        assert [type(x) for x in got[1]] == [type(x) for x in want[1]]
 
 
 @needs_fast
@@ -345,9 +360,9 @@ def _check_write_ok(op, cls, data, off):
 @given(requests, st.binary(max_size=3), st.integers(0, 8))
 def test_write_request_ok_parity(rec, prefix, cut):
     cls = type(rec)
-    body = prefix + codec.encode(rec)
+    body, variants = _bodies(rec, prefix, cut)
     for op in _OPS_OF[cls]:
-        for data in (body, body[:max(0, len(body) - cut)], body + b"\x01\x02"):
+        for data in variants:
             _check_write_ok(op, cls, data, len(prefix))
         # a request with an ASCII path and ACL is checked without its decoder
         strings = [rec.path] + [x for a in getattr(rec, "acl", None) or ()
@@ -385,13 +400,7 @@ def test_write_request_ok_odd_input():
 
 
 def _same_batch_replies(f):
-    try:
-        want = ipc.decode_batch_replies_pure(f)
-    except Exception as e:
-        with pytest.raises(type(e)):
-            fast.ipc_batch_replies(f)
-        return
-    assert fast.ipc_batch_replies(f) == want
+    _same(fast.ipc_batch_replies, ipc.decode_batch_replies_pure, f)
 
 
 @needs_fast

@@ -496,6 +496,19 @@ def decode_delete_request(data, off=0):
     return _C_delete(*fields), o
 
 
+cdef inline bint _utf8_ok(const unsigned char* c, Py_ssize_t n) except -1:
+    """c[:n] is strict UTF-8 (ASCII checked here, anything else by the UTF-8 decoder: rare)."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        if c[i] & 0x80:
+            try:
+                PyUnicode_DecodeUTF8(<const char*>c, n, NULL)
+            except UnicodeDecodeError:
+                return 0
+            return 1
+    return 1
+
+
 cdef inline bint _skip_ustr(const unsigned char* p, Py_ssize_t* off, Py_ssize_t end) except -1:
     """Step over a ustring that _ustr decodes (not null, in bounds, strict UTF-8); 0 if not."""
     if end - off[0] < 4:
@@ -503,15 +516,8 @@ cdef inline bint _skip_ustr(const unsigned char* p, Py_ssize_t* off, Py_ssize_t 
     cdef int n = _r32(p + off[0])
     if n < 0 or n > end - off[0] - 4:
         return 0
-    cdef const unsigned char* c = p + off[0] + 4
-    cdef int i
-    for i in range(n):
-        if c[i] & 0x80:  # not ASCII: let the UTF-8 decoder judge (rare)
-            try:
-                PyUnicode_DecodeUTF8(<const char*>c, n, NULL)
-            except UnicodeDecodeError:
-                return 0
-            break
+    if not _utf8_ok(p + off[0] + 4, n):
+        return 0
     off[0] += 4 + n
     return 1
 
@@ -755,15 +761,8 @@ cdef inline void _ipc_skip_str(const unsigned char* p, Py_ssize_t* off, Py_ssize
     cdef Py_ssize_t k = _ru32(p + off[0])
     if k > n - off[0] - 4:
         raise _Fallback()
-    cdef const unsigned char* c = p + off[0] + 4
-    cdef Py_ssize_t i
-    for i in range(k):
-        if c[i] & 0x80:  # not ASCII: let the UTF-8 decoder judge (rare)
-            try:
-                PyUnicode_DecodeUTF8(<const char*>c, k, NULL)
-            except UnicodeDecodeError:
-                raise _Fallback()
-            break
+    if not _utf8_ok(p + off[0] + 4, k):
+        raise _Fallback()
     off[0] += 4 + k
 
 
