@@ -13,7 +13,7 @@ from zkpy.tree import datatree, txns
 from zkpy.tree.node import OPEN_ACL_UNSAFE
 
 MAP_SIZE = 1 << 28
-DBS = ("db_nodes", "db_children", "db_ephemerals", "db_sessions", "db_meta")
+DBS = ("db_nodes", "db_ephemerals", "db_sessions", "db_meta")
 
 
 def make_tree(path):

@@ -108,9 +108,10 @@ def test_children_are_a_key_range(tree):
     rv = ReadView(tree, counting)
     kids = rv.get_children("/a")
     assert kids == ["c%04d" % i for i in range(1000)]
-    # One seek, then the range itself plus the one key that ends it.
-    assert counting.counter["set_range"] == 1
-    assert counting.counter["keys"] <= len(kids) + 1
+    # One seek, one more past the one child with children (c0001's subtree), and the keys: the
+    # children, the first key of that subtree and the one key that ends the range.
+    assert counting.counter["set_range"] == 2
+    assert counting.counter["keys"] <= len(kids) + 2
     counting.counter.update(keys=0, set_range=0)
     assert rv.get_children("/b") == ["d%d" % i for i in range(10)]
     assert counting.counter["keys"] <= 11
@@ -124,6 +125,75 @@ def test_children_are_a_key_range(tree):
     assert rv.get("/a").cversion == 1000
     assert sorted(rv.get_children("/")) == ["a", "a0", "ab", "b", "zookeeper"]
     rtxn.abort()
+
+
+def test_children_skip_their_subtrees(tree):
+    """A node's children are listed without walking their descendants: one seek past each
+    child that has children, whatever the size of its subtree."""
+    ops = [create("/p"), create("/p/big")]
+    ops += [create("/p/big/n%03d" % i) for i in range(300)]
+    ops += [create("/p/big/n000/m%d" % i) for i in range(5)]
+    # Names with bytes below and just above "/" (0x2F) sort around a subtree's keys.
+    for name in ("big-1", "big.2", "big 3", "big!", "big0", "big\u00e9", "bi", "c"):
+        ops.append(create("/p/" + name))
+    ops += [create("/p/big0/z"), create("/p/c/d"), create("/p/c/d/e")]
+    apply_all(tree, ops)
+    rtxn = tree.read_txn()
+    counting = _CountingTxn(rtxn)
+    rv = ReadView(tree, counting)
+    kids = rv.get_children("/p")
+    want = sorted(["big", "big-1", "big.2", "big 3", "big!", "big0", "big\u00e9", "bi", "c"],
+                  key=lambda n: n.encode("utf-8"))
+    assert kids == want
+    # seeks: the start, past big/, big0/ and c/; keys: the 9 children, the first key of each of
+    # the 3 subtrees, and the key that ends the range (none: /p is the last range).
+    assert counting.counter["set_range"] == 4
+    assert counting.counter["keys"] <= len(kids) + 3 + 1
+    counting.counter.update(keys=0, set_range=0)
+    assert rv.get_children("/p/big") == ["n%03d" % i for i in range(300)]
+    assert counting.counter["set_range"] == 2
+    assert rv.get_children("/p/c") == ["d"]
+    assert rv.get_children("/p/c/d") == ["e"]
+    assert rv.get_children("/p/big\u00e9") == []
+    assert sorted(rv.get_children("/")) == ["p", "zookeeper"]
+    rtxn.abort()
+
+
+def test_write_view_lists_its_own_changes(tree):
+    wv = tree.write()
+    for i, prep in enumerate([create("/w"), create("/w/a"), create("/w/b"), create("/w/b/c")]):
+        datatree.apply(wv, i + 1, prep[0](wv, *prep[1]))
+    assert wv.get_children("/w") == ["a", "b"]
+    datatree.apply(wv, 5, datatree.prep_delete(wv, 1, 1, 0, "/w/a", -1))
+    assert wv.get_children("/w") == ["b"]
+    assert wv.get_children("/w/b") == ["c"]
+    wv.set_last_zxid(5)
+    wv.commit()
+    rv = tree.read_view()
+    assert rv.get_children("/w") == ["b"]
+    rv.txn.abort()
+
+
+def test_older_layouts_child_index_is_dropped(tmp_path):
+    """zkpy data directories from before the keys-only child index had a "children"
+    database; the writer drops it on open and lists children from the nodes."""
+    import lmdb
+    path = str(tmp_path / "db")
+    t = LmdbTree(path, map_size=MAP_SIZE)
+    apply_all(t, [create("/x"), create("/x/y")])
+    with t.env.begin(write=True) as txn:
+        old = t.env.open_db(b"children", txn=txn)
+        txn.put(b"/x\x00y", b"", db=old)
+    t.close()
+    t = LmdbTree(path, map_size=MAP_SIZE)
+    with t.env.begin() as txn:
+        assert txn.get(b"children") is None
+    with pytest.raises(lmdb.NotFoundError):
+        t.env.open_db(b"children", create=False)
+    rv = t.read_view()
+    assert rv.get_children("/x") == ["y"]
+    rv.txn.abort()
+    t.close()
 
 
 def test_children_of_last_key_in_db(tree):

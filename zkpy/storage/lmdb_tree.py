@@ -2,15 +2,18 @@
 
 Owns the LMDB environment at <dataDir>/zkpy-db. Databases:
     nodes       path (utf-8)                     -> node bytes (storage/nodecodec.py grammar)
-    children    parent path + b"\\0" + child name -> b""   (a node's children are one key range)
     ephemerals  session_id:i64 + path            -> b""   (a session's ephemerals are one range)
     sessions    session_id:i64                   -> timeout_ms:i32
     meta        b"last_zxid"                     -> zxid:i64 (the last txn applied, written in
                                                     the same LMDB txn as the txn's effects)
                 b"log_reset_pending"             -> zxid:i64 (set by install_snapshot: the txn
                                                     log must be reset before it is read)
-No lookup scans keys outside the range it asks for, so getChildren of a node with 100k children and
-any op in a tree of millions of znodes touch only their own keys.
+There is no separate child index: a node's children are the keys below `path + "/"` in key
+order, each child's own subtree one range `[path/child/, path/child0)` ("0" sorts right after
+"/") that the scan steps over with one seek. So a create or delete writes one key, and getChildren
+of a node with 100k children, or of one whose children hold millions of znodes, touches only its
+children's keys and one seek per child that has children. (Data directories of zkpy 0.x before
+this layout had a "children" database; it is dropped when the writer opens one.)
 
 Durability: the transaction log is the source of truth. LMDB is opened without its own fsync
 (sync=False); `checkpoint()` syncs it, and the log is only purged up to a checkpointed zxid. A
@@ -25,7 +28,6 @@ from zkpy.errors import StorageCorruptError
 from zkpy.storage.codec_impl import pack_node, unpack_node
 from zkpy.storage.crc import crc32c
 from zkpy.tree.datatree import initial_nodes, owner_kind
-from zkpy.tree.paths import split
 from zkpy.tree.quota import QUOTA_ROOT
 
 _Q = struct.Struct(">q")
@@ -48,13 +50,8 @@ _SNAP_ENTRY = struct.Struct(">BII")    # db id, key length, value length
 _SNAP_END = struct.Struct(">BQ")       # end tag, entry count (then the crc as u32)
 _SNAP_END_TAG = 0xFF
 # db id -> LmdbTree attribute of the database
-_SNAP_DBS = ((1, "db_nodes"), (2, "db_children"), (3, "db_ephemerals"), (4, "db_sessions"),
-             (5, "db_meta"))
+_SNAP_DBS = ((1, "db_nodes"), (3, "db_ephemerals"), (4, "db_sessions"), (5, "db_meta"))
 _SNAP_META = 5
-
-
-def _child_key(parent, name):
-    return parent.encode("utf-8") + b"\x00" + name.encode("utf-8")
 
 
 class ReadView(object):
@@ -82,17 +79,28 @@ class ReadView(object):
         return node
 
     def get_children(self, path):
-        prefix = path.encode("utf-8") + b"\x00"
+        """Names of the children of `path`, in key (bytewise UTF-8) order."""
+        prefix = b"/" if path == "/" else path.encode("utf-8") + b"/"
         n = len(prefix)
         if n > self._t.max_key_size:
             return []
         out = []
-        cur = self.txn.cursor(db=self._t.db_children)
-        if cur.set_range(prefix):
+        cur = self.txn.cursor(db=self._t.db_nodes)
+        seek = prefix
+        while cur.set_range(seek):
             for key in cur.iternext(keys=True, values=False):
                 if key[:n] != prefix:
-                    break
-                out.append(key[n:].decode("utf-8"))
+                    return out
+                rest = key[n:]
+                j = rest.find(b"/")
+                if j < 0:
+                    if rest:   # (not the root's own key "/")
+                        out.append(rest.decode("utf-8"))
+                    continue
+                seek = prefix + rest[:j] + b"0"   # past rest[:j]'s subtree
+                break
+            else:
+                return out
         return out
 
     def count_descendants(self, path):
@@ -232,14 +240,19 @@ class WriteView(ReadView):
         self.flush()
         return ReadView.node_count(self)
 
-    # Positional arguments (put: dupdata, overwrite, append, db; delete: value, db): py-lmdb
-    # parses keywords per call, and these run once or twice per write.
+    def get_children(self, path):
+        self.flush()
+        return ReadView.get_children(self, path)
+
+    # A node's children are the keys below it (see the module docstring): nothing to write.
     def add_child(self, parent, name):
-        self.txn.put(_child_key(parent, name), b"", False, True, False, self._t.db_children)
+        pass
 
     def remove_child(self, parent, name):
-        self.txn.delete(_child_key(parent, name), b"", self._t.db_children)
+        pass
 
+    # Positional arguments (put: dupdata, overwrite, append, db; delete: value, db): py-lmdb
+    # parses keywords per call, and these run once or twice per write.
     def add_ephemeral(self, owner, path):
         self.txn.put(_Q.pack(owner) + path.encode("utf-8"), b"", False, True, False,
                      self._t.db_ephemerals)
@@ -265,7 +278,6 @@ class LmdbTree(object):
                              lock=True, create=not readonly)
         self.max_key_size = self.env.max_key_size()
         self.db_nodes = self.env.open_db(b"nodes", create=not readonly)
-        self.db_children = self.env.open_db(b"children", create=not readonly)
         self.db_ephemerals = self.env.open_db(b"ephemerals", create=not readonly)
         self.db_sessions = self.env.open_db(b"sessions", create=not readonly)
         self.db_meta = self.env.open_db(b"meta", create=not readonly)
@@ -278,13 +290,13 @@ class LmdbTree(object):
 
     def _initialize(self):
         with self.env.begin(write=True) as txn:
+            if txn.get(b"children") is not None:   # the child index of an older layout
+                txn.drop(self.env.open_db(b"children", txn=txn), delete=True)
             if txn.get(_LAST_ZXID, db=self.db_meta) is not None:
                 return
             view = WriteView(self, txn)
             for path, node in initial_nodes():
                 view.put(path, node)
-                if path != "/":
-                    view.add_child(*split(path))
             view.set_last_zxid(0)
             view.flush()
         self.env.sync(True)
@@ -341,7 +353,7 @@ class LmdbTree(object):
     def snapshot_chunks(self, txn=None, chunk_bytes=1 << 20):
         """Iterate bytes chunks (about ``chunk_bytes`` each) holding the whole tree.
 
-        Every key/value of every database (nodes, children, ephemerals, sessions and meta, which
+        Every key/value of every database (nodes, ephemerals, sessions and meta, which
         holds last_zxid; meta's log_reset_pending is left out) from ONE read transaction: ``txn``
         if given (the caller's, left open -- e.g. to read the snapshot's last_zxid from the same
         txn), else one begun here at the call (not at the first next()) and ended when the
@@ -354,7 +366,7 @@ class LmdbTree(object):
             stream = header *entry end
             header = "ZKPYSNAP" version:u32                     ; 12 bytes, version 1
             entry  = db:u8 klen:u32 vlen:u32 key value          ; 9 + klen + vlen bytes
-            db     = 1 nodes / 2 children / 3 ephemerals / 4 sessions / 5 meta
+            db     = 1 nodes / 3 ephemerals / 4 sessions / 5 meta (2 was a child index)
             end    = 0xFF count:u64 crc:u32                     ; 13 bytes, the last of the stream
             count  = the number of entries
             crc    = crc32c of every stream byte before it (header, entries, 0xFF, count)
