@@ -400,3 +400,41 @@ def test_decoded_node_caches_follow_commits(tree):
                 assert (got.czxid if got is not None else None) == model.get(p)
             fresh.txn.abort()
         rtxn.abort()
+
+
+def test_overlay_without_child_lists_replays_onto_lmdb_as_apply_does(tmp_path):
+    """The core's overlay (child_lists=False) records no child-list changes; replayed onto an
+    LMDB write txn they give the same tree as datatree.apply of the same txns."""
+    from zkpy.tree.overlay import ADD_CHILD, REMOVE_CHILD, PendingOverlay, replay
+    replayed = LmdbTree(str(tmp_path / "replayed"), map_size=MAP_SIZE)
+    applied = LmdbTree(str(tmp_path / "applied"), map_size=MAP_SIZE)
+    views = {"rv": replayed.read_view()}
+    overlay = PendingOverlay(lambda: views["rv"], child_lists=False)
+    preps = [create("/p"), create("/p/a"), create("/p/b"), create("/p/a/x", flags=1, sid=9)]
+    preps += [(lambda v, p: datatree.prep_delete(v, 1, 1, 0, p, -1), ("/p/b",)),
+              (lambda v, p: datatree.prep_delete(v, 1, 1, 0, p, -1), ("/p/a/x",)),
+              create("/p/c")]
+    for zxid, (prep, args) in enumerate(preps, 1):
+        txn = prep(overlay, *args)
+        overlay.begin(zxid)
+        datatree.apply(overlay, zxid, txn)
+        ops = overlay.end()
+        assert ops and not [op for op in ops if op[0] in (ADD_CHILD, REMOVE_CHILD)]
+        for tree, how in ((replayed, lambda wv: replay(wv, ops)),
+                          (applied, lambda wv: datatree.apply(wv, zxid, txn))):
+            wv = tree.write()
+            how(wv)
+            wv.set_last_zxid(zxid)
+            wv.commit()
+        views["rv"].txn.abort()
+        views["rv"] = replayed.read_view()
+        overlay.applied(zxid)
+    a = applied.read_view()
+    r = views["rv"]
+    for path in ("/", "/p", "/p/a", "/p/b", "/p/c"):
+        assert r.get_children(path) == a.get_children(path)
+        assert r.get(path) == a.get(path)
+    assert r.get_children("/p") == ["a", "c"] and r.ephemerals(9) == [] == a.ephemerals(9)
+    for v, tree in ((a, applied), (r, replayed)):
+        v.txn.abort()
+        tree.close()

@@ -24,7 +24,9 @@ Only this module and zkpy.server.connection touch the event loop; they import th
 
 import asyncio
 import collections
+import functools
 import logging
+import operator
 import os
 import struct
 import time
@@ -181,7 +183,7 @@ class Core(object):
         self.next_zxid = 1
         self._rtxn = None
         self._read_view = None
-        self.overlay = PendingOverlay(lambda: self._read_view)
+        self.overlay = self._new_overlay()
         self._expiry_task = None
         self._checkpoint_task = None
         self._reaper_task = None
@@ -303,6 +305,13 @@ class Core(object):
         if self.on_fatal is not None:
             self.on_fatal(exc)
 
+    def _new_overlay(self):
+        # The overlay asks for the committed view on every lookup it does not hold: an
+        # attrgetter bound by partial is two C calls, a lambda a Python frame. Its changes are
+        # replayed onto LMDB only, which keeps no child lists (lmdb_tree: key ranges).
+        return PendingOverlay(functools.partial(operator.attrgetter("_read_view"), self),
+                              child_lists=False)
+
     def _renew_read(self):
         # A read txn sees the state of its start; after every applied batch reads move on to
         # a fresh one (py-lmdb has no reset/renew; begin on an MDB_NOTLS env is cheap).
@@ -405,7 +414,7 @@ class Core(object):
         self.last_zxid = self.view.last_zxid()
         self.durable_zxid = self.commit_zxid = self.last_zxid
         self.next_zxid = self.last_zxid + 1
-        self.overlay = PendingOverlay(lambda: self._read_view)   # nothing of the old state
+        self.overlay = self._new_overlay()   # nothing of the old state
         self.overlay.applied(self.last_zxid)
         t = now_ms()
         self.sessions.sessions.clear()
@@ -419,7 +428,7 @@ class Core(object):
         """Forget every txn not yet applied (they stay in the log) and the prep overlay: a
         change of role in an ensemble. Call after committer.flush()."""
         self._pending.clear()
-        self.overlay = PendingOverlay(lambda: self._read_view)
+        self.overlay = self._new_overlay()
         self.overlay.applied(self.last_zxid)
         self.durable_zxid = self.commit_zxid = self.last_zxid
         self._syncs = []

@@ -222,7 +222,7 @@ def fused_delete(view, zxid, session_id, cxid, now_ms, path, version, auth):
         return None
     txn = txns.Txn(txns.DELETE, session_id, cxid, now_ms, path)
     events = []
-    _apply_delete(view, zxid, path, events)
+    _delete_node(view, zxid, path, node, path[:i] or "/", parent, events)
     return txn, events, None
 
 
@@ -255,7 +255,7 @@ def fused_create(view, zxid, session_id, cxid, now_ms, path, data, acl, flags, a
         return None
     txn = txns.Txn(txns.CREATE, session_id, cxid, now_ms, path, data, acl,
                    session_id if flags & 1 else 0)
-    events, node = _apply_create(view, zxid, txn)
+    events, node = _apply_create(view, zxid, txn, parent)
     return txn, events, node
 
 
@@ -398,11 +398,15 @@ def _apply_delete(view, zxid, path, events):
         return
     i = path.rfind("/")  # paths.split, inline: this is the write path's hot loop
     parent_path = path[:i] or "/"
+    _delete_node(view, zxid, path, node, parent_path, view.get(parent_path), events)
+
+
+def _delete_node(view, zxid, path, node, parent_path, parent, events):
+    """_apply_delete of `node` at `path`, its parent (None if gone) looked up by the caller."""
     view.delete(path)
-    view.remove_child(parent_path, path[i + 1:])
+    view.remove_child(parent_path, path[path.rfind("/") + 1:])
     if node.ephemeral_owner:
         view.remove_ephemeral(node.ephemeral_owner, path)
-    parent = view.get(parent_path)
     if parent is not None:
         parent = parent.copy()
         parent.num_children -= 1
@@ -415,11 +419,14 @@ def _apply_delete(view, zxid, path, events):
                    None if parent is None else _reader_acl(parent.acl)))
 
 
-def _apply_create(view, zxid, txn):
+def _apply_create(view, zxid, txn, parent=None):
+    """`parent`: the parent's node, if the caller has looked it up."""
     path = txn.path
     i = path.rfind("/")  # paths.split, inline
     parent_path = path[:i] or "/"
-    parent = view.get(parent_path).copy()
+    if parent is None:
+        parent = view.get(parent_path)
+    parent = parent.copy()
     cversion = parent.cversion + 1
     parent.cversion = cversion if cversion <= 0x7FFFFFFF else _int32(cversion)
     parent.num_children += 1

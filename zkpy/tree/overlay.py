@@ -101,9 +101,13 @@ class MemoryView(object):
 class PendingOverlay(object):
     """Committed view + not-yet-applied changes, each tagged with the zxid that made it."""
 
-    def __init__(self, base_getter):
+    def __init__(self, base_getter, child_lists=True):
         # base_getter() returns the current committed view; it changes after every applied batch.
         self._base = base_getter
+        # False: the views the recorded changes are replayed onto keep no child lists of their
+        # own (LmdbTree's children are key ranges of its nodes), so add_child / remove_child
+        # are not recorded.
+        self._child_lists = child_lists
         self._nodes = {}       # path -> (zxid, Node | None)
         self._eph = {}         # owner -> {path: (zxid, present)}
         self.zxid = 0          # zxid tag for the puts of the txn being applied (only grows)
@@ -160,10 +164,12 @@ class PendingOverlay(object):
 
     def add_child(self, parent, name):
         # prep needs counts (in the parent's Node), not child lists: only recorded
-        self.ops.append((ADD_CHILD, parent, name))
+        if self._child_lists:
+            self.ops.append((ADD_CHILD, parent, name))
 
     def remove_child(self, parent, name):
-        self.ops.append((REMOVE_CHILD, parent, name))
+        if self._child_lists:
+            self.ops.append((REMOVE_CHILD, parent, name))
 
     def add_ephemeral(self, owner, path):
         self._eph.setdefault(owner, {})[path] = (self.zxid, True)
