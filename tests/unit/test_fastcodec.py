@@ -41,6 +41,8 @@ def test_installed_unless_pure():
     assert codec.DECODERS[r.SetDataRequest] is fast.decode_set_data_request
     assert ipc.batch is fast.ipc_batch
     assert ipc.request is fast.ipc_request and ipc.decode is fast.ipc_decode
+    from zkpy.tree import node
+    assert node.copy_node is fast.copy_node
 
 
 txn_st = st.one_of(

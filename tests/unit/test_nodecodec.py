@@ -66,3 +66,29 @@ def test_acl_encoding_cache_keeps_parity():
     assert compiled.pack_node(node(unhashable)) == pure.pack_node(node(unhashable))
     with pytest.raises(Exception):
         compiled.pack_node(node(((31, None, "anyone"),)))
+
+
+def test_decoded_acl_reuse_keeps_parity():
+    """The compiled decoder hands the same ACL tuple to records whose ACL bytes are the last
+    ones it decoded; every record still decodes to its own fields and ACL."""
+    a = ((31, "world", "anyone"),)
+    b = ((1, "digest", "u:x"), (31, "ip", "10.0.0.1"))
+    seq = [Node(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, data, acl)
+           for data, acl in ((b"x", a), (None, a), (b"yy" * 40, b), (b"", b), (b"z", a), (b"", ()))]
+    for impl in IMPLS:
+        out = [impl.unpack_node(pure.pack_node(n)) for n in seq]
+        assert out == seq
+    if compiled is not None:
+        first, second = (compiled.unpack_node(pure.pack_node(n)) for n in seq[:2])
+        assert first.acl is second.acl
+
+
+@settings(max_examples=100, deadline=None)
+@given(nodes)
+def test_copy_node_is_node_copy(node):
+    from zkpy.tree.node import copy_node
+    for copy in (copy_node, Node.copy):
+        c = copy(node)
+        assert c == node and c is not node
+        c.version = node.version + 1
+        assert c != node

@@ -14,6 +14,7 @@ twin and gives byte-for-byte the same answer (tests/unit/test_fastcodec.py runs 
     ipc_decode(frame), ipc_batch(zxid, events, replies), ipc_request(...)
                                                 zkpy.server.ipc.decode / batch / request
     log_records(records, last_zxid)             zkpy.storage.txnlog.encode_records
+    copy_node(node)                             zkpy.tree.node.Node.copy
 
 Each does the common case in C and hands anything else (an error to report, a non-ASCII string
 the Java encoding must split, a rare record or txn type) to its pure twin, which the pure module
@@ -25,11 +26,14 @@ accelerator.
 """
 
 import os
+import types
 
 if os.environ.get("ZKPY_PURE") == "1":
     raise ImportError("ZKPY_PURE=1: compiled codecs disabled")
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.string cimport memcpy
 
@@ -37,6 +41,10 @@ cdef extern from "crc32c.h":   # csrc/crc32c.c, compiled into this module (setup
     unsigned int zkpy_crc32c(unsigned int crc, const unsigned char* buf, size_t len) nogil
 
 cdef extern from "Python.h":
+    ctypedef struct PyMemberDef:
+        Py_ssize_t offset
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef* d_member
     const char* PyUnicode_AsUTF8AndSize(object s, Py_ssize_t* size) except NULL
     bint PyUnicode_IS_ASCII(object s)
     long long PyLong_AsLongLongAndOverflow(object v, int* overflow) except? -1
@@ -983,3 +991,42 @@ def log_records(records, last_zxid):
 
 
 zkpy_crc32c(0, NULL, 0)   # probe the CPU (SSE4.2) once, at import, on the importing thread
+
+
+# ---------------------------------------------------------------- znodes
+
+# copy_node: a new object of the node's class with the same 12 __slots__ fields, stored at the
+# offsets their member descriptors name (learnt from the first class seen; any other class, or a
+# field never set, goes to the pure Node.copy).
+cdef object _node_cls = None
+cdef Py_ssize_t _node_off[12]
+
+
+cdef bint _bind_node(cls) except -1:
+    global _node_cls
+    slots = cls.__dict__.get("__slots__", ())
+    if len(slots) != 12:
+        return False
+    for i, name in enumerate(slots):
+        d = cls.__dict__.get(name)
+        if type(d) is not types.MemberDescriptorType:
+            return False
+        _node_off[i] = (<PyMemberDescrObject*><PyObject*>d).d_member.offset
+    _node_cls = cls
+    return True
+
+
+def copy_node(node):
+    cls = type(node)
+    if cls is not _node_cls and not _bind_node(cls):
+        return _pure["copy_node"](node)
+    new = cls.__new__(cls)
+    cdef PyObject* v
+    cdef int i
+    for i in range(12):
+        v = (<PyObject**>((<char*><PyObject*>node) + _node_off[i]))[0]
+        if v is NULL:     # never set: the pure copy raises its AttributeError
+            return _pure["copy_node"](node)
+        Py_INCREF(<object>v)
+        (<PyObject**>((<char*><PyObject*>new) + _node_off[i]))[0] = v
+    return new

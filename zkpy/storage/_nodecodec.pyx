@@ -5,10 +5,39 @@ Every znode read and write goes through these two functions; nodecodec.py is the
 tests/unit/test_nodecodec.py runs both on the same inputs.
 """
 
+import types
+
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from libc.string cimport memcpy
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF
+from libc.string cimport memcmp, memcpy
 
 from zkpy.tree.node import Node
+
+cdef extern from "Python.h":
+    ctypedef struct PyMemberDef:
+        Py_ssize_t offset
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef* d_member
+
+
+# A decoded Node is built without its Python __init__ (a frame and 12 attribute stores, about
+# half of a decode): allocated by its type, each __slots__ field stored at the offset its
+# member descriptor names. Offsets in the order of Node's constructor arguments.
+_FIELDS = ("czxid", "mzxid", "ctime", "mtime", "version", "cversion", "aversion",
+           "ephemeral_owner", "num_children", "pzxid", "data", "acl")
+cdef Py_ssize_t _off[12]
+for _i, _name in enumerate(_FIELDS):
+    _d = Node.__dict__[_name]
+    if type(_d) is not types.MemberDescriptorType:
+        raise ImportError("Node.%s is not a __slots__ member" % _name)
+    _off[_i] = (<PyMemberDescrObject*><PyObject*>_d).d_member.offset
+
+
+cdef inline void _put(object node, int i, object value):
+    """Store `value` in field `i` of a Node just allocated (the field is still empty)."""
+    Py_INCREF(value)
+    (<PyObject**>((<char*><PyObject*>node) + _off[i]))[0] = <PyObject*>value
 
 cdef enum:
     HEAD_SIZE = 68
@@ -128,7 +157,14 @@ cdef bytes _packed_acl(acl):
     return out
 
 
+# The last ACL decoded, and its encoded form: nearly every znode of a tree carries the same
+# few ACLs, so a record whose tail (count and entries) is the same bytes gets the same tuple.
+cdef bytes _last_tail = b""
+cdef object _last_acl = None
+
+
 def unpack_node(buf):
+    global _last_tail, _last_acl
     cdef bytes b = bytes(buf)
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(b)
     cdef Py_ssize_t n = len(b)
@@ -143,6 +179,10 @@ def unpack_node(buf):
             raise ValueError("node record truncated in its data")
         data = PyBytes_FromStringAndSize(<const char*>(p + off), data_len)
         off += data_len
+    cdef Py_ssize_t tail = off
+    if (_last_acl is not None and n - tail == len(_last_tail)
+            and memcmp(p + tail, PyBytes_AS_STRING(_last_tail), n - tail) == 0):
+        return _new_node(p, data, _last_acl)
     cdef int count = _rd32(p + off)
     off += 4
     cdef int perms, slen, ilen
@@ -166,6 +206,24 @@ def unpack_node(buf):
         acl.append((perms, scheme, ident))
     if off != n:
         raise ValueError("node record of %d bytes does not match its fields (%d)" % (n, off))
-    return Node(_rd64(p), _rd64(p + 8), _rd64(p + 16), _rd64(p + 24), _rd32(p + 32),
-                _rd32(p + 36), _rd32(p + 40), _rd64(p + 44), _rd32(p + 52), _rd64(p + 56),
-                data, tuple(acl))
+    _last_acl = tuple(acl)
+    _last_tail = b[tail:n]
+    return _new_node(p, data, _last_acl)
+
+
+cdef object _new_node(const unsigned char* p, object data, object acl):
+    """The Node of a record's fixed fields at p, with its data and ACL."""
+    node = Node.__new__(Node)
+    _put(node, 0, _rd64(p))
+    _put(node, 1, _rd64(p + 8))
+    _put(node, 2, _rd64(p + 16))
+    _put(node, 3, _rd64(p + 24))
+    _put(node, 4, _rd32(p + 32))
+    _put(node, 5, _rd32(p + 36))
+    _put(node, 6, _rd32(p + 40))
+    _put(node, 7, _rd64(p + 44))
+    _put(node, 8, _rd32(p + 52))
+    _put(node, 9, _rd64(p + 56))
+    _put(node, 10, data)
+    _put(node, 11, acl)
+    return node

@@ -21,7 +21,7 @@ from zkpy.proto import consts
 from zkpy.tree import acl as acls
 from zkpy.tree import quota
 from zkpy.tree import txns
-from zkpy.tree.node import Node, OPEN_ACL_UNSAFE, READ_ACL_UNSAFE, _int32
+from zkpy.tree.node import Node, OPEN_ACL_UNSAFE, READ_ACL_UNSAFE, _int32, copy_node
 from zkpy.tree.paths import is_special, validate_path
 
 # Create flags served by this module; CONTAINER and TTL arrive with the API issue.
@@ -408,7 +408,7 @@ def _delete_node(view, zxid, path, node, parent_path, parent, events):
     if node.ephemeral_owner:
         view.remove_ephemeral(node.ephemeral_owner, path)
     if parent is not None:
-        parent = parent.copy()
+        parent = copy_node(parent)
         parent.num_children -= 1
         if zxid > parent.pzxid:
             parent.pzxid = zxid
@@ -426,7 +426,7 @@ def _apply_create(view, zxid, txn, parent=None):
     parent_path = path[:i] or "/"
     if parent is None:
         parent = view.get(parent_path)
-    parent = parent.copy()
+    parent = copy_node(parent)
     cversion = parent.cversion + 1
     parent.cversion = cversion if cversion <= 0x7FFFFFFF else _int32(cversion)
     parent.num_children += 1

@@ -5,6 +5,8 @@ which also numbers sequential children. Clients see `2 * cversion - numChildren`
 (DataNode.copyStat), i.e. creations plus deletions; `wire_stat` does that mapping.
 """
 
+from zkpy.proto.twins import compiled_twin
+
 
 def _int32(v):
     v &= 0xFFFFFFFF
@@ -51,6 +53,9 @@ class Node(object):
     def __repr__(self):
         return "Node(%s)" % ", ".join("%s=%r" % (f, getattr(self, f)) for f in self.__slots__)
 
+
+# Node.copy in C (zkpy.proto._fastcodec) when built: a parent is copied on every create and delete.
+copy_node = compiled_twin("copy_node", Node.copy)
 
 OPEN_ACL_UNSAFE = ((31, "world", "anyone"),)
 READ_ACL_UNSAFE = ((1, "world", "anyone"),)
