@@ -98,6 +98,9 @@ def now_ms():
     return int(time.time() * 1000)
 
 
+_time = time.time   # Core._fused calls it inline: a Python frame less per write
+
+
 def _stat(node):
     return r.Stat(*node.wire_stat())
 
@@ -369,7 +372,8 @@ class Core(object):
         zxid = self.next_zxid
         overlay = self.overlay
         overlay.begin(zxid)
-        done = fused(overlay, zxid, session_id, xid, now_ms(), *args, (ids, self.config.skip_acl))
+        done = fused(overlay, zxid, session_id, xid, int(_time() * 1000), *args,
+                     (ids, self.config.skip_acl))
         if done is None:
             return False
         txn, events, node = done

@@ -196,10 +196,7 @@ def fused_set_data(view, zxid, session_id, cxid, now_ms, path, data, version, au
     v = old.version
     if version != -1 and version != v:
         return None
-    try:
-        validate_path(path)
-    except ZkError:
-        return None
+    # (no validate_path: a node exists only at a path that passed it when it was created)
     txn = txns.Txn(txns.SET_DATA, session_id, cxid, now_ms, path, data, None, 0,
                    v + 1 if v < 0x7FFFFFFF else _int32(v + 1))
     events, node = _apply_set_data(view, zxid, txn, old)
