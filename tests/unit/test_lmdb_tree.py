@@ -97,15 +97,20 @@ class _CountingTxn(object):
         return getattr(self._txn, name)
 
 
+def _counting_view(tree, ops):
+    """Apply `ops`, then a ReadView whose cursor steps are counted: (txn, counter, view)."""
+    apply_all(tree, ops)
+    rtxn = tree.read_txn()
+    counting = _CountingTxn(rtxn)
+    return rtxn, counting, ReadView(tree, counting)
+
+
 def test_children_are_a_key_range(tree):
     ops = [create("/a"), create("/b"), create("/ab"), create("/a0")]
     ops += [create("/a/c%04d" % i) for i in range(1000)]
     ops += [create("/b/d%d" % i) for i in range(10)]
     ops += [create("/ab/x"), create("/a0/y"), create("/a/c0001/deeper")]
-    apply_all(tree, ops)
-    rtxn = tree.read_txn()
-    counting = _CountingTxn(rtxn)
-    rv = ReadView(tree, counting)
+    rtxn, counting, rv = _counting_view(tree, ops)
     kids = rv.get_children("/a")
     assert kids == ["c%04d" % i for i in range(1000)]
     # One seek, one more past the one child with children (c0001's subtree), and the keys: the
@@ -137,10 +142,7 @@ def test_children_skip_their_subtrees(tree):
     for name in ("big-1", "big.2", "big 3", "big!", "big0", "big\u00e9", "bi", "c"):
         ops.append(create("/p/" + name))
     ops += [create("/p/big0/z"), create("/p/c/d"), create("/p/c/d/e")]
-    apply_all(tree, ops)
-    rtxn = tree.read_txn()
-    counting = _CountingTxn(rtxn)
-    rv = ReadView(tree, counting)
+    rtxn, counting, rv = _counting_view(tree, ops)
     kids = rv.get_children("/p")
     want = sorted(["big", "big-1", "big.2", "big 3", "big!", "big0", "big\u00e9", "bi", "c"],
                   key=lambda n: n.encode("utf-8"))
