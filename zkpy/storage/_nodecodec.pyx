@@ -157,14 +157,14 @@ cdef bytes _packed_acl(acl):
     return out
 
 
-# The last ACL decoded, and its encoded form: nearly every znode of a tree carries the same
+# (encoded form, tuple) of the last ACL decoded: nearly every znode of a tree carries the same
 # few ACLs, so a record whose tail (count and entries) is the same bytes gets the same tuple.
-cdef bytes _last_tail = b""
-cdef object _last_acl = None
+# One object, replaced in one assignment: a reader on another thread sees a matching pair.
+cdef tuple _last_acl = None
 
 
 def unpack_node(buf):
-    global _last_tail, _last_acl
+    global _last_acl
     cdef bytes b = bytes(buf)
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(b)
     cdef Py_ssize_t n = len(b)
@@ -180,9 +180,13 @@ def unpack_node(buf):
         data = PyBytes_FromStringAndSize(<const char*>(p + off), data_len)
         off += data_len
     cdef Py_ssize_t tail = off
-    if (_last_acl is not None and n - tail == len(_last_tail)
-            and memcmp(p + tail, PyBytes_AS_STRING(_last_tail), n - tail) == 0):
-        return _new_node(p, data, _last_acl)
+    cdef tuple last = _last_acl
+    cdef bytes last_tail
+    if last is not None:
+        last_tail = <bytes>last[0]
+        if (n - tail == len(last_tail)
+                and memcmp(p + tail, PyBytes_AS_STRING(last_tail), n - tail) == 0):
+            return _new_node(p, data, last[1])
     cdef int count = _rd32(p + off)
     off += 4
     cdef int perms, slen, ilen
@@ -206,9 +210,9 @@ def unpack_node(buf):
         acl.append((perms, scheme, ident))
     if off != n:
         raise ValueError("node record of %d bytes does not match its fields (%d)" % (n, off))
-    _last_acl = tuple(acl)
-    _last_tail = b[tail:n]
-    return _new_node(p, data, _last_acl)
+    acl_t = tuple(acl)
+    _last_acl = (b[tail:n], acl_t)
+    return _new_node(p, data, acl_t)
 
 
 cdef object _new_node(const unsigned char* p, object data, object acl):
