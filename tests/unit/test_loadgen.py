@@ -60,6 +60,13 @@ def test_summarize_adds_rates_and_converts_to_ms():
     assert r["errors"] == 1 and r["error_samples"] == ["boom"]
 
 
+def test_summarize_counts_an_empty_window_as_an_error():
+    parts = [{"ops": 0, "window_s": 0.0, "lat_ns": [], "errors": 0, "error_samples": []}] * 2
+    r = loadgen.summarize(parts)
+    assert r["ops"] == 0 and r["ops_per_sec"] == 0 and r["p99_ms"] is None
+    assert r["errors"] == 1 and r["error_samples"] == [loadgen.NO_OPS]
+
+
 # --- requests -------------------------------------------------------------------------------
 
 def test_build_request_frame():

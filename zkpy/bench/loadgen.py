@@ -194,6 +194,10 @@ def percentiles(values, qs=(0.5, 0.99, 0.999)):
     return out
 
 
+NO_OPS = ("no operation completed in the measured window (a delete run: its nodes ran out "
+          "during the warm-up; give it a longer --duration or a shorter --warmup)")
+
+
 def summarize(parts, wall_s=None):
     """Combine per-process results into one report dict (latencies in ms)."""
     ops = sum(p["ops"] for p in parts)
@@ -205,6 +209,11 @@ def summarize(parts, wall_s=None):
     ms = lambda ns: None if ns is None else round(ns / 1e6, 3)  # noqa: E731
     errors = sum(p["errors"] for p in parts)
     samples = [m for p in parts for m in p["error_samples"]][:ERROR_SAMPLES]
+    if ops == 0:
+        # Nothing to report is a failed run, not a rate of 0 to average (e.g. a delete run
+        # whose nodes were all deleted during the warm-up).
+        errors += 1
+        samples = (samples + [NO_OPS])[:ERROR_SAMPLES]
     return {
         "ops": ops,
         "ops_per_sec": round(rate, 1),
