@@ -26,25 +26,21 @@ accelerator.
 """
 
 import os
-import types
 
 if os.environ.get("ZKPY_PURE") == "1":
     raise ImportError("ZKPY_PURE=1: compiled codecs disabled")
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.object cimport PyObject
-from cpython.ref cimport Py_INCREF
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.string cimport memcpy
 
 cdef extern from "crc32c.h":   # csrc/crc32c.c, compiled into this module (setup.py)
     unsigned int zkpy_crc32c(unsigned int crc, const unsigned char* buf, size_t len) nogil
 
+from zkpy._slots cimport slot_get, slot_init, slot_offsets
+
 cdef extern from "Python.h":
-    ctypedef struct PyMemberDef:
-        Py_ssize_t offset
-    ctypedef struct PyMemberDescrObject:
-        PyMemberDef* d_member
     const char* PyUnicode_AsUTF8AndSize(object s, Py_ssize_t* size) except NULL
     bint PyUnicode_IS_ASCII(object s)
     long long PyLong_AsLongLongAndOverflow(object v, int* overflow) except? -1
@@ -995,38 +991,27 @@ zkpy_crc32c(0, NULL, 0)   # probe the CPU (SSE4.2) once, at import, on the impor
 
 # ---------------------------------------------------------------- znodes
 
-# copy_node: a new object of the node's class with the same 12 __slots__ fields, stored at the
-# offsets their member descriptors name (learnt from the first class seen; any other class, or a
-# field never set, goes to the pure Node.copy).
+# copy_node: a new object of the node's class with the same 12 __slots__ fields, copied by
+# offset (zkpy/_slots.pxd; learnt from the first class seen; any other class, or a field never
+# set, goes to the pure Node.copy).
 cdef object _node_cls = None
 cdef Py_ssize_t _node_off[12]
 
 
-cdef bint _bind_node(cls) except -1:
-    global _node_cls
-    slots = cls.__dict__.get("__slots__", ())
-    if len(slots) != 12:
-        return False
-    for i, name in enumerate(slots):
-        d = cls.__dict__.get(name)
-        if type(d) is not types.MemberDescriptorType:
-            return False
-        _node_off[i] = (<PyMemberDescrObject*><PyObject*>d).d_member.offset
-    _node_cls = cls
-    return True
-
-
 def copy_node(node):
+    global _node_cls
     cls = type(node)
-    if cls is not _node_cls and not _bind_node(cls):
-        return _pure["copy_node"](node)
+    if cls is not _node_cls:
+        if not slot_offsets(cls, _node_off, 12):
+            _node_cls = None
+            return _pure["copy_node"](node)
+        _node_cls = cls
     new = cls.__new__(cls)
     cdef PyObject* v
     cdef int i
     for i in range(12):
-        v = (<PyObject**>((<char*><PyObject*>node) + _node_off[i]))[0]
+        v = slot_get(node, _node_off[i])
         if v is NULL:     # never set: the pure copy raises its AttributeError
             return _pure["copy_node"](node)
-        Py_INCREF(<object>v)
-        (<PyObject**>((<char*><PyObject*>new) + _node_off[i]))[0] = v
+        slot_init(new, _node_off[i], <object>v)
     return new

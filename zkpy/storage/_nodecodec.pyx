@@ -5,39 +5,22 @@ Every znode read and write goes through these two functions; nodecodec.py is the
 tests/unit/test_nodecodec.py runs both on the same inputs.
 """
 
-import types
-
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from cpython.object cimport PyObject
-from cpython.ref cimport Py_INCREF
 from libc.string cimport memcmp, memcpy
 
+from zkpy._slots cimport slot_init, slot_offsets
 from zkpy.tree.node import Node
 
-cdef extern from "Python.h":
-    ctypedef struct PyMemberDef:
-        Py_ssize_t offset
-    ctypedef struct PyMemberDescrObject:
-        PyMemberDef* d_member
-
-
-# A decoded Node is built without its Python __init__ (a frame and 12 attribute stores, about
-# half of a decode): allocated by its type, each __slots__ field stored at the offset its
-# member descriptor names. Offsets in the order of Node's constructor arguments.
-_FIELDS = ("czxid", "mzxid", "ctime", "mtime", "version", "cversion", "aversion",
-           "ephemeral_owner", "num_children", "pzxid", "data", "acl")
+# A decoded Node is built without its Python __init__ (about half of a decode): allocated by its
+# type, each field stored by offset (zkpy/_slots.pxd). Node's __slots__ are in the order of its
+# constructor arguments, which _new_node follows.
 cdef Py_ssize_t _off[12]
-for _i, _name in enumerate(_FIELDS):
-    _d = Node.__dict__[_name]
-    if type(_d) is not types.MemberDescriptorType:
-        raise ImportError("Node.%s is not a __slots__ member" % _name)
-    _off[_i] = (<PyMemberDescrObject*><PyObject*>_d).d_member.offset
+if not slot_offsets(Node, _off, 12):
+    raise ImportError("zkpy.tree.node.Node does not have the 12 __slots__ fields of a znode")
 
 
 cdef inline void _put(object node, int i, object value):
-    """Store `value` in field `i` of a Node just allocated (the field is still empty)."""
-    Py_INCREF(value)
-    (<PyObject**>((<char*><PyObject*>node) + _off[i]))[0] = <PyObject*>value
+    slot_init(node, _off[i], value)
 
 cdef enum:
     HEAD_SIZE = 68
