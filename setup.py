@@ -1,9 +1,10 @@
 """zkpy: a ZooKeeper-compatible coordination service.
 
-Builds two optional accelerators; each has a pure-Python twin, so a failed build only costs speed:
+Builds optional accelerators; each has a pure-Python twin, so a failed build only costs speed:
   - zkpy.storage._nodecodec (Cython): the znode byte codec on LMDB's hot path;
   - zkpy.proto._fastcodec (Cython, with csrc/crc32c.c): txn, request, reply, IPC and log-record
     codecs of the core's write path;
+  - zkpy.tree._fastpath (Cython): the core's fused delete and setData on its pending overlay;
   - zkpy._crc32c (cffi, csrc/crc32c.c): CRC32C for transaction-log records.
 """
 
@@ -37,6 +38,7 @@ def _extensions():
         from setuptools import Extension
         exts += cythonize([
             "zkpy/storage/_nodecodec.pyx",
+            "zkpy/tree/_fastpath.pyx",
             # with csrc/crc32c.c: the log records' CRC32C without a call through cffi
             Extension("zkpy.proto._fastcodec", ["zkpy/proto/_fastcodec.pyx", "csrc/crc32c.c"],
                       include_dirs=["csrc"]),

@@ -14,7 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from zkpy import errors
 from zkpy.errors import StorageCorruptError, ZkError
 from zkpy.proto import consts
-from zkpy.tree import datatree, txns
+from zkpy.tree import datatree, quota, txns
 from zkpy.tree.node import OPEN_ACL_UNSAFE, READ_ACL_UNSAFE
 from zkpy.tree.overlay import MemoryView, PendingOverlay, replay
 
@@ -660,19 +660,28 @@ def _random_requests(rnd, n):
     return out
 
 
-def _fused_and_plain(req, sid):
+# The fused writes as the core calls them (datatree.fused_*: the compiled twins of
+# zkpy.tree._fastpath where built) and their pure definitions.
+_FUSED_TWINS = {
+    "installed": (datatree.fused_create, datatree.fused_set_data, datatree.fused_delete),
+    "pure": (datatree.fused_create_pure, datatree.fused_set_data_pure, datatree.fused_delete_pure),
+}
+
+
+def _fused_and_plain(req, sid, twins="installed"):
     """(fused function, its args, prep function, its args) of one request."""
     kind, path = req[0], req[1]
+    fused_create, fused_set_data, fused_delete = _FUSED_TWINS[twins]
     if kind == "create":
         _, _, data, acl, flags = req
-        return (datatree.fused_create, (path, data, acl, flags),
+        return (fused_create, (path, data, acl, flags),
                 lambda v, *a, auth: datatree.prep_create(v, *a, path, data, acl, flags, auth=auth))
     if kind == "set":
         _, _, data, version = req
-        return (datatree.fused_set_data, (path, data, version),
+        return (fused_set_data, (path, data, version),
                 lambda v, *a, auth: datatree.prep_set_data(v, *a, path, data, version, auth=auth))
     _, _, version = req
-    return (datatree.fused_delete, (path, version),
+    return (fused_delete, (path, version),
             lambda v, *a, auth: datatree.prep_delete(v, *a, path, version, auth=auth))
 
 
@@ -681,9 +690,10 @@ def _state(ov):
     return (dict(ov._nodes), {o: dict(c) for o, c in ov._eph.items()}, dict(base.nodes))
 
 
+@pytest.mark.parametrize("twins", sorted(_FUSED_TWINS))
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.randoms(use_true_random=False))
-def test_fused_writes_are_prep_then_apply(rnd):
+def test_fused_writes_are_prep_then_apply(twins, rnd):
     views = [PendingOverlay((lambda m: lambda: m)(MemoryView(datatree.initial_nodes())))
              for _ in range(2)]
     fused_view, plain_view = views
@@ -701,7 +711,7 @@ def test_fused_writes_are_prep_then_apply(rnd):
                     except ZkError:
                         pass
             continue
-        fused, fargs, prep = _fused_and_plain(req, sid)
+        fused, fargs, prep = _fused_and_plain(req, sid, twins)
         plain_view.begin(zxid)
         try:
             txn = prep(plain_view, sid, 3, 77, auth=auth)
@@ -737,6 +747,58 @@ def test_fused_writes_take_the_common_requests():
     assert datatree.fused_set_data(ov, 4, SID, 1, 6, "/a", b"w", 0, auth) is None   # BADVERSION
     got = datatree.fused_delete(ov, 4, SID, 1, 7, "/a/s-0000000000", -1, auth)
     assert got is not None and got[1][0][1:] == (consts.EVENT_NODE_DELETED, "/a/s-0000000000", None)
+
+
+@pytest.mark.skipif(datatree._fastpath is None,
+                    reason="zkpy.tree._fastpath not built (or ZKPY_PURE=1): no compiled twin")
+def test_compiled_fused_writes_do_the_common_case_themselves():
+    """The compiled fused_create / fused_set_data / fused_delete give what the pure ones give for
+    the common requests without falling back to them (the pure twins are swapped for ones that
+    fail)."""
+    def refuse(*args):
+        raise AssertionError("fell back to the pure twin")
+
+    auth = ((), False)
+    world = [(31, "world", "anyone")]
+    compiled, pure = [PendingOverlay(lambda m=MemoryView(datatree.initial_nodes()): m)
+                      for _ in range(2)]
+    for v in (compiled, pure):
+        assert quota.no_quota(v) and v.quota_free   # known quota-free: the compiled case
+    steps = [("create", "/a", b"v", world, P), ("create", "/a/e-", b"", world, ES),
+             ("create", "/a/r", None, [(consts.PERM_READ, "world", "anyone")], PS),
+             ("set", "/a", b"w", -1), ("set", "/a", b"x", 1), ("delete", "/a/e-0000000000", -1),
+             ("delete", "/a/r0000000001", 0), ("set", "/a", b"", 2)]
+    fns = {"create": (datatree.fused_create, datatree.fused_create_pure),
+           "set": (datatree.fused_set_data, datatree.fused_set_data_pure),
+           "delete": (datatree.fused_delete, datatree.fused_delete_pure)}
+    datatree._install_fastpath(refuse, refuse, refuse)
+    try:
+        for zxid, (kind, path, *rest) in enumerate(steps, 1):
+            got = []
+            for v, fn in zip((compiled, pure), fns[kind]):
+                v.begin(zxid)
+                got.append((fn(v, zxid, SID, 4, 9, path, *rest, auth), v.end()))
+            assert got[0][0] is not None and got[0] == got[1], (kind, path)
+        assert compiled._nodes == pure._nodes and compiled._eph == pure._eph
+        assert compiled._base().nodes == pure._base().nodes
+    finally:
+        datatree._install_fastpath()
+
+
+def test_core_calls_the_installed_fused_writes():
+    """The core's table of fused writes holds what datatree installed: the compiled twins when
+    zkpy.tree._fastpath is built (not ZKPY_PURE=1), else the pure functions."""
+    import os
+    from zkpy.server import core
+    table = {op: fn for op, (_, fn) in core._FUSED.items()}
+    assert table[consts.OP_DELETE] is datatree.fused_delete
+    assert table[consts.OP_SET_DATA] is datatree.fused_set_data
+    assert table[consts.OP_CREATE] is table[consts.OP_CREATE2] is datatree.fused_create
+    if os.environ.get("ZKPY_PURE") == "1" or datatree._fastpath is None:
+        assert datatree.fused_delete is datatree.fused_delete_pure
+    else:
+        assert datatree.fused_delete is datatree._fastpath.fused_delete
+        assert datatree.fused_create is datatree._fastpath.fused_create
 
 
 def test_fused_writes_check_acls_and_step_aside_for_quotas():

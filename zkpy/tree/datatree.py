@@ -485,3 +485,36 @@ def apply(view, zxid, txn):
             nodes.append(node)
         return events, nodes
     raise AssertionError("unknown txn type %r" % t)
+
+
+# The compiled twins of the fused writes (zkpy.tree._fastpath: the overlay's
+# methods, Txn's __init__ and the quota / ACL helpers inline) when built and not ZKPY_PURE=1;
+# they hand every case but the common one to these.
+fused_delete_pure = fused_delete
+fused_set_data_pure = fused_set_data
+fused_create_pure = fused_create
+try:
+    from zkpy.tree import _fastpath
+except ImportError:   # not built, or ZKPY_PURE=1
+    _fastpath = None
+
+
+def _install_fastpath(pure_delete=fused_delete_pure, pure_set_data=fused_set_data_pure,
+                      pure_create=fused_create_pure):
+    """Hand _fastpath what it uses: the pure twins it falls back to, classes, constants."""
+    from zkpy.tree import overlay
+    from zkpy.tree.paths import _SPECIAL
+    _fastpath.install(pure_delete, pure_set_data, pure_create, _reader_acl, copy_node, Node,
+                      overlay.PendingOverlay, txns.Txn, OPEN_ACL_UNSAFE, _SPECIAL,
+                      quota.QUOTA_ROOT,
+                      (overlay.PUT, overlay.DELETE, overlay.ADD_CHILD, overlay.REMOVE_CHILD),
+                      (txns.CREATE, txns.DELETE, txns.SET_DATA),
+                      (consts.EVENT_NODE_CREATED, consts.EVENT_NODE_DELETED,
+                       consts.EVENT_NODE_CHILDREN_CHANGED, consts.EVENT_NODE_DATA_CHANGED))
+
+
+if _fastpath is not None:
+    _install_fastpath()
+    fused_delete = _fastpath.fused_delete
+    fused_set_data = _fastpath.fused_set_data
+    fused_create = _fastpath.fused_create
