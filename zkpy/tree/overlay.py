@@ -99,7 +99,13 @@ class MemoryView(object):
 
 
 class PendingOverlay(object):
-    """Committed view + not-yet-applied changes, each tagged with the zxid that made it."""
+    """Committed view + not-yet-applied changes, each tagged with the zxid that made it.
+
+    zkpy.tree._fastpath (the compiled fused writes) does get / put / delete / add_child /
+    remove_child inline on `_nodes`, `ops`, `zxid`, `_child_lists`, `_base` and `quota_free`:
+    a change here needs the same change there (tests/unit/test_datatree.py's random-request
+    test runs both twins through this class and would tell them apart).
+    """
 
     def __init__(self, base_getter, child_lists=True):
         # base_getter() returns the current committed view; it changes after every applied batch.
