@@ -1,7 +1,6 @@
 # cython: language_level=3
 """Compiled twins of the core's fused writes (zkpy.tree.datatree.fused_delete, fused_set_data,
-fused_create)
-for the one view they run on in the server: a PendingOverlay with no quota in it.
+fused_create) for the one view they run on in the server: a PendingOverlay with no quota in it.
 
 Each gives exactly what its pure twin gives -- (txn, events, node) or None, the same changes
 recorded in the overlay, in the same order -- and hands every other case to the pure twin
@@ -19,8 +18,6 @@ import os
 if os.environ.get("ZKPY_PURE") == "1":
     raise ImportError("ZKPY_PURE=1: compiled fused writes disabled")
 
-from cpython.object cimport PyObject
-
 from zkpy._slots cimport slot_init, slot_offsets
 
 # What the pure modules hand over (install): their functions, classes and constants.
@@ -28,6 +25,7 @@ cdef object _pure_delete = None
 cdef object _pure_set_data = None
 cdef object _pure_create = None
 cdef object _reader_acl = None
+cdef object _int32 = None
 cdef object _copy_node = None
 cdef object _node_cls = None
 cdef object _overlay_cls = None
@@ -60,18 +58,19 @@ cdef Py_ssize_t _node_off[12]
 cdef bint _node_slots = False
 
 
-def install(pure_delete, pure_set_data, pure_create, reader_acl, copy_node, node_cls,
+def install(pure_delete, pure_set_data, pure_create, reader_acl, int32, copy_node, node_cls,
             overlay_cls, txn_cls, open_acl, special, quota_root, op_kinds, txn_types,
             event_types):
     """Called by zkpy.tree.datatree with what the compiled twins use."""
-    global _pure_delete, _pure_set_data, _pure_create, _reader_acl, _copy_node, _node_cls
-    global _overlay_cls, _txn_cls, _open_acl, _special, _quota_root, _k_put, _k_delete
+    global _pure_delete, _pure_set_data, _pure_create, _reader_acl, _int32, _copy_node
+    global _node_cls, _overlay_cls, _txn_cls, _open_acl, _special, _quota_root, _k_put, _k_delete
     global _k_add_child, _k_remove_child, _t_create, _t_delete, _t_set_data, _ev_created
     global _ev_deleted, _ev_children, _ev_data, _ready, _txn_slots, _node_slots
     _pure_delete = pure_delete
     _pure_set_data = pure_set_data
     _pure_create = pure_create
     _reader_acl = reader_acl
+    _int32 = int32   # zkpy.tree.node._int32: a sequential suffix, a counter past 2^31 - 1
     _copy_node = copy_node
     _node_cls = node_cls
     _overlay_cls = overlay_cls
@@ -112,11 +111,6 @@ cdef object _node(tuple values):
     for i in range(12):
         slot_init(node, _node_off[i], values[i])
     return node
-
-
-cdef inline object _int32(v):
-    v &= 0xFFFFFFFF
-    return v - 0x100000000 if v & 0x80000000 else v
 
 
 cdef inline object _get(view, dict nodes, path):

@@ -504,8 +504,8 @@ def _install_fastpath(pure_delete=fused_delete_pure, pure_set_data=fused_set_dat
     """Hand _fastpath what it uses: the pure twins it falls back to, classes, constants."""
     from zkpy.tree import overlay
     from zkpy.tree.paths import _SPECIAL
-    _fastpath.install(pure_delete, pure_set_data, pure_create, _reader_acl, copy_node, Node,
-                      overlay.PendingOverlay, txns.Txn, OPEN_ACL_UNSAFE, _SPECIAL,
+    _fastpath.install(pure_delete, pure_set_data, pure_create, _reader_acl, _int32, copy_node,
+                      Node, overlay.PendingOverlay, txns.Txn, OPEN_ACL_UNSAFE, _SPECIAL,
                       quota.QUOTA_ROOT,
                       (overlay.PUT, overlay.DELETE, overlay.ADD_CHILD, overlay.REMOVE_CHILD),
                       (txns.CREATE, txns.DELETE, txns.SET_DATA),
