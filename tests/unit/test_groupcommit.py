@@ -22,6 +22,7 @@ class FakeLog:
         self.in_flight = 0
         self.max_in_flight = 0
         self.threads = set()
+        self.thread_of = []  # the thread of each append_batch call, in order
         self.started = []  # zxids of each append_batch, as it starts
         self.lock = threading.Lock()
         self.last_fsync_ms = None
@@ -31,6 +32,7 @@ class FakeLog:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         self.threads.add(threading.get_ident())
+        self.thread_of.append(threading.get_ident())
         self.started.append([z for z, _ in records])
         try:
             if self.fail_on_call is not None and len(self.batches) == self.fail_on_call:
@@ -242,3 +244,98 @@ def test_close_idle():
             gc.submit(1, b"a", 1)
 
     run(main())
+
+
+def test_small_batches_go_inline_while_fsync_is_fast():
+    """A small batch with no append in flight, after a fast fsync, is appended in the loop thread;
+    still acknowledged only after its append returned, and in order."""
+    log = FakeLog(delay=0.0)   # reports 0 ms fsyncs
+    acked = []
+    loop_thread = threading.get_ident()
+
+    def on_durable(tokens):
+        assert all(t in log.done for t in tokens)
+        acked.extend(tokens)
+
+    async def main():
+        gc = GroupCommitter(log, on_durable)
+        for z in range(1, 6):
+            gc.submit(z, b"a", z)
+            await gc.flush()
+        await gc.close()
+        return gc
+
+    gc = run(main())
+    assert acked == [1, 2, 3, 4, 5]
+    # The first append knows nothing of the disk yet: the log thread; then inline.
+    assert log.thread_of[0] != loop_thread
+    assert log.thread_of[1:] == [loop_thread] * 4
+    assert gc.inline_batches == 4 and gc.stats()["cnt_fsynctime"] == 5
+
+
+def test_big_batches_and_slow_fsyncs_go_to_the_log_thread():
+    log = FakeLog(delay=0.0)
+    loop_thread = threading.get_ident()
+
+    async def main():
+        gc = GroupCommitter(log, lambda t: None, inline_max_records=8)
+        gc.submit(1, b"a", 1)
+        await gc.flush()                  # log thread (nothing known yet): 0 ms
+        gc.submit(2, b"a", 2)
+        await gc.flush()                  # inline
+        for z in range(3, 13):
+            gc.submit(z, b"a", z)         # 10 records > 8: the log thread
+        await gc.flush()
+        log.delay = 0.005                 # the disk slows down (5 ms fsyncs)
+        gc.submit(13, b"a", 13)
+        await gc.flush()                  # inline (the last fsync was fast), takes 5 ms
+        gc.submit(14, b"a", 14)
+        await gc.flush()                  # the log thread: the last fsync was slow
+        log.delay = 0.0
+        gc.submit(15, b"a", 15)
+        await gc.flush()                  # the log thread, fast again
+        gc.submit(16, b"a", 16)
+        await gc.flush()                  # inline
+        await gc.close()
+
+    run(main())
+    assert log.started == [[1], [2], list(range(3, 13)), [13], [14], [15], [16]]
+    inline = [t == loop_thread for t in log.thread_of]
+    assert inline == [False, True, False, True, False, False, True]
+
+
+def test_never_inline_when_disabled():
+    log = FakeLog(delay=0.0)
+    loop_thread = threading.get_ident()
+
+    async def main():
+        gc = GroupCommitter(log, lambda t: None, inline_max_records=0)
+        for z in range(1, 4):
+            gc.submit(z, b"a", z)
+            await gc.flush()
+        await gc.close()
+
+    run(main())
+    assert loop_thread not in log.threads and len(log.batches) == 3
+
+
+def test_inline_append_error_is_fatal(caplog):
+    log = FakeLog(delay=0.0, fail_on_call=1)   # the second append (inline) fails
+    acked, fatal = [], []
+    loop_thread = threading.get_ident()
+
+    async def main():
+        gc = GroupCommitter(log, acked.extend, on_fatal=fatal.append)
+        gc.submit(1, b"a", 1)
+        await gc.flush()
+        gc.submit(2, b"a", 2)
+        with pytest.raises(OSError):
+            await gc.flush()
+        with pytest.raises(RuntimeError):
+            gc.submit(3, b"a", 3)
+        await gc.close()
+
+    with caplog.at_level(logging.ERROR, logger="zkpy.storage.groupcommit"):
+        run(main())
+    assert log.thread_of[1] == loop_thread
+    assert acked == [1] and len(fatal) == 1 and isinstance(fatal[0], OSError)

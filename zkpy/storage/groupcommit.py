@@ -9,6 +9,13 @@ Contract:
   * One flusher task; at most one append_batch in flight; batches are taken in submission order.
     The next batch's append starts as soon as the previous one returns, before on_durable runs
     for it, so the fsync of batch k+1 overlaps the apply of batch k.
+  * Where the append runs: in the log thread, except for a small batch (at most
+    inline_max_records) that finds no append in flight while the log's last fsync was fast
+    (under inline_max_fsync_ms, or the log does not sync): that one is written and synced in the
+    loop thread. At low load the two thread handoffs of a threaded append (wake the log thread,
+    then wake the loop) cost more than the overlap they buy -- nothing else is waiting -- and a
+    write waits for them on every round trip. A big batch (high load) or a slow disk goes to the
+    thread, so the loop never sits in a slow fsync more than once in a row.
   * on_durable(tokens) runs in the loop thread, in submission order, only after the append_batch
     (write + fsync) covering every one of those records has returned.
   * A write/fsync error is fatal: logged at ERROR, on_fatal(exc) is called, nothing more is written
@@ -23,14 +30,23 @@ import time
 
 _DEFAULT_LOGGER = logging.getLogger("zkpy.storage.groupcommit")
 
+# A batch of at most this many records may be appended in the loop thread...
+INLINE_MAX_RECORDS = 8
+# ...while the log's last fsync took less than this (ms). An fsync on a local SSD or a VM's
+# cached disk takes 0.1-1 ms; one that takes longer sends the next batches to the log thread.
+INLINE_MAX_FSYNC_MS = 1.0
+
 
 class GroupCommitter:
     def __init__(self, log, on_durable, max_count=1000, max_bytes=1024 * 1024, max_delay_ms=0,
-                 executor=None, on_fatal=None, logger=None):
+                 executor=None, on_fatal=None, logger=None, inline_max_records=INLINE_MAX_RECORDS,
+                 inline_max_fsync_ms=INLINE_MAX_FSYNC_MS):
         """``log`` needs append_batch([(zxid, payload)]); optional attribute last_fsync_ms.
 
         ``executor``: where append_batch runs; by default a private one-thread pool, so log
         I/O never waits behind (or starves) other users of the loop's default executor.
+        ``inline_max_records`` / ``inline_max_fsync_ms``: when a batch may be appended in the
+        loop thread instead (see the module docstring); inline_max_records=0 never does.
         """
         self.log = log
         self.on_durable = on_durable
@@ -38,6 +54,10 @@ class GroupCommitter:
         self.max_count = max(1, max_count)
         self.max_bytes = max(1, max_bytes)
         self.max_delay = max(0.0, max_delay_ms / 1000.0)
+        self.inline_max_records = max(0, inline_max_records)
+        self.inline_max_fsync_ms = inline_max_fsync_ms
+        self._fast = False   # the last append's fsync was fast: a small batch may go inline
+        self.inline_batches = 0   # appends done in the loop thread (the rest: log thread)
         self.logger = logger or _DEFAULT_LOGGER
         self._own_executor = executor is None
         self._executor = executor
@@ -180,7 +200,10 @@ class GroupCommitter:
                     continue
                 if self.max_delay > 0 and not self._batch_full():
                     await self._linger(loop)
-                inflight = self._start(loop)
+                if self._fast and len(self._queue) <= self.inline_max_records:
+                    inflight = self._inline()
+                else:
+                    inflight = self._start(loop)
             fut, batch, tokens, nbytes = inflight
             try:
                 # The loop keeps running (and submit() keeps queueing the next batch) meanwhile.
@@ -192,6 +215,7 @@ class GroupCommitter:
             # apply of this batch) instead of following it; still one append in flight.
             inflight = self._start(loop) if self._queue else None
             self._account(len(batch), nbytes, fsync_ms)
+            self._fast = fsync_ms is None or fsync_ms < self.inline_max_fsync_ms
             # ORDERING: tokens are acknowledged only here, after append_batch -- and with it the
             # write and fsync of every record in this batch (and all earlier batches) -- returned.
             self._durable += len(batch)
@@ -219,6 +243,17 @@ class GroupCommitter:
                 await asyncio.wait_for(self._wakeup.wait(), remaining)
             except asyncio.TimeoutError:
                 break
+
+    def _inline(self):
+        """Append the whole (small) queue in the loop thread: a done future, as _start's."""
+        batch, tokens, nbytes = self._take_batch()
+        fut = asyncio.get_running_loop().create_future()
+        try:
+            fut.set_result(self._append(batch))
+        except Exception as exc:  # noqa: BLE001 - _run treats it as the thread's failure
+            fut.set_exception(exc)
+        self.inline_batches += 1
+        return fut, batch, tokens, nbytes
 
     def _start(self, loop):
         """Take the next batch off the queue and start its append in the executor."""
