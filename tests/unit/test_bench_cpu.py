@@ -38,3 +38,10 @@ def test_group_cpu_finds_a_child_in_its_own_group_and_roles_split_it():
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_process_that_ends_in_the_window_is_reported():
+    before = {10: (1.0, 1), 11: (5.0, 10), 12: (5.0, 10)}
+    assert cpu.ended_processes(before, dict(before)) == []
+    after = {10: (1.2, 1), 11: (5.5, 10), 13: (0.1, 10)}   # 13 started: all its time counts
+    assert cpu.ended_processes(before, after) == [12]      # 12 exited: its 5 s would vanish

@@ -63,6 +63,13 @@ def _roles(snapshot, leader_pid, names):
     return total
 
 
+def ended_processes(before, after):
+    """Pids of the first group snapshot missing from the second: a process that ended inside
+    the window took its CPU time with it, so the group's sum would even go down. (One that
+    started inside it is fine: all its time is the window's.)"""
+    return sorted(set(before) - set(after))
+
+
 def measure(server, workload, args):
     """Run one workload against a started server; returns the report dict."""
     host = "127.0.0.1:%d" % server.port
@@ -98,6 +105,15 @@ def measure(server, workload, args):
     window = t1 - t0
     ops = rate * window
     roles = ("core", "workers") if server.kind == "zkpy" else ("server", "server")
+    ended = ended_processes(s0, s1) + ended_processes(l0, l1)
+    if ended:
+        # e.g. a delete run on a fast machine: its deletes ran out before the window ended and
+        # the load processes exited (the window is placed by time, from outside the run)
+        return {"server": server.kind, "workload": workload, "ops_per_sec": rate,
+                "window_s": window, "errors": report.get("errors"), "cpu_us_per_op": {},
+                "cores_busy": {},
+                "invalid": "process(es) %s ended inside the measured window; run again "
+                           "with a longer --duration" % ", ".join(map(str, ended))}
     d = {}
     for snap0, snap1, leader, names in ((s0, s1, server_pgid, roles),
                                          (l0, l1, load.pid, ("loadgen", "loadgen"))):
@@ -140,6 +156,10 @@ def main(argv=None):
                 for w in args.workload.split(","):
                     r = measure(server, w, args)
                     rows.append(r)
+                    if r.get("invalid"):
+                        print("%-7s %-12s %8.0f ops/s  CPU not measured: %s" % (
+                            kind, w, r["ops_per_sec"], r["invalid"]), flush=True)
+                        continue
                     cpu = r["cpu_us_per_op"]
                     print("%-7s %-12s %8.0f ops/s  CPU us/op: %s  (cores: %s)%s" % (
                         kind, w, r["ops_per_sec"],
