@@ -2,7 +2,8 @@
 
 Owns the batching/fsync pipeline between the request pipeline and zkpy.storage.txnlog (ZooKeeper's
 SyncRequestProcessor role). Imported by the server; it does no I/O itself -- the log's append_batch
-runs in a worker thread so the event loop keeps serving (and queueing the next batch) during fsync.
+runs in a log thread so the event loop keeps serving (and queueing the next batch) during fsync,
+except for the small batches of a lightly loaded server (below).
 
 Contract:
   * submit() is called from the event loop thread and never blocks.
@@ -261,7 +262,8 @@ class GroupCommitter:
         return loop.run_in_executor(self._executor, self._append, batch), batch, tokens, nbytes
 
     def _append(self, records):
-        """Runs in the executor thread; returns the fsync time in ms (None if none was done)."""
+        """Runs in the log thread (or, from _inline, the loop thread); returns the fsync time in
+        ms (None if none was done)."""
         t0 = time.monotonic()
         self.log.append_batch(records)
         if hasattr(self.log, "last_fsync_ms"):
