@@ -112,8 +112,8 @@ def measure(server, workload, args):
         return {"server": server.kind, "workload": workload, "ops_per_sec": rate,
                 "window_s": window, "errors": report.get("errors"), "cpu_us_per_op": {},
                 "cores_busy": {},
-                "invalid": "process(es) %s ended inside the measured window; run again "
-                           "with a longer --duration" % ", ".join(map(str, ended))}
+                "invalid": "process(es) %s ended inside the measured window (a delete run "
+                           "whose nodes ran out before it closed)" % ", ".join(map(str, ended))}
     d = {}
     for snap0, snap1, leader, names in ((s0, s1, server_pgid, roles),
                                          (l0, l1, load.pid, ("loadgen", "loadgen"))):
