@@ -171,8 +171,12 @@ def test_max_delay_collects_more():
     assert [len(b) for b in log.batches] == [3]
 
 
-def test_fatal_error_stops(caplog):
-    log = FakeLog(delay=0.001, fail_on_call=1)
+@pytest.mark.parametrize("delay, inline", [(0.001, False), (0.0, True)],
+                         ids=["log-thread", "inline"])
+def test_fatal_error_stops(caplog, delay, inline):
+    """The second append fails: in the log thread (1 ms fsyncs), or in the loop thread (0 ms
+    fsyncs: the small batch goes inline)."""
+    log = FakeLog(delay=delay, fail_on_call=1)
     acked, fatal = [], []
 
     async def main():
@@ -192,6 +196,7 @@ def test_fatal_error_stops(caplog):
     assert acked == [1]  # records of the failed batch are never acknowledged
     assert len(fatal) == 1 and isinstance(fatal[0], OSError)
     assert any(r.levelno == logging.ERROR for r in caplog.records)
+    assert (log.thread_of[1] == threading.get_ident()) == inline
 
 
 def test_with_real_txnlog(tmp_path):
@@ -318,24 +323,3 @@ def test_never_inline_when_disabled():
     run(main())
     assert loop_thread not in log.threads and len(log.batches) == 3
 
-
-def test_inline_append_error_is_fatal(caplog):
-    log = FakeLog(delay=0.0, fail_on_call=1)   # the second append (inline) fails
-    acked, fatal = [], []
-    loop_thread = threading.get_ident()
-
-    async def main():
-        gc = GroupCommitter(log, acked.extend, on_fatal=fatal.append)
-        gc.submit(1, b"a", 1)
-        await gc.flush()
-        gc.submit(2, b"a", 2)
-        with pytest.raises(OSError):
-            await gc.flush()
-        with pytest.raises(RuntimeError):
-            gc.submit(3, b"a", 3)
-        await gc.close()
-
-    with caplog.at_level(logging.ERROR, logger="zkpy.storage.groupcommit"):
-        run(main())
-    assert log.thread_of[1] == loop_thread
-    assert acked == [1] and len(fatal) == 1 and isinstance(fatal[0], OSError)
