@@ -45,3 +45,11 @@ def test_a_process_that_ends_in_the_window_is_reported():
     assert cpu.ended_processes(before, dict(before)) == []
     after = {10: (1.2, 1), 11: (5.5, 10), 13: (0.1, 10)}   # 13 started: all its time counts
     assert cpu.ended_processes(before, after) == [12]      # 12 exited: its 5 s would vanish
+
+
+def test_window_samples_take_the_first_and_last_reading_inside_the_run_s_window():
+    samples = [(t, {"t": t}, {}) for t in (100, 200, 300, 400, 500)]
+    first, last = cpu.window_samples(samples, [150, 450])
+    assert (first[0], last[0]) == (200, 400)
+    assert cpu.window_samples(samples, [150, 250]) is None    # one reading inside: no span
+    assert cpu.window_samples(samples, None) is None           # a report without a window

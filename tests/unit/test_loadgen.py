@@ -213,3 +213,10 @@ def test_unreachable_server_is_an_error(capsys):
     rc = loadgen.main(["run", "--hosts", "127.0.0.1:%d" % port, "--duration", "0.2", "-q"])
     assert rc == 2
     assert "ERROR" in capsys.readouterr().err
+
+
+def test_summarize_reports_the_window_every_process_was_in():
+    part = {"ops": 1, "window_s": 1.0, "lat_ns": [1000], "errors": 0, "error_samples": []}
+    parts = [dict(part, window_ns=(100, 900)), dict(part, window_ns=(150, 800))]
+    assert loadgen.summarize(parts)["window_monotonic_ns"] == [150, 800]
+    assert loadgen.summarize([part])["window_monotonic_ns"] is None

@@ -4,8 +4,10 @@ On a machine whose cores the load generator shares with the server, ops/s says h
 split the cores as much as how fast the server is. CPU time per operation does not: this command
 starts a server (zkpy or Apache ZooKeeper, the same way `zkpy-bench compare` does), runs one
 workload against it with `zkpy-bench run`, and reads utime+stime of every process of the
-server's process group and of the load generator's from /proc at the start and the end of the
-measured window (after the warm-up), then divides by the operations counted in that window.
+server's process group and of the load generator's from /proc every 0.1 s through the run. The
+run's report gives its measured window on the machine's monotonic clock (after the warm-up; for
+delete, until its nodes ran out); the first and the last reading inside it are subtracted and
+divided by the operations of that span (the run's rate times its length).
 
     zkpy-bench cpu --server zkpy --workload setdata --duration 8
     zkpy-bench cpu --server zkpy,apache --workload setdata,create,delete
@@ -70,6 +72,20 @@ def ended_processes(before, after):
     return sorted(set(before) - set(after))
 
 
+SAMPLE_S = 0.1   # how often /proc is read during a run
+
+
+def window_samples(samples, window):
+    """The first and the last of `samples` [(t_ns, ...)] inside `window` [start_ns, end_ns], or
+    None if fewer than two fall in it."""
+    if window is None:
+        return None
+    inside = [x for x in samples if window[0] <= x[0] <= window[1]]
+    if len(inside) < 2:
+        return None
+    return inside[0], inside[-1]
+
+
 def measure(server, workload, args):
     """Run one workload against a started server; returns the report dict."""
     host = "127.0.0.1:%d" % server.port
@@ -83,37 +99,34 @@ def measure(server, workload, args):
            "--value-size", str(args.value_size), "--json", report_path, "-q"]
     load = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL)
     server_pgid = server.proc.pid
-    # The measured window: after the run's setup (--setup seconds allowed) and warm-up. A
-    # delete run first creates for --duration (unmeasured), then deletes what it made -- which
-    # may take less than --duration: its window is the first part of the delete phase.
-    lead = args.warmup + args.setup
-    span = max(args.duration - args.setup - 0.5, 0.5)
-    if workload == "delete":
-        lead += args.duration
-        span = max(args.duration / 3.0, 0.5)
-    time.sleep(lead)
-    t0 = time.monotonic()
-    s0, l0 = group_cpu(server_pgid), group_cpu(load.pid)
-    time.sleep(span)
-    t1 = time.monotonic()
-    s1, l1 = group_cpu(server_pgid), group_cpu(load.pid)
-    load.wait()
+    # /proc through the whole run; afterwards the run's report says when its measured window
+    # was (on the same monotonic clock), and the samples inside it are the ones used.
+    samples = []
+    while load.poll() is None:
+        samples.append((time.perf_counter_ns(), group_cpu(server_pgid), group_cpu(load.pid)))
+        time.sleep(SAMPLE_S)
     with open(report_path) as f:
         report = json.load(f)
     os.unlink(report_path)
     rate = report.get("ops_per_sec") or report.get("throughput") or 0.0
-    window = t1 - t0
-    ops = rate * window
-    roles = ("core", "workers") if server.kind == "zkpy" else ("server", "server")
+    result = {"server": server.kind, "workload": workload, "ops_per_sec": rate,
+              "errors": report.get("errors"), "cpu_us_per_op": {}, "cores_busy": {}}
+    pair = window_samples(samples, report.get("window_monotonic_ns"))
+    if pair is None:
+        result["window_s"] = 0.0
+        result["invalid"] = ("the measured window holds fewer than two /proc samples (every "
+                             "%g s)" % SAMPLE_S)
+        return result
+    (t0, s0, l0), (t1, s1, l1) = pair
+    window = (t1 - t0) / 1e9
+    result["window_s"] = window
     ended = ended_processes(s0, s1) + ended_processes(l0, l1)
     if ended:
-        # e.g. a delete run on a fast machine: its deletes ran out before the window ended and
-        # the load processes exited (the window is placed by time, from outside the run)
-        return {"server": server.kind, "workload": workload, "ops_per_sec": rate,
-                "window_s": window, "errors": report.get("errors"), "cpu_us_per_op": {},
-                "cores_busy": {},
-                "invalid": "process(es) %s ended inside the measured window (a delete run "
-                           "whose nodes ran out before it closed)" % ", ".join(map(str, ended))}
+        result["invalid"] = ("process(es) %s ended inside the measured window"
+                             % ", ".join(map(str, ended)))
+        return result
+    ops = rate * window
+    roles = ("core", "workers") if server.kind == "zkpy" else ("server", "server")
     d = {}
     for snap0, snap1, leader, names in ((s0, s1, server_pgid, roles),
                                          (l0, l1, load.pid, ("loadgen", "loadgen"))):
@@ -121,10 +134,9 @@ def measure(server, workload, args):
         b = _roles(snap1, leader, names)
         for k in b:
             d[k] = d.get(k, 0.0) + b[k] - a.get(k, 0.0)
-    return {"server": server.kind, "workload": workload, "ops_per_sec": rate,
-            "window_s": window, "errors": report.get("errors"),
-            "cpu_us_per_op": {k: (v * 1e6 / ops if ops else None) for k, v in d.items()},
-            "cores_busy": {k: v / window for k, v in d.items()}}
+    result["cpu_us_per_op"] = {k: (v * 1e6 / ops if ops else None) for k, v in d.items()}
+    result["cores_busy"] = {k: v / window for k, v in d.items()}
+    return result
 
 
 def main(argv=None):
@@ -136,8 +148,6 @@ def main(argv=None):
     p.add_argument("--depth", type=int, default=16)
     p.add_argument("--duration", type=float, default=8.0)
     p.add_argument("--warmup", type=float, default=2.0)
-    p.add_argument("--setup", type=float, default=1.0,
-                   help="seconds allowed for the run's setup before the warm-up (default 1)")
     p.add_argument("--znodes", type=int, default=1000)
     p.add_argument("--value-size", type=int, default=100)
     p.add_argument("--extra-cfg", default="", help="zoo.cfg key=value,... for the server")

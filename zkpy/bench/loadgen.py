@@ -198,6 +198,13 @@ NO_OPS = ("no operation completed in the measured window (a delete run: its node
           "during the warm-up; give it a longer --duration or a shorter --warmup)")
 
 
+def _common_window(windows):
+    """[latest start, earliest end] of per-process (start, end) windows; None if unknown."""
+    if not windows or any(w is None for w in windows):
+        return None
+    return [max(w[0] for w in windows), min(w[1] for w in windows)]
+
+
 def summarize(parts, wall_s=None):
     """Combine per-process results into one report dict (latencies in ms)."""
     ops = sum(p["ops"] for p in parts)
@@ -222,6 +229,9 @@ def summarize(parts, wall_s=None):
         "p999_ms": ms(pct[0.999]),
         "max_ms": ms(max(lat)) if lat else None,
         "window_s": round(max((p["window_s"] for p in parts), default=0.0), 3),
+        # the part of the measured window every process was in, on the machine's monotonic clock
+        # (time.perf_counter_ns / time.monotonic_ns on Linux): zkpy-bench cpu reads /proc by it
+        "window_monotonic_ns": _common_window([p.get("window_ns") for p in parts]),
         "errors": errors,
         "error_samples": samples,
         "wall_s": None if wall_s is None else round(wall_s, 2),
@@ -659,6 +669,7 @@ def _worker(conn, cfg, sids):
     conn.send(("result", {
         "ops": stats.ops,
         "window_s": window_s,
+        "window_ns": (measure_from, measure_end),   # time.perf_counter_ns: CLOCK_MONOTONIC
         "lat_ns": stats.lat.tobytes(),
         "errors": stats.errors + misc.errors,
         "error_samples": stats.samples + misc.samples,
