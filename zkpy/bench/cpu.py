@@ -44,16 +44,22 @@ def _proc_cpu(pid):
     return (int(rest[11]) + int(rest[12])) / _TICK, int(rest[1]), int(rest[2])
 
 
-def group_cpu(pgid):
-    """{pid: (cpu seconds, ppid)} of every process in process group `pgid`."""
-    out = {}
+def groups_cpu(*pgids):
+    """[{pid: (cpu seconds, ppid)}] of every process in each of the process groups `pgids`,
+    from one pass over /proc."""
+    out = {pgid: {} for pgid in pgids}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         st = _proc_cpu(int(name))
-        if st is not None and st[2] == pgid:
-            out[int(name)] = (st[0], st[1])
-    return out
+        if st is not None and st[2] in out:
+            out[st[2]][int(name)] = (st[0], st[1])
+    return [out[pgid] for pgid in pgids]
+
+
+def group_cpu(pgid):
+    """{pid: (cpu seconds, ppid)} of every process in process group `pgid`."""
+    return groups_cpu(pgid)[0]
 
 
 def _roles(snapshot, leader_pid, names):
@@ -103,7 +109,7 @@ def measure(server, workload, args):
     # was (on the same monotonic clock), and the samples inside it are the ones used.
     samples = []
     while load.poll() is None:
-        samples.append((time.perf_counter_ns(), group_cpu(server_pgid), group_cpu(load.pid)))
+        samples.append((time.perf_counter_ns(),) + tuple(groups_cpu(server_pgid, load.pid)))
         time.sleep(SAMPLE_S)
     with open(report_path) as f:
         report = json.load(f)
