@@ -31,6 +31,8 @@ import os
 import struct
 import time
 
+import lmdb
+
 from zkpy import errors
 from zkpy.errors import StorageCorruptError, ZkError
 from zkpy.proto import codec, consts
@@ -59,6 +61,14 @@ log = logging.getLogger("zkpy.server")
 
 _encode_reply = codec.encode_reply_frame
 _ZERO_PASSWD = b"\0" * 16
+# LMDB checkpoints (zkpy.storage.lmdb_checkpoint): how often, when there were writes. A power
+# cut comes back to the last one and replays the log from there; until the next one, pages
+# freed by writes are not reused (the checkpoint's pin), so the database file may grow by what
+# this many seconds of writes touch.
+CHECKPOINT_INTERVAL_S = 2.0
+# After a checkpoint the log starts a new file once the current one holds this much: recovery
+# reads from the file holding the checkpoint's zxid on, and purge removes whole files.
+LOG_ROLL_AT_CHECKPOINT_BYTES = 4 << 20
 _I32 = struct.Struct(">i")
 CONFIG_NODE = "/zookeeper/config"
 ALL_CONNECTIONS = 0xFFFFFFFF   # close_conn(ALL_CONNECTIONS): every connection of the origin
@@ -214,43 +224,30 @@ class Core(object):
         cfg = self.config
         os.makedirs(cfg.data_dir, exist_ok=True)
         os.makedirs(cfg.data_log_dir, exist_ok=True)
-        self.tree = LmdbTree(os.path.join(cfg.data_dir, "zkpy-db"))
+        db_path = os.path.join(cfg.data_dir, "zkpy-db")
+        self.tree = LmdbTree(db_path)
+        if self.tree.restored:
+            log.info("the last stop of %s was not clean: LMDB restored to its checkpoint at "
+                     "zxid 0x%x; the log after it is replayed", db_path,
+                     self.tree.checkpoint_zxid)
+        elif self.tree.created:
+            log.info("created a new database at %s", db_path)
         self._renew_read()
         applied = self._read_view.last_zxid()
         self.txnlog = TxnLog(os.path.join(cfg.data_log_dir, "zkpy-log"), force_sync=cfg.force_sync,
                              logger=logging.getLogger("zkpy.txnlog"),
                              fsync_warning_ms=cfg.fsync_warning_threshold_ms)
-        pending_reset = self.tree.log_reset_pending() if hasattr(self.tree, "log_reset_pending") \
-            else None
+        pending_reset = self.tree.log_reset_pending()
         if pending_reset is not None:
             # A SNAP sync installed LMDB but stopped before the old log was removed.
             log.info("finishing an interrupted snapshot install at 0x%x: removing the old log",
                      pending_reset)
             self.txnlog.reset()
             self.tree.clear_log_reset()
-        replayed = 0
-        wv = None
-        last = applied
-        for zxid, payload in (self.txnlog.recover(applied) if replay else ()):
-            if replayed == 0 and zxid > applied + 1 and zxid >> 32 == applied >> 32:
-                # Every txn takes the next zxid within an epoch: a hole means log files that
-                # LMDB's state does not cover were removed.
-                raise StorageCorruptError(
-                    "the transaction log in %s starts at zxid 0x%x but the database at %s holds "
-                    "only up to 0x%x: txns 0x%x..0x%x are missing"
-                    % (self.txnlog.dir, zxid, self.tree.path, applied, applied + 1, zxid - 1))
-            if wv is None:
-                wv = self.tree.write()
-            datatree.apply(wv, zxid, txns.decode(payload))
-            last = zxid
-            replayed += 1
-            if replayed % 10000 == 0:
-                wv.set_last_zxid(last)
-                wv.commit()
-                wv = None
-        if wv is not None:
-            wv.set_last_zxid(last)
-            wv.commit()
+        try:
+            last, replayed = self._replay(applied) if replay else (applied, 0)
+        except lmdb.Error as e:
+            raise StorageCorruptError("the LMDB database %s is damaged: %s" % (db_path, e))
         if not replay:
             list(self.txnlog.recover(applied))  # checks the log, finds its last zxid
         if last < self.txnlog.last_zxid:
@@ -260,12 +257,48 @@ class Core(object):
         self.last_zxid = self._read_view.last_zxid()
         self.next_zxid = max(last, self.last_zxid) + 1
         self.durable_zxid = self.commit_zxid = self.last_zxid
+        self._txns_since_checkpoint = replayed   # the first checkpoint makes the replay stick
         t = now_ms()
         for sid, timeout in self._read_view.sessions().items():
             self.sessions.add(sid, timeout, t)
         log.info("loaded %d znodes, %d sessions; replayed %d txns from the log; last zxid 0x%x",
                  self._read_view.node_count(), len(self.sessions.sessions), replayed,
                  self.last_zxid)
+
+    def _replay(self, applied):
+        """Apply the log's txns past `applied` to LMDB; returns (last zxid, count)."""
+        replayed = 0
+        wv = None
+        last = applied
+        for zxid, payload in self.txnlog.recover(applied):
+            if replayed == 0 and zxid > applied + 1 and zxid >> 32 == applied >> 32:
+                # Every txn takes the next zxid within an epoch: a hole means log files that
+                # LMDB's state does not cover were removed.
+                raise StorageCorruptError(
+                    "the transaction log in %s starts at zxid 0x%x but the database at %s holds "
+                    "only up to 0x%x: txns 0x%x..0x%x are missing"
+                    % (self.txnlog.dir, zxid, self.tree.path, applied, applied + 1, zxid - 1))
+            if wv is None:
+                wv = self.tree.write()
+            try:
+                datatree.apply(wv, zxid, txns.decode(payload))
+            except lmdb.Error:
+                raise
+            except Exception as e:
+                raise StorageCorruptError(
+                    "txn 0x%x of the log in %s does not apply to the database at %s (%s: %s): "
+                    "the log and the database do not belong together"
+                    % (zxid, self.txnlog.dir, self.tree.path, type(e).__name__, e))
+            last = zxid
+            replayed += 1
+            if replayed % 10000 == 0:
+                wv.set_last_zxid(last)
+                wv.commit()
+                wv = None
+        if wv is not None:
+            wv.set_last_zxid(last)
+            wv.commit()
+        return last, replayed
 
     def start(self):
         """Start the loop-side machinery (call inside the running loop)."""
@@ -295,8 +328,7 @@ class Core(object):
             if self._rtxn is not None:
                 self._rtxn.abort()
                 self._rtxn = None
-            self.tree.checkpoint()
-            self.tree.close()
+            self.tree.close()   # checkpoints first: a clean stop restores and replays nothing
             self.tree = None
         if self.txnlog is not None:
             self.txnlog.close()
@@ -922,21 +954,65 @@ class Core(object):
                 log.exception("container/TTL reaper")
 
     async def _checkpoint_loop(self):
-        """Sync LMDB now and then, so the log behind it can be purged (autopurge)."""
+        """Checkpoint LMDB now and then (zkpy.storage.lmdb_checkpoint): what a restart after a
+        power cut comes back to, and how far the log behind it can be purged (autopurge)."""
         cfg = self.config
         interval_s = cfg.autopurge_purge_interval_h * 3600 if cfg.autopurge_purge_interval_h else 0
         last_purge = time.monotonic()
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(10)
+            await asyncio.sleep(CHECKPOINT_INTERVAL_S)
             if self._txns_since_checkpoint == 0:
                 continue
+            txns_before = self._txns_since_checkpoint
             self._txns_since_checkpoint = 0
-            zxid = await loop.run_in_executor(None, self.tree.checkpoint)
-            self.txnlog.request_roll()
+            try:
+                zxid = await self.checkpoint_now()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                self._txns_since_checkpoint += txns_before
+                log.error("LMDB checkpoint of %s failed (retried; the log is kept): %s",
+                          self.tree.path, e)
+                continue
+            if zxid is None:
+                self._txns_since_checkpoint += txns_before
+                continue
+            if self.txnlog.size_since_roll() >= LOG_ROLL_AT_CHECKPOINT_BYTES:
+                self.txnlog.request_roll()
             if interval_s and time.monotonic() - last_purge >= interval_s:
                 last_purge = time.monotonic()
                 deleted = await loop.run_in_executor(
                     None, self.txnlog.purge, zxid, cfg.autopurge_snap_retain_count)
                 if deleted:
                     log.info("autopurge removed %d old log files", len(deleted))
+
+    async def checkpoint_now(self):
+        """One LMDB checkpoint: pinned here between batches, synced and stored in a thread.
+        Returns the zxid it covers, None if one was already under way. A cancel waits for the
+        thread: a stored checkpoint must keep its pin (LmdbTree.abandon_checkpoint)."""
+        tree = self.tree
+        pending = tree.begin_checkpoint()
+        if pending is None:
+            return None
+        fut = asyncio.get_running_loop().run_in_executor(None, tree.finish_checkpoint, pending)
+        cancelled = False
+        while True:
+            try:
+                await asyncio.shield(fut)
+                break
+            except asyncio.CancelledError:
+                if fut.done():
+                    break
+                cancelled = True
+            except Exception:
+                break
+        if fut.exception() is not None:
+            tree.abandon_checkpoint(pending)
+            if cancelled:
+                raise asyncio.CancelledError()
+            raise fut.exception()
+        zxid = tree.end_checkpoint(pending)
+        if cancelled:
+            raise asyncio.CancelledError()
+        return zxid

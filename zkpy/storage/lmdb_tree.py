@@ -15,16 +15,22 @@ of a node with 100k children, or of one whose children hold millions of znodes, 
 children's keys and one seek per child that has children. (Data directories of zkpy 0.x before
 this layout had a "children" database; it is dropped when the writer opens one.)
 
-Durability: the transaction log is the source of truth. LMDB is opened without its own fsync
-(sync=False); `checkpoint()` syncs it, and the log is only purged up to a checkpointed zxid. A
-process crash (kill -9) loses nothing either way: committed LMDB pages live in the OS page cache.
+Durability: the transaction log is the source of truth. LMDB commits without fsync
+(sync=False); `checkpoint()` makes its current state the one a restart comes back to, whatever a
+power cut leaves of the pages written since (zkpy.storage.lmdb_checkpoint: pin, sync, store the
+meta pages; on open they are put back). The log is only purged up to the checkpoint's zxid, and
+the log past it is replayed on start.
 """
 
+import os
+import shutil
 import struct
+import threading
 
 import lmdb
 
 from zkpy.errors import StorageCorruptError
+from zkpy.storage import lmdb_checkpoint
 from zkpy.storage.codec_impl import pack_node, unpack_node
 from zkpy.storage.crc import crc32c
 from zkpy.tree.datatree import initial_nodes, owner_kind
@@ -270,36 +276,166 @@ class WriteView(ReadView):
         self.txn.put(_LAST_ZXID, _Q.pack(zxid), db=self._t.db_meta)
 
 
+class PendingCheckpoint(object):
+    """A checkpoint between LmdbTree.begin_checkpoint and end_checkpoint: its pin (a read txn
+    on the state it covers) and what finish_checkpoint stores."""
+
+    __slots__ = ("pin", "record")
+
+    def __init__(self, pin, record):
+        self.pin = pin
+        self.record = record
+
+    @property
+    def zxid(self):
+        return self.record.zxid
+
+
 class LmdbTree(object):
+    """The LMDB environment of one server. The writer (readonly=False) opens it through the
+    checkpoint protocol of zkpy.storage.lmdb_checkpoint: a new directory is built aside and
+    renamed into place; an existing one is put back to its last checkpoint (a no-op after a clean
+    stop) and pinned there before anything writes. Damage -- a database that will not open, a
+    named database missing, no valid checkpoint -- raises StorageCorruptError naming the file,
+    never creates anything in its place."""
+
+    DB_NAMES = (b"nodes", b"ephemerals", b"sessions", b"meta")
+
     def __init__(self, path, map_size=1 << 36, readonly=False):
         self.path = path
-        self.env = lmdb.open(path, map_size=map_size, max_dbs=8, subdir=True, readonly=readonly,
-                             sync=False, metasync=False, readahead=False, max_readers=1024,
-                             lock=True, create=not readonly)
-        self.max_key_size = self.env.max_key_size()
-        self.db_nodes = self.env.open_db(b"nodes", create=not readonly)
-        self.db_ephemerals = self.env.open_db(b"ephemerals", create=not readonly)
-        self.db_sessions = self.env.open_db(b"sessions", create=not readonly)
-        self.db_meta = self.env.open_db(b"meta", create=not readonly)
         self.generation = 0     # write txns committed through this object
         self._last_read = None  # (txn, generation) of the newest read_txn()
         self._shared = None     # (read view, generation): the newest view of the newest txn
         self._carry = None      # (generation, nodes, nodes written) from the last commit
-        if not readonly:
-            self._initialize()
+        self._pin = None        # read txn on the state of the newest durable checkpoint
+        self._stale_pins = []   # pins of checkpoints whose store failed (maybe on disk)
+        self._ckpt_lock = threading.Lock()   # one checkpoint (or snapshot install) at a time
+        self.checkpoint_seq = 0
+        self.checkpoint_zxid = 0
+        self.restored = False   # open() put data.mdb back to its checkpoint
+        self.created = False    # open() made a new, empty database
+        if readonly:
+            self.env = self._open_env(map_size, readonly=True)
+            self._open_dbs()
+            return
+        record = self._prepare(map_size)
+        self.env = self._open_env(map_size, readonly=False)
+        try:
+            self._open_dbs()
+            self._pin = self.env.begin(buffers=False)   # before any write: see lmdb_checkpoint
+            self._check_open_state(record)
+            self._drop_old_layout()
+        except BaseException:
+            self.env.close()
+            raise
+        if record is None:   # a database from before checkpoints: trusted as it is
+            self.checkpoint()
+        else:
+            self.checkpoint_seq = record.seq
+            self.checkpoint_zxid = record.zxid
 
-    def _initialize(self):
-        with self.env.begin(write=True) as txn:
-            if txn.get(b"children") is not None:   # the child index of an older layout
-                txn.drop(self.env.open_db(b"children", txn=txn), delete=True)
-            if txn.get(_LAST_ZXID, db=self.db_meta) is not None:
-                return
-            view = WriteView(self, txn)
-            for path, node in initial_nodes():
-                view.put(path, node)
-            view.set_last_zxid(0)
-            view.flush()
-        self.env.sync(True)
+    # ------------------------------------------------------------------ open
+
+    def _open_env(self, map_size, readonly):
+        data = lmdb_checkpoint.data_file(self.path)
+        if not os.path.exists(data):
+            raise StorageCorruptError("%s is missing: the database directory %s is damaged"
+                                      % (data, self.path))
+        try:
+            return lmdb.open(self.path, map_size=map_size, max_dbs=8, subdir=True,
+                             readonly=readonly, sync=False, metasync=False, readahead=False,
+                             max_readers=1024, lock=True, create=False)
+        except lmdb.Error as e:
+            raise StorageCorruptError("cannot open the LMDB database %s: %s" % (data, e))
+
+    def _open_dbs(self):
+        try:
+            with self.env.begin() as txn:
+                present = set(k for k, _ in txn.cursor())
+            for name in self.DB_NAMES:
+                if name not in present:
+                    raise StorageCorruptError(
+                        "the LMDB database %s has no %r database: the data directory is "
+                        "damaged" % (lmdb_checkpoint.data_file(self.path), name.decode()))
+                setattr(self, "db_" + name.decode(), self.env.open_db(name, create=False))
+            self.max_key_size = self.env.max_key_size()
+        except lmdb.Error as e:
+            raise StorageCorruptError("the LMDB database %s is damaged: %s"
+                                      % (lmdb_checkpoint.data_file(self.path), e))
+
+    def _prepare(self, map_size):
+        """Before the writer opens the environment: build a new one if there is none, else put
+        it back to its checkpoint. Returns the checkpoint record (None: older database)."""
+        fresh = self.path + ".new"
+        if os.path.isdir(fresh):
+            shutil.rmtree(fresh)   # a build a crash interrupted: never renamed into place
+        if not os.path.exists(self.path):
+            self._create(fresh, map_size)
+            os.rename(fresh, self.path)
+            lmdb_checkpoint.fsync_dir(os.path.dirname(os.path.abspath(self.path)))
+            self.created = True
+            return lmdb_checkpoint.load(self.path)
+        data = lmdb_checkpoint.data_file(self.path)
+        if not os.path.exists(data):
+            raise StorageCorruptError("%s is missing: the database directory %s is damaged"
+                                      % (data, self.path))
+        lmdb_checkpoint.wait_exclusive(self.path)
+        record = lmdb_checkpoint.load(self.path)
+        if record is not None:
+            try:
+                self.restored = lmdb_checkpoint.restore(self.path, record)
+            except OSError as e:
+                raise StorageCorruptError("cannot restore %s to its checkpoint: %s"
+                                          % (lmdb_checkpoint.data_file(self.path), e))
+        return record
+
+    def _create(self, path, map_size):
+        os.makedirs(path)
+        env = lmdb.open(path, map_size=map_size, max_dbs=8, subdir=True, sync=False,
+                        metasync=False, readahead=False, lock=True, create=True)
+        try:
+            with env.begin(write=True) as txn:
+                dbs = [env.open_db(name, txn=txn, create=True) for name in self.DB_NAMES]
+                nodes, meta = dbs[0], dbs[3]
+                for p, node in initial_nodes():
+                    txn.put(p.encode("utf-8"), pack_node(node), db=nodes)
+                txn.put(_LAST_ZXID, _Q.pack(0), db=meta)
+            txnid = env.info()["last_txnid"]
+            env.sync(True)
+        finally:
+            env.close()
+        psize, metas = lmdb_checkpoint.read_metas(path)
+        lmdb_checkpoint.create_slots(path, lmdb_checkpoint.Checkpoint(1, txnid, 0, psize, metas))
+        for name in os.listdir(path):
+            if name != "lock.mdb":
+                fd = os.open(os.path.join(path, name), os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        lmdb_checkpoint.fsync_dir(path)
+
+    def _check_open_state(self, record):
+        v = self._pin.get(_LAST_ZXID, db=self.db_meta)
+        if v is None:
+            raise StorageCorruptError("the LMDB database %s holds no last zxid: the data "
+                                      "directory is damaged"
+                                      % lmdb_checkpoint.data_file(self.path))
+        if record is None:
+            return
+        zxid = _Q.unpack(v)[0]
+        if self._pin.id() != record.txnid or zxid != record.zxid:
+            raise StorageCorruptError(
+                "the LMDB database %s opened at txn %d, zxid 0x%x; its checkpoint says txn %d, "
+                "zxid 0x%x: the data directory is damaged"
+                % (lmdb_checkpoint.data_file(self.path), self._pin.id(), zxid, record.txnid,
+                   record.zxid))
+
+    def _drop_old_layout(self):
+        if self._pin.get(b"children") is None:
+            return
+        with self.env.begin(write=True) as txn:   # the child index of an older layout
+            txn.drop(self.env.open_db(b"children", txn=txn), delete=True)
 
     def read_txn(self):
         txn = self.env.begin(buffers=False)
@@ -341,12 +477,82 @@ class LmdbTree(object):
                 self._shared = None
         return wv
 
-    def checkpoint(self):
-        """Make LMDB's applied state durable on disk; returns the zxid it covers."""
-        with self.env.begin() as txn:
-            zxid = ReadView(self, txn).last_zxid()
+    # ------------------------------------------------------------------ checkpoints
+
+    def begin_checkpoint(self):
+        """Step 1 of a checkpoint (lmdb_checkpoint): pin the newest committed state. Call in
+        the writer's thread with no write txn open; then finish_checkpoint (any thread,
+        blocking), then end_checkpoint -- or abandon_checkpoint if finishing failed. Returns
+        None when another checkpoint (or a snapshot install) is under way."""
+        if not self._ckpt_lock.acquire(blocking=False):
+            return None
+        try:
+            return self._begin_checkpoint()
+        except BaseException:
+            self._ckpt_lock.release()
+            raise
+
+    def _begin_checkpoint(self):
+        pin = self.env.begin(buffers=False)
+        try:
+            v = pin.get(_LAST_ZXID, db=self.db_meta)
+            psize, metas = lmdb_checkpoint.read_metas(self.path)
+            txnid = pin.id()
+            if lmdb_checkpoint.newest_txnid(psize, metas) != txnid:
+                raise RuntimeError("data.mdb's meta pages moved while a checkpoint was begun "
+                                   "(a write txn was open)")
+        except BaseException:
+            pin.abort()
+            raise
+        # seq moves on only when a checkpoint is stored: after a failed store the next attempt
+        # rewrites the same slot, so the other slot (the last good one) is never overwritten
+        # while this one may be torn.
+        record = lmdb_checkpoint.Checkpoint(self.checkpoint_seq + 1, txnid,
+                                            0 if v is None else _Q.unpack(v)[0], psize, metas)
+        return PendingCheckpoint(pin, record)
+
+    def finish_checkpoint(self, pending):
+        """Steps 2 and 3: sync data.mdb, then store the checkpoint record. Blocking."""
         self.env.sync(True)
-        return zxid
+        lmdb_checkpoint.store(self.path, pending.record)
+
+    def end_checkpoint(self, pending):
+        """Step 4: the new checkpoint is durable; release the pins of the older ones."""
+        try:
+            return self._stored(pending)
+        finally:
+            self._ckpt_lock.release()
+
+    def abandon_checkpoint(self, pending):
+        """finish_checkpoint failed: its record may or may not be on disk, so its pin stays
+        (until a later checkpoint is stored) -- a stored record's pages must never be reused."""
+        self._stale_pins.append(pending.pin)
+        self._ckpt_lock.release()
+
+    def checkpoint(self):
+        """A whole checkpoint, in this thread: LMDB's current state becomes the one a restart
+        comes back to. Returns the zxid it covers."""
+        with self._ckpt_lock:
+            return self._checkpoint_locked()
+
+    def _checkpoint_locked(self):
+        pending = self._begin_checkpoint()
+        try:
+            self.finish_checkpoint(pending)
+        except BaseException:
+            self._stale_pins.append(pending.pin)
+            raise
+        return self._stored(pending)
+
+    def _stored(self, pending):
+        old, self._pin = self._pin, pending.pin
+        for txn in [old] + self._stale_pins:
+            if txn is not None:
+                txn.abort()
+        self._stale_pins = []
+        self.checkpoint_seq = pending.record.seq
+        self.checkpoint_zxid = pending.record.zxid
+        return pending.record.zxid
 
     # ------------------------------------------------------------------ SNAP sync (Zab)
 
@@ -416,7 +622,7 @@ class LmdbTree(object):
         Consumes ``chunks`` (any iterable of bytes-like, chunked any way) inside ONE LMDB write
         txn: every database is emptied, every entry put, meta last_zxid comes from the snapshot and
         meta log_reset_pending is set to that zxid; only once the end marker's count and CRC32C
-        check out is the txn committed, then LMDB is synced (env.sync(True)). A truncated, damaged
+        check out is the txn committed, then checkpointed (a restart comes back to it). A truncated, damaged
         or trailing-garbage stream -- or one without last_zxid -- raises StorageCorruptError
         (and an exception from the iterable itself propagates) with the txn aborted: the old
         contents stay, untouched. Readers see the old tree until the commit, the new one after.
@@ -437,6 +643,10 @@ class LmdbTree(object):
         above zxid may belong to a discarded history) is never replayed onto the snapshot.
         The caller also renews any read txn / cached view it holds on this tree afterwards.
         """
+        with self._ckpt_lock:
+            return self._install_locked(chunks)
+
+    def _install_locked(self, chunks):
         txn = self.env.begin(write=True)
         try:
             zxid = self._install(txn, chunks)
@@ -449,7 +659,7 @@ class LmdbTree(object):
             raise
         txn.commit()
         self._forget_decoded()
-        self.env.sync(True)
+        self._checkpoint_locked()   # a power cut from here on comes back to the snapshot
         return zxid
 
     def _forget_decoded(self):
@@ -545,10 +755,22 @@ class LmdbTree(object):
 
     def clear_log_reset(self):
         """Forget log_reset_pending (after txnlog.reset()): commit, then sync LMDB."""
-        with self.env.begin(write=True) as txn:
-            txn.delete(_LOG_RESET_PENDING, db=self.db_meta)
-        self._forget_decoded()
-        self.env.sync(True)
+        with self._ckpt_lock:
+            with self.env.begin(write=True) as txn:
+                txn.delete(_LOG_RESET_PENDING, db=self.db_meta)
+            self._forget_decoded()
+            self._checkpoint_locked()
 
-    def close(self):
+    def close(self, checkpoint=True):
+        """Close the environment; a writer first checkpoints (a clean stop: the next open
+        restores nothing and replays nothing). checkpoint=False: as after a crash, the next open
+        comes back to the last checkpoint."""
+        if checkpoint and self._pin is not None:
+            self.checkpoint()
+        for txn in self._stale_pins:
+            txn.abort()
+        self._stale_pins = []
+        if self._pin is not None:
+            self._pin.abort()
+            self._pin = None
         self.env.close()

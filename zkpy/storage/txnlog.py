@@ -473,6 +473,10 @@ class TxnLog:
             self._roll_requested = False
             self._close_fd()
 
+    def size_since_roll(self):
+        """Bytes in the file appends go to now (0 before the first append after a roll)."""
+        return self._size
+
     def request_roll(self):
         """Start a new file after the current batch (called after an LMDB checkpoint, so that
         recovery only reads the files written since: startup stays short on a big tree)."""
