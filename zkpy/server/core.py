@@ -334,6 +334,33 @@ class Core(object):
             self.txnlog.close()
             self.txnlog = None
 
+    def set_aside_local_data(self):
+        """Damaged local data of an ensemble member: close what is open (no checkpoint) and
+        rename zkpy-db and zkpy-log to <name>.damaged-<time> (kept for a post-mortem, never
+        read again). Returns the new paths."""
+        if self.tree is not None:
+            self.tree.close(checkpoint=False)
+            self.tree = None
+            self._rtxn = self._read_view = None
+        if self.txnlog is not None:
+            self.txnlog.close()
+            self.txnlog = None
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        moved = []
+        for parent, name in ((self.config.data_dir, "zkpy-db"),
+                             (self.config.data_log_dir, "zkpy-log")):
+            path = os.path.join(parent, name)
+            if os.path.exists(path):
+                dest = "%s.damaged-%s" % (path, stamp)
+                os.rename(path, dest)
+                moved.append(dest)
+            fd = os.open(parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return moved
+
     def _on_fatal(self, exc):
         log.error("fatal transaction log error, stopping: %s", exc)
         self.fatal = exc

@@ -14,6 +14,7 @@ import signal
 from zkpy import ZK_VERSION_STRING
 from zkpy.admin import fourletter
 from zkpy.server.connection import Connection
+from zkpy.errors import StorageCorruptError
 from zkpy.server.core import Core
 from zkpy.server.frontend import Frontend
 
@@ -101,7 +102,18 @@ async def serve(config, ready=None):
     core = Core(config)
     loop = asyncio.get_running_loop()
     distributed = config.is_distributed()
-    await loop.run_in_executor(None, core.open, not distributed)
+    try:
+        await loop.run_in_executor(None, core.open, not distributed)
+    except StorageCorruptError as e:
+        if not distributed:
+            raise
+        # An ensemble member's data is a copy of the leader's: set the damaged copy aside and
+        # join with none (last zxid 0, so it never wins an election over a member with data);
+        # the leader syncs it (SNAP). Its epoch files stay: they are promises made to leaders.
+        moved = await loop.run_in_executor(None, core.set_aside_local_data)
+        log.error("local data damaged: %s -- moved to %s; resyncing from the leader",
+                  e, ", ".join(moved))
+        await loop.run_in_executor(None, core.open, False)
     tune_gc()
     core.start()
     peer = None
