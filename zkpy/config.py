@@ -110,6 +110,7 @@ class Config:
     # zkpy-specific
     workers: int = 1
     commit_max_bytes: int = 1 << 20
+    checkpoint_interval_ms: int = 2000
     # bookkeeping
     raw: dict = field(default_factory=dict)
     warnings: tuple = ()
@@ -452,6 +453,8 @@ _KEYS = {
     # workers=0 serves clients inside the core process (no worker processes).
     "workers": ("workers", _nonneg),
     "commitMaxBytes": ("commit_max_bytes", _positive),
+    # LMDB checkpoints (zkpy.storage.lmdb_checkpoint): a power cut replays the log from the last.
+    "checkpointIntervalMs": ("checkpoint_interval_ms", _positive),
 }
 
 # ZooKeeper keys that are valid but tune machinery zkpy does not have: accepted without a warning.

@@ -61,11 +61,6 @@ log = logging.getLogger("zkpy.server")
 
 _encode_reply = codec.encode_reply_frame
 _ZERO_PASSWD = b"\0" * 16
-# LMDB checkpoints (zkpy.storage.lmdb_checkpoint): how often, when there were writes. A power
-# cut comes back to the last one and replays the log from there; until the next one, pages
-# freed by writes are not reused (the checkpoint's pin), so the database file may grow by what
-# this many seconds of writes touch.
-CHECKPOINT_INTERVAL_S = 2.0
 # After a checkpoint the log starts a new file once the current one holds this much: recovery
 # reads from the file holding the checkpoint's zxid on, and purge removes whole files.
 LOG_ROLL_AT_CHECKPOINT_BYTES = 4 << 20
@@ -988,7 +983,10 @@ class Core(object):
         last_purge = time.monotonic()
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(CHECKPOINT_INTERVAL_S)
+            # checkpointIntervalMs: a power cut comes back to the last checkpoint and replays
+            # the log from there; until the next one, pages freed by writes are not reused (the
+            # checkpoint's pin), so data.mdb may grow by what that much time of writes touches.
+            await asyncio.sleep(cfg.checkpoint_interval_ms / 1000.0)
             if self._txns_since_checkpoint == 0:
                 continue
             txns_before = self._txns_since_checkpoint
