@@ -133,7 +133,8 @@ class CrashFS:
         self._sock = os.path.join(self._tmp, "control")
         self.log_path = Path(self._user_log or os.path.join(self._tmp, "daemon.log"))
         cmd = [sys.executable, DAEMON, str(self.backing), str(self.mountpoint),
-               "--control", self._sock, "--fsync-delay-ms", str(self._fsync_delay_ms)]
+               "--control", self._sock, "--fsync-delay-ms", str(self._fsync_delay_ms),
+               "--parent-pid", str(os.getpid())]
         if self._space_limit is not None:
             cmd += ["--space-limit", str(self._space_limit)]
         with open(self.log_path, "ab") as logf:

@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import random
+import signal
 import socket
 import stat
 import sys
@@ -76,7 +77,7 @@ def _dead_check(method):
 
 
 class CrashOps(mfusepy.Operations):
-    """FUSE operations over BACKING; every in-memory state change happens under self.lock."""
+    """FUSE operations over BACKING; every in-memory state change happens under self._lock."""
 
     use_ns = True
     flag_nopath = True        # with flag_nullpath_ok: mfusepy sets nullpath_ok (no path for fh ops)
@@ -84,7 +85,7 @@ class CrashOps(mfusepy.Operations):
 
     def __init__(self, root, fsync_delay_ms=0, space_limit=None, max_pending=256 << 20):
         self.root = os.path.realpath(root)
-        self.lock = threading.Lock()
+        self._lock = threading.Lock()
         self.files = {}          # backing st_ino -> VolatileFile (not orphans)
         self.handles = {}        # fh -> _Handle
         self.dirs = {}           # directory fh -> path at opendir
@@ -96,10 +97,13 @@ class CrashOps(mfusepy.Operations):
         self.max_pending = max_pending
         self.mem = 0             # pending bytes over all files
         self.total_size = self._walk_total()
-        self.counts = dict(writes=0, bytes_written=0, reads=0, fsyncs=0, fsyncdirs=0,
+        # mfusepy registers every attribute named like a FUSE operation ("lock", "flush", ...)
+        clash = [k for k in vars(self) if hasattr(mfusepy.Operations, k)]
+        assert not clash, "attributes named like FUSE operations: %s" % clash
+        self.counts = dict(writes=0, bytes_written=0, reads=0, fsyncs=0, datasyncs=0, fsyncdirs=0,
                            sync_writes=0, truncates=0, writebacks=0, enospc=0)
 
-    # -- helpers (called with self.lock held) ----------------------------------------------
+    # -- helpers (called with self._lock held) ----------------------------------------------
 
     def _real(self, path):
         return self.root + path
@@ -205,7 +209,7 @@ class CrashOps(mfusepy.Operations):
 
     @_dead_check
     def getattr(self, path, fi=None):
-        with self.lock:
+        with self._lock:
             self._check_dead()
             if fi is not None and fi.fh in self.handles:
                 vf = self.handles[fi.fh].vf
@@ -240,13 +244,13 @@ class CrashOps(mfusepy.Operations):
 
     @_dead_check
     def open(self, path, fi):
-        with self.lock:
+        with self._lock:
             self._check_dead()
             return self._open(path, fi)
 
     @_dead_check
     def create(self, path, mode, fi):
-        with self.lock:
+        with self._lock:
             self._check_dead()
             fd = os.open(self._real(path), os.O_CREAT | os.O_RDWR | os.O_CLOEXEC
                          | (fi.flags & os.O_EXCL), mode)
@@ -255,14 +259,14 @@ class CrashOps(mfusepy.Operations):
 
     @_dead_check
     def read(self, path, size, offset, fi):
-        with self.lock:
+        with self._lock:
             self._check_dead()
             self.counts["reads"] += 1
             return self._handle(fi).vf.read(offset, size)
 
     @_dead_check
     def write(self, path, data, offset, fi):
-        with self.lock:
+        with self._lock:
             self._check_dead()
             h = self._handle(fi)
             vf = h.vf
@@ -287,7 +291,7 @@ class CrashOps(mfusepy.Operations):
 
     @_dead_check
     def truncate(self, path, length, fi=None):
-        with self.lock:
+        with self._lock:
             self._check_dead()
             if fi is not None and fi.fh in self.handles:
                 self._resize(self.handles[fi.fh].vf, length)
@@ -303,7 +307,7 @@ class CrashOps(mfusepy.Operations):
     def fallocate(self, path, mode, offset, length, fi):
         if mode & ~_FALLOC_FL_KEEP_SIZE:
             raise mfusepy.FuseOSError(errno.EOPNOTSUPP)  # punch hole, zero range, ...
-        with self.lock:
+        with self._lock:
             self._check_dead()
             vf = self._handle(fi).vf
             if not mode & _FALLOC_FL_KEEP_SIZE and offset + length > vf.size:
@@ -313,10 +317,11 @@ class CrashOps(mfusepy.Operations):
     @_dead_check
     def fsync(self, path, datasync, fi):
         self._delay()
-        with self.lock:
+        with self._lock:
             self._check_dead()
             vf = self._handle(fi).vf
             self.counts["fsyncs"] += 1
+            self.counts["datasyncs"] += bool(datasync)
             did = self._sync_locked(vf)
         if did:
             os.fsync(vf.fd)   # the handle is open, so its fd stays open
@@ -324,12 +329,12 @@ class CrashOps(mfusepy.Operations):
 
     @_dead_check
     def flush(self, path, fi):
-        with self.lock:
+        with self._lock:
             self._check_dead()
             return 0
 
     def release(self, path, fi):
-        with self.lock:
+        with self._lock:
             h = self.handles.pop(fi.fh, None)
             if h is not None:
                 h.vf.opens -= 1
@@ -340,7 +345,7 @@ class CrashOps(mfusepy.Operations):
 
     @_dead_check
     def unlink(self, path):
-        with self.lock:
+        with self._lock:
             self._check_dead()
             real = self._real(path)
             st = os.lstat(real)
@@ -354,7 +359,7 @@ class CrashOps(mfusepy.Operations):
     def rename(self, old, new, flags=0):
         if flags & _RENAME_EXCHANGE or flags & ~(_RENAME_NOREPLACE | _RENAME_EXCHANGE):
             raise mfusepy.FuseOSError(errno.EINVAL)
-        with self.lock:
+        with self._lock:
             self._check_dead()
             real_old, real_new = self._real(old), self._real(new)
             st_old = os.lstat(real_old)
@@ -379,14 +384,14 @@ class CrashOps(mfusepy.Operations):
 
     @_dead_check
     def link(self, target, source):
-        with self.lock:
+        with self._lock:
             self._check_dead()
             os.link(self._real(source), self._real(target))
             return 0
 
     @_dead_check
     def symlink(self, target, source):
-        with self.lock:
+        with self._lock:
             self._check_dead()
             os.symlink(source, self._real(target))
             self._set_owner(target)
@@ -394,13 +399,13 @@ class CrashOps(mfusepy.Operations):
 
     @_dead_check
     def readlink(self, path):
-        with self.lock:
+        with self._lock:
             self._check_dead()
             return os.readlink(self._real(path))
 
     @_dead_check
     def mknod(self, path, mode, dev):
-        with self.lock:
+        with self._lock:
             self._check_dead()
             os.mknod(self._real(path), mode, dev)
             self._set_owner(path)
@@ -408,7 +413,7 @@ class CrashOps(mfusepy.Operations):
 
     @_dead_check
     def mkdir(self, path, mode):
-        with self.lock:
+        with self._lock:
             self._check_dead()
             os.mkdir(self._real(path), mode)
             self._set_owner(path)
@@ -416,7 +421,7 @@ class CrashOps(mfusepy.Operations):
 
     @_dead_check
     def rmdir(self, path):
-        with self.lock:
+        with self._lock:
             self._check_dead()
             os.rmdir(self._real(path))
             return 0
@@ -429,14 +434,14 @@ class CrashOps(mfusepy.Operations):
 
     @_dead_check
     def chmod(self, path, mode, fi=None):
-        with self.lock:
+        with self._lock:
             self._check_dead()
             os.chmod(self._target(path, fi), mode)
             return 0
 
     @_dead_check
     def chown(self, path, uid, gid, fi=None):
-        with self.lock:
+        with self._lock:
             self._check_dead()
             target = self._target(path, fi)
             if isinstance(target, int):
@@ -447,7 +452,7 @@ class CrashOps(mfusepy.Operations):
 
     @_dead_check
     def utimens(self, path, times=None, fi=None):
-        with self.lock:
+        with self._lock:
             self._check_dead()
             target = self._target(path, fi)
             kw = {} if isinstance(target, int) else {"follow_symlinks": False}
@@ -465,7 +470,7 @@ class CrashOps(mfusepy.Operations):
 
     @_dead_check
     def access(self, path, amode):
-        with self.lock:
+        with self._lock:
             self._check_dead()
             if not os.access(self._real(path), amode):
                 raise mfusepy.FuseOSError(errno.EACCES)
@@ -473,7 +478,7 @@ class CrashOps(mfusepy.Operations):
 
     @_dead_check
     def statfs(self, path):
-        with self.lock:
+        with self._lock:
             self._check_dead()
             sv = os.statvfs(self.root)
             out = {k: getattr(sv, k) for k in ("f_bsize", "f_frsize", "f_blocks", "f_bfree",
@@ -489,7 +494,7 @@ class CrashOps(mfusepy.Operations):
 
     @_dead_check
     def opendir(self, path):
-        with self.lock:
+        with self._lock:
             self._check_dead()
             if not os.path.isdir(self._real(path)):
                 raise mfusepy.FuseOSError(errno.ENOTDIR)
@@ -500,21 +505,21 @@ class CrashOps(mfusepy.Operations):
 
     @_dead_check
     def readdir(self, path, fh):
-        with self.lock:
+        with self._lock:
             self._check_dead()
             if path is None:   # removed while open
                 path = self.dirs.get(fh, "/")
             return [".", ".."] + os.listdir(self._real(path))
 
     def releasedir(self, path, fh):
-        with self.lock:
+        with self._lock:
             self.dirs.pop(fh, None)
             return 0
 
     @_dead_check
     def fsyncdir(self, path, datasync, fh):
         self._delay()   # names are durable at once: only the slow disk is simulated
-        with self.lock:
+        with self._lock:
             self._check_dead()
             self.counts["fsyncdirs"] += 1
             return 0
@@ -523,7 +528,7 @@ class CrashOps(mfusepy.Operations):
 
     def destroy(self, path):
         """Unmounted: a clean unmount persists what is pending (nothing after a cut)."""
-        with self.lock:
+        with self._lock:
             if not self.dead:
                 for vf in list(self.files.values()):
                     if vf.sync():
@@ -539,7 +544,7 @@ class CrashOps(mfusepy.Operations):
         """Decide and write what survives (see crashfs_model), fsync it; then fail all I/O."""
         if mode not in MODES:
             raise ValueError("unknown power-cut mode %r (one of %s)" % (mode, ", ".join(MODES)))
-        with self.lock:
+        with self._lock:
             if self.dead:
                 raise RuntimeError("already cut (or unmounted): remount first")
             self.dead = True
@@ -567,7 +572,7 @@ class CrashOps(mfusepy.Operations):
             return summary
 
     def stats(self):
-        with self.lock:
+        with self._lock:
             live = [vf for vf in self.files.values() if vf.pending]
             return dict(self.counts, dead=self.dead, files_open=len(self.files),
                         files_pending=len(live), pages_pending=sum(len(v.pages) for v in live),
@@ -649,12 +654,20 @@ class _Control(threading.Thread):
             self.ops.fsync_delay = max(0.0, float(args[0]) / 1000.0)
             return None
         if cmd == "SPACE_LIMIT":
-            with self.ops.lock:
+            with self.ops._lock:
                 self.ops.space_limit = None if args[0].lower() == "none" else int(args[0])
             return None
         if cmd == "STATS":
             return {"stats": self.ops.stats()}
         raise ValueError("unknown command %r" % " ".join(words))
+
+
+def _watch_parent(pid):
+    """A test process that dies without unmounting must not leave the mount behind."""
+    while os.getppid() == pid:
+        time.sleep(0.5)
+    log.warning("parent %d is gone: unmounting", pid)
+    os.kill(os.getpid(), signal.SIGTERM)   # libfuse's handler ends the loop and unmounts
 
 
 def main(argv=None):
@@ -665,12 +678,16 @@ def main(argv=None):
     ap.add_argument("--fsync-delay-ms", type=float, default=0.0)
     ap.add_argument("--space-limit", type=int, default=None)
     ap.add_argument("--max-pending-mb", type=int, default=256)
+    ap.add_argument("--parent-pid", type=int, default=None,
+                    help="unmount (as on SIGTERM) when this process is gone")
     ap.add_argument("--debug", action="store_true", help="log every FUSE request (libfuse -d)")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s crashfs[%(process)d] %(levelname)s %(message)s")
     ops = CrashOps(a.backing, a.fsync_delay_ms, a.space_limit, a.max_pending_mb << 20)
     _Control(ops, a.control).start()
+    if a.parent_pid:
+        threading.Thread(target=_watch_parent, args=(a.parent_pid,), daemon=True).start()
     _FUSE(ops, a.mount, raw_fi=True, foreground=True, debug=a.debug, fsname="crashfs",
           hard_remove=True, default_permissions=True)
 

@@ -15,19 +15,14 @@ import time
 
 import pytest
 
-from crash.crashfs import CrashFS, crashfs_unavailable
 from crash.crashfs_model import PAGE, VolatileFile
 
 pytestmark = [pytest.mark.timeout(60)]
 
 
 @pytest.fixture
-def fs(tmp_path):
-    reason = crashfs_unavailable()
-    if reason:
-        pytest.skip(reason)
-    with CrashFS(tmp_path / "backing", tmp_path / "mnt") as fs:
-        yield fs
+def fs(crashfs):   # tests/crash/conftest.py: skips with the reason when FUSE is unavailable
+    return crashfs
 
 
 def put(path, data, sync=True, flags=0):
