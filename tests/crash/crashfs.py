@@ -28,7 +28,9 @@ Limits of the model (see those modules):
 
 API
   crashfs_unavailable() -> None or the reason crashfs can't run here (for pytest.skip).
-  CrashFS(backing_dir, mountpoint, log_path=None)
+  CrashFS(backing_dir, mountpoint, log_path=None, max_pending_mb=256)
+    (past max_pending_mb of unsynced data the daemon writes back the file holding most, as the
+    kernel does under memory pressure: that data is then durable)
     mount(), unmount(), remount(); context manager (mounts, always unmounts)
     power_cut(mode="random", seed=None) -> summary dict; mode in MODES
     set_fsync_delay(ms), set_space_limit(nbytes or None), stats() -> dict
@@ -107,7 +109,7 @@ class CrashFSError(RuntimeError):
 class CrashFS:
     """One crashfs mount of backing_dir at mountpoint, served by a daemon subprocess."""
 
-    def __init__(self, backing_dir, mountpoint, log_path=None):
+    def __init__(self, backing_dir, mountpoint, log_path=None, max_pending_mb=256):
         self.backing = Path(backing_dir).resolve()
         self.mountpoint = Path(mountpoint).resolve()
         if (self.backing == self.mountpoint or self.mountpoint in self.backing.parents
@@ -119,6 +121,7 @@ class CrashFS:
         self._proc = None
         self._fsync_delay_ms = 0.0
         self._space_limit = None
+        self._max_pending_mb = int(max_pending_mb)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -134,7 +137,7 @@ class CrashFS:
         self.log_path = Path(self._user_log or os.path.join(self._tmp, "daemon.log"))
         cmd = [sys.executable, DAEMON, str(self.backing), str(self.mountpoint),
                "--control", self._sock, "--fsync-delay-ms", str(self._fsync_delay_ms),
-               "--parent-pid", str(os.getpid())]
+               "--parent-pid", str(os.getpid()), "--max-pending-mb", str(self._max_pending_mb)]
         if self._space_limit is not None:
             cmd += ["--space-limit", str(self._space_limit)]
         with open(self.log_path, "ab") as logf:
@@ -167,13 +170,15 @@ class CrashFS:
         if proc is None:
             return
         mp = str(self.mountpoint)
+        lazy = False
         if is_mounted(mp):
             r = subprocess.run(["fusermount3", "-u", mp], capture_output=True, timeout=30)
-            if r.returncode != 0:
+            if r.returncode != 0:   # busy: a process still has a file or cwd there
                 subprocess.run(["fusermount3", "-u", "-z", mp], capture_output=True, timeout=30)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # lazily unmounted and still serving open files
+                lazy = True
+        try:   # a lazily unmounted daemon goes on serving the open files: don't wait for those
+            proc.wait(timeout=1 if lazy else 10)
+        except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(timeout=5)

@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from crash.crashfs import CrashFS, crashfs_unavailable, is_mounted
 from crash.crashfs_model import PAGE, VolatileFile
 
 pytestmark = [pytest.mark.timeout(60)]
@@ -238,6 +239,21 @@ def test_io_fails_with_eio_after_a_cut_until_remount(fs):
     assert get(m / "g") == b"fine" and get(m / "f") == b"x" * 100
 
 
+def test_unmount_while_a_file_is_open(fs):
+    """Busy mount: unmount falls back to a lazy unmount and ends the daemon promptly."""
+    fd = os.open(fs.mountpoint / "held", os.O_CREAT | os.O_RDWR, 0o644)
+    os.write(fd, b"synced")
+    os.fsync(fd)
+    fs.power_cut("none", seed=9)
+    t0 = time.monotonic()
+    fs.unmount()
+    assert time.monotonic() - t0 < 5
+    assert not is_mounted(fs.mountpoint)
+    close_after_cut(fd)
+    fs.mount()
+    assert get(fs.mountpoint / "held") == b"synced"
+
+
 def test_space_limit_gives_enospc_then_writes_work_again(fs):
     m = fs.mountpoint
     put(m / "a", b"a" * 4000)
@@ -339,6 +355,19 @@ def test_truncate_is_volatile_until_fsync(fs):
     fs.power_cut("none", seed=6)
     assert get(fs.backing / "a") == b"a" * (3 * PAGE)
     assert get(fs.backing / "b") == b"b" * 100
+
+
+def test_memory_pressure_writes_back_the_biggest_file(tmp_path):
+    reason = crashfs_unavailable()
+    if reason:
+        pytest.skip(reason)
+    with CrashFS(tmp_path / "b", tmp_path / "m", max_pending_mb=1) as fs:
+        put(fs.mountpoint / "small", b"s" * 100, sync=False)
+        put(fs.mountpoint / "big", b"B" * (2 << 20), sync=False)
+        assert fs.stats()["writebacks"] >= 1
+        fs.power_cut("none", seed=10)
+        assert get(fs.backing / "small") == b""
+        assert len(get(fs.backing / "big")) >= 1 << 20   # written back, so durable
 
 
 def test_zookeeper_style_preallocation_is_cheap(fs):
