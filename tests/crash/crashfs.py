@@ -24,7 +24,17 @@ Limits of the model (see those modules):
   * the kernel's page cache can still serve reads through an fd opened before a cut: remount
     (which drops the cache) before reading what survived;
   * unmount() is a clean unmount: what is still pending is persisted (after a cut nothing is);
-  * settings (fsync delay, space limit) are kept by this object and applied again on remount.
+  * settings (fsync delay, space limit) are kept by this object and applied again on remount;
+  * the unit of loss is what the kernel sends: a write() that ends in a page the kernel has not
+    cached reaches crashfs as one FUSE write per such page, so "prefix" can tear it at a page
+    boundary; data written through a writable shared mmap reaches crashfs only when the kernel
+    writes it back (msync, fsync, or later), so a cut before that loses it even in mode "all";
+  * the backing dir must not be changed behind the mount's back while it is mounted.
+
+What the kernel sends (seen with Linux 6.x, libfuse 3.14): fsync() -> FSYNC datasync=0,
+fdatasync() -> datasync=1; Java's FileChannel.force(false) (ZooKeeper's log commit) -> datasync=1,
+force(true) -> datasync=0; a write on an O_SYNC/O_DSYNC fd -> WRITE then FSYNC; O_DIRECT writes
+-> WRITE (volatile here, like any other).
 
 API
   crashfs_unavailable() -> None or the reason crashfs can't run here (for pytest.skip).

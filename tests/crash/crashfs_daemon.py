@@ -1,7 +1,7 @@
 """The crashfs FUSE daemon: a passthrough filesystem whose unsynced writes can be lost on command.
 
     python tests/crash/crashfs_daemon.py BACKING MOUNT --control SOCKET
-           [--fsync-delay-ms MS] [--space-limit BYTES] [--max-pending-mb MB]
+           [--fsync-delay-ms MS] [--space-limit BYTES] [--max-pending-mb MB] [--parent-pid PID]
 
 Runs in its own process (crashfs.CrashFS starts it); it serves the mount until unmounted (or
 SIGTERM) and answers a line protocol on the UNIX socket (see _Control). The page model, and so
@@ -97,11 +97,11 @@ class CrashOps(mfusepy.Operations):
         self.max_pending = max_pending
         self.mem = 0             # pending bytes over all files
         self.total_size = self._walk_total()
+        self.counts = dict(writes=0, bytes_written=0, reads=0, fsyncs=0, datasyncs=0, fsyncdirs=0,
+                           sync_writes=0, truncates=0, writebacks=0, enospc=0)
         # mfusepy registers every attribute named like a FUSE operation ("lock", "flush", ...)
         clash = [k for k in vars(self) if hasattr(mfusepy.Operations, k)]
         assert not clash, "attributes named like FUSE operations: %s" % clash
-        self.counts = dict(writes=0, bytes_written=0, reads=0, fsyncs=0, datasyncs=0, fsyncdirs=0,
-                           sync_writes=0, truncates=0, writebacks=0, enospc=0)
 
     # -- helpers (called with self._lock held) ----------------------------------------------
 
@@ -133,6 +133,7 @@ class CrashOps(mfusepy.Operations):
         vf = self.files.get(ino)
         if vf is None:
             vf = self.files[ino] = VolatileFile(fd, path)
+            vf.ino = ino
         else:
             os.close(fd)
             vf.path = path
@@ -142,8 +143,8 @@ class CrashOps(mfusepy.Operations):
         """Close a file's fd once it has no handles and nothing pending (orphans: no handles)."""
         if vf.opens > 0 or (vf.pending and not vf.orphan):
             return
-        if self.files.get(os.fstat(vf.fd).st_ino) is vf:
-            del self.files[os.fstat(vf.fd).st_ino]
+        if self.files.get(vf.ino) is vf:
+            del self.files[vf.ino]
         self.mem -= vf.mem
         os.close(vf.fd)
         vf.fd = -1
@@ -550,7 +551,7 @@ class CrashOps(mfusepy.Operations):
             self.dead = True
             rng = random.Random(seed)
             todo = sorted((vf for vf in self.files.values() if vf.pending),
-                          key=lambda f: (f.path, os.fstat(f.fd).st_ino))
+                          key=lambda f: (f.path, f.ino))
             summary = {"mode": mode, "seed": seed, "files": [], "events_pending": 0}
             cut_seq = None
             events = sorted(set().union(*(vf.event_seqs() for vf in todo)))

@@ -70,6 +70,7 @@ class VolatileFile:
         self.mem = 0                # approximate bytes held for pending state (see write())
         self.opens = 0              # open handles (the daemon's bookkeeping)
         self.orphan = False         # unlinked: no name on disk any more
+        self.ino = None             # the backing inode (the daemon's key)
 
     @property
     def pending(self):

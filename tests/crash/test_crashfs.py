@@ -313,13 +313,17 @@ def test_mmap_reader_sees_unsynced_writes(fs):
         os.close(wfd)
 
 
-def test_o_dsync_write_survives_a_none_cut(fs):
+def test_o_dsync_write_survives_a_none_cut_o_direct_does_not(fs):
     m = fs.mountpoint
     put(m / "meta", b"M" * 100, sync=False, flags=os.O_DSYNC)
     put(m / "plain", b"P" * 100, sync=False)
+    aligned = mmap.mmap(-1, PAGE)
+    aligned.write(b"D" * PAGE)
+    put(m / "direct", aligned, sync=False, flags=os.O_DIRECT)   # an ordinary, volatile write
+    assert get(m / "direct") == b"D" * PAGE
     fs.power_cut("none", seed=4)
     assert get(fs.backing / "meta") == b"M" * 100
-    assert get(fs.backing / "plain") == b""
+    assert get(fs.backing / "plain") == b"" and get(fs.backing / "direct") == b""
 
 
 def test_rename_and_unlink_keep_pending_data_consistent(fs):
