@@ -608,7 +608,8 @@ class _FUSE(mfusepy.FUSE):
     def utimens_fuse_3(self, path, buf, fip):
         times = None   # else ((sec, nsec) of atime, of mtime); nsec may be UTIME_NOW/UTIME_OMIT
         if buf:
-            times = tuple((t.tv_sec, t.tv_nsec) for t in (buf.contents.actime, buf.contents.modtime))
+            ts = (buf.contents.actime, buf.contents.modtime)
+            times = tuple((t.tv_sec, t.tv_nsec) for t in ts)
         return self.operations.utimens(self._p(path), times, self._fi(fip))
 
     def rename_fuse_3(self, old, new, flags):

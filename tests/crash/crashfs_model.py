@@ -196,7 +196,7 @@ class VolatileFile:
     # -- making it durable -----------------------------------------------------------------
 
     def sync(self):
-        """Write all pending state to the backing fd (not fsynced); returns whether there was any."""
+        """Write all pending state to the backing fd (not fsynced); returns whether it had any."""
         if not self.pending:
             return False
         backing = self.dsize
@@ -288,7 +288,7 @@ class VolatileFile:
         return summary
 
     def _pwrite_runs(self, writes):
-        """pwritev [(offset, buffer)] (sorted), coalescing adjacent ones; returns the end reached."""
+        """pwritev [(offset, buffer)] (sorted), coalescing adjacent ones; returns the end."""
         end = 0
         i = 0
         while i < len(writes):

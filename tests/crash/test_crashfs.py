@@ -63,7 +63,8 @@ def _random_ops(rng, n, size):
         else:
             off = rng.randrange(0, size + 2 * PAGE)
             fill = 0 if rng.random() < 0.2 else rng.randrange(1, 256)
-            ops.append(("w", off, bytes([fill]) * rng.choice([1, 7, 100, PAGE, PAGE + 5, 3 * PAGE])))
+            n = rng.choice([1, 7, 100, PAGE, PAGE + 5, 3 * PAGE])
+            ops.append(("w", off, bytes([fill]) * n))
     return ops
 
 
