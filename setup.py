@@ -56,8 +56,9 @@ setup_kwargs = dict(
     python_requires=">=3.9",
     install_requires=["lmdb>=1.4", "cffi>=1.15"],
     extras_require={
+        # mfusepy: tests/crash/crashfs.py, a FUSE filesystem that simulates power cuts
         "test": ["kazoo>=2.9", "pytest>=7", "pytest-timeout>=2", "hypothesis>=6",
-                 "pytest-benchmark>=4"],
+                 "pytest-benchmark>=4", "mfusepy>=3"],
         "bench": ["matplotlib>=3"],
     },
     ext_modules=_extensions(),

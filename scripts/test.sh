@@ -10,18 +10,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 #   - Debian's libcurator-recipes-java (Curator, for tests/compat/test_curator.py) and a JDK.
-PKGS="zookeeper zookeeper-bin libcurator-recipes-java"
+#   - Debian's fuse3 (fusermount3 and libfuse3, for tests/crash/crashfs.py; its tests skip
+#     without /dev/fuse).
+PKGS="zookeeper zookeeper-bin libcurator-recipes-java fuse3"
 command -v javac >/dev/null || PKGS="$PKGS default-jdk-headless"
 if ! [ -x /usr/share/zookeeper/bin/zkCli.sh ] || ! [ -x /usr/lib/zookeeper/bin/cli_mt ] \
-    || ! [ -f /usr/share/java/curator-recipes.jar ] || ! command -v javac >/dev/null; then
+    || ! [ -f /usr/share/java/curator-recipes.jar ] || ! command -v javac >/dev/null \
+    || ! command -v fusermount3 >/dev/null; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     # shellcheck disable=SC2086
     apt-get install -y -q $PKGS >/dev/null 2>&1 || {
       apt-get update -q >/dev/null && apt-get install -y -q $PKGS >/dev/null; }
   else
-    echo "note: Apache ZooKeeper is not installed (apt-get install zookeeper zookeeper-bin);" \
-         "the side-by-side and zkCli/cli_mt tests will be skipped" >&2
+    echo "note: Apache ZooKeeper or fuse3 is not installed (apt-get install $PKGS);" \
+         "the side-by-side, zkCli/cli_mt and crashfs tests will be skipped" >&2
   fi
 fi
 
