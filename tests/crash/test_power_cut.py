@@ -26,8 +26,8 @@ KEEP_GOING = os.environ.get("ZKPY_POWERCUT_KEEP_GOING") == "1"
 # ZooKeeper with no snapshot yet but a log refuses to start unless told to trust that (the
 # issue's reference setup); zkpy warns about the unknown key, so only Apache gets it.
 APACHE_CFG = {"snapshot.trust.empty": "true"}
-# checkpoints often, so the cuts fall before, during and after them
-ZKPY_CFG = {"checkpointIntervalMs": "500"}
+# checkpoints and log rolls often, so the cuts fall before, during and after them
+ZKPY_CFG = {"checkpointIntervalMs": "500", "txnLogSizeLimitInKb": "64"}
 
 
 def seeds():

@@ -373,3 +373,48 @@ def test_slot_codec_round_trip(tmp_path):
         with pytest.raises(ValueError):
             lmdb_checkpoint.decode(bytes(damaged))
     shutil.rmtree(path)
+
+
+def test_power_cut_during_a_snapshot_install(tmp_path):
+    """A SNAP install is one LMDB txn, then a checkpoint: a cut before that checkpoint comes back
+    to the old tree (its log untouched: log_reset_pending unset); after it, to the snapshot with
+    log_reset_pending set (the start-up finishes the log reset)."""
+    src = LmdbTree(str(tmp_path / "leader"), map_size=MAP_SIZE)
+    w = Writer(src, random.Random(6))
+    for _ in range(60):
+        w.step()
+    snap_state = snapshot_state(src)
+    chunks = list(src.snapshot_chunks(chunk_bytes=4096))
+    src.close()
+
+    path = str(tmp_path / "follower")
+    dst = LmdbTree(path, map_size=MAP_SIZE)
+    w = Writer(dst, random.Random(7))
+    for _ in range(20):
+        w.step()
+    dst.checkpoint()
+    old_state = snapshot_state(dst)
+
+    # cut after the install's commit, before its checkpoint
+    real = dst._checkpoint_locked
+
+    def power_cut():
+        raise KeyboardInterrupt("power cut")
+    dst._checkpoint_locked = power_cut
+    with pytest.raises(KeyboardInterrupt):
+        dst.install_snapshot(chunks)
+    dst._checkpoint_locked = real
+    dst.close(checkpoint=False)
+    dst = LmdbTree(path, map_size=MAP_SIZE)
+    assert dst.restored and snapshot_state(dst) == old_state
+    assert dst.log_reset_pending() is None
+
+    # cut right after the install (its checkpoint stored, the log not yet reset)
+    zxid = dst.install_snapshot(chunks)
+    dst.close(checkpoint=False)
+    dst = LmdbTree(path, map_size=MAP_SIZE)
+    try:
+        assert snapshot_state(dst) == snap_state and dst.log_reset_pending() == zxid
+    finally:
+        dst.close()
+    assert lmdb.verify.verify(path) == []

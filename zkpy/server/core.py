@@ -229,9 +229,12 @@ class Core(object):
             log.info("created a new database at %s", db_path)
         self._renew_read()
         applied = self._read_view.last_zxid()
+        kw = {}
+        if cfg.txn_log_size_limit_kb > 0:   # ZooKeeper's zookeeper.txnLogSizeLimitInKb
+            kw["roll_bytes"] = cfg.txn_log_size_limit_kb * 1024
         self.txnlog = TxnLog(os.path.join(cfg.data_log_dir, "zkpy-log"), force_sync=cfg.force_sync,
                              logger=logging.getLogger("zkpy.txnlog"),
-                             fsync_warning_ms=cfg.fsync_warning_threshold_ms)
+                             fsync_warning_ms=cfg.fsync_warning_threshold_ms, **kw)
         pending_reset = self.tree.log_reset_pending()
         if pending_reset is not None:
             # A SNAP sync installed LMDB but stopped before the old log was removed.
