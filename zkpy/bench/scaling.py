@@ -383,11 +383,27 @@ def probe_getdata(port, path, timeout=0.5):
         return False
 
 
-def timed_restart(server, path, timeout=120.0, poll_s=0.01):
-    """kill -9 `server` (its whole process group), start it again, and time until a getData
-    of `path` succeeds. Returns seconds from the start of the new process."""
-    server._signal(signal.SIGKILL)
-    server.proc.wait(10)
+def drop_page_cache():
+    """What a power cut does to the page cache (root only): sync, then drop every clean page,
+    so a restart reads its data from the disk."""
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def timed_restart(server, path, timeout=120.0, poll_s=0.01, how="kill9", cold=False):
+    """Stop `server` -- how="kill9": kill -9 of its whole process group (a crash: zkpy puts LMDB
+    back to its last checkpoint and replays the log from there, as after a power cut);
+    how="stop": SIGTERM and wait (a clean stop) -- then, with cold=True, drop the page cache (as
+    a power cut leaves it), start it again, and time until a getData of `path` succeeds.
+    Returns seconds from the start of the new process."""
+    if how == "stop":
+        server._signal(signal.SIGTERM)
+    else:
+        server._signal(signal.SIGKILL)
+    server.proc.wait(60)
+    if cold:
+        drop_page_cache()
     t0 = time.monotonic()
     server.proc = subprocess.Popen(server.command(), cwd=server.root, env=server.env(),
                                    stdin=subprocess.DEVNULL, stdout=server._log,
@@ -627,6 +643,12 @@ def add_scaling_parser(sub):
                    % DEFAULTS["warmup"])
     p.add_argument("--restarts", type=int, help="kill -9 / start tries per server (default %d)"
                    % DEFAULTS["restarts"])
+    p.add_argument("--restart-how", choices=("kill9", "stop"), default="kill9",
+                   help="stop the server for the restart runs with kill -9 (a crash: zkpy "
+                   "restores its LMDB checkpoint and replays the log after it) or SIGTERM (a "
+                   "clean stop)")
+    p.add_argument("--cold", action="store_true",
+                   help="drop the page cache before each restart (root: what a power cut leaves)")
     p.add_argument("--servers", default="zkpy,apache", help="A,B (default zkpy,apache)")
     p.add_argument("--quick", action="store_true", help="a small smoke run (%s)"
                    % ", ".join("%s=%s" % kv for kv in QUICK.items()))
@@ -657,6 +679,8 @@ def settings_from_args(args):
         raise ValueError("--sessions and --sizes need positive counts")
     if s["restarts"] < 1 or s["duration"] <= 0 or s["warmup"] < 0:
         raise ValueError("--restarts >= 1, --duration > 0, --warmup >= 0")
+    s["restart_how"] = getattr(args, "restart_how", "kill9")
+    s["cold"] = bool(getattr(args, "cold", False))
     s["kinds"] = [k.strip() for k in args.servers.split(",")]
     if len(s["kinds"]) != 2:
         raise ValueError("--servers takes two kinds, A,B")
@@ -758,10 +782,13 @@ def run_scaling(s, clusters, log=_stderr):
                      _mb(m["lmdb_pss"])))
     after = {}
     for c in clusters:
-        prog.start("restart %s x%d (kill -9, start, first getData)" % (c.label, s["restarts"]))
+        prog.start("restart %s x%d (%s%s, start, first getData)"
+                   % (c.label, s["restarts"], "kill -9" if s["restart_how"] == "kill9"
+                      else "SIGTERM", ", page cache dropped" if s["cold"] else ""))
         ts = []
         for i in range(s["restarts"]):
-            t = timed_restart(c.members[0], ROOT + "/n%d" % (have - 1))
+            t = timed_restart(c.members[0], ROOT + "/n%d" % (have - 1),
+                              how=s["restart_how"], cold=s["cold"])
             ts.append(round(t, 3))
             log("  %s restart %d: first getData after %.2f s" % (c.label, i + 1, t))
             time.sleep(1.0)
