@@ -132,6 +132,14 @@ class Frontend(object):
         self.view = self.tree.read_view(self._rtxn)
         self.view_zxid = self.view.last_zxid()
 
+    def reopened(self, tree):
+        """The core reopened the LMDB environment this frontend shares (workers=0) after a
+        fatal LMDB error: the old one and its read txn are gone; read from the new one."""
+        self.tree = tree
+        self._rtxn = None
+        self.view = None
+        self.view_zxid = -1
+
     def can_read(self, required):
         """True when self.view may answer a read that must see `required`."""
         if self.committed_zxid < required:

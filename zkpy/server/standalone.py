@@ -9,12 +9,16 @@ is durable, checkpoint LMDB, exit 0.
 import asyncio
 import gc
 import logging
+import os
 import signal
+
+import lmdb
 
 from zkpy import ZK_VERSION_STRING
 from zkpy.admin import fourletter
+from zkpy.errors import StorageFullError
 from zkpy.server.connection import Connection
-from zkpy.server.core import Core
+from zkpy.server.core import Core, _free_space
 from zkpy.server.frontend import Frontend
 
 log = logging.getLogger("zkpy.server")
@@ -101,7 +105,18 @@ async def serve(config, ready=None):
     core = Core(config)
     loop = asyncio.get_running_loop()
     distributed = config.is_distributed()
-    await loop.run_in_executor(None, core.open, not distributed)
+    try:
+        await loop.run_in_executor(None, core.open, not distributed)
+    except lmdb.MapFullError:
+        raise StorageFullError(
+            "the database %s is full replaying the transaction log: its LMDB map "
+            "(lmdbMapSize=%d bytes) is too small; raise lmdbMapSize in %s"
+            % (os.path.join(config.data_dir, "zkpy-db"), config.lmdb_map_size, config.path)) \
+            from None
+    except lmdb.Error as e:
+        raise StorageFullError("cannot open or write the database %s: %s (%s)"
+                               % (os.path.join(config.data_dir, "zkpy-db"), e,
+                                  _free_space(config.data_dir))) from None
     tune_gc()
     core.start()
     peer = None
