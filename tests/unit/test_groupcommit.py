@@ -335,7 +335,7 @@ def test_never_inline_when_disabled():
 
 
 
-# --- a failed append the log cut back (LogAppendError) ---------------------------------------------
+# --- a failed append the log cut back (LogAppendError) -------------------------------------------
 
 @pytest.mark.parametrize("delay, inline", [(0.02, False), (0.0, True)],
                          ids=["log-thread", "inline"])

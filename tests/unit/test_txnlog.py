@@ -352,7 +352,7 @@ def test_request_roll_starts_a_new_file_after_the_next_batch(tmp_path):
     assert [z for z, _ in again.recover(0)] == [1, 2, 3, 4]
 
 
-# --- a full or failing disk: the batch is cut back, the log goes on --------------------------------
+# --- a full or failing disk: the batch is cut back, the log goes on ------------------------------
 
 def _sizes(d):
     return {os.path.basename(p): os.path.getsize(p) for _, p in list_log_files(str(d))}
@@ -482,7 +482,7 @@ def test_failed_cut_back_poisons(tmp_path, monkeypatch, caplog):
     log.close()
 
 
-# --- a slow disk ------------------------------------------------------------------------------------
+# --- a slow disk ---------------------------------------------------------------------------------
 
 def test_slow_fsync_warns_and_counts(tmp_path, monkeypatch, caplog):
     """Past fsync.warningthresholdms: ZooKeeper's warning (FileTxnLog.commit) and the count

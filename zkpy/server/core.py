@@ -65,7 +65,7 @@ _ZERO_PASSWD = b"\0" * 16
 _I32 = struct.Struct(">i")
 CONFIG_NODE = "/zookeeper/config"
 ALL_CONNECTIONS = 0xFFFFFFFF   # close_conn(ALL_CONNECTIONS): every connection of the origin
-APPLY_RETRY_S = 0.5   # while LMDB cannot be written: how often the apply of the waiting txns is retried
+APPLY_RETRY_S = 0.5   # while LMDB cannot be written: how often the waiting txns are retried
 
 
 _CREATE_OPS = (consts.OP_CREATE, consts.OP_CREATE2, consts.OP_CREATE_CONTAINER,
