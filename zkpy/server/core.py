@@ -218,6 +218,7 @@ class Core(object):
         # A full or failing disk (standalone; see _on_log_failed and _stall):
         self.log_error = None      # the LogAppendError of a log outage not yet over
         self._log_failed_txns = 0  # txns failed during it
+        self._expiry_failed = set()  # sessions whose expiry failed during it (logged once)
         self.apply_error = None    # the LMDB error that stops the apply: new writes refused
         self._stalled_since = None  # time.monotonic() when that began
         self._retry_handle = None  # the timer of the next apply retry
@@ -583,6 +584,7 @@ class Core(object):
                      self.log_error.directory, self._log_failed_txns)
             self.log_error = None
             self._log_failed_txns = 0
+            self._expiry_failed.clear()
         self.durable_zxid = zxids[-1]
         if self.quorum is None:
             self.commit_zxid = self.durable_zxid
@@ -774,6 +776,8 @@ class Core(object):
                 session = self.sessions.get(txn.session_id)
                 if session is not None:
                     session.closing = False   # expiry tries again
+                if token is None:
+                    self._expiry_failed.add(txn.session_id)
             if token is None:
                 continue
             if t == txns.CREATE_SESSION:
@@ -1087,8 +1091,9 @@ class Core(object):
             if not self.leads() or self.apply_error is not None:
                 continue   # (expiry is a write: it waits until LMDB takes writes again)
             for s in self.sessions.expired(now_ms()):
-                log.info("expiring session 0x%x, timeout of %dms exceeded",
-                         s.session_id, s.timeout_ms)
+                if s.session_id not in self._expiry_failed:   # (once while the log is full)
+                    log.info("expiring session 0x%x, timeout of %dms exceeded",
+                             s.session_id, s.timeout_ms)
                 try:
                     self.close_session(s.session_id, None)
                 except Exception:
