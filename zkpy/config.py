@@ -28,6 +28,8 @@ ALL_FOUR_LETTER_WORDS = frozenset([
 
 MIN_SNAP_RETAIN_COUNT = 3  # PurgeTxnLog refuses to keep fewer snapshots
 DEFAULT_TICK_TIME_MS = 3000  # ZooKeeperServer.DEFAULT_TICK_TIME (zoo_sample.cfg uses 2000)
+DEFAULT_LMDB_MAP_SIZE = 1 << 36  # lmdbMapSize: 64 GiB of address space for the znode database
+MIN_LMDB_MAP_SIZE = 1 << 20
 
 ROLE_PARTICIPANT = "participant"
 ROLE_OBSERVER = "observer"
@@ -111,6 +113,7 @@ class Config:
     workers: int = 1
     commit_max_bytes: int = 1 << 20
     checkpoint_interval_ms: int = 2000
+    lmdb_map_size: int = DEFAULT_LMDB_MAP_SIZE
     # bookkeeping
     raw: dict = field(default_factory=dict)
     warnings: tuple = ()
@@ -332,6 +335,14 @@ def _nonneg(key, value, ctx):
     return _at_least(0)(key, value, ctx)
 
 
+def _map_size(key, value, ctx):
+    # LMDB's map: the most the database may hold, in bytes (address space, not disk).
+    n = _int(key, value, ctx)
+    if n < MIN_LMDB_MAP_SIZE:
+        raise ctx.error(key, "%r must be >= %d (bytes)" % (value, MIN_LMDB_MAP_SIZE))
+    return n
+
+
 def _port(key, value, ctx):
     n = _int(key, value, ctx)
     if not 1 <= n <= 65535:
@@ -455,6 +466,7 @@ _KEYS = {
     "commitMaxBytes": ("commit_max_bytes", _positive),
     # LMDB checkpoints (zkpy.storage.lmdb_checkpoint): a power cut replays the log from the last.
     "checkpointIntervalMs": ("checkpoint_interval_ms", _positive),
+    "lmdbMapSize": ("lmdb_map_size", _map_size),
 }
 
 # ZooKeeper keys that are valid but tune machinery zkpy does not have: accepted without a warning.

@@ -75,3 +75,20 @@ class ConfigError(ZkpyError):
 
 class StorageCorruptError(ZkpyError):
     """Persistent state is corrupt (a bad record followed by good ones, a bad header)."""
+
+
+class LogAppendError(ZkpyError):
+    """A transaction-log append failed (ENOSPC, EDQUOT, EIO on write or fdatasync) and the log
+    was cut back to its size before that batch: none of the batch is in the log, the log takes
+    the next append. ``error`` is the OSError, ``directory`` the log directory."""
+
+    def __init__(self, directory, error):
+        self.directory = directory
+        self.error = error
+        super().__init__("cannot write the transaction log in %s: %s"
+                         % (directory, error.strerror or error))
+
+
+class StorageFullError(ZkpyError):
+    """Startup cannot write the database (the LMDB map or dataDir is full): the message says
+    which key or directory to change."""

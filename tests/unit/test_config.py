@@ -49,6 +49,7 @@ def test_defaults():
     assert (c.max_batch_size, c.flush_delay_ms) == (1000, 0)
     assert c.workers == 1
     assert c.commit_max_bytes == 1 << 20
+    assert c.lmdb_map_size == 1 << 36
     assert c.extended_types_enabled is False and c.enforce_quota is False
     assert c.super_digest is None and c.skip_acl is False
     assert (c.container_check_interval_ms, c.container_max_per_minute) == (60000, 10000)
@@ -78,7 +79,7 @@ def test_values_parsed():
             "admin.enableServer=false\nskipACL=yes\nenforceQuota=true\nextendedTypesEnabled=true\n"
             "DigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=\n"
             "commitMaxBytes=65536\nmaxBatchSize=10\nflushDelay=5\njute.maxbuffer=0x400000\n"
-            "autopurge.purgeInterval=1\nautopurge.snapRetainCount=5\n")
+            "autopurge.purgeInterval=1\nautopurge.snapRetainCount=5\nlmdbMapSize=1048576\n")
     assert c.tick_time_ms == 2000
     assert c.session_timeout_bounds() == (4000, 40000)
     assert c.data_log_dir == "/var/zk/log"
@@ -92,6 +93,7 @@ def test_values_parsed():
     assert (c.commit_max_bytes, c.max_batch_size, c.flush_delay_ms) == (65536, 10, 5)
     assert c.jute_maxbuffer == 0x400000
     assert (c.autopurge_purge_interval_h, c.autopurge_snap_retain_count) == (1, 5)
+    assert c.lmdb_map_size == 1 << 20
 
 
 def test_session_timeouts_explicit_and_minus_one():
@@ -177,6 +179,8 @@ def test_unsupported_zookeeper_key_warns():
     ("standaloneEnabled=1", "standaloneEnabled", "invalid option"),
     ("maxClientCnxns=-1", "maxClientCnxns", ">= 0"),
     ("workers=-1", "workers", ">= 0"),
+    ("lmdbMapSize=1000", "lmdbMapSize", ">= 1048576"),
+    ("lmdbMapSize=64G", "lmdbMapSize", "not an integer"),
     ("peerType=voter", "peerType", "peertype"),
     ("electionAlg=1", "electionAlg", "only 3"),
     ("minSessionTimeout=-7", "minSessionTimeout", "-1"),

@@ -1,12 +1,16 @@
-"""GroupCommitter: batching, ordering, durability-before-ack, fatal errors, counters."""
+"""GroupCommitter: batching, ordering, durability-before-ack, fatal errors, failed appends (a full
+disk), counters."""
 
 import asyncio
+import errno
 import logging
+import os
 import threading
 import time
 
 import pytest
 
+from zkpy.errors import LogAppendError
 from zkpy.storage.groupcommit import GroupCommitter
 from zkpy.storage.txnlog import TxnLog
 
@@ -14,9 +18,11 @@ from zkpy.storage.txnlog import TxnLog
 class FakeLog:
     """append_batch sleeps a little (like an fsync) and records what it saw."""
 
-    def __init__(self, delay=0.005, fail_on_call=None):
+    def __init__(self, delay=0.005, fail_on_call=None, full_on_calls=()):
         self.delay = delay
         self.fail_on_call = fail_on_call
+        self.full_on_calls = set(full_on_calls)   # calls (0-based) that fail: disk full
+        self.calls = 0
         self.batches = []
         self.done = set()  # zxids whose append_batch has returned
         self.in_flight = 0
@@ -34,10 +40,14 @@ class FakeLog:
         self.threads.add(threading.get_ident())
         self.thread_of.append(threading.get_ident())
         self.started.append([z for z, _ in records])
+        call = self.calls
+        self.calls += 1
         try:
             if self.fail_on_call is not None and len(self.batches) == self.fail_on_call:
                 raise OSError(5, "Input/output error")
             time.sleep(self.delay)
+            if call in self.full_on_calls:
+                raise LogAppendError("/logdir", OSError(errno.ENOSPC, "No space left on device"))
             self.batches.append(list(records))
             self.last_fsync_ms = self.delay * 1000.0
             self.done.update(z for z, _ in records)
@@ -323,3 +333,157 @@ def test_never_inline_when_disabled():
     run(main())
     assert loop_thread not in log.threads and len(log.batches) == 3
 
+
+
+# --- a failed append the log cut back (LogAppendError) -------------------------------------------
+
+@pytest.mark.parametrize("delay, inline", [(0.02, False), (0.0, True)],
+                         ids=["log-thread", "inline"])
+def test_failed_append_drops_batch_and_queue_then_goes_on(delay, inline):
+    """The second append fails: its records and every record queued behind it go to on_failed
+    (in order, after on_durable of the first batch); later submits are written and acked; a
+    flush waiting meanwhile returns; nothing is fatal."""
+    log = FakeLog(delay=delay, full_on_calls={1})
+    events = []   # ("durable" | "failed", tokens)
+    fatal = []
+
+    def on_failed(tokens, exc):
+        assert isinstance(exc, LogAppendError) and exc.error.errno == errno.ENOSPC
+        events.append(("failed", list(tokens)))
+        return True
+
+    async def main():
+        gc = GroupCommitter(log, lambda t: events.append(("durable", list(t))),
+                            on_fatal=fatal.append, on_failed=on_failed)
+        gc.submit(1, b"a", 1)
+        await gc.flush()
+        gc.submit(2, b"a", 2)
+        gc.submit(3, b"a", 3)
+        if not inline:
+            await asyncio.sleep(0.005)   # 2 and 3 are in the append in flight (it will fail)...
+            gc.submit(4, b"a", 4)        # ...and 4 waits behind it
+            gc.submit(5, b"a", 5)
+        await gc.flush()                 # returns: every record is durable or dropped
+        assert gc.pending == 0
+        gc.submit(6, b"a", 6)            # the next write tries the log again
+        await gc.flush()
+        await gc.close()
+        return gc
+
+    gc = run(main())
+    failed = [2, 3, 4, 5] if not inline else [2, 3]
+    assert events == [("durable", [1]), ("failed", failed), ("durable", [6])]
+    assert fatal == []
+    assert [z for b in log.batches for z, _ in b] == [1, 6]
+    st = gc.stats()
+    assert (st["failed_batches"], st["failed_records"]) == (1, len(failed))
+    assert st["batches"] == 2 and st["records"] == 2
+    assert (log.thread_of[1] == threading.get_ident()) == inline
+
+
+def test_failed_append_without_on_failed_is_fatal():
+    log = FakeLog(delay=0.0, full_on_calls={0})
+    fatal = []
+
+    async def main():
+        gc = GroupCommitter(log, lambda t: None, on_fatal=fatal.append)
+        gc.submit(1, b"a", 1)
+        with pytest.raises(LogAppendError):
+            await gc.flush()
+        await gc.close()
+
+    run(main())
+    assert len(fatal) == 1
+
+
+@pytest.mark.parametrize("answer", ["false", "raises"])
+def test_on_failed_refusing_is_fatal(answer):
+    """on_failed returns False (an ensemble member) or raises: fatal, as any log error was."""
+    log = FakeLog(delay=0.0, full_on_calls={0})
+    fatal = []
+
+    def on_failed(tokens, exc):
+        if answer == "raises":
+            raise KeyError("bug")
+        return False
+
+    async def main():
+        gc = GroupCommitter(log, lambda t: None, on_fatal=fatal.append, on_failed=on_failed)
+        gc.submit(1, b"a", 1)
+        with pytest.raises(Exception):
+            await gc.flush()
+        with pytest.raises(RuntimeError):
+            gc.submit(2, b"a", 2)
+        await gc.close()
+
+    run(main())
+    assert len(fatal) == 1
+
+
+def test_submit_from_on_failed_goes_to_the_next_batch():
+    """An answer to a failed request can bring the client's next write in at once (workers=0:
+    the frontend calls the core back): it is not dropped with the failed ones."""
+    log = FakeLog(delay=0.0, full_on_calls={0})
+    durable, failed = [], []
+
+    async def main():
+        gc = GroupCommitter(log, durable.extend, on_failed=lambda t, e: (
+            failed.extend(t), gc.submit(10, b"b", 10), True)[-1])
+        gc.submit(1, b"a", 1)
+        await gc.flush()
+        await gc.flush()
+        await gc.close()
+
+    run(main())
+    assert failed == [1] and durable == [10]
+
+
+def test_real_txnlog_disk_full_then_space_again(tmp_path, monkeypatch):
+    """A real TxnLog whose writes fail with ENOSPC for a while: the batches of that time fail,
+    the log keeps only the acknowledged records, and appends go on once writes work."""
+    log = TxnLog(str(tmp_path))
+    list(log.recover(0))
+    log.open_for_append()
+    real_write = os.write
+    full = threading.Event()
+
+    def write(fd, data):
+        if full.is_set():
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    acked, failed = [], []
+
+    async def main():
+        gc = GroupCommitter(log, acked.extend, on_failed=lambda t, e: failed.extend(t) or True)
+        for z in range(1, 11):
+            gc.submit(z, b"p%d" % z, z)
+        await gc.flush()
+        full.set()
+        for z in range(11, 16):
+            gc.submit(z, b"p%d" % z, z)
+            await gc.flush()   # each fails: the zxids are taken again below
+            failed_upto = len(failed)
+            assert failed_upto >= 1
+            gc.submit(z, b"q%d" % z, z)
+            await gc.flush()
+        full.clear()
+        for z in range(11, 21):
+            gc.submit(z, b"p%d" % z, z)
+        await gc.close()
+        return gc
+
+    gc = run(main())
+    log.close()
+    assert acked == list(range(1, 21))
+    assert failed == [z for z in range(11, 16) for _ in (0, 1)]
+    assert list(TxnLog(str(tmp_path)).recover(0)) == [(z, b"p%d" % z) for z in range(1, 21)]
+    assert gc.stats()["fsync_threshold_exceed_count"] == 0
+
+
+def test_stats_report_the_logs_fsync_threshold_count():
+    log = FakeLog(delay=0.0)
+    log.fsync_threshold_exceed_count = 3
+    gc = GroupCommitter(log, lambda t: None)
+    assert gc.stats()["fsync_threshold_exceed_count"] == 3

@@ -184,3 +184,16 @@ def test_channel_pump_takes_in_whatever_has_arrived(stop_at_short_read):
     finally:
         a.close()
         ch.close()
+
+
+def test_send_now_to_a_dead_peer_closes_quietly():
+    """The worker exited first (SIGTERM to the whole process group at shutdown): send_now sees
+    EPIPE, closes the channel and tells on_eof -- it must not go on waiting on the closed
+    socket (select() on fd -1 raised ValueError out of the core's shutdown)."""
+    import socket
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    eof = []
+    ch = ipc.Channel(_Loop(), b, lambda f: None, lambda: eof.append(1))
+    a.close()
+    ch.send_now(ipc.shutdown())
+    assert ch.closed and eof == [1]

@@ -1,11 +1,13 @@
 """TxnLog: format round trip, rolling, torn-tail recovery, corruption detection, purge, forceSync."""
 
+import errno
 import logging
 import os
+import time
 
 import pytest
 
-from zkpy.errors import StorageCorruptError
+from zkpy.errors import LogAppendError, StorageCorruptError
 from zkpy.storage import txnlog as txnlog_mod
 from zkpy.storage.txnlog import (
     FILE_HEADER_SIZE,
@@ -318,11 +320,13 @@ def test_slow_fsync_warns(tmp_path, monkeypatch, caplog):
 
 
 def test_write_error_propagates_and_poisons(tmp_path, monkeypatch):
+    """An error that is not a full or failing disk (here EROFS: a file system remounted
+    read-only) leaves the log unusable."""
     log, _ = open_log(tmp_path)
     log.append_batch(recs(1, 2))
 
     def boom(fd, data):
-        raise OSError(28, "No space left on device")
+        raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr(os, "write", boom)
     with pytest.raises(OSError):
@@ -346,3 +350,167 @@ def test_request_roll_starts_a_new_file_after_the_next_batch(tmp_path):
     assert [z for z, _ in list_log_files(str(tmp_path))] == [1, 4]
     again = TxnLog(str(tmp_path))
     assert [z for z, _ in again.recover(0)] == [1, 2, 3, 4]
+
+
+# --- a full or failing disk: the batch is cut back, the log goes on ------------------------------
+
+def _sizes(d):
+    return {os.path.basename(p): os.path.getsize(p) for _, p in list_log_files(str(d))}
+
+
+def _short_then_enospc(monkeypatch):
+    """os.write writes half of what it is given, then fails with ENOSPC (a file system filling
+    up in the middle of a batch)."""
+    real = os.write
+    calls = []
+
+    def write(fd, data):
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real(fd, bytes(data[:len(data) // 2]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", write)
+    return calls
+
+
+@pytest.mark.parametrize("force_sync", [True, False])
+def test_enospc_mid_batch_cuts_back_and_appends_go_on(tmp_path, monkeypatch, force_sync):
+    log, _ = open_log(tmp_path, force_sync=force_sync)
+    log.append_batch(recs(1, 5))
+    before = _sizes(tmp_path)
+    _short_then_enospc(monkeypatch)
+    with pytest.raises(LogAppendError) as info:
+        log.append_batch(recs(5, 40))
+    monkeypatch.undo()
+    e = info.value
+    assert e.directory == str(tmp_path) and e.error.errno == errno.ENOSPC
+    assert str(tmp_path) in str(e) and "No space left on device" in str(e)
+    assert _sizes(tmp_path) == before   # the half-written batch is gone
+    assert log.last_zxid == EPOCH + 4
+    # The same zxids again (the core reuses them for other txns), then more.
+    log.append_batch(recs(5, 8))
+    log.append_batch(recs(8, 9))
+    assert [z for z, _ in log.read_after(0)] == [EPOCH + z for z in range(1, 9)]
+    log.close()
+    assert list(TxnLog(str(tmp_path)).recover(0)) == recs(1, 9)
+
+
+def test_eio_from_fdatasync_cuts_back(tmp_path, monkeypatch):
+    log, _ = open_log(tmp_path)
+    log.append_batch(recs(1, 3))
+    before = _sizes(tmp_path)
+    real = os.fdatasync
+    failures = []
+
+    def fdatasync(fd):
+        if not failures:
+            failures.append(fd)
+            raise OSError(errno.EIO, "Input/output error")
+        return real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    with pytest.raises(LogAppendError) as info:
+        log.append_batch(recs(3, 6))
+    assert info.value.error.errno == errno.EIO
+    assert _sizes(tmp_path) == before
+    log.append_batch(recs(3, 4))
+    log.close()
+    assert list(TxnLog(str(tmp_path)).recover(0)) == recs(1, 4)
+
+
+def test_failure_in_a_new_file_removes_it(tmp_path, monkeypatch):
+    """A batch that starts a file (the first one, or after a roll) and fails: the file goes
+    (a header without records would be torn), the next append creates it again."""
+    log, _ = open_log(tmp_path)
+    _short_then_enospc(monkeypatch)
+    with pytest.raises(LogAppendError):
+        log.append_batch(recs(1, 10))
+    monkeypatch.undo()
+    assert list_log_files(str(tmp_path)) == []
+    log.append_batch(recs(1, 3))
+    log.request_roll()
+    log.append_batch(recs(3, 4))   # ends the first file
+    _short_then_enospc(monkeypatch)
+    with pytest.raises(LogAppendError):
+        log.append_batch(recs(4, 9))
+    monkeypatch.undo()
+    assert [z for z, _ in list_log_files(str(tmp_path))] == [EPOCH + 1]
+    log.append_batch(recs(4, 6))
+    log.close()
+    assert [z for z, _ in list_log_files(str(tmp_path))] == [EPOCH + 1, EPOCH + 4]
+    assert list(TxnLog(str(tmp_path)).recover(0)) == recs(1, 6)
+
+
+def test_enospc_creating_the_file(tmp_path, monkeypatch):
+    log, _ = open_log(tmp_path)
+    real = os.open
+
+    def no_inode(path, flags, *a):
+        if flags & os.O_CREAT:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, flags, *a)
+
+    monkeypatch.setattr(os, "open", no_inode)
+    with pytest.raises(LogAppendError):
+        log.append_batch(recs(1, 2))
+    monkeypatch.undo()
+    log.append_batch(recs(1, 2))
+    log.close()
+    assert list(TxnLog(str(tmp_path)).recover(0)) == recs(1, 2)
+
+
+def test_failed_cut_back_poisons(tmp_path, monkeypatch, caplog):
+    """If the file cannot be cut back, what it holds is unknown: the log is unusable."""
+    log, _ = open_log(tmp_path)
+    log.append_batch(recs(1, 2))
+    _short_then_enospc(monkeypatch)
+
+    def no_truncate(fd, size):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "ftruncate", no_truncate)
+    with caplog.at_level(logging.ERROR, logger="zkpy.storage.txnlog"):
+        with pytest.raises(OSError) as info:
+            log.append_batch(recs(2, 5))
+    assert not isinstance(info.value, LogAppendError)
+    assert info.value.errno == errno.ENOSPC
+    assert any("cannot cut the file back" in r.getMessage() for r in caplog.records)
+    monkeypatch.undo()
+    with pytest.raises(RuntimeError):
+        log.append_batch(recs(2, 3))
+    log.close()
+
+
+# --- a slow disk ---------------------------------------------------------------------------------
+
+def test_slow_fsync_warns_and_counts(tmp_path, monkeypatch, caplog):
+    """Past fsync.warningthresholdms: ZooKeeper's warning (FileTxnLog.commit) and the count
+    mntr reports as zk_fsync_threshold_exceed_count. Below it: neither."""
+    log, _ = open_log(tmp_path, fsync_warning_ms=40)
+    real = os.fdatasync
+    delay = [0.08]
+
+    def slow(fd):
+        time.sleep(delay[0])
+        return real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", slow)
+    with caplog.at_level(logging.WARNING, logger="zkpy.storage.txnlog"):
+        log.append_batch(recs(1, 3))
+        log.append_batch(recs(3, 4))
+        delay[0] = 0.0
+        log.append_batch(recs(4, 5))
+    assert log.fsync_threshold_exceed_count == 2
+    assert log.last_fsync_ms < 40
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2
+    size = os.path.getsize(list_log_files(str(tmp_path))[0][1])
+    import re
+    m = re.fullmatch(r"fsync-ing the write ahead log in (\S+) took (\d+)ms which will adversely "
+                     r"effect operation latency\. File size is (\d+) bytes\. See the ZooKeeper "
+                     r"troubleshooting guide", warnings[0])
+    assert m, warnings[0]
+    assert int(m.group(2)) >= 80
+    assert int(m.group(3)) < size   # the size after that batch
+    log.close()

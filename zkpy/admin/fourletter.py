@@ -130,6 +130,9 @@ def mntr(rep):
         ("max_fsynctime", int(gc["max_fsynctime"])),
         ("cnt_fsynctime", gc.get("cnt_fsynctime", 0)),
         ("sum_fsynctime", int(gc.get("sum_fsynctime", 0))),
+        # fsyncs of the log slower than fsync.warningthresholdms (ZooKeeper's
+        # ServerStats.fsyncThresholdExceedCount)
+        ("fsync_threshold_exceed_count", gc.get("fsync_threshold_exceed_count", 0)),
         ("avg_sync_processor_batch_size", round(gc["records"] / gc["batches"], 4)
          if gc["batches"] else 0.0),
         ("max_sync_processor_batch_size", gc["max_batch_size"]),

@@ -19,7 +19,7 @@ import time
 
 from zkpy import ZK_VERSION_STRING, __version__
 from zkpy.config import load_config
-from zkpy.errors import ConfigError, StorageCorruptError
+from zkpy.errors import ConfigError, StorageCorruptError, StorageFullError
 
 USAGE = ("Usage: zkpy-server [--config <conf-dir>] "
          "{start|start-foreground|stop|version|restart|status|print-cmd} [CFG]")
@@ -114,7 +114,7 @@ def cmd_start_foreground(path):
         return run(config)
     except KeyboardInterrupt:
         return 0
-    except StorageCorruptError as e:
+    except (StorageCorruptError, StorageFullError) as e:
         log.error("cannot start: %s", e)
         return 1
 

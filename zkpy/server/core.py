@@ -28,6 +28,7 @@ import functools
 import logging
 import operator
 import os
+import shutil
 import struct
 import time
 
@@ -67,6 +68,7 @@ LOG_ROLL_AT_CHECKPOINT_BYTES = 4 << 20
 _I32 = struct.Struct(">i")
 CONFIG_NODE = "/zookeeper/config"
 ALL_CONNECTIONS = 0xFFFFFFFF   # close_conn(ALL_CONNECTIONS): every connection of the origin
+APPLY_RETRY_S = 0.5   # while LMDB cannot be written: how often the waiting txns are retried
 
 
 _CREATE_OPS = (consts.OP_CREATE, consts.OP_CREATE2, consts.OP_CREATE_CONTAINER,
@@ -101,6 +103,14 @@ def _refuse(view, session_id, cxid, now_ms, code, auth=None):
 
 def now_ms():
     return int(time.time() * 1000)
+
+
+def _free_space(directory):
+    """'N bytes free in <directory>', for the log lines of a full disk."""
+    try:
+        return "%d bytes free in %s" % (shutil.disk_usage(directory).free, directory)
+    except OSError as e:
+        return "free space of %s unknown: %s" % (directory, e)
 
 
 _time = time.time   # Core._fused calls it inline: a Python frame less per write
@@ -182,7 +192,7 @@ class Core(object):
         self.started = time.monotonic()
         self.origins = []          # every frontend: each gets every batch's watch events
         self.sessions = SessionTable(config.tick_time_ms, server_id=1)
-        self._syncs = []           # (target zxid, origin, conn_id, entry_id, frame)
+        self._syncs = []           # (target zxid, origin, conn_id, entry_id, frame, xid, path)
         self._auth = {}            # (origin, conn_id) -> identities, for ACL checks of writes
         self.tree = None
         self.txnlog = None
@@ -208,6 +218,13 @@ class Core(object):
         self._pending = collections.deque()   # (zxid, txn, token, prepped) logged, not applied
         self.durable_zxid = 0
         self.commit_zxid = 0
+        # A full or failing disk (standalone; see _on_log_failed and _stall):
+        self.log_error = None      # the LogAppendError of a log outage not yet over
+        self._log_failed_txns = 0  # txns failed during it
+        self._expiry_failed = set()  # sessions whose expiry failed during it (logged once)
+        self.apply_error = None    # the LMDB error that stops the apply: new writes refused
+        self._stalled_since = None  # time.monotonic() when that began
+        self._retry_handle = None  # the timer of the next apply retry
 
     # ------------------------------------------------------------------ start / stop
 
@@ -220,7 +237,7 @@ class Core(object):
         os.makedirs(cfg.data_dir, exist_ok=True)
         os.makedirs(cfg.data_log_dir, exist_ok=True)
         db_path = os.path.join(cfg.data_dir, "zkpy-db")
-        self.tree = LmdbTree(db_path)
+        self.tree = LmdbTree(db_path, map_size=cfg.lmdb_map_size)
         if self.tree.restored:
             log.info("the last stop of %s was not clean: LMDB restored to its checkpoint at "
                      "zxid 0x%x; the log after it is replayed", db_path,
@@ -244,7 +261,8 @@ class Core(object):
             self.tree.clear_log_reset()
         try:
             last, replayed = self._replay(applied) if replay else (applied, 0)
-        except lmdb.Error as e:
+        except (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError,
+                lmdb.VersionMismatchError) as e:
             raise StorageCorruptError("the LMDB database %s is damaged: %s" % (db_path, e))
         if not replay:
             list(self.txnlog.recover(applied))  # checks the log, finds its last zxid
@@ -304,7 +322,8 @@ class Core(object):
         self.committer = GroupCommitter(
             self.txnlog, self._on_durable, max_count=cfg.max_batch_size,
             max_bytes=cfg.commit_max_bytes, max_delay_ms=cfg.flush_delay_ms,
-            on_fatal=self._on_fatal, logger=logging.getLogger("zkpy.groupcommit"))
+            on_fatal=self._on_fatal, logger=logging.getLogger("zkpy.groupcommit"),
+            on_failed=self._on_log_failed)
         self.committer.start()
         self._expiry_task = asyncio.get_running_loop().create_task(self._expire_loop())
         self._checkpoint_task = asyncio.get_running_loop().create_task(self._checkpoint_loop())
@@ -314,6 +333,9 @@ class Core(object):
         for task in (self._expiry_task, self._checkpoint_task, self._reaper_task):
             if task is not None:
                 task.cancel()
+        if self._retry_handle is not None:
+            self._retry_handle.cancel()   # txns still waiting for LMDB are in the log
+            self._retry_handle = None
         if self.committer is not None:
             try:
                 await self.committer.close()
@@ -503,6 +525,8 @@ class Core(object):
         self._apply_ready()
 
     def _apply_ready(self):
+        if self.apply_error is not None:
+            return   # LMDB cannot be written: _retry_apply tries again
         upto = min(self.durable_zxid, self.commit_zxid)
         pending = self._pending
         if not pending or pending[0][0] > upto:
@@ -611,6 +635,12 @@ class Core(object):
     def _on_durable(self, zxids):
         """sync done: the txns of `zxids` are fsynced (or forceSync=no). Standalone, that makes
         them committed; in an ensemble the quorum decides (a learner acks them)."""
+        if self.log_error is not None:
+            log.info("the transaction log in %s takes writes again (%d txn(s) failed meanwhile)",
+                     self.log_error.directory, self._log_failed_txns)
+            self.log_error = None
+            self._log_failed_txns = 0
+            self._expiry_failed.clear()
         self.durable_zxid = zxids[-1]
         if self.quorum is None:
             self.commit_zxid = self.durable_zxid
@@ -622,14 +652,53 @@ class Core(object):
         """final: every txn in `tokens` is durable and committed; apply, notify, reply.
 
         Order, for the guarantees across worker processes:
-          1. apply the batch in the LMDB write txn (not yet visible to readers);
-          2. send every frontend the batch (events, and its replies) - written to the worker
-             sockets before step 3, so a frontend that sees the new LMDB state can always find
-             the events for it in its socket;
-          3. commit LMDB; 4. tell every frontend it is committed: reads that must see the
-             batch (read-your-writes, or anything answered before the read came in) wait for it.
-        Replies may leave in step 2: their txns are durable in the log already.
+          1. apply the batch in the LMDB write txn and commit it;
+          2. send every frontend the batch (events, and its replies);
+          3. tell every frontend it is committed: replies leave, and reads that must see the
+             batch (read-your-writes, or anything answered before the read came in) may run.
+        A frontend whose snapshot shows the batch before its events arrived (between 1 and 2)
+        waits for them (Frontend.can_read), so no client reads data before the event announcing
+        it. Committing first means a failed commit (dataDir full, LMDB map full) has sent
+        nothing: the frontends never hold a batch that is not in LMDB, so reads go on while the
+        core retries (_stall). Replies may leave in step 2: their txns are durable in the log.
         """
+        try:
+            results, last = self._commit_batch(tokens)
+        except lmdb.Error as e:
+            if self.quorum is not None:
+                raise   # an ensemble member stops (GroupCommitter: on_durable raised)
+            self._stall(tokens, e)
+            return
+        self.last_zxid = last
+        self._renew_read()
+        self.overlay.applied(last)
+        events = []
+        replies = {}
+        after = []
+        for zxid, txn, token, zxid_events, node in results:
+            events += zxid_events
+            self._finish(zxid, txn, token, node, replies, after)
+            if (self.quorum is not None and txn.type == txns.SET_DATA
+                    and txn.path == CONFIG_NODE):
+                after.append(lambda zxid=zxid, data=txn.data:
+                             self.quorum.config_applied(zxid, data))
+        while self._syncs and self._syncs[0][0] <= last:
+            s = self._syncs.pop(0)
+            replies.setdefault(s[1], []).append((s[2], s[3], False, s[4]))
+        # Each frontend fires the watches before it sends the replies, so a client sees the
+        # event before it can see the data that triggered it (Programmer's Guide, "Ordering").
+        for origin in self.origins:
+            origin.batch(last, events, replies.get(origin, ()))
+        self._txns_since_checkpoint += len(tokens)
+        for origin in self.origins:
+            origin.committed(last)
+        for fn in after:
+            fn()
+
+    def _commit_batch(self, tokens):
+        """Apply `tokens` to LMDB in one write txn and commit it: (results, last zxid). Raises
+        lmdb.Error with LMDB unchanged (the txn aborted); nothing else is changed either, so
+        the same batch can be applied again."""
         wv = self.tree.write()
         results = []
         last = self.last_zxid
@@ -644,35 +713,159 @@ class Core(object):
                     results.append((zxid, txn, token, zxid_events, node))
                 last = zxid
             wv.set_last_zxid(last)
+            wv.commit()
         except BaseException:
-            wv.abort()
+            try:
+                wv.abort()   # (after a failed commit LMDB has ended the txn already)
+            except lmdb.Error:
+                pass
             raise
-        events = []
-        replies = {}
-        after = []
-        for zxid, txn, token, zxid_events, node in results:
-            events += zxid_events
-            self._finish(zxid, txn, token, node, replies, after)
-            if (self.quorum is not None and txn.type == txns.SET_DATA
-                    and txn.path == CONFIG_NODE):
-                after.append(lambda zxid=zxid, data=txn.data:
-                             self.quorum.config_applied(zxid, data))
-        while self._syncs and self._syncs[0][0] <= last:
-            _, origin, conn_id, entry_id, data = self._syncs.pop(0)
-            replies.setdefault(origin, []).append((conn_id, entry_id, False, data))
-        # Each frontend fires the watches before it sends the replies, so a client sees the
-        # event before it can see the data that triggered it (Programmer's Guide, "Ordering").
-        for origin in self.origins:
-            origin.batch(last, events, replies.get(origin, ()))
-        wv.commit()
-        self.last_zxid = last
+        return results, last
+
+    # ------------------------------------------------------------------ full or failing disk
+
+    def _stall(self, tokens, exc):
+        """The LMDB commit of `tokens` failed (dataDir full, map full, I/O error): they are
+        durable in the log, so they are not answered with an error -- they stay pending (their
+        clients wait) and the apply is retried every APPLY_RETRY_S; meanwhile new writes are
+        refused with SYSTEMERROR before they are logged (request, connect). One ERROR line."""
+        self._pending.extendleft(reversed(tokens))
+        self.apply_error = exc
+        if self._stalled_since is None:
+            self._stalled_since = time.monotonic()
+            path = self.tree.path if self.tree is not None else self.config.data_dir
+            if isinstance(exc, lmdb.MapFullError):
+                why = ("the LMDB map is full (lmdbMapSize=%d bytes): raise lmdbMapSize in %s and "
+                       "restart" % (self.config.lmdb_map_size, self.config.path))
+            else:
+                why = "%s (%s)" % (exc, _free_space(self.config.data_dir))
+            log.error("cannot apply txns 0x%x..0x%x to the database in %s: %s; they are durable "
+                      "in the transaction log and wait (retried every %.1fs); new writes fail "
+                      "with SystemError meanwhile, reads go on", tokens[0][0], tokens[-1][0],
+                      path, why, APPLY_RETRY_S)
+        if self._retry_handle is None:
+            self._retry_handle = asyncio.get_running_loop().call_later(APPLY_RETRY_S,
+                                                                      self._retry_apply)
+
+    def _retry_apply(self):
+        self._retry_handle = None
+        exc = self.apply_error
+        if exc is None:
+            return
+        if isinstance(exc, lmdb.PanicError):
+            # LMDB's fatal environment error (a failed meta page write): only a new environment
+            # handle can write again. Readers in the worker processes have their own.
+            try:
+                self._reopen_tree()
+            except lmdb.Error as e:
+                log.error("reopening the database in %s: %s", self.config.data_dir, e)
+                self._retry_handle = asyncio.get_running_loop().call_later(
+                    APPLY_RETRY_S, self._retry_apply)
+                return
+        self.apply_error = None
+        self._apply_ready()
+        if self.apply_error is None:
+            log.info("the database in %s takes writes again after %.1fs: applied the waiting "
+                     "txns up to 0x%x, accepting writes", self.config.data_dir,
+                     time.monotonic() - self._stalled_since, self.last_zxid)
+            self._stalled_since = None
+
+    def _reopen_tree(self):
+        old = self.tree
+        if self._rtxn is not None:
+            try:
+                self._rtxn.abort()
+            except lmdb.Error:
+                pass
+            self._rtxn = None
+        try:
+            old.close(checkpoint=False)
+        except lmdb.Error:
+            pass
+        # As it is, not back to its checkpoint: the workers have it open, and what it holds
+        # past the checkpoint is what this core applied (LmdbTree checkpoints it first thing).
+        self.tree = LmdbTree(old.path, map_size=self.config.lmdb_map_size, restore=False)
         self._renew_read()
-        self.overlay.applied(last)
-        self._txns_since_checkpoint += len(tokens)
-        for origin in self.origins:
-            origin.committed(last)
-        for fn in after:
-            fn()
+        for origin in self.origins:   # workers=0: the in-process frontend reads this tree
+            if getattr(origin, "tree", None) is old:
+                origin.reopened(self.tree)
+        log.info("reopened the database in %s after a fatal LMDB error", old.path)
+
+    def _refuse_write(self, origin, conn_id, entry_id, xid):
+        """LMDB cannot be written (apply_error): a new write is not logged, it fails now."""
+        data = _encode_reply(xid, self.last_zxid, errors.SYSTEMERROR)
+        origin.batch(self.last_zxid, (), ((conn_id, entry_id, False, data),))
+        origin.committed(self.last_zxid)
+
+    def _on_log_failed(self, zxids, exc):
+        """GroupCommitter.on_failed: the log could not take the txns `zxids` (a failed batch and
+        everything queued after it, in zxid order) and was cut back. None is durable: forget
+        them -- next_zxid and the prep overlay go back to what is logged -- and answer each
+        with SYSTEMERROR (a createSession: its connection closes). Reads go on; the next write
+        tries the log again. An ensemble member stops instead (False: fatal), as before."""
+        if self.quorum is not None or not zxids:
+            return False
+        first = zxids[0]
+        keep = collections.deque()
+        failed = []
+        for entry in self._pending:
+            (failed if entry[0] >= first else keep).append(entry)
+        # The bookkeeping first, the answers after: an answer can bring the next request in
+        # (workers=0 calls back into request()), which must find the pipeline rolled back.
+        self._pending = keep
+        self.next_zxid = first
+        self.overlay = self._new_overlay()
+        self.overlay.applied(self.last_zxid)
+        for zxid, txn, _, _ in keep:   # durable, waiting for LMDB (_stall): still ahead of prep
+            self.overlay.begin(zxid)
+            datatree.apply(self.overlay, zxid, txn)
+            self.overlay.end()
+        self._log_failed_txns += len(failed)
+        if self.log_error is None:
+            self.log_error = exc
+            log.error("cannot write the transaction log in %s: %s (%s); writes fail with "
+                      "SystemError until it can be written again, reads go on", exc.directory,
+                      exc.error, _free_space(exc.directory))
+        replies = {}
+        closing = []
+        for zxid, txn, token, _ in failed:
+            t = txn.type
+            if t == txns.CLOSE_SESSION:
+                session = self.sessions.get(txn.session_id)
+                if session is not None:
+                    session.closing = False   # expiry tries again
+                if token is None:
+                    self._expiry_failed.add(txn.session_id)
+            if token is None:
+                continue
+            if t == txns.CREATE_SESSION:
+                origin, conn_id, read_only = token
+                log.warning("closing a new connection: its session 0x%x could not be logged "
+                            "(%s)", txn.session_id, exc)
+                closing.append((origin, conn_id, read_only))
+                continue
+            origin, conn_id, entry_id, xid, _ = token
+            replies.setdefault(origin, []).append(
+                (conn_id, entry_id, False, _encode_reply(xid, self.last_zxid, errors.SYSTEMERROR)))
+        top = self.next_zxid - 1
+        if self._syncs and self._syncs[-1][0] > top:
+            # A sync waited for txns that are gone: it waits for what was logged before them.
+            syncs = []
+            for target, origin, conn_id, entry_id, data, xid, path in self._syncs:
+                if target > top:
+                    target = top
+                    data = _encode_reply(xid, top, 0, r.SyncResponse(path))
+                syncs.append((target, origin, conn_id, entry_id, data, xid, path))
+            self._syncs = syncs
+            while self._syncs and self._syncs[0][0] <= self.last_zxid:
+                s = self._syncs.pop(0)
+                replies.setdefault(s[1], []).append((s[2], s[3], False, s[4]))
+        for origin, rs in replies.items():
+            origin.batch(self.last_zxid, (), rs)
+            origin.committed(self.last_zxid)
+        for origin, conn_id, read_only in closing:
+            origin.connected(conn_id, 2, 0, 0, b"", read_only)
+        return True
 
     def _finish(self, zxid, txn, token, node, replies, after):
         t = txn.type
@@ -745,6 +938,11 @@ class Core(object):
             origin.connected(conn_id, 2, 0, 0, b"", read_only)
             return
         if req.sessionId == 0:
+            if self.apply_error is not None:
+                log.info("refusing a new session: the database cannot be written (%s)",
+                         self.apply_error)
+                origin.connected(conn_id, 2, 0, 0, b"", read_only)
+                return
             timeout = self.negotiate_timeout(req.timeOut)
             sid = self.sessions.next_session_id(now_ms())
             if self.quorum is not None and not self.quorum.leading:
@@ -788,6 +986,9 @@ class Core(object):
                 self._refuse_read_only(origin, conn_id, entry_id, xid, op)
             else:
                 origin.close_conn(conn_id)   # lost the quorum: the client reconnects elsewhere
+            return
+        if self.apply_error is not None and op != consts.OP_SYNC:
+            self._refuse_write(origin, conn_id, entry_id, xid)
             return
         forward = self.quorum is not None and not self.quorum.leading
         if op == consts.OP_CLOSE_SESSION:
@@ -867,7 +1068,7 @@ class Core(object):
             origin.batch(self.last_zxid, (), ((conn_id, entry_id, False, data),))
             origin.committed(self.last_zxid)
         else:
-            self._syncs.append((target, origin, conn_id, entry_id, data))
+            self._syncs.append((target, origin, conn_id, entry_id, data, xid, path))
 
     def set_config_node(self, data, version):
         """/zookeeper/config := data, in LMDB only (not a txn): an ensemble member's own view
@@ -945,11 +1146,12 @@ class Core(object):
         tick = self.config.tick_time_ms / 1000.0
         while True:
             await asyncio.sleep(tick / 2)
-            if not self.leads():
-                continue
+            if not self.leads() or self.apply_error is not None:
+                continue   # (expiry is a write: it waits until LMDB takes writes again)
             for s in self.sessions.expired(now_ms()):
-                log.info("expiring session 0x%x, timeout of %dms exceeded",
-                         s.session_id, s.timeout_ms)
+                if s.session_id not in self._expiry_failed:   # (once while the log is full)
+                    log.info("expiring session 0x%x, timeout of %dms exceeded",
+                             s.session_id, s.timeout_ms)
                 try:
                     self.close_session(s.session_id, None)
                 except Exception:
@@ -962,7 +1164,7 @@ class Core(object):
         interval_s = max(0.05, cfg.container_check_interval_ms / 1000.0)
         while True:
             await asyncio.sleep(interval_s)
-            if not self.leads():
+            if not self.leads() or self.apply_error is not None:
                 continue
             try:
                 paths = datatree.reap_candidates(self.view.special_nodes(), now_ms(),

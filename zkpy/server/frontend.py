@@ -10,17 +10,19 @@ connections, their watch tables and a read-only LMDB transaction; it talks to th
 
 and receives from the core, for each applied batch:
 
-    batch(zxid, events, replies)   before the core commits it to LMDB: fire the watches
-    committed(zxid)                after the commit: deliver the replies
+    batch(zxid, events, replies)   once the core committed it to LMDB: fire the watches
+    committed(zxid)                after every frontend got the batch: deliver the replies
 and also connected(conn_id, ok, session_id, timeout_ms, passwd, read_only), close_conn(conn_id).
 
 A read is answered from an LMDB snapshot that
   - holds every batch delivered here when the read's turn came (its `required` zxid): so a
     client reads its own writes, and anything any client was answered before it asked;
-  - holds no batch whose events were not delivered here: the core writes a batch to every worker
-    socket before committing it, so `pump()` (drain the control socket) always finds the events
-    for what a snapshot shows. No client reads data before the event announcing it (ZooKeeper
-    Programmer's Guide, "Ordering guarantees").
+  - holds no batch whose events were not delivered here: a snapshot newer than the events
+    delivered (the core commits a batch, then writes it to every worker socket) waits until
+    `pump()` (drain the control socket) or the socket's next read brings them (can_read). No
+    client reads data before the event announcing it (ZooKeeper Programmer's Guide, "Ordering
+    guarantees"). The core commits first so that a commit that fails (a full disk) has sent
+    nothing: no frontend ever holds a batch LMDB does not have.
 """
 
 import collections
@@ -132,6 +134,14 @@ class Frontend(object):
         self.view = self.tree.read_view(self._rtxn)
         self.view_zxid = self.view.last_zxid()
 
+    def reopened(self, tree):
+        """The core reopened the LMDB environment this frontend shares (workers=0) after a
+        fatal LMDB error: the old one and its read txn are gone; read from the new one."""
+        self.tree = tree
+        self._rtxn = None
+        self.view = None
+        self.view_zxid = -1
+
     def can_read(self, required):
         """True when self.view may answer a read that must see `required`."""
         if self.committed_zxid < required:
@@ -139,7 +149,8 @@ class Frontend(object):
         if self.view_zxid < required:
             self.refresh_view()
         # A snapshot newer than the events delivered here: its batch is in the control socket
-        # already; wait until it has been processed (batch() retries).
+        # or about to be (the core writes it right after the commit); wait until it has been
+        # processed (batch() retries).
         return self.view_zxid <= self.delivered_zxid
 
     def children_body(self, path, node):

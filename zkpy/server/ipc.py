@@ -305,7 +305,7 @@ class Channel(object):
         deadline = time.monotonic() + timeout_s
         while self._out and not self.closed:
             self._flush()
-            if self._out:
+            if self._out and not self.closed:   # (_flush closes the channel on a dead peer)
                 if time.monotonic() > deadline:
                     self.close()
                     self.on_eof()

@@ -9,13 +9,16 @@ is durable, checkpoint LMDB, exit 0.
 import asyncio
 import gc
 import logging
+import os
 import signal
+
+import lmdb
 
 from zkpy import ZK_VERSION_STRING
 from zkpy.admin import fourletter
 from zkpy.server.connection import Connection
-from zkpy.errors import StorageCorruptError
-from zkpy.server.core import Core
+from zkpy.errors import StorageCorruptError, StorageFullError
+from zkpy.server.core import Core, _free_space
 from zkpy.server.frontend import Frontend
 
 log = logging.getLogger("zkpy.server")
@@ -98,12 +101,29 @@ def tune_gc():
     gc.set_threshold(*GC_THRESHOLD)
 
 
+async def _open_core(core, config, replay):
+    """core.open in a thread; LMDB out of room (map or disk) is a StorageFullError that says
+    which key or disk."""
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, core.open, replay)
+    except lmdb.MapFullError:
+        raise StorageFullError(
+            "the database %s is full replaying the transaction log: its LMDB map "
+            "(lmdbMapSize=%d bytes) is too small; raise lmdbMapSize in %s"
+            % (os.path.join(config.data_dir, "zkpy-db"), config.lmdb_map_size, config.path)) \
+            from None
+    except lmdb.Error as e:
+        raise StorageFullError("cannot open or write the database %s: %s (%s)"
+                               % (os.path.join(config.data_dir, "zkpy-db"), e,
+                                  _free_space(config.data_dir))) from None
+
+
 async def serve(config, ready=None):
     core = Core(config)
     loop = asyncio.get_running_loop()
     distributed = config.is_distributed()
     try:
-        await loop.run_in_executor(None, core.open, not distributed)
+        await _open_core(core, config, replay=not distributed)
     except StorageCorruptError as e:
         if not distributed:
             raise
@@ -113,7 +133,7 @@ async def serve(config, ready=None):
         moved = await loop.run_in_executor(None, core.set_aside_local_data)
         log.error("local data damaged: %s -- moved to %s; resyncing from the leader",
                   e, ", ".join(moved))
-        await loop.run_in_executor(None, core.open, False)
+        await _open_core(core, config, replay=False)
     tune_gc()
     core.start()
     peer = None

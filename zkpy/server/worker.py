@@ -17,7 +17,7 @@ import signal
 import socket
 import sys
 
-from zkpy.config import load_config
+from zkpy.config import DEFAULT_LMDB_MAP_SIZE, load_config
 from zkpy.server import ipc
 from zkpy.server.connection import Connection
 from zkpy.server.frontend import Frontend
@@ -99,7 +99,10 @@ def _dispatcher(fe, done):
 
 async def run(config, worker_id, ctrl_fd, handoff_fd):
     loop = asyncio.get_running_loop()
-    tree = LmdbTree(os.path.join(config.data_dir, "zkpy-db"), readonly=True)
+    # A reader's map only has to cover what the core's writer may fill (lmdbMapSize); never
+    # smaller than the default, so that it covers a file grown under an earlier, larger setting.
+    tree = LmdbTree(os.path.join(config.data_dir, "zkpy-db"),
+                    map_size=max(config.lmdb_map_size, DEFAULT_LMDB_MAP_SIZE), readonly=True)
     link = IpcLink()
     fe = Frontend(config, tree, link, worker_id)
     done = loop.create_future()

@@ -19,8 +19,14 @@ Contract:
     thread, so the loop never sits in a slow fsync more than once in a row.
   * on_durable(tokens) runs in the loop thread, in submission order, only after the append_batch
     (write + fsync) covering every one of those records has returned.
-  * A write/fsync error is fatal: logged at ERROR, on_fatal(exc) is called, nothing more is written
-    or acknowledged.
+  * A failed append that the log cut back (LogAppendError: a full or failing disk, nothing of the
+    batch is in the log) with an on_failed callback: every record of that batch and every record
+    queued after it is dropped -- none is durable, and a later record may depend on an earlier
+    one -- and on_failed(tokens, exc) gets their tokens in submission order (loop thread; after
+    on_durable of every earlier batch). It returns True to go on: the next submit() tries the
+    log again. Without on_failed, or when it returns False, the error is fatal.
+  * Any other write/fsync error is fatal: logged at ERROR, on_fatal(exc) is called, nothing more
+    is written or acknowledged.
 """
 
 import asyncio
@@ -28,6 +34,8 @@ import collections
 import concurrent.futures
 import logging
 import time
+
+from zkpy.errors import LogAppendError
 
 _DEFAULT_LOGGER = logging.getLogger("zkpy.storage.groupcommit")
 
@@ -41,17 +49,19 @@ INLINE_MAX_FSYNC_MS = 1.0
 class GroupCommitter:
     def __init__(self, log, on_durable, max_count=1000, max_bytes=1024 * 1024, max_delay_ms=0,
                  executor=None, on_fatal=None, logger=None, inline_max_records=INLINE_MAX_RECORDS,
-                 inline_max_fsync_ms=INLINE_MAX_FSYNC_MS):
+                 inline_max_fsync_ms=INLINE_MAX_FSYNC_MS, on_failed=None):
         """``log`` needs append_batch([(zxid, payload)]); optional attribute last_fsync_ms.
 
         ``executor``: where append_batch runs; by default a private one-thread pool, so log
         I/O never waits behind (or starves) other users of the loop's default executor.
         ``inline_max_records`` / ``inline_max_fsync_ms``: when a batch may be appended in the
         loop thread instead (see the module docstring); inline_max_records=0 never does.
+        ``on_failed(tokens, exc)``: records dropped after a LogAppendError (module docstring).
         """
         self.log = log
         self.on_durable = on_durable
         self.on_fatal = on_fatal
+        self.on_failed = on_failed
         self.max_count = max(1, max_count)
         self.max_bytes = max(1, max_bytes)
         self.max_delay = max(0.0, max_delay_ms / 1000.0)
@@ -67,6 +77,7 @@ class GroupCommitter:
         self._queued_bytes = 0
         self._submitted = 0  # records ever submitted
         self._durable = 0  # records ever made durable (and reported)
+        self._dropped = 0  # records ever dropped after a LogAppendError (on_failed)
         self._waiters = []  # (submitted count to reach, future) from flush()
         self._wakeup = None  # asyncio.Event, created in the loop
         self._task = None
@@ -83,6 +94,8 @@ class GroupCommitter:
         self.fsync_min_ms = None
         self.fsync_max_ms = 0.0
         self.last_fsync_ms = None
+        self.failed_batches = 0   # appends that failed with a LogAppendError
+        self.failed_records = 0   # records dropped with them (theirs and those queued after)
 
     # ------------------------------------------------------------------ public API
 
@@ -112,15 +125,16 @@ class GroupCommitter:
 
     @property
     def pending(self):
-        """Records submitted but not yet reported durable."""
-        return self._submitted - self._durable
+        """Records submitted but not yet reported durable (nor dropped)."""
+        return self._submitted - self._durable - self._dropped
 
     async def flush(self):
-        """Wait until everything submitted so far is durable (raises the fatal error if any)."""
+        """Wait until everything submitted so far is durable or dropped (on_failed); raises the
+        fatal error if any."""
         if self._failed is not None:
             raise self._failed
         target = self._submitted
-        if self._durable >= target:
+        if self._durable + self._dropped >= target:
             return
         fut = asyncio.get_running_loop().create_future()
         self._waiters.append((target, fut))
@@ -157,6 +171,9 @@ class GroupCommitter:
             "cnt_fsynctime": cnt,
             "sum_fsynctime": self.fsync_total_ms,
             "last_fsynctime": self.last_fsync_ms,
+            "fsync_threshold_exceed_count": getattr(self.log, "fsync_threshold_exceed_count", 0),
+            "failed_batches": self.failed_batches,
+            "failed_records": self.failed_records,
         }
 
     # ------------------------------------------------------------------ flusher
@@ -209,7 +226,15 @@ class GroupCommitter:
             try:
                 # The loop keeps running (and submit() keeps queueing the next batch) meanwhile.
                 fsync_ms = await fut
-            except Exception as exc:  # noqa: BLE001 - any failure to persist is fatal
+            except Exception as exc:  # noqa: BLE001 - any other failure to persist is fatal
+                # Nothing else is in flight: the next append starts only after this one returned.
+                if isinstance(exc, LogAppendError) and self.on_failed is not None:
+                    handled = self._drop(tokens, exc)
+                    if handled is None:
+                        return   # on_failed raised: fatal already
+                    if handled:
+                        inflight = None
+                        continue
                 self._fatal(exc, "writing %d txn(s) to the transaction log" % len(batch))
                 return
             # The next batch's write + fsync starts now, so it overlaps on_durable's work (the
@@ -231,6 +256,29 @@ class GroupCommitter:
                         pass
                 return
             self._wake_waiters()
+
+    def _drop(self, tokens, exc):
+        """A LogAppendError for the batch of ``tokens``: drop it and everything queued after it,
+        and tell on_failed. Returns on_failed's answer, or None if it raised (then fatal).
+
+        The queue is emptied before on_failed runs: records it causes to be submitted (a reply
+        can release a client's next write in the same process) belong to the next batch."""
+        tokens = list(tokens)
+        tokens.extend(self._tokens)
+        self._queue.clear()
+        self._tokens.clear()
+        self._queued_bytes = 0
+        self._dropped += len(tokens)
+        self.failed_batches += 1
+        self.failed_records += len(tokens)
+        try:
+            handled = self.on_failed(tokens, exc)
+        except Exception as cb_exc:  # noqa: BLE001 - the pipeline is in an unknown state
+            self._fatal(cb_exc, "in the on_failed callback")
+            return None
+        if handled:
+            self._wake_waiters()
+        return bool(handled)
 
     async def _linger(self, loop):
         """flushDelay: wait a little for more records to share the fsync."""
@@ -290,8 +338,9 @@ class GroupCommitter:
 
     def _wake_waiters(self):
         still = []
+        done = self._durable + self._dropped
         for target, fut in self._waiters:
-            if self._durable >= target:
+            if done >= target:
                 if not fut.done():
                     fut.set_result(None)
             else:

@@ -301,7 +301,10 @@ class LmdbTree(object):
 
     DB_NAMES = (b"nodes", b"ephemerals", b"sessions", b"meta")
 
-    def __init__(self, path, map_size=1 << 36, readonly=False):
+    def __init__(self, path, map_size=1 << 36, readonly=False, restore=True):
+        """restore=False (the writer reopening its environment in a running server, whose
+        workers have it open): open the state as it is and checkpoint it at once, before any
+        write -- the pages of the last checkpoint lost their pin with the old handle."""
         self.path = path
         self.generation = 0     # write txns committed through this object
         self._last_read = None  # (txn, generation) of the newest read_txn()
@@ -318,7 +321,7 @@ class LmdbTree(object):
             self.env = self._open_env(map_size, readonly=True)
             self._open_dbs()
             return
-        record = self._prepare(map_size)
+        record = self._prepare(map_size) if restore else None
         self.env = self._open_env(map_size, readonly=False)
         try:
             self._open_dbs()
@@ -328,7 +331,7 @@ class LmdbTree(object):
         except BaseException:
             self.env.close()
             raise
-        if record is None:   # a database from before checkpoints: trusted as it is
+        if record is None:   # not restored, or from before checkpoints: trusted as it is
             self.checkpoint()
         else:
             self.checkpoint_seq = record.seq
@@ -765,12 +768,14 @@ class LmdbTree(object):
         """Close the environment; a writer first checkpoints (a clean stop: the next open
         restores nothing and replays nothing). checkpoint=False: as after a crash, the next open
         comes back to the last checkpoint."""
-        if checkpoint and self._pin is not None:
-            self.checkpoint()
-        for txn in self._stale_pins:
-            txn.abort()
-        self._stale_pins = []
-        if self._pin is not None:
-            self._pin.abort()
-            self._pin = None
-        self.env.close()
+        try:
+            if checkpoint and self._pin is not None:
+                self.checkpoint()
+        finally:
+            for txn in self._stale_pins:
+                txn.abort()
+            self._stale_pins = []
+            if self._pin is not None:
+                self._pin.abort()
+                self._pin = None
+            self.env.close()

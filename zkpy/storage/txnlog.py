@@ -37,6 +37,13 @@ Recovery rules (see TxnLog.recover):
 Durability: each append_batch is one os.write followed (if force_sync) by fdatasync. Creating a new
 file also fsyncs the directory so that the file's name survives a crash.
 
+A full or failing disk (ENOSPC, EDQUOT or EIO from the write, the fdatasync or the file's creation):
+append_batch cuts the file back to its size before the batch (ftruncate + fsync; a file created for
+the batch is unlinked and the directory fsynced) and raises LogAppendError -- none of the batch is
+in the log and the next append_batch may try again. Only if cutting back fails too is the log
+unusable (the OSError propagates; every later call raises). Every fsync slower than
+``fsync_warning_ms`` logs ZooKeeper's warning and counts in fsync_threshold_exceed_count.
+
 Ensemble operations (Zab):
 
   * truncate_after(zxid) -- TRUNC: drop every record above zxid. Later files are deleted newest
@@ -53,6 +60,7 @@ Ensemble operations (Zab):
     that were complete (written and, with force_sync, fdatasync'ed) when the call was made.
 """
 
+import errno
 import logging
 import mmap
 import os
@@ -61,7 +69,7 @@ import struct
 import threading
 import time
 
-from zkpy.errors import StorageCorruptError
+from zkpy.errors import LogAppendError, StorageCorruptError
 from zkpy.proto.twins import compiled_twin
 from zkpy.storage.crc import crc32c
 
@@ -78,6 +86,11 @@ DEFAULT_ROLL_BYTES = 64 * 1024 * 1024
 _NAME_RE = re.compile(r"^log\.([0-9a-f]{16})$")
 
 _DEFAULT_LOGGER = logging.getLogger("zkpy.storage.txnlog")
+
+# Errors of a write or fsync after which the log is cut back and appends go on (a full disk, a
+# quota, an I/O error): any other OSError leaves the log unusable.
+RECOVERABLE_ERRNOS = frozenset(e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EIO)
+                               if e is not None)
 
 
 def _header_bytes():
@@ -188,6 +201,8 @@ class TxnLog:
         # Duration of the most recent fdatasync in ms, or None if the last batch did not sync.
         # Read by GroupCommitter right after append_batch returns (same thread).
         self.last_fsync_ms = None
+        # fsyncs that took longer than fsync_warning_ms (mntr zk_fsync_threshold_exceed_count).
+        self.fsync_threshold_exceed_count = 0
         self._recovered = False
         self._append_ready = False
         self._failed = None  # the OSError that made the log unusable
@@ -409,9 +424,12 @@ class TxnLog:
     def append_batch(self, records):
         """Append [(zxid, payload)] with one write, then fdatasync if force_sync.
 
-        Raises ValueError if the zxids are not strictly increasing above last_zxid. An OSError from
-        write/fsync propagates and leaves the log unusable (every later call raises): the caller
-        must treat it as fatal, since what reached the disk is unknown.
+        Raises ValueError if the zxids are not strictly increasing above last_zxid.
+        ENOSPC, EDQUOT or EIO from the write or fsync: the file is cut back to its size before
+        the batch and LogAppendError is raised -- nothing of the batch is in the log, last_zxid is
+        unchanged, the next append_batch (of the same or other zxids) may succeed. Any other
+        OSError, or one while cutting back, propagates and leaves the log unusable (every later
+        call raises): the caller must treat it as fatal, since what reached the disk is unknown.
         """
         if not records:
             return
@@ -424,6 +442,8 @@ class TxnLog:
             prev = records[-1][0]
             try:
                 self._write_locked(records[0][0], [data])
+            except LogAppendError:
+                raise
             except OSError as e:
                 self._failed = e
                 raise
@@ -434,7 +454,12 @@ class TxnLog:
         if self._fd is None:
             path = os.path.join(self.dir, log_file_name(first_zxid))
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
-            self._fd = os.open(path, flags, 0o644)
+            try:
+                self._fd = os.open(path, flags, 0o644)
+            except OSError as e:
+                if e.errno in RECOVERABLE_ERRNOS:   # nothing was created: nothing to undo
+                    raise LogAppendError(self.dir, e) from e
+                raise
             self._path = path
             self._size = 0
             # Header and first batch go out in the same write: a file never exists durably
@@ -442,19 +467,26 @@ class TxnLog:
             parts.insert(0, FILE_HEADER)
             created = True
         data = b"".join(parts)
-        view = memoryview(data)
-        written = 0
-        while written < len(data):  # a regular-file write is only short on ENOSPC or a signal
-            written += os.write(self._fd, view[written:])
+        ms = None
+        try:
+            view = memoryview(data)
+            written = 0
+            while written < len(data):  # a regular-file write is only short on ENOSPC or a signal
+                written += os.write(self._fd, view[written:])
+            if self.force_sync:
+                t0 = time.monotonic()
+                _data_sync(self._fd)
+                if created:
+                    _fsync_dir(self.dir)
+                ms = (time.monotonic() - t0) * 1000.0
+        except OSError as e:
+            self._cut_back(e, created)
+            raise  # not reached: _cut_back raises
         self._size += len(data)
         if self.force_sync:
-            t0 = time.monotonic()
-            _data_sync(self._fd)
-            if created:
-                _fsync_dir(self.dir)
-            ms = (time.monotonic() - t0) * 1000.0
             self.last_fsync_ms = ms
             if ms > self.fsync_warning_ms:
+                self.fsync_threshold_exceed_count += 1
                 self.log.warning(
                     "fsync-ing the write ahead log in %s took %dms which will adversely effect "
                     "operation latency. File size is %d bytes. See the ZooKeeper troubleshooting "
@@ -476,6 +508,32 @@ class TxnLog:
     def size_since_roll(self):
         """Bytes in the file appends go to now (0 before the first append after a roll)."""
         return self._size
+
+    def _cut_back(self, error, created):
+        """A write or fsync of the batch failed with ``error``: remove what it may have left (the
+        bytes past self._size; the whole file if it was created for this batch) and raise
+        LogAppendError. ``error`` itself propagates if it is not a full/failing-disk error, or
+        if cutting back fails (the caller then marks the log unusable)."""
+        if error.errno not in RECOVERABLE_ERRNOS:
+            raise error
+        try:
+            if created:
+                fd, path = self._fd, self._path
+                self._fd = self._path = None
+                self._size = 0
+                os.close(fd)
+                os.unlink(path)
+                if self.force_sync:
+                    _fsync_dir(self.dir)
+            else:
+                os.ftruncate(self._fd, self._size)
+                if self.force_sync:
+                    os.fsync(self._fd)
+        except OSError as e:
+            self.log.error("txnlog %s: cannot cut the file back after a failed append (%s): %s",
+                           self.dir, error, e)
+            raise error
+        raise LogAppendError(self.dir, error) from error
 
     def request_roll(self):
         """Start a new file after the current batch (called after an LMDB checkpoint, so that
