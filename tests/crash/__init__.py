@@ -1,1 +1,2 @@
-"""Crash and durability tests: real zkpy server processes killed with SIGKILL, damaged log files."""
+"""Crash and durability tests: real zkpy server processes killed with SIGKILL or stopped under load,
+damaged log files."""
