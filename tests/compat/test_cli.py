@@ -133,7 +133,7 @@ def test_start_foreground_exits_cleanly_on_signal(tmp_path, sig):
         client.close()
         proc.send_signal(sig)
         code = proc.wait(timeout=15)
-        assert code in (0, 128 + signal.SIGTERM, -signal.SIGTERM), code
+        assert code == 0, code   # a clean stop (README: "SIGTERM / SIGINT stop it cleanly")
     finally:
         if proc.poll() is None:
             proc.kill()

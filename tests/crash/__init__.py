@@ -1,2 +1,3 @@
-"""Crash and durability tests: real zkpy server processes killed with SIGKILL, damaged log files,
-and crashfs (crashfs.py), a FUSE filesystem that simulates power cuts."""
+"""Crash and durability tests: real zkpy server processes killed with SIGKILL or stopped under load,
+damaged log files, full and slow disks, and power cuts on crashfs (crashfs.py), a FUSE filesystem
+that simulates them."""

@@ -163,9 +163,17 @@ class Connection(asyncio.Protocol):
                 log.warning("too many connections from %s - max is %d; closing %s",
                             self.ip, limit, self.peer)
                 self.close()
+        if self.fe.paused:
+            self.close()   # handed over or accepted as the server began to stop
+            return
         if self.initial:
             data, self.initial = self.initial, None
             self.data_received(data)
+
+    def pause_reading(self):
+        """The server is stopping: read nothing more from this client (answers still go out)."""
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
 
     def connection_lost(self, exc):
         self.closed = True
@@ -662,3 +670,18 @@ class Connection(asyncio.Protocol):
             "latency_min": self.latency.min or 0, "latency_max": self.latency.max,
             "latency_avg": (self.latency.sum // self.latency.count) if self.latency.count else 0,
         }
+
+
+async def close_connections(fe, timeout_s):
+    """Close every connection of `fe` once what it was answered has been written: wait (at
+    most timeout_s) until each is gone, then cut off the ones whose client does not read."""
+    for conn in list(fe.connections):
+        conn.close()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while fe.connections and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+    for conn in list(fe.connections):
+        if conn.transport is not None:
+            conn.transport.abort()
+    await asyncio.sleep(0)   # their connection_lost

@@ -329,7 +329,21 @@ class Core(object):
         self._checkpoint_task = asyncio.get_running_loop().create_task(self._checkpoint_loop())
         self._reaper_task = asyncio.get_running_loop().create_task(self._reaper_loop())
 
+    async def drain(self):
+        """A clean stop, once no more requests come in (the frontends are paused): wait until
+        every txn taken so far is durable -- standalone also applied to LMDB, and its reply on
+        its way to the frontend (the apply runs before the committer reports the flush done)."""
+        if self.committer is None or self.fatal is not None:
+            return
+        try:
+            await self.committer.flush()
+        except Exception:  # noqa: BLE001 - a fatal log error, already reported through on_fatal
+            pass
+
     async def stop(self):
+        # A request still coming in (from a worker that did not pause in time) closes its
+        # connection instead of meeting a closed group committer.
+        self.serving = False
         for task in (self._expiry_task, self._checkpoint_task, self._reaper_task):
             if task is not None:
                 task.cancel()
@@ -687,10 +701,13 @@ class Core(object):
             replies.setdefault(s[1], []).append((s[2], s[3], False, s[4]))
         # Each frontend fires the watches before it sends the replies, so a client sees the
         # event before it can see the data that triggered it (Programmer's Guide, "Ordering").
-        for origin in self.origins:
+        # Over a copy: a worker found gone while its batch is written leaves self.origins
+        # (Supervisor.worker_lost) and must not make the next one miss the batch.
+        origins = tuple(self.origins)
+        for origin in origins:
             origin.batch(last, events, replies.get(origin, ()))
         self._txns_since_checkpoint += len(tokens)
-        for origin in self.origins:
+        for origin in origins:
             origin.committed(last)
         for fn in after:
             fn()

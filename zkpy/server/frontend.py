@@ -89,6 +89,7 @@ class Frontend(object):
         self._held = []               # (zxid, replies) of batches not yet committed
         self._children_cache = collections.OrderedDict()  # path -> (pzxid, count, body)
         self._next_conn_id = 1
+        self.paused = False           # the server is stopping: no more requests are read
         self.pump = _nothing          # drains the control socket (set by the worker)
         self._rtxn = None
         self.view = None
@@ -110,6 +111,13 @@ class Frontend(object):
             self._next_conn_id = (self._next_conn_id % 0xFFFFFFFF) + 1
         self.conns[conn.conn_id] = conn
         self.connections.add(conn)
+
+    def pause(self):
+        """A clean stop begins: read no more requests from any client, take no new connection
+        (Connection.connection_made closes it); the answers to what was read still go out."""
+        self.paused = True
+        for conn in self.connections:
+            conn.pause_reading()
 
     def flush_all(self):
         """The loop-pass callback that writes what each connection was given (Connection.write)."""

@@ -15,6 +15,8 @@ worker -> core
     STATS     (6)  req_id:u32 json:blob
     AUTH      (7)  conn_id:u32 count:u32 (scheme:str id:str)*   (the connection's identities,
                    sent at connect and after each addauth; ACL checks of its writes use them)
+    PAUSED    (8)                                    (the answer to PAUSE: every request the
+                   worker read from its clients is in the socket ahead of it)
 core -> worker
     CONNECTED (20) conn_id:u32 ok:u8 session_id:i64 timeout_ms:i32 passwd:blob read_only:i8
                    (ok=1: established; 0: answer the expired/invalid ConnectResponse and
@@ -27,7 +29,9 @@ core -> worker
     acl       := count:i32 (perms:i32 scheme:str id:str)*   (count -1: anyone may read)
     CLOSE     (22) conn_id:u32                       (session moved or expired)
     STATS_REQ (23) req_id:u32
-    SHUTDOWN  (24)
+    PAUSE     (26)                               (a clean stop begins: read no more requests
+                   from the clients, take no more handoffs, answer PAUSED; replies still go out)
+    SHUTDOWN  (24)                               (close the connections, exit)
 The handoff of a client socket travels on a second socket pair as SCM_RIGHTS with the message
     HANDOFF        conn_id:u32 peer:str first_bytes:blob
 """
@@ -36,8 +40,8 @@ import select
 import struct
 import time
 
-HELLO, CONNECT, REQUEST, CLOSED, TOUCH, STATS, AUTH = 1, 2, 3, 4, 5, 6, 7
-CONNECTED, BATCH, CLOSE, STATS_REQ, SHUTDOWN, COMMITTED = 20, 21, 22, 23, 24, 25
+HELLO, CONNECT, REQUEST, CLOSED, TOUCH, STATS, AUTH, PAUSED = 1, 2, 3, 4, 5, 6, 7, 8
+CONNECTED, BATCH, CLOSE, STATS_REQ, SHUTDOWN, COMMITTED, PAUSE = 20, 21, 22, 23, 24, 25, 26
 
 _U32 = struct.Struct(">I")
 _HEAD = struct.Struct(">IB")
@@ -118,6 +122,10 @@ def stats(req_id, payload):
     return _frame(STATS, _U32.pack(req_id) + _blob(payload))
 
 
+def paused():
+    return _frame(PAUSED, b"")
+
+
 # ---------------------------------------------------------------- core -> worker
 
 def connected(conn_id, ok, session_id, timeout_ms, passwd, read_only):
@@ -162,6 +170,10 @@ def stats_req(req_id):
 
 def shutdown():
     return _frame(SHUTDOWN, b"")
+
+
+def pause():
+    return _frame(PAUSE, b"")
 
 
 def handoff(conn_id, peer, first_bytes):
@@ -221,7 +233,7 @@ def decode(frame):
     if mtype == AUTH:
         conn_id = r.u32()
         return mtype, (conn_id, [(r.str(), r.str()) for _ in range(r.u32())])
-    if mtype == SHUTDOWN:
+    if mtype in (SHUTDOWN, PAUSE, PAUSED):
         return mtype, ()
     if mtype == COMMITTED:
         return mtype, (r.take(_Q)[0],)
@@ -297,20 +309,24 @@ class Channel(object):
             self.loop.call_soon(self._flush)
 
     def send_now(self, data, timeout_s=5.0):
-        """Write `data` (after anything queued) before returning. A peer that takes nothing for
-        `timeout_s` (stopped, hung) is cut off: the channel closes and on_eof() runs."""
+        """Write `data` (after anything queued) before returning. A peer that is gone (exited)
+        or takes nothing for `timeout_s` (stopped, hung) is cut off: the channel closes and
+        on_eof() runs; the data is dropped."""
         if self.closed:
             return
         self._out += data
         deadline = time.monotonic() + timeout_s
-        while self._out and not self.closed:
+        while True:
             self._flush()
-            if self._out and not self.closed:   # (_flush closes the channel on a dead peer)
-                if time.monotonic() > deadline:
-                    self.close()
-                    self.on_eof()
-                    return
-                select.select([], [self.sock], [], 0.1)
+            # _flush closes the channel (and runs on_eof) when the peer is gone -- a worker
+            # that exited while this batch was on its way: nothing more to write, nor to wait on.
+            if self.closed or not self._out:
+                return
+            if time.monotonic() > deadline:
+                self.close()
+                self.on_eof()
+                return
+            select.select([], [self.sock], [], 0.1)
 
     def _flush(self):
         self._flush_scheduled = False

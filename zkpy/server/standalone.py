@@ -2,8 +2,9 @@
 
 With workers=N (default: the number of cores) the core spawns N worker processes and hands them
 the client connections (zkpy.server.supervisor); with workers=0 one frontend serves clients inside
-the core process. On SIGTERM/SIGINT: stop accepting, stop the workers, wait until every queued txn
-is durable, checkpoint LMDB, exit 0.
+the core process. On SIGTERM/SIGINT: stop accepting connections and reading requests, wait until
+every request taken is durable (standalone: applied and answered too), close the connections,
+stop the workers, flush the log, checkpoint LMDB, exit 0.
 """
 
 import asyncio
@@ -16,12 +17,15 @@ import lmdb
 
 from zkpy import ZK_VERSION_STRING
 from zkpy.admin import fourletter
-from zkpy.server.connection import Connection
 from zkpy.errors import StorageCorruptError, StorageFullError
+from zkpy.server.connection import Connection, close_connections
 from zkpy.server.core import Core, _free_space
 from zkpy.server.frontend import Frontend
 
 log = logging.getLogger("zkpy.server")
+
+# On the way out: how long the replies already given to the connections may take to leave.
+CLOSE_TIMEOUT_S = 1.0
 
 
 class LocalLink(object):
@@ -79,11 +83,17 @@ class InProcess(object):
             lambda: Connection(self.fe, per_ip), cfg.client_port_address or "0.0.0.0",
             cfg.client_port, reuse_address=True, backlog=backlog)
 
+    async def pause(self):
+        """A clean stop begins: no new connections, no more requests read (see Supervisor)."""
+        if self.server is not None:
+            self.server.close()
+        self.fe.pause()
+
     async def stop(self):
         if self.server is not None:
             self.server.close()
-        for conn in list(self.fe.connections):
-            conn.close()
+        self.fe.pause()
+        await close_connections(self.fe, CLOSE_TIMEOUT_S)
 
 
 # Young-generation threshold of the core's cyclic GC (CPython's default: 700 allocations).
@@ -173,6 +183,13 @@ async def serve(config, ready=None):
         ready()
     await stop.wait()
     log.info("shutting down")
+    # A clean stop, in this order: take no more requests (the workers stop reading their
+    # clients and say so), let every request taken become durable -- standalone also applied
+    # and answered --, then close the connections and stop the workers, and last the core
+    # (flush, checkpoint LMDB). Workers that exit while the core still has batches for them
+    # would lose those answers.
+    await front.pause()
+    await core.drain()
     if peer is not None:
         await peer.stop()
     await front.stop()

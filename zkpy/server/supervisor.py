@@ -37,6 +37,7 @@ class WorkerHandle(object):
         self.channel = None
         self.handoff = None
         self.alive = False
+        self.paused = None     # a clean stop: the future PAUSED resolves (Supervisor.pause)
 
     # -- origin interface (called by the core)
 
@@ -77,6 +78,8 @@ class WorkerHandle(object):
                 self.sup.conn_gone(conn_id)
             elif mtype == ipc.STATS:
                 self.sup.stats_arrived(self, *args)
+            elif mtype == ipc.PAUSED:
+                self._pause_done()
             elif mtype == ipc.HELLO:
                 log.info("worker %d is up (pid %d)", args[0], args[1])
         except Exception:
@@ -84,6 +87,10 @@ class WorkerHandle(object):
 
     def on_eof(self):
         self.sup.worker_lost(self)
+
+    def _pause_done(self):
+        if self.paused is not None and not self.paused.done():
+            self.paused.set_result(None)
 
 
 class Supervisor(object):
@@ -131,6 +138,7 @@ class Supervisor(object):
         if not handle.alive:
             return
         handle.alive = False
+        handle._pause_done()   # nothing more will come from it
         if handle in self.core.origins:
             self.core.origins.remove(handle)
         self.core.origin_lost(handle)
@@ -169,13 +177,43 @@ class Supervisor(object):
                     except Exception:
                         log.exception("restarting worker %d", handle.worker_id)
 
-    async def stop(self):
+    async def pause(self, timeout_s=5.0):
+        """The first step of a clean stop: accept no more connections, and have every worker
+        stop reading requests from its clients (PAUSE). Returns once each has answered PAUSED
+        -- every request it read is then in the core's hands -- or is gone, or after timeout_s
+        (a hung worker). The workers keep delivering replies until stop()."""
         self.stopping = True
         if self._monitor is not None:
             self._monitor.cancel()
+        self._close_listener()
+        loop = asyncio.get_running_loop()
+        waiting = []
+        for handle in self.workers:
+            if handle.alive:
+                handle.paused = loop.create_future()
+                handle.channel.send_now(ipc.pause())
+                if handle.alive:   # send_now finds a worker gone through worker_lost
+                    waiting.append(handle)
+        if waiting:
+            await asyncio.wait([h.paused for h in waiting], timeout=timeout_s)
+        late = [h for h in waiting if not h.paused.done()]
+        if late:
+            log.warning("worker(s) %s did not pause within %.0f s; stopping anyway",
+                        ", ".join(str(h.worker_id) for h in late), timeout_s)
+
+    def _close_listener(self):
         if self.listener is not None:
             asyncio.get_running_loop().remove_reader(self.listener.fileno())
             self.listener.close()
+            self.listener = None
+
+    async def stop(self):
+        """After pause() and the core's drain: the workers close their connections (the replies
+        they were given go out first) and exit."""
+        self.stopping = True
+        if self._monitor is not None:
+            self._monitor.cancel()
+        self._close_listener()
         for handle in self.workers:
             if handle.alive:
                 handle.channel.send_now(ipc.shutdown())
@@ -241,6 +279,8 @@ class Supervisor(object):
             if cmd is not None:
                 await self._four_letter(sock, cmd, peer)
                 raise ConnectionError("four letter word answered")
+            if self.stopping:
+                raise ConnectionError("the server is stopping")
             live = [w for w in self.workers if w.alive and w.handoff is not None]
             if not live:
                 raise ConnectionError("no worker process is running")

@@ -4,7 +4,8 @@ Started by the core's supervisor as
     python -m zkpy.server.worker CFG --worker-id N --ctrl-fd A --handoff-fd B
 with two inherited UNIX sockets: a stream for the messages of zkpy.server.ipc, and a datagram
 socket on which the core hands over accepted client sockets (SCM_RIGHTS). The worker exits when
-the core goes away (EOF on the control socket) or says SHUTDOWN.
+the core goes away (EOF on the control socket) or says SHUTDOWN; it ignores SIGINT and SIGTERM.
+A clean stop is PAUSE (read no more requests; answer PAUSED), the core's drain, then SHUTDOWN.
 Shared nothing with other workers: only LMDB, read-only, opened by this process.
 """
 
@@ -19,7 +20,7 @@ import sys
 
 from zkpy.config import DEFAULT_LMDB_MAP_SIZE, load_config
 from zkpy.server import ipc
-from zkpy.server.connection import Connection
+from zkpy.server.connection import Connection, close_connections
 from zkpy.server.frontend import Frontend
 from zkpy.storage.lmdb_tree import LmdbTree
 
@@ -27,6 +28,8 @@ log = logging.getLogger("zkpy.worker")
 
 RESET_CONNECTIONS = 1 << 31
 RESET_SERVER = 1 << 30
+# On the way out: how long the replies already given to the connections may take to leave.
+CLOSE_TIMEOUT_S = 1.0
 
 
 class IpcLink(object):
@@ -60,7 +63,7 @@ class IpcLink(object):
         self._send(ipc.closed(conn_id, session_id))
 
 
-def _dispatcher(fe, done):
+def _dispatcher(fe, done, pause):
     """Messages from the core."""
     watches = fe.watches
 
@@ -87,6 +90,8 @@ def _dispatcher(fe, done):
             if req_id & RESET_SERVER:
                 fe.reset_stats()
             fe.link._send(ipc.stats(req_id, json.dumps(fe.snapshot()).encode()))
+        elif mtype == ipc.PAUSE:
+            pause()
         elif mtype == ipc.SHUTDOWN:
             if not done.done():
                 done.set_result("shutdown")
@@ -106,14 +111,21 @@ async def run(config, worker_id, ctrl_fd, handoff_fd):
     link = IpcLink()
     fe = Frontend(config, tree, link, worker_id)
     done = loop.create_future()
-    on_frame, on_eof = _dispatcher(fe, done)
+    handoff = socket.socket(fileno=handoff_fd)
+    handoff.setblocking(False)
+
+    def pause():
+        # A clean stop begins: no more handoffs, no more requests read from the clients. The
+        # PAUSED answer leaves after every request read so far (same socket, in order).
+        loop.remove_reader(handoff.fileno())
+        fe.pause()
+        link._send(ipc.paused())
+
+    on_frame, on_eof = _dispatcher(fe, done, pause)
     link.channel = ipc.Channel(loop, socket.socket(fileno=ctrl_fd), on_frame, on_eof,
                                stop_at_short_read=True)
     fe.pump = link.channel.pump
     link._send(ipc.hello(worker_id, os.getpid()))
-
-    handoff = socket.socket(fileno=handoff_fd)
-    handoff.setblocking(False)
 
     def on_handoff():
         while True:
@@ -146,9 +158,8 @@ async def run(config, worker_id, ctrl_fd, handoff_fd):
     log.info("worker %d stopping: %s", worker_id, reason)
     toucher.cancel()
     loop.remove_reader(handoff.fileno())
-    for conn in list(fe.connections):
-        conn.close()
-    await asyncio.sleep(0)
+    fe.pause()
+    await close_connections(fe, CLOSE_TIMEOUT_S)
     tree.close()
     return 0
 
@@ -160,8 +171,11 @@ def main(argv=None):
     p.add_argument("--ctrl-fd", type=int, required=True)
     p.add_argument("--handoff-fd", type=int, required=True)
     args = p.parse_args(argv)
-    # A Ctrl-C reaches the whole process group; the core decides when workers stop.
+    # A Ctrl-C, or a service manager's stop (systemd signals the whole control group), reaches
+    # the workers too; the core decides when they stop: after it has answered what they
+    # forwarded (SHUTDOWN), or when it is gone (EOF on the control socket).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     config = load_config(args.config)
     from zkpy.cli.server import _setup_logging
     _setup_logging(args.config)
