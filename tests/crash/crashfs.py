@@ -44,6 +44,7 @@ API
     mount(), unmount(), remount(); context manager (mounts, always unmounts)
     power_cut(mode="random", seed=None) -> summary dict; mode in MODES
     set_fsync_delay(ms), set_space_limit(nbytes or None), stats() -> dict
+    writeback() -> files: every pending write durable now (the kernel's periodic writeback)
 """
 
 import functools
@@ -281,6 +282,13 @@ class CrashFS:
         self._space_limit = None if nbytes is None else int(nbytes)
         if self._proc is not None:
             self._request("SPACE_LIMIT %s" % ("none" if nbytes is None else int(nbytes)))
+
+    def writeback(self):
+        """Everything pending becomes durable, as the kernel's periodic writeback does with
+        dirty data older than ~30 s: a test calls it for data written "long ago" (rounds run
+        seconds apart here). Returns the number of files written back."""
+        self._live()
+        return self._request("WRITEBACK")["files"]
 
     def stats(self):
         self._live()

@@ -191,6 +191,20 @@ class CrashOps(mfusepy.Operations):
             self.counts["writebacks"] += 1
             self._release_file(vf)
 
+    def writeback_all(self):
+        """The kernel's periodic writeback (dirty data older than dirty_expire_centisecs, 30 s
+        by default, reaches the disk without any fsync): every pending write becomes durable
+        now, the filesystem stays up. Returns the number of files written back."""
+        n = 0
+        with self._lock:
+            for vf in list(self.files.values()):
+                if vf.pending and self._sync_locked(vf):
+                    os.fsync(vf.fd)
+                    n += 1
+                    self._release_file(vf)
+            self.counts["writebacks"] += n
+        return n
+
     def _delay(self):
         if self.fsync_delay > 0:
             time.sleep(self.fsync_delay)
@@ -659,6 +673,8 @@ class _Control(threading.Thread):
             with self.ops._lock:
                 self.ops.space_limit = None if args[0].lower() == "none" else int(args[0])
             return None
+        if cmd == "WRITEBACK":
+            return {"files": self.ops.writeback_all()}
         if cmd == "STATS":
             return {"stats": self.ops.stats()}
         raise ValueError("unknown command %r" % " ".join(words))

@@ -392,3 +392,15 @@ def test_zookeeper_style_preallocation_is_cheap(fs):
         os.close(fd)
     st = os.stat(fs.backing / "log.1")
     assert st.st_size == 64 << 20 and st.st_blocks * 512 < (1 << 20)
+
+
+def test_writeback_makes_pending_writes_durable(crashfs):
+    """writeback(): the kernel's periodic flush -- what was pending survives a "none" cut."""
+    path = crashfs.mountpoint / "wb"
+    with open(path, "wb") as f:
+        f.write(b"flushed" * 1000)
+        assert crashfs.writeback() >= 1
+        f.write(b"+lost")
+    crashfs.power_cut("none", 1)
+    crashfs.remount()
+    assert (crashfs.mountpoint / "wb").read_bytes() == b"flushed" * 1000
