@@ -251,7 +251,9 @@ def _show(st):
 
 
 def tree_dump(zk, root="/pc"):
-    """{path: (data, version, ephemeralOwner)} of everything under root."""
+    """{path: (data, version)} of every persistent node under root (the members of an
+    ensemble are compared on these; ephemerals of open sessions are checked through one member
+    by Load.check -- right after a restart the others may still be re-establishing sessions)."""
     out = {}
     stack = [root]
     while stack:
@@ -261,7 +263,8 @@ def tree_dump(zk, root="/pc"):
             kids = zk.get_children(p)
         except KazooException:
             continue
-        out[p] = (data, st.version, st.ephemeralOwner)
+        if st.ephemeralOwner == 0:
+            out[p] = (data, st.version)
         stack.extend(p + "/" + k for k in kids)
     return out
 

@@ -92,41 +92,60 @@ def report(kind, layout, seed, mode, load, summary, problems):
              "".join("\n    " + p for p in problems[:10])))
 
 
+def _rounds(kind, layout, servers, hosts, fs, check, restart_empty):
+    """Power-cut rounds over running `servers`: after each, check(loads so far) gives the
+    problems. A failed round fails the test -- or, with KEEP_GOING, is reported and the
+    servers start over on empty data (restart_empty)."""
+    loads = []
+    failed = []
+    for seed in seeds():
+        load, mode, summary, problems = _round(servers, hosts, fs, seed)
+        if not problems:
+            problems = check(loads + [load])
+        report(kind, layout, seed, mode, load, summary, problems)
+        if problems and KEEP_GOING:
+            failed.append(seed)
+            for s in servers:
+                s.kill()
+                _wipe(s.data_dir)
+            restart_empty()
+            loads = []
+            continue
+        assert load.acked > 0, "no write acknowledged before the cut (seed %d)" % seed
+        assert not problems, "%s seed %d mode %s:\n%s" % (kind, seed, mode,
+                                                          "\n".join(problems[:20]))
+        loads.append(load)
+    assert not failed, "failed rounds (seeds): %s" % failed
+    if kind == "zkpy":
+        for s in servers:
+            s.stop()
+        assert _verify_lmdb([s.data_dir for s in servers]) == []
+
+
+def _check_loads(zk, loads):
+    """Every load's writes as `zk` sees them (earlier rounds' open sessions may have expired
+    since: only the last round's are checked)."""
+    problems = []
+    for load in loads:
+        problems += load.check(zk, sessions=load is loads[-1])
+    return problems
+
+
 @pytest.mark.parametrize("kind", ["zkpy", "apache"])
 def test_standalone_power_cut(kind, crashfs, tmp_path):
     _skip_unless(kind)
     srv = zkservers.SERVER_CLASSES[kind](tmp_path / kind, _cfg(kind))
     srv.data_dir = crashfs.mountpoint / "data"
     srv.start()
-    rounds = []
-    failed = []
+
+    def check(loads):
+        zk = powercut.client(srv.hosts)
+        try:
+            return _check_loads(zk, loads)
+        finally:
+            powercut.close(zk)
     try:
-        for seed in seeds():
-            load, mode, summary, problems = _round([srv], srv.hosts, crashfs, seed)
-            if not problems:
-                zk = powercut.client(srv.hosts)
-                try:
-                    for earlier in rounds:   # earlier rounds' data survives later cuts too
-                        problems += earlier.check(zk, sessions=False)
-                    problems += load.check(zk)
-                finally:
-                    powercut.close(zk)
-            report(kind, "standalone", seed, mode, load, summary, problems)
-            if problems and KEEP_GOING:
-                failed.append(seed)
-                srv.kill()
-                _wipe(srv.data_dir)
-                srv.start()
-                rounds = []
-                continue
-            assert load.acked > 0, "no write acknowledged before the cut (seed %d)" % seed
-            assert not problems, "%s seed %d mode %s:\n%s" % (kind, seed, mode,
-                                                              "\n".join(problems[:20]))
-            rounds.append(load)
-        assert not failed, "failed rounds (seeds): %s" % failed
-        if kind == "zkpy":
-            srv.stop()
-            assert _verify_lmdb([srv.data_dir]) == []
+        _rounds(kind, "standalone", [srv], srv.hosts, crashfs, check, srv.start)
     finally:
         srv.stop()
 
@@ -140,33 +159,13 @@ def test_ensemble_power_cut(kind, crashfs, tmp_path):
     for m in ens.members:
         m.data_dir = crashfs.mountpoint / ("zk%d" % m.sid)
     ens.start()
-    hosts = [m.hosts for m in ens.members]
-    rounds = []
-    failed = []
+
+    def check(loads):
+        ens.wait_healthy()
+        return _check_members(ens, loads)
     try:
-        for seed in seeds():
-            load, mode, summary, problems = _round(ens.members, hosts, crashfs, seed)
-            if not problems:
-                ens.wait_healthy()
-                problems += _check_members(ens, rounds + [load])
-            report(kind, "ensemble3", seed, mode, load, summary, problems)
-            if problems and KEEP_GOING:
-                failed.append(seed)
-                for m in ens.members:
-                    m.kill()
-                    _wipe(m.data_dir)
-                ens.start()
-                rounds = []
-                continue
-            assert load.acked > 0, "no write acknowledged before the cut (seed %d)" % seed
-            assert not problems, "%s seed %d mode %s:\n%s" % (kind, seed, mode,
-                                                              "\n".join(problems[:20]))
-            rounds.append(load)
-        assert not failed, "failed rounds (seeds): %s" % failed
-        if kind == "zkpy":
-            for m in ens.members:
-                m.stop()
-            assert _verify_lmdb([m.data_dir for m in ens.members]) == []
+        _rounds(kind, "ensemble3", ens.members, [m.hosts for m in ens.members], crashfs, check,
+                ens.start)
     finally:
         ens.stop()
 
@@ -185,8 +184,7 @@ def _check_members(ens, loads):
         try:
             zk.sync("/pc")
             if not dumps:
-                for load in loads:
-                    problems += load.check(zk, sessions=load is loads[-1])
+                problems += _check_loads(zk, loads)
             dumps.append((m.sid, powercut.tree_dump(zk)))
         finally:
             powercut.close(zk)
