@@ -888,8 +888,9 @@ def render_markdown(s, res, tgts, machine, command, started, wall):
            tree_table(res["reports"], res["builds"], a, b), "",
            "## Memory at %d znodes" % max(s["tree_sizes"]), "",
            memory_table(res["memory"]), "",
-           "## Restart at %d znodes (kill -9, start, until the first getData succeeds)"
-           % max(s["tree_sizes"]), "",
+           "## Restart at %d znodes (%s%s, start, until the first getData succeeds)"
+           % (max(s["tree_sizes"]), "SIGTERM" if s.get("restart_how") == "stop" else "kill -9",
+              ", page cache dropped" if s.get("cold") else ""), "",
            restart_table(res["restarts"], a, b), "",
            "## Targets", "", targets_table(tgts), ""]
     if res["errors"]:
