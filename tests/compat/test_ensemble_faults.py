@@ -86,7 +86,11 @@ def make_ensemble(tmp_path, request):
 
 @pytest.fixture(scope="module")
 def module_ensemble(ens_kind, tmp_path_factory):
-    ensemble = Ensemble(ens_kind, tmp_path_factory.mktemp("%s-faults" % ens_kind), servers=3)
+    # zkpy's logs roll at 256 KiB (ZooKeeper's txnLogSizeLimitInKb), so the SNAP test below can
+    # push a lagging follower out of the leader's history (its newest two log files) quickly.
+    extra = {"txnLogSizeLimitInKb": "256"} if ens_kind == "zkpy" else None
+    ensemble = Ensemble(ens_kind, tmp_path_factory.mktemp("%s-faults" % ens_kind), servers=3,
+                        extra_cfg=extra)
     ensemble.start()
     yield ensemble
     ensemble.stop()
@@ -411,8 +415,8 @@ def test_lagging_follower_synced_by_snap(ens, clients):
     c.set(base, b"1")
     if ens.kind == "zkpy":
         # The history a restarted zkpy leader holds starts at its second-newest log file; the
-        # log rolls after each LMDB checkpoint (every 10 s of writes): two rolls on both
-        # members put the lagger's last zxid before any new leader's history.
+        # log rolls every 256 KiB here (txnLogSizeLimitInKb): two rolls on both members put
+        # the lagger's last zxid before any new leader's history.
         n = 0
         while any(len(log_files(m)) < files0[m.sid] + 2 for m in (leader, other)):
             assert time.monotonic() - t0 < 60, {m.sid: log_files(m) for m in (leader, other)}

@@ -98,7 +98,7 @@ def cut(versions, rng):
     return bytes(out[:rng.choice([len(v) for v in versions])])
 
 
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", range(8))
 def test_power_cut_after_a_checkpoint_comes_back_to_it(tmp_path, seed):
     rng = random.Random(seed)
     path = str(tmp_path / "db")

@@ -344,9 +344,14 @@ class Core(object):
         # A request still coming in (from a worker that did not pause in time) closes its
         # connection instead of meeting a closed group committer.
         self.serving = False
-        for task in (self._expiry_task, self._checkpoint_task, self._reaper_task):
-            if task is not None:
-                task.cancel()
+        tasks = [t for t in (self._expiry_task, self._checkpoint_task, self._reaper_task)
+                 if t is not None]
+        for task in tasks:
+            task.cancel()
+        # Wait for them: a checkpoint under way finishes (or is abandoned) in its task, which
+        # holds the tree's checkpoint lock until then -- close_storage's own final checkpoint
+        # would otherwise wait for a lock only this loop can release.
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._retry_handle is not None:
             self._retry_handle.cancel()   # txns still waiting for LMDB are in the log
             self._retry_handle = None
@@ -503,10 +508,11 @@ class Core(object):
         if self._rtxn is not None:
             self._rtxn.abort()
             self._rtxn = None
-        await asyncio.get_running_loop().run_in_executor(None, self.tree.install_snapshot,
-                                                         chunks)
-        self.txnlog.reset()
-        self.tree.clear_log_reset()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.tree.install_snapshot, chunks)
+        # In a thread too: clear_log_reset checkpoints, and waits for a checkpoint the loop
+        # may have begun meanwhile -- which only this loop can end.
+        await loop.run_in_executor(None, self._reset_log_after_snapshot)
         self._renew_read()
         self.last_zxid = self.view.last_zxid()
         self.durable_zxid = self.commit_zxid = self.last_zxid
@@ -520,6 +526,10 @@ class Core(object):
         for origin in self.origins:
             origin.batch(self.last_zxid, (), ())
             origin.committed(self.last_zxid)
+
+    def _reset_log_after_snapshot(self):
+        self.txnlog.reset()
+        self.tree.clear_log_reset()
 
     def reset_pipeline(self):
         """Forget every txn not yet applied (they stay in the log) and the prep overlay: a
