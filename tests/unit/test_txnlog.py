@@ -274,6 +274,37 @@ def test_purge(tmp_path):
     assert got == recs(71, 81)
 
 
+@pytest.mark.parametrize("cut_after", range(5))
+def test_power_cut_during_purge_leaves_no_hole(tmp_path, monkeypatch, cut_after):
+    """Purge deletes oldest first, each deletion durable (directory fsync) before the next: a
+    power cut after any number of them leaves the log from some file on, every record past
+    the checkpoint zxid still there and no gap."""
+    batches = [recs(i * 10 + 1, i * 10 + 11) for i in range(8)]
+    write_log(tmp_path, batches, roll_bytes=1)
+    checkpoint = EPOCH + 55
+    real_unlink = os.unlink
+    done = []
+
+    def unlink(path):
+        if len(done) == cut_after:
+            raise KeyboardInterrupt("power cut")
+        real_unlink(path)
+        done.append(path)
+    monkeypatch.setattr(os, "unlink", unlink)
+    log = TxnLog(str(tmp_path))
+    try:
+        log.purge(checkpoint, retain_files=1)
+    except KeyboardInterrupt:
+        pass
+    monkeypatch.undo()
+    fs = files(tmp_path)
+    assert fs == sorted(fs) and len(fs) == 8 - min(cut_after, 5)
+    got = recover_all(tmp_path)[1]
+    zxids = [z for z, _ in got]
+    assert zxids == list(range(zxids[0], EPOCH + 81))        # contiguous to the end
+    assert zxids[0] <= checkpoint + 1                          # everything past the checkpoint
+
+
 def test_force_sync_no_skips_fsync(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(os, "fsync", lambda fd: calls.append(("fsync", fd)))
