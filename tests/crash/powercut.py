@@ -25,8 +25,9 @@ import random
 import threading
 import time
 
-from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException
+
+from crash import kazoo_clients
 
 OP_TIMEOUT = 3.0
 SESSION_TIMEOUT = 60.0
@@ -35,18 +36,13 @@ MODES = ("none", "prefix", "random")
 
 def client(hosts, **kw):
     kw.setdefault("timeout", SESSION_TIMEOUT)
-    c = KazooClient(hosts=hosts, **kw)
-    c.start(timeout=30)
-    return c
+    return kazoo_clients.client(hosts, start_timeout=30, **kw)
 
 
 def close(c):
+    """As kazoo_clients.close, but quiet: the servers may be dead."""
     try:
-        c.stop()
-    except Exception:
-        pass
-    try:
-        c.close()
+        kazoo_clients.close(c)
     except Exception:
         pass
 

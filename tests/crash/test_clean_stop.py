@@ -23,7 +23,6 @@ the value of its last acknowledged write, or that of the one write whose outcome
 (in flight when the server went away).
 """
 
-import logging
 import os
 import random
 import re
@@ -36,6 +35,7 @@ import time
 import pytest
 
 from compat.servers import REPO_ROOT, ZkpyServer, zkpy_unavailable
+from crash.kazoo_clients import close
 
 pytestmark = [pytest.mark.timeout(90)]
 
@@ -48,16 +48,6 @@ BENCH_DEPTH = 32
 WAIT_S = 30           # bound on waiting for the load to get going (not a timing assertion)
 
 
-@pytest.fixture(autouse=True)
-def _quiet_kazoo():
-    # kazoo logs every lost connection and refused reconnect at WARNING: the point here.
-    logger = logging.getLogger("kazoo")
-    old = logger.level
-    logger.setLevel(logging.CRITICAL)
-    yield
-    logger.setLevel(old)
-
-
 def kazoo_client(hosts, **kw):
     from kazoo.client import KazooClient
     from kazoo.retry import KazooRetry
@@ -66,13 +56,6 @@ def kazoo_client(hosts, **kw):
                     connection_retry=KazooRetry(max_tries=-1, delay=0.05, max_delay=0.2), **kw)
     c.start(timeout=15)
     return c
-
-
-def close(c):
-    try:
-        c.stop()
-    finally:
-        c.close()
 
 
 class Writer(object):

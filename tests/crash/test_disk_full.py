@@ -21,7 +21,6 @@ the log, waiting for LMDB): it must be applied in the end.
 """
 
 import errno
-import logging
 import os
 import subprocess
 import time
@@ -29,6 +28,8 @@ import time
 import pytest
 
 from compat.servers import ServerStartError, ZkpyServer, zkpy_unavailable
+from crash import kazoo_clients
+from crash.kazoo_clients import close
 
 pytestmark = [pytest.mark.timeout(120)]
 
@@ -36,15 +37,6 @@ TMPFS_SIZE = "8m"
 DATA = b"d" * 8192   # >= a page: once a write failed for want of space, the next ones fail too
 ANSWER_S = 3.0       # a write not answered by then waits for LMDB
 MIB = 1 << 20
-
-
-@pytest.fixture(autouse=True)
-def _quiet_kazoo():
-    logger = logging.getLogger("kazoo")
-    old = logger.level
-    logger.setLevel(logging.CRITICAL)
-    yield
-    logger.setLevel(old)
 
 
 @pytest.fixture
@@ -83,17 +75,7 @@ def servers(request):
 
 
 def client(srv):
-    from kazoo.client import KazooClient
-    c = KazooClient(hosts=srv.hosts, timeout=10.0)
-    c.start(timeout=15)
-    return c
-
-
-def close(c):
-    try:
-        c.stop()
-    finally:
-        c.close()
+    return kazoo_clients.client(srv.hosts)
 
 
 def fill(path):

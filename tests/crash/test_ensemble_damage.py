@@ -8,25 +8,12 @@ tests/unit/test_lmdb_checkpoint.py for the kinds of damage LmdbTree reports).
 import os
 
 import pytest
-from kazoo.client import KazooClient
 
 from compat import servers as zkservers
 from compat.ensemble import Ensemble
+from crash.kazoo_clients import client, close
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def client(hosts):
-    c = KazooClient(hosts=hosts, timeout=10.0)
-    c.start(timeout=20)
-    return c
-
-
-def close(c):
-    try:
-        c.stop()
-    finally:
-        c.close()
 
 
 def _garble_data_file(member):

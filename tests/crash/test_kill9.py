@@ -12,7 +12,6 @@ Seeds are printed (`pytest -s` shows them, a failure message repeats them); reru
 ZKPY_CRASH_SEED=<seed>.
 """
 
-import logging
 import os
 import random
 import shutil
@@ -22,22 +21,13 @@ import time
 import pytest
 
 from compat.servers import ZkpyServer, zkpy_unavailable
+from crash.kazoo_clients import client, close
 
 pytestmark = [pytest.mark.timeout(60)]
 
 WORKERS = 4
 ROUNDS = 3
 OP_TIMEOUT = 2.0  # s: a request queued while kazoo reconnects would otherwise wait forever
-
-
-@pytest.fixture(autouse=True)
-def _quiet_kazoo():
-    # kazoo logs every refused reconnect attempt at WARNING; that is the point of these tests.
-    logger = logging.getLogger("kazoo")
-    old = logger.level
-    logger.setLevel(logging.CRITICAL)
-    yield
-    logger.setLevel(old)
 
 
 @pytest.fixture
@@ -49,22 +39,6 @@ def server(tmp_path, request):
     request.node._zk_servers = [srv]  # conftest attaches the log tail to a failure report
     yield srv
     srv.stop()
-
-
-def client(hosts, **kw):
-    from kazoo.client import KazooClient
-
-    kw.setdefault("timeout", 10.0)
-    c = KazooClient(hosts=hosts, **kw)
-    c.start(timeout=15)
-    return c
-
-
-def close(c):
-    try:
-        c.stop()
-    finally:
-        c.close()
 
 
 def value(path, seq):

@@ -6,7 +6,6 @@ replayed past that zxid. Deleting zkpy-db forces a rebuild of the whole tree fro
 is how these tests drive the replay path (after a clean stop or a SIGKILL LMDB is up to date).
 """
 
-import logging
 import re
 import shutil
 import struct
@@ -16,18 +15,10 @@ from pathlib import Path
 import pytest
 
 from compat.servers import ZkpyServer, zkpy_unavailable
+from crash.kazoo_clients import client, close
 from zkpy.storage import txnlog
 
 pytestmark = [pytest.mark.timeout(60)]
-
-
-@pytest.fixture(autouse=True)
-def _quiet_kazoo():
-    logger = logging.getLogger("kazoo")
-    old = logger.level
-    logger.setLevel(logging.CRITICAL)
-    yield
-    logger.setLevel(old)
 
 
 @pytest.fixture
@@ -39,22 +30,6 @@ def server(tmp_path, request):
     request.node._zk_servers = [srv]
     yield srv
     srv.stop()
-
-
-def client(hosts, **kw):
-    from kazoo.client import KazooClient
-
-    kw.setdefault("timeout", 10.0)
-    c = KazooClient(hosts=hosts, **kw)
-    c.start(timeout=15)
-    return c
-
-
-def close(c):
-    try:
-        c.stop()
-    finally:
-        c.close()
 
 
 def log_dir(server):
