@@ -9,6 +9,7 @@ ZKPY_POWERCUT_SEEDS=<n> sets the rounds per case here, ZKPY_POWERCUT_SEED=<seed>
 
 import os
 import random
+import threading
 import time
 
 import lmdb.verify
@@ -57,10 +58,16 @@ def _verify_lmdb(data_dirs):
     return out
 
 
-def _round(servers, hosts, fs, seed):
+def _round(servers, hosts, fs, seed, background=None):
     """One power-cut round over running `servers`: load, kill them all, cut, remount, start
-    them all. Returns (load, mode, cut summary, problems so far)."""
+    them all. Returns (load, mode, cut summary, problems so far). background: a function
+    started in a thread with the load, given an Event that is set once the servers are dead."""
     mode, delay = powercut.choose(seed)
+    dead = threading.Event()
+    bg = None
+    if background is not None:
+        bg = threading.Thread(target=background, args=(dead,), daemon=True)
+        bg.start()
     # What earlier rounds and the start-up wrote without an fsync reaches the disk anyway a
     # while later (the kernel's dirty_expire, 30 s): the cut hits this round's writes only.
     # (Without it Apache ZooKeeper, which does not fsync its snapshots, fails to start after
@@ -73,7 +80,10 @@ def _round(servers, hosts, fs, seed):
     for s in servers:
         s.kill()
     summary = fs.power_cut(mode, seed)
+    dead.set()
     problems = load.halt()
+    if bg is not None:
+        bg.join(30)
     fs.remount()
     for s in servers:
         try:
@@ -92,14 +102,14 @@ def report(kind, layout, seed, mode, load, summary, problems):
              "".join("\n    " + p for p in problems[:10])))
 
 
-def _rounds(kind, layout, servers, hosts, fs, check, restart_empty):
+def _rounds(kind, layout, servers, hosts, fs, check, restart_empty, background=None):
     """Power-cut rounds over running `servers`: after each, check(loads so far) gives the
     problems. A failed round fails the test -- or, with KEEP_GOING, is reported and the
     servers start over on empty data (restart_empty)."""
     loads = []
     failed = []
     for seed in seeds():
-        load, mode, summary, problems = _round(servers, hosts, fs, seed)
+        load, mode, summary, problems = _round(servers, hosts, fs, seed, background)
         if not problems:
             problems = check(loads + [load])
         report(kind, layout, seed, mode, load, summary, problems)
@@ -195,3 +205,63 @@ def _check_members(ens, loads):
             problems.append("member %d's tree differs from member %d's: %s"
                             % (sid, dumps[0][0], diff))
     return problems
+
+
+def test_ensemble_power_cut_during_reconfig(crashfs, tmp_path):
+    """zkpy, 3 members, reconfigEnabled: a client keeps committing reconfigs (the same members,
+    a new config version each: every member writes zoo.cfg.dynamic.<version> and rewrites its
+    zoo.cfg, both on the crashfs mount) under the write load; all lose power at once. They come
+    back from the zoo.cfg they had (no file torn or missing), with every acknowledged write,
+    and agree on /zookeeper/config, at least as new as the last acknowledged reconfig."""
+    _skip_unless("zkpy")
+    cfg = dict(ZKPY_CFG, reconfigEnabled="true", skipACL="yes")
+    ens = Ensemble("zkpy", tmp_path / "ens", servers=3, extra_cfg=cfg)
+    for m in ens.members:
+        m.data_dir = crashfs.mountpoint / ("zk%d" % m.sid) / "data"
+        m.cfg_path = crashfs.mountpoint / ("zk%d" % m.sid) / "zoo.cfg"
+    ens.start()
+    for m in ens.members:
+        m.keep_config = True   # restarts use the zoo.cfg the server rewrote
+    members = ",".join("server.%d=127.0.0.1:%d:%d:participant;%d"
+                       % (m.sid, m.peer_port, m.election_port, m.port) for m in ens.members)
+    acked = []   # mzxid of each acknowledged reconfig, all rounds
+
+    def reconfigs(dead):
+        zk = powercut.client(ens.hosts())
+        try:
+            while not dead.is_set():
+                try:
+                    _, stat = zk.reconfig(joining=None, leaving=None, new_members=members)
+                except Exception:   # the cut (or a reconfig already in progress)
+                    time.sleep(0.05)
+                    continue
+                acked.append(stat.mzxid)
+        finally:
+            powercut.close(zk)
+
+    def check(loads):
+        ens.wait_healthy()
+        problems = _check_members(ens, loads)
+        configs = []
+        for m in ens.members:
+            zk = powercut.client(m.hosts)
+            try:
+                zk.sync("/zookeeper/config")
+                data, stat = zk.get("/zookeeper/config")
+                configs.append((data, stat.mzxid))
+            finally:
+                powercut.close(zk)
+        if len(set(configs)) != 1:
+            problems.append("members disagree on /zookeeper/config: %s" % configs)
+        elif acked and configs[0][1] < max(acked):
+            problems.append("/zookeeper/config at zxid 0x%x, older than the last acknowledged "
+                            "reconfig (0x%x)" % (configs[0][1], max(acked)))
+        return problems
+
+    try:
+        _rounds("zkpy", "ensemble3-reconfig", ens.members, [m.hosts for m in ens.members],
+                crashfs, check, ens.start, background=reconfigs)
+        print("reconfigs acknowledged: %d" % len(acked))
+        assert acked, "no reconfig was acknowledged"
+    finally:
+        ens.stop()
