@@ -1,7 +1,8 @@
 """Power cuts under a kazoo write load: no acknowledged write lost, no damage -- zkpy and, as the
 reference, Apache ZooKeeper 3.8 in the same scenario (tests/crash/powercut.py says what a round
 does and checks). Standalone servers and 3-member pseudo-clusters (all members on one crashfs
-mount: they lose power together, as a rack does).
+mount: they lose power together, as a rack does), and zkpy's pseudo-cluster while it commits
+dynamic reconfigs.
 
 A few seeds per case in the default run; `scripts/powercut.sh` runs hundreds and prints a table.
 ZKPY_POWERCUT_SEEDS=<n> sets the rounds per case here, ZKPY_POWERCUT_SEED=<seed> replays one.
