@@ -418,3 +418,31 @@ def test_power_cut_during_a_snapshot_install(tmp_path):
     finally:
         dst.close()
     assert lmdb.verify.verify(path) == []
+
+
+def test_reopen_without_restore_checkpoints_with_the_next_number(tmp_path):
+    """restore=False (a running server reopening its handle): the state as it is, checkpointed
+    at once under the next sequence number -- an older slot must never win the next restore."""
+    path = str(tmp_path / "db")
+    tree = LmdbTree(path, map_size=MAP_SIZE)
+    w = Writer(tree, random.Random(8))
+    for _ in range(3):
+        for _ in range(10):
+            w.step()
+        tree.checkpoint()
+    for _ in range(10):
+        w.step()
+    seq = tree.checkpoint_seq
+    tree.close(checkpoint=False)
+    tree = LmdbTree(path, map_size=MAP_SIZE, restore=False)
+    assert tree.checkpoint_seq == seq + 1 and not tree.restored
+    state = snapshot_state(tree)
+    w = Writer(tree, random.Random(9))
+    for _ in range(10):
+        w.step()
+    tree.close(checkpoint=False)
+    tree = LmdbTree(path, map_size=MAP_SIZE)
+    try:
+        assert snapshot_state(tree) == state
+    finally:
+        tree.close()

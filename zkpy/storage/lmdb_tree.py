@@ -321,7 +321,12 @@ class LmdbTree(object):
             self.env = self._open_env(map_size, readonly=True)
             self._open_dbs()
             return
-        record = self._prepare(map_size) if restore else None
+        if restore:
+            record = self._prepare(map_size)
+        else:
+            record = None
+            prior = lmdb_checkpoint.load(self.path)
+            self.checkpoint_seq = prior.seq if prior is not None else 0   # numbering goes on
         self.env = self._open_env(map_size, readonly=False)
         try:
             self._open_dbs()
