@@ -42,7 +42,7 @@ from zkpy.proto.twins import compiled_twin
 from zkpy.server.sessions import SessionTable, session_password
 from zkpy.storage.groupcommit import GroupCommitter
 from zkpy.storage.lmdb_tree import LmdbTree
-from zkpy.storage.txnlog import TxnLog
+from zkpy.storage.txnlog import TxnLog, fsync_dir
 from zkpy.tree import acl as acls
 from zkpy.tree import datatree, txns
 from zkpy.tree.overlay import PendingOverlay, replay
@@ -393,11 +393,7 @@ class Core(object):
                 dest = "%s.damaged-%s" % (path, stamp)
                 os.rename(path, dest)
                 moved.append(dest)
-            fd = os.open(parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_dir(parent)
         return moved
 
     def _on_fatal(self, exc):
@@ -1221,20 +1217,16 @@ class Core(object):
             await asyncio.sleep(cfg.checkpoint_interval_ms / 1000.0)
             if self._txns_since_checkpoint == 0:
                 continue
-            txns_before = self._txns_since_checkpoint
-            self._txns_since_checkpoint = 0
+            covered = self._txns_since_checkpoint
             try:
                 zxid = await self.checkpoint_now()
-            except asyncio.CancelledError:
-                raise
             except Exception as e:
-                self._txns_since_checkpoint += txns_before
                 log.error("LMDB checkpoint of %s failed (retried; the log is kept): %s",
                           self.tree.path, e)
                 continue
-            if zxid is None:
-                self._txns_since_checkpoint += txns_before
+            if zxid is None:   # one under way already (a snapshot install)
                 continue
+            self._txns_since_checkpoint -= covered
             if self.txnlog.size_since_roll() >= LOG_ROLL_AT_CHECKPOINT_BYTES:
                 self.txnlog.request_roll()
             if interval_s and time.monotonic() - last_purge >= interval_s:
@@ -1253,23 +1245,22 @@ class Core(object):
         if pending is None:
             return None
         fut = asyncio.get_running_loop().run_in_executor(None, tree.finish_checkpoint, pending)
-        cancelled = False
-        while True:
+        try:
+            await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            await asyncio.wait([fut])   # the thread goes on: its outcome decides the pin
             try:
-                await asyncio.shield(fut)
-                break
-            except asyncio.CancelledError:
-                if fut.done():
-                    break
-                cancelled = True
+                self._settle_checkpoint(tree, pending, fut)
             except Exception:
-                break
+                pass   # abandoned: kept pinned, retried by a later checkpoint
+            raise
+        except Exception:
+            pass   # fut holds it
+        return self._settle_checkpoint(tree, pending, fut)
+
+    @staticmethod
+    def _settle_checkpoint(tree, pending, fut):
         if fut.exception() is not None:
             tree.abandon_checkpoint(pending)
-            if cancelled:
-                raise asyncio.CancelledError()
             raise fut.exception()
-        zxid = tree.end_checkpoint(pending)
-        if cancelled:
-            raise asyncio.CancelledError()
-        return zxid
+        return tree.end_checkpoint(pending)

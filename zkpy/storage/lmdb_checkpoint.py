@@ -240,14 +240,6 @@ def wait_exclusive(env_dir, timeout_s=10.0):
         os.close(fd)
 
 
-def fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_all(fd, data, offset):
     view = memoryview(data)
     while view:

@@ -33,6 +33,7 @@ from zkpy.errors import StorageCorruptError
 from zkpy.storage import lmdb_checkpoint
 from zkpy.storage.codec_impl import pack_node, unpack_node
 from zkpy.storage.crc import crc32c
+from zkpy.storage.txnlog import fsync_dir
 from zkpy.tree.datatree import initial_nodes, owner_kind
 from zkpy.tree.quota import QUOTA_ROOT
 
@@ -286,11 +287,6 @@ class PendingCheckpoint(object):
         self.pin = pin
         self.record = record
 
-    @property
-    def zxid(self):
-        return self.record.zxid
-
-
 class LmdbTree(object):
     """The LMDB environment of one server. The writer (readonly=False) opens it through the
     checkpoint protocol of zkpy.storage.lmdb_checkpoint: a new directory is built aside and
@@ -344,11 +340,15 @@ class LmdbTree(object):
 
     # ------------------------------------------------------------------ open
 
-    def _open_env(self, map_size, readonly):
+    def _require_data_file(self):
         data = lmdb_checkpoint.data_file(self.path)
         if not os.path.exists(data):
             raise StorageCorruptError("%s is missing: the database directory %s is damaged"
                                       % (data, self.path))
+        return data
+
+    def _open_env(self, map_size, readonly):
+        data = self._require_data_file()
         try:
             return lmdb.open(self.path, map_size=map_size, max_dbs=8, subdir=True,
                              readonly=readonly, sync=False, metasync=False, readahead=False,
@@ -380,13 +380,10 @@ class LmdbTree(object):
         if not os.path.exists(self.path):
             self._create(fresh, map_size)
             os.rename(fresh, self.path)
-            lmdb_checkpoint.fsync_dir(os.path.dirname(os.path.abspath(self.path)))
+            fsync_dir(os.path.dirname(os.path.abspath(self.path)))
             self.created = True
             return lmdb_checkpoint.load(self.path)
-        data = lmdb_checkpoint.data_file(self.path)
-        if not os.path.exists(data):
-            raise StorageCorruptError("%s is missing: the database directory %s is damaged"
-                                      % (data, self.path))
+        self._require_data_file()   # before restore() writes into it
         lmdb_checkpoint.wait_exclusive(self.path)
         record = lmdb_checkpoint.load(self.path)
         if record is not None:
@@ -421,7 +418,7 @@ class LmdbTree(object):
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-        lmdb_checkpoint.fsync_dir(path)
+        fsync_dir(path)
 
     def _check_open_state(self, record):
         v = self._pin.get(_LAST_ZXID, db=self.db_meta)

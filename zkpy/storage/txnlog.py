@@ -145,7 +145,8 @@ def list_log_files(directory):
     return found
 
 
-def _fsync_dir(directory):
+def fsync_dir(directory):
+    """Make a directory's entries (created, renamed, removed files) durable."""
     fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         os.fsync(fd)
@@ -304,7 +305,7 @@ class TxnLog:
             self.log.warning("txnlog %s: removing file, torn or incomplete data at byte offset %d "
                              "(%s), no complete record in it", path, bad.offset, bad.reason)
             os.unlink(path)
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
             return None
         self.log.warning("txnlog %s: truncating torn tail at byte offset %d (%s), %d bytes dropped",
                          path, bad.offset, bad.reason, size - bad.offset)
@@ -477,7 +478,7 @@ class TxnLog:
                 t0 = time.monotonic()
                 _data_sync(self._fd)
                 if created:
-                    _fsync_dir(self.dir)
+                    fsync_dir(self.dir)
                 ms = (time.monotonic() - t0) * 1000.0
         except OSError as e:
             self._cut_back(e, created)
@@ -524,7 +525,7 @@ class TxnLog:
                 os.close(fd)
                 os.unlink(path)
                 if self.force_sync:
-                    _fsync_dir(self.dir)
+                    fsync_dir(self.dir)
             else:
                 os.ftruncate(self._fd, self._size)
                 if self.force_sync:
@@ -564,7 +565,7 @@ class TxnLog:
                 if self.force_sync:
                     # Oldest first, each deletion durable before the next: a crash never leaves
                     # an older file behind a deleted newer one (a hole in the history).
-                    _fsync_dir(self.dir)
+                    fsync_dir(self.dir)
             if deleted:
                 gone = set(deleted)
                 with self._files_lock:
@@ -628,7 +629,7 @@ class TxnLog:
                         self._close_fd()
                     for _, path in reversed(drop):
                         os.unlink(path)
-                        _fsync_dir(self.dir)
+                        fsync_dir(self.dir)
                     if cut is not None:
                         fd = os.open(cut[0], os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
                         try:
@@ -703,7 +704,7 @@ class TxnLog:
                         self._close_fd()
                     for _, path in reversed(files):
                         os.unlink(path)
-                        _fsync_dir(self.dir)
+                        fsync_dir(self.dir)
                     self.last_zxid = 0
                     if self._append_ready:
                         self._open_newest_locked()
