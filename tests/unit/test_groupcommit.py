@@ -420,6 +420,79 @@ def test_on_failed_refusing_is_fatal(answer):
     assert len(fatal) == 1
 
 
+@pytest.mark.parametrize("delay, inline", [(0.02, False), (0.0, True)],
+                         ids=["log-thread", "inline"])
+def test_retry_mode_keeps_the_batch_and_retries_in_order(delay, inline):
+    """retry_s (an ensemble member): a failed append drops nothing; on_stalled once per stall;
+    the same records (and those submitted meanwhile, behind them) are appended again, in
+    order, and acked only then."""
+    log = FakeLog(delay=delay, full_on_calls={1, 2, 3})
+    durable, stalls, failed = [], [], []
+
+    async def main():
+        gc = GroupCommitter(log, durable.extend, on_failed=lambda t, e: failed.append(t),
+                            retry_s=0.01, on_stalled=stalls.append)
+        gc.submit(1, b"a", 1)
+        await gc.flush()
+        gc.submit(2, b"a", 2)
+        gc.submit(3, b"a", 3)
+        while gc.stalled is None:        # the first try of [2, 3] fails: they wait...
+            await asyncio.sleep(0.001)
+        assert durable == [1]
+        gc.submit(4, b"a", 4)            # ...and 4 queues behind them
+        await gc.flush()                 # the fourth try succeeds
+        assert gc.stalled is None and gc.pending == 0
+        gc.submit(5, b"a", 5)
+        await gc.flush()
+        await gc.close()
+        return gc
+
+    gc = run(main())
+    assert durable == [1, 2, 3, 4, 5]
+    assert failed == [] and len(stalls) == 1
+    assert isinstance(stalls[0], LogAppendError)
+    assert [z for b in log.batches for z, _ in b] == [1, 2, 3, 4, 5]
+    assert log.started[1][:2] == [2, 3] and log.started[2][:2] == [2, 3]
+    assert gc.stats()["failed_batches"] == 3
+
+
+def test_retry_mode_give_up_ends_a_stall_for_a_stop():
+    """A stop while the log is being retried (the disk stays full): give_up() ends the wait,
+    flush() raises the error, nothing is acked, close() returns."""
+    log = FakeLog(delay=0.0, full_on_calls=set(range(1, 1000)))
+    durable = []
+
+    async def main():
+        gc = GroupCommitter(log, durable.extend, retry_s=0.05)
+        gc.submit(1, b"a", 1)
+        await gc.flush()
+        gc.submit(2, b"a", 2)
+        waiter = asyncio.ensure_future(gc.flush())
+        await asyncio.sleep(0.12)
+        assert not waiter.done() and gc.stalled is not None
+        gc.give_up()
+        with pytest.raises(LogAppendError):
+            await waiter
+        await gc.close()
+
+    run(main())
+    assert durable == [1]
+
+
+def test_retry_mode_close_while_stalled_does_not_wait():
+    log = FakeLog(delay=0.0, full_on_calls=set(range(1, 1000)))
+
+    async def main():
+        gc = GroupCommitter(log, lambda t: None, retry_s=0.05)
+        gc.submit(1, b"a", 1)
+        await gc.flush()
+        gc.submit(2, b"a", 2)
+        await asyncio.sleep(0.02)
+        await asyncio.wait_for(gc.close(), 2)
+
+    run(main())
+
+
 def test_submit_from_on_failed_goes_to_the_next_batch():
     """An answer to a failed request can bring the client's next write in at once (workers=0:
     the frontend calls the core back): it is not dropped with the failed ones."""

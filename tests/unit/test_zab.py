@@ -62,6 +62,7 @@ def test_messages_round_trip():
         m.request(7, 0x1234, 9, 5, b"body", [("digest", "u:x"), ("ip", "1.2.3.4")]),
         m.proposal(z(5, 11), 2, 7, b"\x00txn"),
         m.snap_data(b"chunk"), m.snap_end(), m.lping(), m.sync_done(3, z(5, 2)),
+        m.one(m.LOGSTATE, 1), m.one(m.REFUSED, 8),
     ]
     dec = m.Decoder()
     stream = b"".join(frames)
@@ -77,6 +78,7 @@ def test_messages_round_trip():
         (m.PROPOSAL, (z(5, 11), 2, 7, b"\x00txn")),
         (m.SNAPDATA, (b"chunk",)), (m.SNAPEND, ()), (m.LPING, ()),
         (m.SYNCDONE, (3, z(5, 2))),
+        (m.LOGSTATE, (1,)), (m.REFUSED, (8,)),
     ]
 
 

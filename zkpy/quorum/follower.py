@@ -131,6 +131,10 @@ class Follower(object):
         elif mtype == m.LPING:
             touched, self.touched = self.touched, set()
             self.conn.send(m.ping(sorted(touched)))
+        elif mtype == m.REFUSED:
+            token = self.forwarded.pop(f[0], None)
+            if token is not None:
+                core.forward_refused(token)
         elif mtype == m.SYNCDONE:
             token = self.syncs.pop(f[0], None)
             if token is not None:
@@ -143,6 +147,13 @@ class Follower(object):
     def durable(self, zxid):
         if self.acking and self.conn is not None:
             self.conn.send(m.one(m.ACK, zxid))
+
+    def log_stalled(self, stalled):
+        """My log cannot be written (True) or can again: tell the leader, which refuses new
+        writes while no quorum can write. (Before NEWLEADER is acked the leader is not
+        listening for it; a stall then holds the sync up anyway: the ACK waits for the log.)"""
+        if self.acking and self.conn is not None:
+            self.conn.send(m.one(m.LOGSTATE, 1 if stalled else 0))
 
     def forward(self, req_id, token, session_id, xid, op, body, ids):
         self.forwarded[req_id] = token

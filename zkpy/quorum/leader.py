@@ -40,6 +40,7 @@ class _Learner(object):
         self.acked_newleader = False
         self.last_heard = time.monotonic()
         self.holding = None        # frames held while a snapshot is being sent
+        self.stalled = False       # LOGSTATE: its log cannot be written (it acks nothing)
 
     def send(self, data):
         if self.holding is not None:
@@ -184,6 +185,18 @@ class Leader(object):
         self.acks[self.peer.myid] = zxid
         self._try_commit()
 
+    def writes_refused(self):
+        """Why new writes cannot commit now (None: they can): no quorum of the voters can
+        write its log (their disks are full -- LOGSTATE, and mine). They would wait for the
+        disks; they are refused instead, as a standalone server refuses them."""
+        writable = {s for s, ln in self.learners.items() if ln.acked_newleader and not ln.stalled}
+        if self.core.log_error is None:
+            writable.add(self.peer.myid)
+        if zab.is_quorum(writable, self.peer.voters):
+            return None
+        return ("no quorum of the voters %s can write its transaction log (writable: %s)"
+                % (sorted(self.peer.voters), sorted(writable)))
+
     def _try_commit(self):
         if not self.established:
             return
@@ -297,6 +310,11 @@ class Leader(object):
                 elif mtype == m.REQUEST:
                     req_id, session_id, xid, op, body, ids = f
                     self._remote(ln, req_id, session_id, xid, op, body, ids)
+                elif mtype == m.LOGSTATE:
+                    ln.stalled = bool(f[0])
+                    log.warning("learner %d: its transaction log %s", ln.sid,
+                                "cannot be written (it acks nothing until it can)"
+                                if ln.stalled else "takes writes again")
                 elif mtype == m.SYNC:
                     target = core.next_zxid - 1
                     if target <= core.commit_zxid:
@@ -318,7 +336,8 @@ class Leader(object):
         if not self.established:
             return
         try:
-            self.core.remote_request(ln.sid, req_id, session_id, xid, op, body, ids)
+            if not self.core.remote_request(ln.sid, req_id, session_id, xid, op, body, ids):
+                ln.send(m.one(m.REFUSED, req_id))
         except Exception:  # noqa: BLE001 - a bad request must not take the leader down
             log.exception("request 0x%x:%d from learner %d", session_id, xid, ln.sid)
 

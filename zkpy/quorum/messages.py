@@ -18,6 +18,8 @@ learner -> leader
                                                   (op -10, body = timeout_ms:i32) for the leader
                                                   to prep; the identities are the connection's
     SYNC         (6)  req_id:i64
+    LOGSTATE     (7)  stalled:i64     1: my log cannot be written (a full disk; I retry and ack
+                                      nothing meanwhile), 0: it can again
 leader -> learner
     LEADERINFO   (20) epoch:i64
     DIFF         (21) zxid:i64        the learner's log is a prefix of the leader's up to zxid;
@@ -34,17 +36,20 @@ leader -> learner
     COMMIT       (29) zxid:i64        every txn up to zxid is committed (cumulative)
     LPING        (30)                 the leader is alive
     SYNCDONE     (31) req_id:i64 zxid:i64   answer a SYNC once the learner has applied zxid
+    REFUSED      (32) req_id:i64      the REQUEST was not taken (no quorum of the voters can
+                                      write its log, or my database cannot be written): the
+                                      learner answers its client SystemError
 """
 
 import struct
 
-FOLLOWERINFO, ACKEPOCH, ACK, PING, REQUEST, SYNC = 1, 2, 3, 4, 5, 6
+FOLLOWERINFO, ACKEPOCH, ACK, PING, REQUEST, SYNC, LOGSTATE = 1, 2, 3, 4, 5, 6, 7
 LEADERINFO, DIFF, TRUNC, SNAP, SNAPDATA, SNAPEND = 20, 21, 22, 23, 24, 25
-PROPOSAL, NEWLEADER, UPTODATE, COMMIT, LPING, SYNCDONE = 26, 27, 28, 29, 30, 31
+PROPOSAL, NEWLEADER, UPTODATE, COMMIT, LPING, SYNCDONE, REFUSED = 26, 27, 28, 29, 30, 31, 32
 
 NAMES = {v: k for k, v in dict(
     FOLLOWERINFO=FOLLOWERINFO, ACKEPOCH=ACKEPOCH, ACK=ACK, PING=PING, REQUEST=REQUEST,
-    SYNC=SYNC, LEADERINFO=LEADERINFO, DIFF=DIFF, TRUNC=TRUNC, SNAP=SNAP, SNAPDATA=SNAPDATA,
+    SYNC=SYNC, LOGSTATE=LOGSTATE, REFUSED=REFUSED, LEADERINFO=LEADERINFO, DIFF=DIFF, TRUNC=TRUNC, SNAP=SNAP, SNAPDATA=SNAPDATA,
     SNAPEND=SNAPEND, PROPOSAL=PROPOSAL, NEWLEADER=NEWLEADER, UPTODATE=UPTODATE, COMMIT=COMMIT,
     LPING=LPING, SYNCDONE=SYNCDONE).items()}
 
@@ -59,7 +64,8 @@ _REQ = struct.Struct(">qqii")
 _PROP = struct.Struct(">qqq")
 
 # Messages whose whole body is one i64.
-_ONE_I64 = (ACK, LEADERINFO, DIFF, TRUNC, SNAP, NEWLEADER, UPTODATE, COMMIT, SYNC)
+_ONE_I64 = (ACK, LEADERINFO, DIFF, TRUNC, SNAP, NEWLEADER, UPTODATE, COMMIT, SYNC, LOGSTATE,
+            REFUSED)
 
 
 class ProtocolError(Exception):
@@ -75,7 +81,8 @@ def _blob(b):
 
 
 def one(mtype, zxid):
-    """ACK, LEADERINFO, DIFF, TRUNC, SNAP, NEWLEADER, UPTODATE, COMMIT, SYNC."""
+    """ACK, LEADERINFO, DIFF, TRUNC, SNAP, NEWLEADER, UPTODATE, COMMIT, SYNC, LOGSTATE,
+    REFUSED."""
     assert mtype in _ONE_I64
     return _frame(mtype, _Q.pack(zxid))
 

@@ -149,6 +149,16 @@ class QuorumPeer(object):
         if self.role is not None:
             self.role.durable(zxid)
 
+    def log_stalled(self, stalled):
+        if isinstance(self.role, Follower):
+            self.role.log_stalled(stalled)
+
+    def writes_refused(self):
+        """Why the leader takes no new writes now (None: it does, or this is no leader)."""
+        if isinstance(self.role, Leader):
+            return self.role.writes_refused()
+        return None
+
     def forward(self, token, session_id, xid, op, body, ids):
         if not isinstance(self.role, Follower):
             raise StepDown("not following")
@@ -266,7 +276,8 @@ class QuorumPeer(object):
         try:
             await core.committer.flush()
         except Exception as e:  # noqa: BLE001 - fatal log errors stop the server elsewhere
-            log.error("flushing the log: %s", e)
+            if not self._stopping:   # (a stop gives up on a log it cannot write: said so)
+                log.error("flushing the log: %s", e)
         core.reset_pipeline()
         self.state = fle.LOOKING
         self.vote = None

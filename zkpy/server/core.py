@@ -69,6 +69,7 @@ _I32 = struct.Struct(">i")
 CONFIG_NODE = "/zookeeper/config"
 ALL_CONNECTIONS = 0xFFFFFFFF   # close_conn(ALL_CONNECTIONS): every connection of the origin
 APPLY_RETRY_S = 0.5   # while LMDB cannot be written: how often the waiting txns are retried
+LOG_RETRY_S = 0.5     # an ensemble member's log that cannot be written: how often it is retried
 
 
 _CREATE_OPS = (consts.OP_CREATE, consts.OP_CREATE2, consts.OP_CREATE_CONTAINER,
@@ -323,7 +324,9 @@ class Core(object):
             self.txnlog, self._on_durable, max_count=cfg.max_batch_size,
             max_bytes=cfg.commit_max_bytes, max_delay_ms=cfg.flush_delay_ms,
             on_fatal=self._on_fatal, logger=logging.getLogger("zkpy.groupcommit"),
-            on_failed=self._on_log_failed)
+            on_failed=self._on_log_failed,
+            retry_s=LOG_RETRY_S if self.quorum is not None else None,
+            on_stalled=self._on_log_stalled)
         self.committer.start()
         self._expiry_task = asyncio.get_running_loop().create_task(self._expire_loop())
         self._checkpoint_task = asyncio.get_running_loop().create_task(self._checkpoint_loop())
@@ -335,6 +338,7 @@ class Core(object):
         its way to the frontend (the apply runs before the committer reports the flush done)."""
         if self.committer is None or self.fatal is not None:
             return
+        self.committer.give_up()   # a log being retried (full disk) does not hold the stop
         try:
             await self.committer.flush()
         except Exception:  # noqa: BLE001 - a fatal log error, already reported through on_fatal
@@ -367,7 +371,12 @@ class Core(object):
             if self._rtxn is not None:
                 self._rtxn.abort()
                 self._rtxn = None
-            self.tree.close()   # checkpoints first: a clean stop restores and replays nothing
+            try:
+                self.tree.close()   # checkpoints first: a clean stop restores and replays nothing
+            except Exception as e:  # noqa: BLE001 - closed all the same (LmdbTree.close)
+                log.error("the final LMDB checkpoint of %s failed: %s; the next start comes "
+                          "back to the last checkpoint and replays the log from there",
+                          self.tree.path, e)
             self.tree = None
         if self.txnlog is not None:
             self.txnlog.close()
@@ -656,8 +665,13 @@ class Core(object):
         """sync done: the txns of `zxids` are fsynced (or forceSync=no). Standalone, that makes
         them committed; in an ensemble the quorum decides (a learner acks them)."""
         if self.log_error is not None:
-            log.info("the transaction log in %s takes writes again (%d txn(s) failed meanwhile)",
-                     self.log_error.directory, self._log_failed_txns)
+            if self.quorum is not None:
+                log.info("the transaction log in %s takes writes again: the waiting txns are "
+                         "logged, accepting writes", self.log_error.directory)
+                self.quorum.log_stalled(False)
+            else:
+                log.info("the transaction log in %s takes writes again (%d txn(s) failed "
+                         "meanwhile)", self.log_error.directory, self._log_failed_txns)
             self.log_error = None
             self._log_failed_txns = 0
             self._expiry_failed.clear()
@@ -685,8 +699,6 @@ class Core(object):
         try:
             results, last = self._commit_batch(tokens)
         except lmdb.Error as e:
-            if self.quorum is not None:
-                raise   # an ensemble member stops (GroupCommitter: on_durable raised)
             self._stall(tokens, e)
             return
         self.last_zxid = last
@@ -814,8 +826,31 @@ class Core(object):
                 origin.reopened(self.tree)
         log.info("reopened the database in %s after a fatal LMDB error", old.path)
 
+    def _writes_refused(self):
+        """Why this server's clients' new writes fail now (None: they do not): LMDB cannot be
+        written (apply_error), or, in an ensemble, the log is being retried (_on_log_stalled)."""
+        if self.apply_error is not None:
+            return "the database cannot be written (%s)" % (self.apply_error,)
+        if self.quorum is not None:
+            if self.log_error is not None:
+                return "the transaction log cannot be written (%s)" % (self.log_error,)
+            return self.quorum.writes_refused()
+        return None
+
+    def forward_refused(self, token):
+        """A learner: the leader did not take a request forwarded for `token` (no quorum can
+        write its log): the write fails with SystemError, a new session's connection closes."""
+        if len(token) == 3:
+            origin, conn_id, read_only = token
+            log.info("closing a new connection: the leader cannot write a session now")
+            origin.connected(conn_id, 2, 0, 0, b"", read_only)
+        else:
+            origin, conn_id, entry_id, xid, _ = token
+            self._refuse_write(origin, conn_id, entry_id, xid)
+
     def _refuse_write(self, origin, conn_id, entry_id, xid):
-        """LMDB cannot be written (apply_error): a new write is not logged, it fails now."""
+        """LMDB or (ensemble) the log cannot be written: a new write is not logged, it fails
+        now."""
         data = _encode_reply(xid, self.last_zxid, errors.SYSTEMERROR)
         origin.batch(self.last_zxid, (), ((conn_id, entry_id, False, data),))
         origin.committed(self.last_zxid)
@@ -825,7 +860,7 @@ class Core(object):
         everything queued after it, in zxid order) and was cut back. None is durable: forget
         them -- next_zxid and the prep overlay go back to what is logged -- and answer each
         with SYSTEMERROR (a createSession: its connection closes). Reads go on; the next write
-        tries the log again. An ensemble member stops instead (False: fatal), as before."""
+        tries the log again. (An ensemble member keeps and retries them: _on_log_stalled.)"""
         if self.quorum is not None or not zxids:
             return False
         first = zxids[0]
@@ -889,6 +924,21 @@ class Core(object):
         for origin, conn_id, read_only in closing:
             origin.connected(conn_id, 2, 0, 0, b"", read_only)
         return True
+
+    def _on_log_stalled(self, exc):
+        """GroupCommitter.on_stalled (an ensemble member): the log could not take a batch and
+        was cut back. Its txns were proposed under their zxids (to the learners, or by the
+        leader), so they are kept and the append retried every LOG_RETRY_S: nothing is acked
+        for them meanwhile (the leader commits on the other voters' acks; what it commits is
+        applied here only once logged here). This server's clients' new writes and sessions
+        fail with SystemError until the log takes writes again; reads go on. One ERROR line;
+        _on_durable logs the end."""
+        self.log_error = exc
+        self.quorum.log_stalled(True)
+        log.error("cannot write the transaction log in %s: %s (%s); the txns from 0x%x wait "
+                  "and are retried every %.1fs; writes to this server fail with SystemError "
+                  "until it can be written again, reads go on", exc.directory, exc.error,
+                  _free_space(exc.directory), self.durable_zxid + 1, LOG_RETRY_S)
 
     def _finish(self, zxid, txn, token, node, replies, after):
         t = txn.type
@@ -961,9 +1011,9 @@ class Core(object):
             origin.connected(conn_id, 2, 0, 0, b"", read_only)
             return
         if req.sessionId == 0:
-            if self.apply_error is not None:
-                log.info("refusing a new session: the database cannot be written (%s)",
-                         self.apply_error)
+            stalled = self._writes_refused()
+            if stalled is not None:
+                log.info("refusing a new session: %s", stalled)
                 origin.connected(conn_id, 2, 0, 0, b"", read_only)
                 return
             timeout = self.negotiate_timeout(req.timeOut)
@@ -1010,7 +1060,7 @@ class Core(object):
             else:
                 origin.close_conn(conn_id)   # lost the quorum: the client reconnects elsewhere
             return
-        if self.apply_error is not None and op != consts.OP_SYNC:
+        if op != consts.OP_SYNC and self._writes_refused() is not None:
             self._refuse_write(origin, conn_id, entry_id, xid)
             return
         forward = self.quorum is not None and not self.quorum.leading
@@ -1064,7 +1114,10 @@ class Core(object):
         origin.committed(self.last_zxid)
 
     def remote_request(self, origin, req_id, session_id, xid, op, body, ids):
-        """The leader: a request a learner's client sent (see request); the learner replies."""
+        """The leader: a request a learner's client sent (see request); the learner replies.
+        False: refused (_writes_refused; a closeSession never is) -- the learner answers."""
+        if op != consts.OP_CLOSE_SESSION and self._writes_refused() is not None:
+            return False
         if op == consts.OP_CREATE_SESSION:
             timeout = _I32.unpack(body)[0]
             txn = txns.Txn(txns.CREATE_SESSION, session_id, 0, now_ms(), timeout_ms=timeout)
@@ -1082,6 +1135,7 @@ class Core(object):
                 req, _ = codec.DECODERS[_WRITE_REQUESTS[op]](body, 0)
             txn = self.prep_request(session_id, xid, op, req, ids)
             self.submit(txn, None, origin, req_id)
+        return True
 
     def sync_reached(self, target, token):
         """Answer a sync once everything up to `target` is applied here."""
@@ -1210,6 +1264,7 @@ class Core(object):
         interval_s = cfg.autopurge_purge_interval_h * 3600 if cfg.autopurge_purge_interval_h else 0
         last_purge = time.monotonic()
         loop = asyncio.get_running_loop()
+        failing = 0
         while True:
             # checkpointIntervalMs: a power cut comes back to the last checkpoint and replays
             # the log from there; until the next one, pages freed by writes are not reused (the
@@ -1221,11 +1276,18 @@ class Core(object):
             try:
                 zxid = await self.checkpoint_now()
             except Exception as e:
-                log.error("LMDB checkpoint of %s failed (retried; the log is kept): %s",
-                          self.tree.path, e)
+                # Once per outage (a full disk fails one every interval): ERROR, then DEBUG.
+                (log.debug if failing else log.error)(
+                    "LMDB checkpoint of %s failed (retried; the log is kept): %s",
+                    self.tree.path, e)
+                failing += 1
                 continue
             if zxid is None:   # one under way already (a snapshot install)
                 continue
+            if failing:
+                log.info("LMDB checkpoint of %s done, after %d failed attempts",
+                         self.tree.path, failing)
+                failing = 0
             self._txns_since_checkpoint -= covered
             if self.txnlog.size_since_roll() >= LOG_ROLL_AT_CHECKPOINT_BYTES:
                 self.txnlog.request_roll()

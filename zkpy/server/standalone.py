@@ -145,11 +145,11 @@ async def serve(config, ready=None):
                   e, ", ".join(moved))
         await _open_core(core, config, replay=False)
     tune_gc()
-    core.start()
     peer = None
     if distributed:
         from zkpy.quorum.peer import QuorumPeer
-        peer = QuorumPeer(core, config)
+        peer = QuorumPeer(core, config)   # before core.start: the core sets up for an ensemble
+    core.start()
     stop = asyncio.Event()
     core.on_fatal = lambda exc: stop.set()
     if config.workers:

@@ -25,6 +25,12 @@ Contract:
     one -- and on_failed(tokens, exc) gets their tokens in submission order (loop thread; after
     on_durable of every earlier batch). It returns True to go on: the next submit() tries the
     log again. Without on_failed, or when it returns False, the error is fatal.
+  * With retry_s set (an ensemble member: its txns were proposed to, or by, other servers under
+    their zxids, so they cannot be forgotten), a LogAppendError drops nothing: on_stalled(exc)
+    is called, the batch goes back to the front of the queue and the append is tried again
+    every retry_s seconds until it succeeds (then on_durable as usual). Records submitted
+    meanwhile queue behind it. give_up() (a stop) ends the retrying: what is queued is dropped
+    unacknowledged and flush() raises the error.
   * Any other write/fsync error is fatal: logged at ERROR, on_fatal(exc) is called, nothing more
     is written or acknowledged.
 """
@@ -49,7 +55,8 @@ INLINE_MAX_FSYNC_MS = 1.0
 class GroupCommitter:
     def __init__(self, log, on_durable, max_count=1000, max_bytes=1024 * 1024, max_delay_ms=0,
                  executor=None, on_fatal=None, logger=None, inline_max_records=INLINE_MAX_RECORDS,
-                 inline_max_fsync_ms=INLINE_MAX_FSYNC_MS, on_failed=None):
+                 inline_max_fsync_ms=INLINE_MAX_FSYNC_MS, on_failed=None, retry_s=None,
+                 on_stalled=None):
         """``log`` needs append_batch([(zxid, payload)]); optional attribute last_fsync_ms.
 
         ``executor``: where append_batch runs; by default a private one-thread pool, so log
@@ -57,11 +64,16 @@ class GroupCommitter:
         ``inline_max_records`` / ``inline_max_fsync_ms``: when a batch may be appended in the
         loop thread instead (see the module docstring); inline_max_records=0 never does.
         ``on_failed(tokens, exc)``: records dropped after a LogAppendError (module docstring).
+        ``retry_s`` / ``on_stalled(exc)``: keep and retry instead (module docstring).
         """
         self.log = log
         self.on_durable = on_durable
         self.on_fatal = on_fatal
         self.on_failed = on_failed
+        self.retry_s = retry_s
+        self.on_stalled = on_stalled
+        self.stalled = None   # the LogAppendError of the append being retried
+        self._give_up = False
         self.max_count = max(1, max_count)
         self.max_bytes = max(1, max_bytes)
         self.max_delay = max(0.0, max_delay_ms / 1000.0)
@@ -80,6 +92,7 @@ class GroupCommitter:
         self._dropped = 0  # records ever dropped after a LogAppendError (on_failed)
         self._waiters = []  # (submitted count to reach, future) from flush()
         self._wakeup = None  # asyncio.Event, created in the loop
+        self._stall_wakeup = None  # asyncio.Event: give_up() ends a retry wait
         self._task = None
         self._closing = False
         self._failed = None
@@ -104,6 +117,7 @@ class GroupCommitter:
         if self._task is None:
             loop = asyncio.get_running_loop()
             self._wakeup = asyncio.Event()
+            self._stall_wakeup = asyncio.Event()
             if self._executor is None:
                 self._executor = concurrent.futures.ThreadPoolExecutor(
                     max_workers=1, thread_name_prefix="zkpy-txnlog-sync")
@@ -142,8 +156,14 @@ class GroupCommitter:
 
     async def close(self):
         """Flush, then stop the flusher task. Does not close the log (its owner does)."""
+        if self.stalled is not None:
+            self.give_up()   # a stop does not wait for the disk to come back
         if self._task is not None and self._failed is None and not self._closing:
-            await self.flush()
+            try:
+                await self.flush()
+            except LogAppendError:
+                if not self._give_up:
+                    raise   # (given up: the stop drops the unwritten txns, as it said)
         self._closing = True
         if self._task is not None:
             self._wakeup.set()
@@ -228,6 +248,12 @@ class GroupCommitter:
                 fsync_ms = await fut
             except Exception as exc:  # noqa: BLE001 - any other failure to persist is fatal
                 # Nothing else is in flight: the next append starts only after this one returned.
+                if isinstance(exc, LogAppendError) and self.retry_s is not None:
+                    self._requeue(batch, tokens, nbytes)
+                    if not await self._stall(exc):
+                        return   # give_up(): stopping
+                    inflight = None
+                    continue
                 if isinstance(exc, LogAppendError) and self.on_failed is not None:
                     handled = self._drop(tokens, exc)
                     if handled is None:
@@ -237,6 +263,7 @@ class GroupCommitter:
                         continue
                 self._fatal(exc, "writing %d txn(s) to the transaction log" % len(batch))
                 return
+            self.stalled = None
             # The next batch's write + fsync starts now, so it overlaps on_durable's work (the
             # apply of this batch) instead of following it; still one append in flight.
             inflight = self._start(loop) if self._queue else None
@@ -256,6 +283,50 @@ class GroupCommitter:
                         pass
                 return
             self._wake_waiters()
+
+    def _requeue(self, batch, tokens, nbytes):
+        """A failed batch back to the front of the queue (the log was cut back: none of it is
+        there), ahead of what was submitted since."""
+        self._queue.extendleft(reversed(batch))
+        self._tokens.extendleft(reversed(tokens))
+        self._queued_bytes += nbytes
+        self.failed_batches += 1
+
+    async def _stall(self, exc):
+        """The append failed and is to be retried: tell on_stalled (at the first failure of a
+        stall), wait retry_s. False once give_up() was called: the queue is dropped."""
+        first = self.stalled is None
+        self.stalled = exc
+        if first and self.on_stalled is not None and not self._give_up:
+            try:
+                self.on_stalled(exc)
+            except Exception:  # noqa: BLE001 - only a report
+                self.logger.exception("on_stalled callback raised")
+        deadline = asyncio.get_running_loop().time() + self.retry_s
+        while not self._give_up:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return True
+            self._stall_wakeup.clear()
+            try:
+                await asyncio.wait_for(self._stall_wakeup.wait(), left)
+            except asyncio.TimeoutError:
+                return True
+        self._failed = exc
+        self.logger.warning("stopping with %d txn(s) not written to the transaction log (%s); "
+                            "none was acknowledged", self.pending, exc)
+        for _, fut in self._waiters:
+            if not fut.done():
+                fut.set_exception(exc)
+        self._waiters = []
+        return False
+
+    def give_up(self):
+        """A stop: an append that fails from now on (or is being retried) is not retried again;
+        what is queued then is dropped unacknowledged (flush() raises)."""
+        self._give_up = True
+        if self._stall_wakeup is not None:
+            self._stall_wakeup.set()
 
     def _drop(self, tokens, exc):
         """A LogAppendError for the batch of ``tokens``: drop it and everything queued after it,
