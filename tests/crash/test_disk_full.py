@@ -293,22 +293,27 @@ def test_lmdb_map_full(tmp_path, servers):
 # an ensemble
 
 
-@pytest.mark.parametrize("where", ["all", "leader"])
+@pytest.mark.parametrize("where", ["all", "leader", "follower"])
 def test_ensemble_full_disk(tmp_path, tmpfs, where):
     """A 3-member zkpy pseudo-cluster, its members' data on the full tmpfs: all of them (one
-    disk, as on one machine) or only the leader's. A member whose log cannot be written keeps
-    the txns it was given and retries them; writes that cannot commit are refused with
-    SystemError on every member (a learner tells the leader its log is stalled; the leader
-    refuses forwarded writes while no quorum can write); reads go on everywhere; once the
-    filler is gone the waiting writes commit and new ones are taken, without a restart. After
-    a restart every acknowledged write is on every member, no failed one on any."""
+    disk, as on one machine), only the leader's, or only a follower's. A member whose log
+    cannot be written keeps the txns it was given and retries them, and refuses its clients'
+    new writes with SystemError; a learner tells the leader its log is stalled, and the leader
+    refuses every new write while no quorum can write its log -- so with all disks or the
+    leader's full, writes fail on every member; with a follower's, the others go on. Reads go
+    on everywhere. Once the filler is gone the waiting writes commit and new ones are taken,
+    without a restart. After a restart every acknowledged write is on every member, no failed
+    one on any."""
     from compat.ensemble import Ensemble
     reason = zkpy_unavailable()
     if reason:
         pytest.skip(reason)
+    full = {"all": (1, 2, 3), "leader": (3,), "follower": (1,)}[where]
+    victim = 1 if where == "follower" else 3
+    others = [sid for sid in (1, 2, 3) if sid != victim]
     ens = Ensemble("zkpy", tmp_path / "ens", servers=3)
     for m in ens.members:
-        if where == "all" or m.sid == 3:
+        if m.sid in full:
             m.data_dir = tmpfs / ("zk%d" % m.sid)
     clients = {}
     ledger = Ledger()
@@ -319,14 +324,13 @@ def test_ensemble_full_disk(tmp_path, tmpfs, where):
         ens.wait_healthy(members=[ens.member(3), ens.member(2)])
         ens.member(1).start()
         leader = ens.wait_healthy()
-        assert leader.sid == 3, "member %d leads; the test puts member 3's data on the tmpfs" \
-            % leader.sid
+        assert leader.sid == 3, "member %d leads, not 3" % leader.sid
         for m in ens.members:
             clients[m.sid] = client(m)
-        writer = clients[3]
-        # A second session on the leader for reads (a new session is a write: refused while
-        # the disk is full, as every write; the writer's reads queue behind its waiting write).
-        leader_reader = clients["3r"] = client(leader)
+        writer = clients[victim]
+        # A second session on the victim for reads (a new session is a write: refused while
+        # its disk is full; the writer's reads queue behind its waiting write).
+        reader = clients["r"] = client(ens.member(victim))
         writer.ensure_path("/df")
         for m in ens.members:
             for i in range(5):
@@ -334,26 +338,25 @@ def test_ensemble_full_disk(tmp_path, tmpfs, where):
         filler = tmpfs / "filler"
         fill(filler)
 
-        fill_until_refused(ledger, writer, clients[1], "/df/full")
+        fill_until_refused(ledger, writer, reader, "/df/full")
         assert all(m.running() for m in ens.members)
-        # (No sync: it waits for the txns proposed so far, which wait for the disk. Nothing
-        # acknowledged is missing without one: it was committed seconds ago, and the writer's
-        # own reads would queue behind its waiting write.)
-        for sid in (1, 2):
+        # (No sync: it waits for the txns proposed so far, which may wait for the disk. The
+        # acknowledged writes were committed seconds ago.)
+        check_reads(ledger, reader, "/df")
+        for sid in others:
             check_reads(ledger, clients[sid], "/df")
-            assert ledger.write(clients[sid], "/df/still-full-%d" % sid) == "failed"
-        check_reads(ledger, leader_reader, "/df")
-        assert ledger.write(leader_reader, "/df/still-full-3") == "failed"
+            assert ledger.write(clients[sid], "/df/meanwhile-%d" % sid) == \
+                ("acked" if where == "follower" else "failed")
         errors = {}
         for m in ens.members:
             errors[m.sid] = log_errors(m)
             assert len(errors[m.sid]) <= 2, errors[m.sid]   # one per outage, not per request
-        assert errors[3], "the leader logged no error"
-        assert any(str(tmpfs) in line for line in errors[3]), errors[3]
+            assert bool(errors[m.sid]) == (m.sid in full) or where == "all", (m, errors[m.sid])
+        assert any(str(tmpfs) in line for line in errors[victim]), errors[victim]
 
         os.unlink(filler)
         for sid in (1, 2, 3):
-            if sid != 3 or not ledger.waiting:
+            if sid != victim or not ledger.waiting:
                 ledger.write_until_answered(clients[sid], "/df/after-%d" % sid)
         ledger.settle()
         for sid in (1, 2, 3):
@@ -363,7 +366,7 @@ def test_ensemble_full_disk(tmp_path, tmpfs, where):
             check_reads(ledger, clients[sid], "/df")
         for m in ens.members:
             assert len(log_errors(m)) == len(errors[m.sid]), m
-        assert "takes writes again" in leader.log_text()
+        assert "takes writes again" in ens.member(victim).log_text()
     except BaseException:
         ens.stop()
         raise
