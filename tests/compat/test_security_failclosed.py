@@ -35,10 +35,6 @@ SASL_OPTIONS = {"mechanism": "DIGEST-MD5", "username": "u", "password": "p"}
 # ---------------------------------------------------------------------------------------------
 # refused keys: the server does not start
 
-def _free_port():
-    return zkservers.free_port()
-
-
 @pytest.mark.parametrize("key,value", [
     ("sessionRequireClientSASLAuth", "true"),
     ("secureClientPort", None),  # a free port, filled in below
@@ -49,9 +45,9 @@ def test_zkpy_server_refuses_to_start_naming_key_and_line(zk_targets, tmp_path, 
     reason = zkservers.zkpy_unavailable()
     if reason:
         pytest.skip(reason)
-    port = _free_port()
+    port = zkservers.free_port()
     if value is None:
-        value = str(_free_port())
+        value = str(zkservers.free_port())
     cfg = tmp_path / "zoo.cfg"
     lines = [
         "# a production zoo.cfg, as a new user would try it",
@@ -195,7 +191,6 @@ class _Records(logging.Handler):
 
 def _kazoo_sasl_transcript(srv):
     from kazoo.client import KazooClient
-    from kazoo.exceptions import AuthFailedError  # noqa: F401 (the expected outcome)
 
     records = _Records()
     kazoo_log = logging.getLogger("kazoo.client")
