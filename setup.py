@@ -56,9 +56,10 @@ setup_kwargs = dict(
     python_requires=">=3.9",
     install_requires=["lmdb>=1.4", "cffi>=1.15"],
     extras_require={
-        # mfusepy: tests/crash/crashfs.py, a FUSE filesystem that simulates power cuts
+        # mfusepy: tests/crash/crashfs.py, a FUSE filesystem that simulates power cuts;
+        # pure-sasl: kazoo's sasl_options (tests/compat/test_security_failclosed.py)
         "test": ["kazoo>=2.9", "pytest>=7", "pytest-timeout>=2", "hypothesis>=6",
-                 "pytest-benchmark>=4", "mfusepy>=3"],
+                 "pytest-benchmark>=4", "mfusepy>=3", "pure-sasl>=0.6"],
         "bench": ["matplotlib>=3"],
     },
     ext_modules=_extensions(),

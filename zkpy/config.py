@@ -11,6 +11,10 @@ JVM system property (`zookeeper.<key>`: snapCount, 4lw.commands.whitelist, admin
 the same key from zoo.cfg, so a real zoo.cfg works unchanged. Two deliberate differences: Python
 has no -D flags, so `jute.maxbuffer` and `readonlymode.enabled` are also accepted from zoo.cfg; and
 a bad value is always an error naming key and line, where ZooKeeper sometimes silently uses a default.
+
+Security fails closed: a key asking for security zkpy does not provide yet (TLS, quorum or enforced
+SASL, x509, Kerberos, an audit log, an authentication provider it lacks) is such an error too,
+never a warning; the same key at ZooKeeper's default, insecure value is accepted (_check_security).
 """
 
 import dataclasses
@@ -470,30 +474,148 @@ _KEYS = {
 }
 
 # ZooKeeper keys that are valid but tune machinery zkpy does not have: accepted without a warning.
+# (Keys about security are not here: see _check_security below.)
 _ACCEPTED_KEYS = frozenset([
     "quorumListenOnAllIPs", "leaderServes", "cnxTimeout", "quorumCnxnTimeoutMs", "tcpKeepAlive",
     "clientTcpKeepAlive", "electionPortBindRetry", "maxTimeToWaitForEpoch", "commitLogCount",
     "snapshot.compression.method", "serverCnxnFactory", "observerMasterPort",
     "quorum.cnxn.threads.size", "admin.snapshot.enabled", "admin.restore.enabled",
-    "admin.rateLimiterIntervalInMS", "audit.enable", "emulate353TTLNodes",
+    "admin.rateLimiterIntervalInMS", "emulate353TTLNodes",
     "multiAddress.reachabilityCheckTimeoutMs", "multiAddress.reachabilityCheckEnabled",
     "requestThrottleLimit", "requestThrottleStallTime", "requestThrottleDropStale",
     "requestStaleLatencyCheck", "requestStaleConnectionCheck", "throttledOpWaitTime",
     "maxResponseCacheSize", "maxGetChildrenResponseCacheSize", "largeRequestMaxBytes",
     "largeRequestThreshold", "maxWriteQueuePollTime", "closeSessionTxn.enabled",
-    "enableEagerACLCheck", "intBufferStartingSizeBytes", "sessionRequireClientSASLAuth",
-    "allowSaslFailedClients", "version",
+    "enableEagerACLCheck", "intBufferStartingSizeBytes", "version",
 ])
-_ACCEPTED_PREFIXES = ("metricsProvider.", "jvm.pause.", "authProvider.", "connection",
-                      "nio.", "netty.", "commitProcessor.", "learner.", "leader.", "follower.",
-                      "superUser", "zookeeper.")
+_ACCEPTED_PREFIXES = ("metricsProvider.", "jvm.pause.", "connection", "nio.", "netty.",
+                      "commitProcessor.", "learner.", "leader.", "follower.", "zookeeper.")
 
 # Valid ZooKeeper keys whose feature zkpy lacks: the user expects an effect, so say it is ignored.
-_UNSUPPORTED_KEYS = frozenset([
-    "secureClientPort", "secureClientPortAddress", "sslQuorum", "portUnification",
-    "client.portUnification", "sslQuorumReloadCertFiles", "oraclePath", "multiAddress.enabled",
+# None of them is about security (those stop the server: _check_security).
+_UNSUPPORTED_KEYS = frozenset(["oraclePath", "multiAddress.enabled"])
+_UNSUPPORTED_PREFIXES = ("group.", "weight.")
+
+
+# ---------------------------------------------------------------------------------------------
+# security keys: fail closed
+#
+# A key that asks for security zkpy does not provide stops the server, naming the key and the
+# line: never a warning, never silently accepted (issue 15). The same key set to ZooKeeper's
+# default, insecure value (sslQuorum=false, sessionRequireClientSASLAuth=false, ...) is accepted.
+
+_TLS_CLIENT = "TLS for client connections"
+_TLS_QUORUM = "TLS between servers"
+_TLS_ADMIN = "HTTPS on the AdminServer"
+_QUORUM_SASL = "SASL authentication between servers"
+_KERBEROS = "Kerberos (SASL GSSAPI) authentication"
+
+# Boolean keys: true asks for the feature (refused), false is ZooKeeper's default (accepted).
+_SECURITY_SWITCHES = {
+    "sslQuorum": _TLS_QUORUM,
+    "portUnification": _TLS_QUORUM,
+    "sslQuorumReloadCertFiles": _TLS_QUORUM,
+    "client.portUnification": _TLS_CLIENT,
+    "client.certReload": _TLS_CLIENT,
+    "client.secure": _TLS_CLIENT,
+    "admin.portUnification": _TLS_ADMIN,
+    "admin.forceHttps": _TLS_ADMIN,
+    "admin.needClientAuth": _TLS_ADMIN,
+    "quorum.auth.enableSasl": _QUORUM_SASL,
+    "quorum.auth.learnerRequireSasl": _QUORUM_SASL,
+    "quorum.auth.serverRequireSasl": _QUORUM_SASL,
+    "kerberos.removeHostFromPrincipal": _KERBEROS,
+    "kerberos.removeRealmFromPrincipal": _KERBEROS,
+    "kerberos.canonicalizeHostNames": _KERBEROS,
+    "sessionRequireClientSASLAuth": "SASL authentication of every client session",
+    "enforce.auth.enabled": "enforced client authentication",
+    "audit.enable": "an audit log",
+}
+
+# Keys (and prefixes) refused whatever their value: each only configures a feature zkpy lacks.
+_SECURITY_KEYS = {
+    "secureClientPortAddress": _TLS_CLIENT,
+}
+_SECURITY_PREFIXES = (
+    ("ssl.", "TLS (the ssl.* and ssl.quorum.* keys)"),
+    ("X509AuthenticationProvider.", "x509 (client certificate) authentication"),
+    # Unknown keys of these families: ZooKeeper would ignore a misspelt switch and run open.
+    ("quorum.auth.", _QUORUM_SASL),
+    ("kerberos.", _KERBEROS),
+)
+
+# Accepted: they do nothing unless a refused switch is on, or name SASL identities that cannot
+# exist here (no SASL login completes: ZooKeeper's behaviour without a JAAS Server section).
+_SECURITY_INERT_KEYS = frozenset([
+    "quorum.auth.learner.saslLoginContext", "quorum.auth.server.saslLoginContext",
+    "quorum.auth.kerberos.servicePrincipal", "enforce.auth.schemes", "allowSaslFailedClients",
+    "superUser",
 ])
-_UNSUPPORTED_PREFIXES = ("ssl.", "quorum.auth.", "kerberos.", "group.", "weight.", "client.secure")
+_SECURITY_INERT_PREFIXES = ("superUser.",)  # zookeeper.superUser.N: more SASL super users
+
+# authProvider.N (ProviderRegistry): the providers zkpy has. SASLAuthenticationProvider is
+# accepted as ZooKeeper runs it without a JAAS Server section: the server serves, SASL logins
+# fail (connection.Connection._sasl); `addauth sasl` answers AUTHFAILED in both.
+_AUTH_PROVIDERS = frozenset([
+    "org.apache.zookeeper.server.auth.DigestAuthenticationProvider",
+    "org.apache.zookeeper.server.auth.IPAuthenticationProvider",
+    "org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+])
+_DIGEST_ALGS = frozenset(["SHA1", "SHA-1", "SHA"])  # Java MessageDigest names of SHA-1
+# Keys zkpy honours from zoo.cfg that a `zookeeper.` prefix would make ZooKeeper ignore.
+_HONOURED_SECURITY_KEYS = frozenset(["DigestAuthenticationProvider.superDigest"])
+
+
+def _refuse(key, value, ctx, feature, fix="remove the key"):
+    return ctx.error(key, "%r asks for %s, which zkpy does not provide yet; %s"
+                     % (value, feature, fix))
+
+
+def _check_security(key, value, ctx):
+    """Raise ConfigError for a key that asks for security zkpy lacks; True when `key` is a
+    security key that is accepted here (no further handling), False when it is none."""
+    name = key
+    if key.startswith("zookeeper."):
+        # ZooKeeper reads zoo.cfg key K as the JVM property zookeeper.K, so `zookeeper.K` in
+        # zoo.cfg has no effect there; asking for security that way still stops zkpy.
+        name = key[len("zookeeper."):]
+        if name in _HONOURED_SECURITY_KEYS:
+            raise ctx.error(key, "has no effect in zoo.cfg (ZooKeeper would read it as the "
+                            "property zookeeper.%s); write %s=..." % (key, name))
+    if name in _SECURITY_SWITCHES:
+        if _bool(key, value, ctx):
+            raise _refuse(key, value, ctx, _SECURITY_SWITCHES[name],
+                          "remove the key or set it to false")
+        return True
+    if name == "secureClientPort":
+        if value != "0":  # 0: not set (QuorumPeerConfig)
+            raise _refuse(key, value, ctx, "a TLS client port")
+        return True
+    if name in _SECURITY_KEYS:
+        raise _refuse(key, value, ctx, _SECURITY_KEYS[name])
+    if name in _SECURITY_INERT_KEYS or name.startswith(_SECURITY_INERT_PREFIXES):
+        return True
+    if name == "authProvider" or name.startswith("authProvider."):
+        if value not in _AUTH_PROVIDERS:
+            raise ctx.error(key, "%r is an authentication provider zkpy does not provide yet "
+                            "(it has DigestAuthenticationProvider, IPAuthenticationProvider and "
+                            "SASLAuthenticationProvider without a SASL server); remove the key"
+                            % value)
+        return True
+    if name == "DigestAuthenticationProvider.enabled":
+        if not _bool(key, value, ctx):
+            raise _refuse(key, value, ctx, "turning the digest scheme off",
+                          "remove the key or set it to true")
+        return True
+    if name == "DigestAuthenticationProvider.digestAlg":
+        if value.upper() not in _DIGEST_ALGS:
+            raise _refuse(key, value, ctx, "a digest algorithm other than SHA1",
+                          "remove the key or set it to SHA1")
+        return True
+    for prefix, feature in _SECURITY_PREFIXES:
+        if name.startswith(prefix):
+            raise _refuse(key, value, ctx, feature)
+    return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -603,6 +725,8 @@ def parse_config(text, path="<string>", default_workers=1, myid=None, dynamic_te
             sid = _server_id(key, ctx)
             servers[sid] = parse_server_spec(sid, value, key, line, path)
             server_lines[sid] = line
+        elif _check_security(key, value, ctx):
+            continue
         elif key in _KEYS:
             attr, conv = _KEYS[key]
             values[attr] = conv(key, value, ctx)

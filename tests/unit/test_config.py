@@ -161,8 +161,146 @@ def test_metrics_provider_accepted_silently():
 
 
 def test_unsupported_zookeeper_key_warns():
-    c = cfg("secureClientPort=2281\n")
-    assert len(c.warnings) == 1 and "secureClientPort" in c.warnings[0]
+    c = cfg("oraclePath=/var/zk/oracle\n")
+    assert len(c.warnings) == 1 and "oraclePath" in c.warnings[0]
+
+
+# --- security keys fail closed (issue 15) -------------------------------------------------------
+
+SASL_PROVIDER = "org.apache.zookeeper.server.auth.SASLAuthenticationProvider"
+
+REFUSED = [
+    # (line, key, what the message says is missing)
+    ("secureClientPort=2281", "secureClientPort", "TLS client port"),
+    ("secureClientPortAddress=127.0.0.1", "secureClientPortAddress", "TLS"),
+    ("client.portUnification=true", "client.portUnification", "TLS for client connections"),
+    ("portUnification=true", "portUnification", "TLS between servers"),
+    ("sslQuorum=true", "sslQuorum", "TLS between servers"),
+    ("sslQuorumReloadCertFiles=true", "sslQuorumReloadCertFiles", "TLS between servers"),
+    ("client.certReload=true", "client.certReload", "TLS"),
+    ("client.secure=true", "client.secure", "TLS"),
+    ("admin.portUnification=true", "admin.portUnification", "HTTPS"),
+    ("admin.forceHttps=true", "admin.forceHttps", "HTTPS"),
+    ("admin.needClientAuth=true", "admin.needClientAuth", "HTTPS"),
+    ("ssl.keyStore.location=/etc/zk/keystore.jks", "ssl.keyStore.location", "TLS"),
+    ("ssl.clientAuth=none", "ssl.clientAuth", "TLS"),
+    ("ssl.quorum.trustStore.type=PKCS12", "ssl.quorum.trustStore.type", "TLS"),
+    ("ssl.authProvider=x509", "ssl.authProvider", "TLS"),
+    ("quorum.auth.enableSasl=true", "quorum.auth.enableSasl", "SASL authentication between"),
+    ("quorum.auth.learnerRequireSasl=true", "quorum.auth.learnerRequireSasl", "SASL"),
+    ("quorum.auth.serverRequireSasl=yes", "quorum.auth.serverRequireSasl", "SASL"),
+    # a misspelt switch, which ZooKeeper would ignore and run without quorum SASL
+    ("quorum.auth.enableSASL=true", "quorum.auth.enableSASL", "SASL"),
+    ("kerberos.removeHostFromPrincipal=true", "kerberos.removeHostFromPrincipal", "Kerberos"),
+    ("kerberos.removeRealmFromPrincipal=true", "kerberos.removeRealmFromPrincipal", "Kerberos"),
+    ("kerberos.canonicalizeHostNames=true", "kerberos.canonicalizeHostNames", "Kerberos"),
+    ("sessionRequireClientSASLAuth=true", "sessionRequireClientSASLAuth", "SASL authentication"),
+    ("enforce.auth.enabled=true", "enforce.auth.enabled", "enforced client authentication"),
+    ("audit.enable=true", "audit.enable", "audit log"),
+    ("X509AuthenticationProvider.superUser=CN=admin", "X509AuthenticationProvider.superUser",
+     "x509"),
+    ("authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider",
+     "authProvider.x509", "X509AuthenticationProvider"),
+    ("authProvider.1=com.example.MyProvider", "authProvider.1", "com.example.MyProvider"),
+    ("authProvider=org.apache.zookeeper.server.auth.EnsembleAuthenticationProvider",
+     "authProvider", "EnsembleAuthenticationProvider"),
+    ("DigestAuthenticationProvider.enabled=false", "DigestAuthenticationProvider.enabled",
+     "digest scheme off"),
+    ("DigestAuthenticationProvider.digestAlg=SHA-256", "DigestAuthenticationProvider.digestAlg",
+     "other than SHA1"),
+    # zookeeper.K: the JVM property name; ZooKeeper ignores it in zoo.cfg, zkpy still refuses
+    ("zookeeper.sessionRequireClientSASLAuth=true", "zookeeper.sessionRequireClientSASLAuth",
+     "SASL"),
+    ("zookeeper.ssl.keyStore.location=/k.jks", "zookeeper.ssl.keyStore.location", "TLS"),
+    ("zookeeper.authProvider.1=com.example.P", "zookeeper.authProvider.1", "com.example.P"),
+    # zkpy honours DigestAuthenticationProvider.superDigest; ZooKeeper ignores this spelling
+    ("zookeeper.DigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=",
+     "zookeeper.DigestAuthenticationProvider.superDigest", "no effect in zoo.cfg"),
+]
+
+
+@pytest.mark.parametrize("line,key,fragment", REFUSED, ids=[r[1] for r in REFUSED])
+def test_security_key_zkpy_lacks_is_refused_naming_key_and_line(line, key, fragment):
+    text = "# header\ndataDir=/tmp/zkpy-test\nclientPort=2181\n\n%s\ntickTime=2000\n" % line
+    e = error_of(text)
+    assert (e.key, e.line, e.path) == (key, 5, "conf/zoo.cfg")
+    msg = str(e)
+    assert msg.startswith("conf/zoo.cfg:5: %s: " % key)
+    assert fragment in msg
+    assert "\n" not in msg  # one line
+    if not fragment.startswith("no effect"):
+        assert "does not provide" in msg
+
+
+def test_security_refusal_message_exact():
+    e = error_of("dataDir=/d\nclientPort=2181\nsessionRequireClientSASLAuth=true\n")
+    assert str(e) == (
+        "conf/zoo.cfg:3: sessionRequireClientSASLAuth: 'true' asks for SASL authentication of "
+        "every client session, which zkpy does not provide yet; remove the key or set it to false")
+
+
+def test_security_switch_with_a_bad_value_is_an_error():
+    e = error_of(BASE + "sslQuorum=maybe\n")
+    assert e.key == "sslQuorum" and "invalid option" in str(e)
+
+
+@pytest.mark.parametrize("line", [
+    # ZooKeeper's defaults: insecure values ask for nothing zkpy lacks
+    "secureClientPort=0",
+    "client.portUnification=false",
+    "portUnification=false",
+    "sslQuorum=false",
+    "sslQuorumReloadCertFiles=false",
+    "client.certReload=false",
+    "client.secure=false",
+    "admin.portUnification=false",
+    "admin.forceHttps=false",
+    "admin.needClientAuth=false",
+    "quorum.auth.enableSasl=false",
+    "quorum.auth.learnerRequireSasl=false",
+    "quorum.auth.serverRequireSasl=FALSE",
+    "kerberos.removeHostFromPrincipal=false",
+    "kerberos.removeRealmFromPrincipal=false",
+    "kerberos.canonicalizeHostNames=false",
+    "sessionRequireClientSASLAuth=false",
+    "zookeeper.sessionRequireClientSASLAuth=false",
+    "enforce.auth.enabled=false",
+    "audit.enable=false",
+    "DigestAuthenticationProvider.enabled=true",
+    "DigestAuthenticationProvider.digestAlg=SHA1",
+    "DigestAuthenticationProvider.digestAlg=SHA-1",
+    # inert unless a refused switch is on, or SASL identities (no SASL login completes)
+    "quorum.auth.learner.saslLoginContext=QuorumLearner",
+    "quorum.auth.server.saslLoginContext=QuorumServer",
+    "quorum.auth.kerberos.servicePrincipal=zkquorum/localhost",
+    "enforce.auth.schemes=sasl",
+    "allowSaslFailedClients=true",
+    "superUser=admin",
+    "superUser.2=ops",
+    # the providers zkpy has; SASL as ZooKeeper runs it without a JAAS Server section
+    "authProvider.1=" + SASL_PROVIDER,
+    "authProvider.sasl=" + SASL_PROVIDER,
+    "authProvider.2=org.apache.zookeeper.server.auth.DigestAuthenticationProvider",
+    "authProvider.3=org.apache.zookeeper.server.auth.IPAuthenticationProvider",
+    "zookeeper.authProvider.1=" + SASL_PROVIDER,
+])
+def test_insecure_or_provided_security_values_are_accepted_silently(line):
+    c = cfg(line + "\n")
+    assert c.warnings == ()
+
+
+def test_super_digest_is_honoured_not_just_accepted():
+    c = cfg("DigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=\n")
+    assert c.super_digest == "super:D/InIHSb7yEEbrWz8b9l71RjZJU="
+    from zkpy.tree import acl
+    assert acl.authenticate("digest", b"super:test", c.super_digest)[0] == acl.SUPER
+    assert acl.authenticate("digest", b"super:wrong", c.super_digest) == [
+        ("digest", acl.digest("super:wrong"))]
+
+
+def test_first_refused_key_in_file_order_is_named():
+    e = error_of(BASE + "ssl.clientAuth=need\nsecureClientPort=2281\n")
+    assert (e.key, e.line) == ("ssl.clientAuth", 3)
 
 
 # --- errors name key and line -------------------------------------------------------------------

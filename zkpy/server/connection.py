@@ -42,6 +42,7 @@ _encode_reply = codec.encode_reply_frame
 _decode_header = codec.decode_request_header
 _unpack_header = struct.Struct(">ii").unpack_from
 _monotonic = time.monotonic
+_NO_SASL_TOKEN = r.SetSASLResponse(None)
 
 _WRITE_OPS = frozenset([consts.OP_CREATE, consts.OP_CREATE2, consts.OP_DELETE,
                         consts.OP_SET_DATA, consts.OP_SET_ACL, consts.OP_MULTI,
@@ -131,6 +132,7 @@ class Connection(asyncio.Protocol):
         self._wbuf = []
         self._loop = None
         self.unpumped = False         # fe.pump() not called yet for the bytes being handled
+        self.sasl_logged = False      # the one log line for a SASL attempt is written
         self.reset_stats()
 
     def reset_stats(self):
@@ -398,6 +400,11 @@ class Connection(asyncio.Protocol):
             _decode_header(frame, 0)  # raises ClientProtocolError, naming the short header
             raise
         off = 8
+        if op == consts.OP_SASL:
+            # Answered outside the request pipeline, as ZooKeeper does: it neither touches the
+            # session nor shows in cons (a client stuck in SASL lets its session expire).
+            self._sasl(xid, frame, off)
+            return
         fe.link.touch(self.session_id)
         self.last_op = _OP_ABBREV.get(op, "NA")
         if xid >= 0:
@@ -641,6 +648,31 @@ class Connection(asyncio.Protocol):
         self.write(_encode_reply(xid, 0, errors.AUTHFAILED))
         self.close()
         return b""
+
+    def _sasl(self, xid, frame, off):
+        """A SASL token (opcode 102). zkpy has no SASL server yet, which is ZooKeeper's state
+        when no JAAS `Server` section is configured (with or without
+        authProvider.N=...SASLAuthenticationProvider): ZooKeeper then answers every token with
+        OK and a null token (ZooKeeperServer.processSasl, its saslServer being null) and never
+        completes the login. zkpy answers the same, so a client's SASL login fails as it does
+        against ZooKeeper (kazoo: it sends its tokens until its session expires, then
+        AUTH_FAILED) and nothing is authenticated."""
+        req, _ = _D[r.GetSASLRequest](frame, off)  # garbage closes the connection
+        if req.token is None:
+            # ZooKeeper reads the null token's length and fails (NullPointerException): it
+            # closes the connection.
+            raise ClientProtocolError("SASL request with a null token")
+        if not self.sasl_logged:
+            self.sasl_logged = True
+            log.warning("session 0x%x: client %s asked for SASL authentication; zkpy has no SASL "
+                        "server (as ZooKeeper without a JAAS Server section): answering an empty "
+                        "token, the login cannot complete", self.session_id, self.peer)
+        if self.unpumped:
+            self._pump()
+            if self.closed:
+                return
+        self._reply_now_or_queue(
+            consts.OP_SASL, lambda: _encode_reply(xid, 0, 0, _NO_SASL_TOKEN))
 
     # ------------------------------------------------------------------ four letter words
 
