@@ -13,7 +13,7 @@ has no -D flags, so `jute.maxbuffer` and `readonlymode.enabled` are also accepte
 a bad value is always an error naming key and line, where ZooKeeper sometimes silently uses a default.
 
 Security fails closed: a key asking for security zkpy does not provide yet (TLS, quorum or enforced
-SASL, x509, Kerberos, an audit log, an authentication provider it lacks) is such an error too,
+SASL, x509, Kerberos, an authentication provider it lacks) is such an error too,
 never a warning; the same key at ZooKeeper's default, insecure value is accepted (_check_security).
 """
 
@@ -108,6 +108,7 @@ class Config:
     enforce_quota: bool = False
     super_digest: str = None
     skip_acl: bool = False
+    audit_enable: bool = False
     digest_enabled: bool = True
     container_check_interval_ms: int = 60000
     container_max_per_minute: int = 10000
@@ -460,6 +461,8 @@ _KEYS = {
     "enforceQuota": ("enforce_quota", _bool),
     "DigestAuthenticationProvider.superDigest": ("super_digest", _super_digest),
     "skipACL": ("skip_acl", _bool),
+    # The audit log (zkpy.server.audit): ZooKeeper's zookeeper.audit.enable, as zoo.cfg key.
+    "audit.enable": ("audit_enable", _bool),
     "digest.enabled": ("digest_enabled", _bool),
     "znode.container.checkIntervalMs": ("container_check_interval_ms", _positive),
     "znode.container.maxPerMinute": ("container_max_per_minute", _positive),
@@ -529,7 +532,6 @@ _SECURITY_SWITCHES = {
     "kerberos.canonicalizeHostNames": _KERBEROS,
     "sessionRequireClientSASLAuth": "SASL authentication of every client session",
     "enforce.auth.enabled": "enforced client authentication",
-    "audit.enable": "an audit log",
 }
 
 # Keys (and prefixes) refused whatever their value: each only configures a feature zkpy lacks.

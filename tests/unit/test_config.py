@@ -196,7 +196,6 @@ REFUSED = [
     ("kerberos.canonicalizeHostNames=true", "kerberos.canonicalizeHostNames", "Kerberos"),
     ("sessionRequireClientSASLAuth=true", "sessionRequireClientSASLAuth", "SASL authentication"),
     ("enforce.auth.enabled=true", "enforce.auth.enabled", "enforced client authentication"),
-    ("audit.enable=true", "audit.enable", "audit log"),
     ("X509AuthenticationProvider.superUser=CN=admin", "X509AuthenticationProvider.superUser",
      "x509"),
     ("authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider",
@@ -266,6 +265,7 @@ def test_security_switch_with_a_bad_value_is_an_error():
     "zookeeper.sessionRequireClientSASLAuth=false",
     "enforce.auth.enabled=false",
     "audit.enable=false",
+    "audit.enable=true",   # honoured: zkpy.server.audit
     "DigestAuthenticationProvider.enabled=true",
     "DigestAuthenticationProvider.digestAlg=SHA1",
     "DigestAuthenticationProvider.digestAlg=SHA-1",

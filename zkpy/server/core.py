@@ -39,6 +39,7 @@ from zkpy.errors import StorageCorruptError, ZkError
 from zkpy.proto import codec, consts
 from zkpy.proto import records as r
 from zkpy.proto.twins import compiled_twin
+from zkpy.server.audit import AuditLog
 from zkpy.server.sessions import SessionTable, session_password
 from zkpy.storage.groupcommit import GroupCommitter
 from zkpy.storage.lmdb_tree import LmdbTree
@@ -226,6 +227,9 @@ class Core(object):
         self.apply_error = None    # the LMDB error that stops the apply: new writes refused
         self._stalled_since = None  # time.monotonic() when that began
         self._retry_handle = None  # the timer of the next apply retry
+        # audit.enable: every answered client write, by the server holding the connection
+        # (zkpy.server.audit); the token's shape carries what it is logged with.
+        self.audit = AuditLog() if config.audit_enable else None
 
     # ------------------------------------------------------------------ start / stop
 
@@ -955,6 +959,8 @@ class Core(object):
                                                   _rw(read_only)))
             return
         if t == txns.CLOSE_SESSION:
+            if self.audit is not None and txn.paths:
+                self.audit.ephemerals_deleted(txn.session_id, txn.paths)
             session = self.sessions.remove(txn.session_id)
             if token is not None:
                 origin, conn_id, entry_id, xid, _ = token
@@ -989,6 +995,8 @@ class Core(object):
             data = _encode_reply(xid, zxid, 0)
         del op
         replies.setdefault(origin, []).append((conn_id, entry_id, False, data))
+        if len(req) > 2 and req[2] is not None:   # audit.enable: (request_info, session)
+            self.audit.done(req[3], req[2], txn)
 
     # ------------------------------------------------------------------ requests from frontends
 
@@ -1095,6 +1103,8 @@ class Core(object):
                     req = codec.DECODERS[_WRITE_REQUESTS[op]](body, 0)[0]
             shape = (op, None)
         ids = self._auth.get((origin, conn_id), ())
+        if self.audit is not None:
+            shape = shape + (self.audit.request_info(op, body, ids), session_id)
         token = (origin, conn_id, entry_id, xid, shape)
         if forward:
             self.quorum.forward(token, session_id, xid, op, body, ids)

@@ -179,10 +179,14 @@ async def serve(config, ready=None):
              "dataLogDir=%s)", ZK_VERSION_STRING,
              "accepting (for the ensemble)" if distributed else "serving", config.client_port_address or "0.0.0.0",
              config.client_port, config.workers, config.data_dir, config.data_log_dir)
+    if core.audit is not None:
+        core.audit.server_start()
     if ready is not None:
         ready()
     await stop.wait()
     log.info("shutting down")
+    if core.audit is not None:
+        core.audit.server_stop()
     # A clean stop, in this order: take no more requests (the workers stop reading their
     # clients and say so), let every request taken become durable -- standalone also applied
     # and answered --, then close the connections and stop the workers, and last the core
