@@ -322,6 +322,15 @@ def test_noauth_without_super_then_super_reconfigs(sens, clients, ens_kind):
     alice = clients(sens.hosts(), auth_data=[("digest", "alice:pw")])
     with pytest.raises(NoAuthError):
         alice.reconfig(joining=None, leaving="3", new_members=None)
+    # ZooKeeper's PrepRequestProcessor checks the request before the ACL of /zookeeper/config:
+    # a stale fromConfig is BADVERSION, a server line that does not parse BADARGUMENTS, for a
+    # client that could not reconfigure anyway. Neither leaves a reconfig half-prepared.
+    with pytest.raises(BadVersionError):
+        anon.reconfig(joining=None, leaving="3", new_members=None, from_config=1)
+    with pytest.raises(BadArgumentsError):
+        anon.reconfig(joining="server.9=nonsense", leaving=None, new_members=None)
+    with pytest.raises(NoAuthError):
+        anon.reconfig(joining=None, leaving="3", new_members=None)
     assert read_config(anon)[0] == before
     root = super_client(clients, sens)
     f = pick_follower(sens)

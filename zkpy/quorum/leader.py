@@ -217,7 +217,7 @@ class Leader(object):
             target, ln, req_id = self.syncs.popleft()
             ln.send(m.sync_done(req_id, target))
 
-    def prep_reconfig(self, req):
+    def prep_reconfig(self, req, authorize=None):
         peer = self.peer
         if self.reconfig is not None or self.reconfig_next is not None:
             raise ZkError(errors.RECONFIGINPROGRESS)
@@ -228,6 +228,8 @@ class Leader(object):
         if not self._voters_in(synced, voters):
             raise ZkError(errors.NEWCONFIGNOQUORUM, "no quorum of the new voters %s is in sync"
                           % sorted(voters))
+        if authorize is not None:
+            authorize()   # NOAUTH last, as ZooKeeper; nothing is taken on before it passed
         self.reconfig_next = voters
         # The version is the zxid of this txn: the one the core assigns next.
         return reconfig.config_text(new, self.core.next_zxid)

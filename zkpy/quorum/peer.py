@@ -127,11 +127,12 @@ class QuorumPeer(object):
         if isinstance(self.role, Leader):
             self.role.config_applied(zxid, changed)
 
-    def prep_reconfig(self, req):
-        """The leader: the /zookeeper/config text a ReconfigRequest asks for (ZkError if not)."""
+    def prep_reconfig(self, req, authorize=None):
+        """The leader: the /zookeeper/config text a ReconfigRequest asks for (ZkError if not);
+        authorize() (the ACL check) runs once the request itself is found good."""
         if not self.can_propose():
             raise ZkError(errors.CONNECTIONLOSS, "not leading")
-        return self.role.prep_reconfig(req)
+        return self.role.prep_reconfig(req, authorize)
 
     # ------------------------------------------------------------------ the core's interface
 

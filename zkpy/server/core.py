@@ -625,8 +625,11 @@ class Core(object):
         if self.quorum is None:
             raise ZkError(errors.UNIMPLEMENTED, "reconfig of a standalone server")
         node = view.get(CONFIG_NODE)
-        acls.check(node.acl, acls.WRITE, auth[0], auth[1], CONFIG_NODE)
-        text = self.quorum.prep_reconfig(req)
+        # ZooKeeper's order: the request is checked (RECONFIGINPROGRESS, BADVERSION,
+        # BADARGUMENTS, NEWCONFIGNOQUORUM) before the ACL of /zookeeper/config (NOAUTH), which
+        # the leader runs last, before it takes the reconfig on.
+        text = self.quorum.prep_reconfig(
+            req, lambda: acls.check(node.acl, acls.WRITE, auth[0], auth[1], CONFIG_NODE))
         return txns.Txn(txns.SET_DATA, session_id, xid, t, path=CONFIG_NODE,
                         data=text.encode("utf-8"), version=-1)
 
