@@ -108,6 +108,8 @@ class Config:
     enforce_quota: bool = False
     super_digest: str = None
     skip_acl: bool = False
+    quorum_groups: dict = None    # group.N: {gid: (sids)} -- hierarchical quorums, or None
+    quorum_weights: dict = None   # weight.N: {sid: weight} of grouped servers
     audit_enable: bool = False
     digest_enabled: bool = True
     container_check_interval_ms: int = 60000
@@ -173,10 +175,8 @@ class Config:
             "peerType=%d" % (1 if self.peer_type == ROLE_OBSERVER else 0),
             "membership: ",
         ]
-        # QuorumMaj.toString: server lines then "version=<hex>" with no final newline.
-        membership = "".join("server.%d=%s\n" % (sid, self.servers[sid].to_config_value())
-                             for sid in sorted(self.servers))
-        membership += "version=%x" % self.config_version
+        membership = membership_text(self.servers, self.config_version, self.quorum_groups,
+                                     self.quorum_weights)
         return "\n".join(lines) + "\n" + membership
 
 
@@ -497,7 +497,7 @@ _ACCEPTED_PREFIXES = ("metricsProvider.", "jvm.pause.", "connection", "nio.", "n
 # Valid ZooKeeper keys whose feature zkpy lacks: the user expects an effect, so say it is ignored.
 # None of them is about security (those stop the server: _check_security).
 _UNSUPPORTED_KEYS = frozenset(["oraclePath", "multiAddress.enabled"])
-_UNSUPPORTED_PREFIXES = ("group.", "weight.")
+_UNSUPPORTED_PREFIXES = ()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -718,6 +718,8 @@ def parse_config(text, path="<string>", default_workers=1, myid=None, dynamic_te
     values = {"workers": default_workers}
     servers = {}
     server_lines = {}
+    groups = {}        # group.N: gid -> (sids), hierarchical quorums
+    weights = {}       # weight.N: sid -> weight
     has_dynamic_file = "dynamicConfigFile" in last
     for key, (value, line) in last.items():
         ctx.line = line
@@ -727,6 +729,8 @@ def parse_config(text, path="<string>", default_workers=1, myid=None, dynamic_te
             sid = _server_id(key, ctx)
             servers[sid] = parse_server_spec(sid, value, key, line, path)
             server_lines[sid] = line
+        elif key.startswith(("group.", "weight.")):
+            _quorum_group_or_weight(key, value, ctx, groups, weights, lines)
         elif _check_security(key, value, ctx):
             continue
         elif key in _KEYS:
@@ -794,6 +798,14 @@ def parse_config(text, path="<string>", default_workers=1, myid=None, dynamic_te
         elif len(voting) % 2 == 0:
             ctx.warn("non-optimal configuration; consider an odd number of servers")
     distributed = bool(servers) and (not standalone_enabled or len(voting) > 1)
+    if groups:
+        _check_groups(groups, weights, servers, lines, path)
+        values["quorum_groups"] = groups
+        values["quorum_weights"] = {sid: w for sid, w in weights.items()
+                                    if any(sid in g for g in groups.values())}
+    elif weights:
+        ctx.warn("weight.N lines without group.N lines do nothing (a majority quorum)",
+                 line=min(lines[k] for k in lines if k.startswith("weight.")))
 
     # Client port: the static clientPort, or this server's `;port` client part.
     me = servers.get(myid) if myid is not None else None
@@ -876,6 +888,60 @@ def _whitelist(key, value, ctx):
     return words
 
 
+def membership_text(servers, version, groups=None, weights=None):
+    """QuorumMaj.toString: server lines then "version=<hex>", no final newline; with
+    hierarchical quorums (QuorumHierarchical.toString) the group lines (members in id order)
+    and a weight line per grouped server come between."""
+    out = ["server.%d=%s" % (sid, servers[sid].to_config_value()) for sid in sorted(servers)]
+    for gid in sorted(groups or ()):
+        out.append("group.%d=%s" % (gid, ":".join(str(sid) for sid in sorted(groups[gid]))))
+    grouped = sorted(sid for sids in (groups or {}).values() for sid in sids)
+    out.extend("weight.%d=%d" % (sid, (weights or {}).get(sid, 1)) for sid in grouped)
+    out.append("version=%x" % version)
+    return "\n".join(out)
+
+
+def _quorum_group_or_weight(key, value, ctx, groups, weights, lines):
+    """group.N=a:b:c (server ids) or weight.N=w (QuorumHierarchical.parse)."""
+    prefix, _, n = key.partition(".")
+    if not _INT_RE.match(n):
+        raise ctx.error(key, "%r is not a %s id" % (n, prefix))
+    n = int(n)
+    if prefix == "weight":
+        w = _int(key, value, ctx)
+        if w < 0:
+            raise ctx.error(key, "a weight must be 0 or more, not %d" % w)
+        weights[n] = w
+        return
+    sids = []
+    for part in value.split(":"):
+        part = part.strip()
+        if not _INT_RE.match(part):
+            raise ctx.error(key, "%r is not a server id (group.N=id:id:...)" % part)
+        sid = int(part)
+        for gid, members in groups.items():
+            if sid in members:
+                raise ctx.error(key, "server %d is in two groups (group.%d too)" % (sid, gid))
+        sids.append(sid)
+    groups[n] = tuple(sids)
+
+
+def _check_groups(groups, weights, servers, lines, path):
+    """Every participant in a group, every group member a server (QuorumHierarchical)."""
+    grouped = {sid: gid for gid, sids in groups.items() for sid in sids}
+    for sid, gid in grouped.items():
+        if sid not in servers:
+            key = "group.%d" % gid
+            raise ConfigError("%s: server %d has no server.%d line" % (key, sid, sid),
+                              key=key, line=lines.get(key), path=path)
+    for sid, spec in sorted(servers.items()):
+        if spec.role == ROLE_PARTICIPANT and sid not in grouped:
+            key = "server.%d" % sid
+            raise ConfigError("%s: a participant in no group (with group.N lines every "
+                              "participant must be in one)" % key, key=key,
+                              line=lines.get(key), path=path)
+
+
 def parse_dynamic_config(text, path="<dynamic>"):
     """Parse a dynamic config file: returns (version or None, {id: ServerSpec}).
 
@@ -896,7 +962,10 @@ def parse_dynamic_config(text, path="<dynamic>"):
             except ValueError:
                 raise ctx.error(key, "%r is not a hex number" % value)
         elif key.startswith(("group", "weight")):
-            continue
+            # zkpy reads hierarchical quorums from zoo.cfg only (it never writes them into a
+            # dynamic file: it does not reconfigure them); ignoring them would change the quorum.
+            raise ctx.error(key, "group/weight lines are read from zoo.cfg, not from a dynamic "
+                            "config file, by zkpy")
         else:
             raise ctx.error(key, "unrecognised parameter in a dynamic config file")
     return version, servers

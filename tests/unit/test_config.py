@@ -575,3 +575,36 @@ def test_shipped_logging_conf_loads():
                          timeout=30)
     assert out.returncode == 0, out.stderr
     assert "INFO  [MainThread:zkpy.test@3] - hello" in out.stderr
+
+
+# --- hierarchical quorums (group.N / weight.N) ---------------------------------------------------
+
+_FIVE = "initLimit=5\nsyncLimit=2\n" + "".join(
+    "server.%d=h%d:1:2\n" % (i, i) for i in range(1, 6))
+
+
+def test_groups_and_weights_parsed():
+    c = cfg(_FIVE + "group.1=1:2:3\ngroup.2=4\ngroup.3=5\nweight.1=2\nweight.9=7\n", myid=1)
+    assert c.quorum_groups == {1: (1, 2, 3), 2: (4,), 3: (5,)}
+    assert c.quorum_weights == {1: 2}   # weight.9: no grouped server 9
+    assert "group.1=1:2:3\ngroup.2=4\ngroup.3=5\nweight.1=2\nweight.2=1\n" in c.to_conf_text()
+
+
+@pytest.mark.parametrize("extra,key,what", [
+    ("group.1=1:2:3\ngroup.2=3:4:5\n", "group.2", "two groups"),
+    ("group.1=1:2:x\n", "group.1", "not a server id"),
+    ("group.1=1:2:3\ngroup.2=4\n", "server.5", "in no group"),
+    ("group.1=1:2:3\ngroup.2=4:5:6\n", "group.2", "no server.6 line"),
+    ("group.1=1:2:3:4:5\nweight.2=-1\n", "weight.2", "0 or more"),
+    ("group.x=1:2:3:4:5\n", "group.x", "not a group id"),
+])
+def test_bad_groups_name_key_and_line(extra, key, what):
+    e = error_of(BASE + _FIVE + extra, myid=1)
+    assert e.key == key and what in str(e), str(e)
+    assert e.line is not None
+
+
+def test_weights_without_groups_warn():
+    c = cfg(_FIVE + "weight.1=3\n", myid=1)
+    assert c.quorum_groups is None
+    assert any("weight.N lines without group.N" in w for w in c.warnings)

@@ -526,3 +526,27 @@ def test_notification_with_unknown_state_is_rejected():
     b[8] = 4
     with pytest.raises(ValueError, match="unknown state 4"):
         decode_notification(bytes(b))
+
+
+# -- hierarchical quorums ----------------------------------------------------------------------
+
+def test_hierarchical_quorum_and_zero_weight_candidate():
+    """group.1=1:2:3, group.2=4, group.3=5, weight.5=0: server 5 ranks first but weighs 0, so
+    nobody follows it (totalOrderPredicate); {1, 2, 3} alone is not a quorum (one group of
+    three); with 4 they are."""
+    from zkpy.quorum import zab
+    rule = zab.Hierarchical({1: (1, 2, 3), 2: (4,), 3: (5,)}, {5: 0})
+    for seed in SEEDS:
+        rng = random.Random(seed)
+        cfgs = [{"id": i, "epoch": 1, "zxid": i} for i in range(1, 6)]
+        sim = Sim(rng, cfgs)
+        sim.voters = zab.voter_set(sim.voters, rule)
+        for sid in (1, 2, 3):
+            sim.start(sid)
+        sim.run(5_000)
+        assert not any(sim.nodes[s].decided for s in (1, 2, 3)), "seed %d" % seed
+        sim.start(4)
+        sim.start(5)
+        sim.run(30_000, stop=lambda: sim.all_decided([1, 2, 3, 4]))
+        leaders = sim.leaders([1, 2, 3, 4])
+        assert set(leaders.values()) == {4}, "seed %d: %s" % (seed, leaders)

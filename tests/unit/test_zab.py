@@ -94,3 +94,42 @@ def test_decoder_refuses_absurd_lengths():
         m.Decoder().feed(b"\xff\xff\xff\xff\x01")
     with pytest.raises(m.ProtocolError):
         m.Decoder().feed(b"\x00\x00\x00\x00")
+
+
+# --- hierarchical quorums ------------------------------------------------------------------------
+
+def _hier(weights=None):
+    return zab.voter_set({1, 2, 3, 4, 5}, zab.Hierarchical({1: (1, 2, 3), 2: (4,), 3: (5,)},
+                                                           weights or {}))
+
+
+def test_hierarchical_quorum_is_a_majority_of_group_majorities():
+    v = _hier()
+    assert not zab.is_quorum({1, 2, 3}, v)      # 3 of 5 servers, 1 of 3 groups
+    assert zab.is_quorum({1, 4, 5}, v)           # groups 2 and 3
+    assert zab.is_quorum({1, 2, 4}, v)           # groups 1 (2 of 3) and 2
+    assert not zab.is_quorum({1, 4}, v)          # group 2 only (1 of 3 in group 1)
+    assert not zab.is_quorum(set(), v)
+    # a plain majority still for a set without a rule
+    assert zab.is_quorum({1, 2, 3}, frozenset({1, 2, 3, 4, 5}))
+
+
+def test_hierarchical_weights_integer_halves_and_zero_weight():
+    # group 1 weighs 1+1+2 = 4: it needs more than 2 (its integer half).
+    v = _hier({3: 2})
+    assert not zab.is_quorum({1, 2, 4}, v)       # group 1 has 2, not more than 2
+    assert zab.is_quorum({1, 3, 4}, v)           # 3 > 2
+    # weight 0: votes, never counts; a group of weight 0 is not counted among the groups.
+    z = zab.voter_set({1, 2, 3, 4}, zab.Hierarchical({1: (1, 2, 3), 2: (4,)}, {4: 0}))
+    assert zab.weight_of(z, 4) == 0 and zab.weight_of(z, 1) == 1
+    assert zab.is_quorum({1, 2}, z)              # 1 of 1 counted group
+    assert not zab.is_quorum({1, 4}, z)
+
+
+def test_hierarchical_commit_point():
+    v = _hier()
+    acks = {1: 10, 2: 9, 3: 8, 4: 5, 5: 3}
+    # highest z acked by a quorum: {>=5}: 1,2,3,4 -> groups 1 and 2
+    assert zab.commit_point(acks, v) == 5
+    assert zab.commit_point({1: 10, 2: 10, 3: 10}, v) == -1
+    assert zab.commit_point({1: 7, 4: 6, 5: 9}, v) == 6

@@ -14,7 +14,8 @@ without a quorum of followers, or a follower that cannot reach its leader, goes 
 and starts a new Election with ``election_epoch`` set to its last logical clock).
 
 Simplified compared with FastLeaderElection.java:
-- all voters have weight 1 and there is one voting view (no reconfig, no hierarchical quorums);
+- one voting view (no reconfig during an election); hierarchical quorums (zab.Hierarchical)
+  as ZooKeeper's QuorumHierarchical, carried by the voters' zab.VoterSet;
 - our own vote is recorded in the received-votes table directly instead of being delivered to
   ourselves through the connection manager;
 - the finalize wait is one deadline (``finalize_wait_ms`` after a quorum first agrees) instead
@@ -35,6 +36,8 @@ Notification wire format (our own, not ZooKeeper's; big-endian)::
 
 import struct
 from typing import Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Tuple
+
+from zkpy.quorum import zab
 
 __all__ = ["LOOKING", "FOLLOWING", "LEADING", "OBSERVING", "STATE_NAMES", "NO_VOTE", "Vote",
            "Notification", "total_order", "Election", "answer", "encode_notification",
@@ -71,8 +74,12 @@ NO_VOTE = Vote(-1, -1, -1)
 Outgoing = List[Tuple[int, Notification]]
 
 
-def total_order(new: Vote, cur: Vote) -> bool:
-    """True when `new` beats `cur` (FastLeaderElection.totalOrderPredicate, every weight 1)."""
+def total_order(new: Vote, cur: Vote, voters=None) -> bool:
+    """True when `new` beats `cur` (FastLeaderElection.totalOrderPredicate): a candidate of
+    weight 0 (hierarchical quorums, `voters` a zab.VoterSet) never does."""
+    if voters is not None and getattr(voters, "rule", None) is not None \
+            and zab.weight_of(voters, new.leader) == 0:
+        return False
     return (new.peer_epoch > cur.peer_epoch
             or (new.peer_epoch == cur.peer_epoch
                 and (new.zxid > cur.zxid
@@ -100,7 +107,9 @@ class Election:
                  max_notification_interval_ms: int = 2000, election_epoch: int = 0,
                  observers: Iterable[int] = ()):
         self.myid = myid
-        self.voters: FrozenSet[int] = frozenset(voters)
+        # (a zab.VoterSet keeps its quorum rule: hierarchical quorums)
+        self.voters: FrozenSet[int] = voters if isinstance(voters, frozenset) \
+            else frozenset(voters)
         # Non-voters we expect notifications from; a voter answers their LOOKING notifications
         # with its current vote (WorkerReceiver: "not a voter, send back our vote").
         self.observers: FrozenSet[int] = frozenset(observers) - self.voters
@@ -199,13 +208,14 @@ class Election:
             self.election_epoch = n.election_epoch
             self.recv.clear()
             self.finalize_deadline_ms = None
-            self._set_proposal(n.vote if total_order(n.vote, self.init_vote) else self.init_vote)
+            self._set_proposal(n.vote if total_order(n.vote, self.init_vote, self.voters)
+                               else self.init_vote)
             out = self._broadcast()
         elif n.election_epoch < self.election_epoch:
             # A stale round: not counted, but tell the sender where we are so it catches up.
             # An observer stays quiet: the voter would answer it back, forever.
             return [] if self.observer else [(n.sender, self.current())]
-        elif total_order(n.vote, self.proposal):
+        elif total_order(n.vote, self.proposal, self.voters):
             self._set_proposal(n.vote)
             out = self._broadcast()
         self.recv[n.sender] = (n.vote, LOOKING)
@@ -254,7 +264,7 @@ class Election:
             self.finalize_deadline_ms = now_ms + self.finalize_wait_ms
 
     def _is_quorum(self, ids) -> bool:
-        return 2 * len(self.voters.intersection(ids)) > len(self.voters)
+        return zab.is_quorum(ids, self.voters)
 
     def _set_proposal(self, vote: Vote) -> None:
         if vote != self.proposal:

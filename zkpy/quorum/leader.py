@@ -222,7 +222,8 @@ class Leader(object):
         if self.reconfig is not None or self.reconfig_next is not None:
             raise ZkError(errors.RECONFIGINPROGRESS)
         new = reconfig.plan(peer.servers, peer.config_version, req.joiningServers,
-                            req.leavingServers, req.newMembers, req.curConfigId)
+                            req.leavingServers, req.newMembers, req.curConfigId,
+                            hierarchical=peer.rule is not None)
         voters = reconfig.voters_of(new)
         synced = [s for s, ln in self.learners.items() if ln.acked_newleader]
         if not self._voters_in(synced, voters):

@@ -30,7 +30,7 @@ import time
 from zkpy import errors
 from zkpy.errors import ZkError
 from zkpy.quorum import election as fle
-from zkpy.quorum import reconfig
+from zkpy.quorum import reconfig, zab
 from zkpy.quorum.follower import Follower
 from zkpy.quorum.leader import Leader
 from zkpy.quorum.link import PeerConn, StepDown, now_ms
@@ -52,7 +52,10 @@ class QuorumPeer(object):
         self.config_version = config.config_version
         if config.reconfig_enabled:
             self._adopt_stored_membership()
-        self.voters = reconfig.voters_of(self.servers)
+        # group.N / weight.N: hierarchical quorums (static: zkpy does not reconfigure them).
+        self.rule = zab.Hierarchical(config.quorum_groups, config.quorum_weights or {}) \
+            if config.quorum_groups else None
+        self.voters = zab.voter_set(reconfig.voters_of(self.servers), self.rule)
         self.observer = self.myid not in self.voters
         self.tick_ms = config.tick_time_ms
         self.init_s = config.init_limit * self.tick_ms / 1000.0
@@ -92,7 +95,8 @@ class QuorumPeer(object):
             self.config_version = version
 
     def membership_text(self):
-        return reconfig.config_text(self.servers, self.config_version)
+        return reconfig.config_text(self.servers, self.config_version,
+                                    self.config.quorum_groups, self.config.quorum_weights)
 
     def config_applied(self, zxid, data):
         """A setData of /zookeeper/config (reconfig) was applied here: switch membership."""
@@ -107,7 +111,7 @@ class QuorumPeer(object):
         changed = not reconfig.same_membership(servers, self.servers)
         self.servers = servers
         self.config_version = version
-        self.voters = reconfig.voters_of(servers)
+        self.voters = zab.voter_set(reconfig.voters_of(servers), self.rule)
         self.observer = self.myid not in self.voters
         log.info("membership version 0x%x: voters %s, observers %s%s", version,
                  sorted(self.voters), sorted(set(servers) - self.voters),

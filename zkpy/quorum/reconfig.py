@@ -8,16 +8,15 @@ the zxid of the txn that made the membership (no trailing newline).
 """
 
 from zkpy import errors
-from zkpy.config import ROLE_PARTICIPANT, ConfigError, parse_dynamic_config, parse_server_spec
+from zkpy.config import (ROLE_PARTICIPANT, ConfigError, membership_text, parse_dynamic_config,
+                         parse_server_spec)
 from zkpy.errors import ZkError
 
 CONFIG_NODE = "/zookeeper/config"
 
 
-def config_text(servers, version):
-    lines = ["server.%d=%s" % (sid, servers[sid].to_config_value()) for sid in sorted(servers)]
-    lines.append("version=%x" % version)
-    return "\n".join(lines)
+def config_text(servers, version, groups=None, weights=None):
+    return membership_text(servers, version, groups, weights)
 
 
 def parse_config_text(text):
@@ -67,7 +66,7 @@ def _parse_specs(text):
     return out
 
 
-def plan(servers, version, joining, leaving, new_members, cur_config_id):
+def plan(servers, version, joining, leaving, new_members, cur_config_id, hierarchical=False):
     """The membership a ReconfigRequest asks for; raises ZkError as ZooKeeper answers:
     BADVERSION when curConfigId (not -1) is not the current version, MARSHALLINGERROR for a
     server id that is not a number, BADARGUMENTS for specs that do not parse or a result with
@@ -76,6 +75,12 @@ def plan(servers, version, joining, leaving, new_members, cur_config_id):
     if cur_config_id != -1 and cur_config_id != version:
         raise ZkError(errors.BADVERSION, "reconfiguration from version %x failed -- last seen "
                       "version is %x" % (cur_config_id, version))
+    if hierarchical:
+        # ZooKeeper refuses an incremental change of a hierarchical quorum system the same way;
+        # a non-incremental one (new members with group/weight lines) zkpy does not do either.
+        raise _bad("Incremental reconfiguration requested but last configuration seen has a "
+                   "non-majority quorum system" if not new_members else
+                   "zkpy does not reconfigure hierarchical quorums (group.N / weight.N)")
     if new_members:
         new = _parse_specs(new_members)
     else:

@@ -2,7 +2,8 @@
 
 zxid = epoch << 32 | counter. Acks are cumulative (a learner logs in zxid order, so its ACK of z
 says every txn up to z is durable there); the commit point is the highest zxid durable on a
-quorum of voters, the leader included.
+quorum of voters, the leader included. A quorum is a majority of the voters, or what a
+Hierarchical rule (group.N / weight.N) says, carried by the VoterSet.
 """
 
 EPOCH_SHIFT = 32
@@ -20,13 +21,76 @@ def quorum_size(voters):
     return len(voters) // 2 + 1
 
 
+class Hierarchical(object):
+    """ZooKeeper's hierarchical quorums (QuorumHierarchical: `group.N=a:b:c`, `weight.a=w`): a
+    set is a quorum when more than half of the groups (those of non-zero weight) each have more
+    than half of their weight in it -- `w > total // 2`, integer halves, as ZooKeeper computes
+    them. A server's weight defaults to 1; weight 0 votes but never counts, nor leads."""
+
+    def __init__(self, groups, weights):
+        self.group_of = {}
+        self.weight = {}
+        for gid, sids in groups.items():
+            for sid in sids:
+                self.group_of[sid] = gid
+                self.weight[sid] = weights.get(sid, 1)
+        self.group_weight = {}
+        for sid, gid in self.group_of.items():
+            self.group_weight[gid] = self.group_weight.get(gid, 0) + self.weight[sid]
+        self.num_groups = sum(1 for w in self.group_weight.values() if w > 0)
+
+    def weight_of(self, sid):
+        return self.weight.get(sid, 0)
+
+    def contains_quorum(self, sids):
+        got = {}
+        for sid in sids:
+            gid = self.group_of.get(sid)
+            if gid is not None:
+                got[gid] = got.get(gid, 0) + self.weight[sid]
+        majorities = sum(1 for gid, w in got.items() if w > self.group_weight[gid] // 2)
+        return majorities > self.num_groups // 2
+
+    def __repr__(self):
+        return "Hierarchical(%d groups)" % len(self.group_weight)
+
+
+class VoterSet(frozenset):
+    """The voting members, with the rule that says which of their sets is a quorum (`rule`:
+    None for a majority, or a Hierarchical). Set operations on it give plain frozensets."""
+    rule = None
+
+
+def voter_set(sids, rule=None):
+    v = VoterSet(sids)
+    v.rule = rule
+    return v
+
+
+def weight_of(voters, sid):
+    """A voter's weight (1 under a majority rule; 0 for a non-voter)."""
+    rule = getattr(voters, "rule", None)
+    if rule is not None:
+        return rule.weight_of(sid) if sid in voters else 0
+    return 1 if sid in voters else 0
+
+
 def commit_point(acks, voters):
     """Highest zxid acked by a quorum of `voters`; acks: {sid: zxid} (missing = nothing)."""
-    values = sorted((acks.get(sid, -1) for sid in voters), reverse=True)
-    return values[quorum_size(voters) - 1]
+    rule = getattr(voters, "rule", None)
+    if rule is None:
+        values = sorted((acks.get(sid, -1) for sid in voters), reverse=True)
+        return values[quorum_size(voters) - 1]
+    for z in sorted({acks.get(sid, -1) for sid in voters}, reverse=True):
+        if rule.contains_quorum([sid for sid in voters if acks.get(sid, -1) >= z]):
+            return z
+    return -1
 
 
 def is_quorum(sids, voters):
+    rule = getattr(voters, "rule", None)
+    if rule is not None:
+        return rule.contains_quorum(set(sids) & voters)
     return len(set(sids) & set(voters)) >= quorum_size(voters)
 
 
