@@ -15,21 +15,24 @@ FORBIDDEN = {"asyncio", "socket", "os", "time", "random", "threading", "multipro
              "selectors", "subprocess", "signal", "select", "concurrent", "datetime", "io",
              "shutil", "tempfile", "mmap", "lmdb", "logging"}
 # Pure modules may import zkpy only from these packages (never zkpy.server/storage/cli/admin).
-ALLOWED_ZKPY = ("zkpy.errors", "zkpy.proto", "zkpy.tree", "zkpy.config", "zkpy.quorum.zab",
+ALLOWED_ZKPY = ("zkpy.errors", "zkpy.proto", "zkpy.tree", "zkpy.config", "zkpy.security",
+                "zkpy.quorum.zab",
                 "zkpy.quorum.messages", "zkpy.quorum.election")
 
 # zkpy/config.py imports os. Its parse functions use only os.path.abspath/isabs (resolving a
 # relative dataDir against the current directory, as the JVM does) -- path handling, no I/O.
 # load_config, the one documented file-reading helper, also uses os.fspath, os.path.join/isfile
-# (dataDir/myid) and os.cpu_count (the default worker count). Those attributes, and only those,
+# (dataDir/myid, java.env), os.path.dirname (zoo.cfg's directory) and os.cpu_count (the default
+# worker count). Those attributes, and only those,
 # are allowed; anything else (os.environ, os.open, os.listdir, ...) fails the test.
 CONFIG_OS_ALLOWED = {"path", "fspath", "cpu_count"}
-CONFIG_OS_PATH_ALLOWED = {"abspath", "isabs", "join", "isfile"}
+CONFIG_OS_PATH_ALLOWED = {"abspath", "isabs", "join", "isfile", "dirname"}
 
 
 def _modules():
     files = sorted((ROOT / "tree").glob("*.py")) + sorted((ROOT / "proto").glob("*.py"))
     files.append(ROOT / "config.py")
+    files += sorted((ROOT / "security").glob("*.py"))
     # zkpy/quorum is listed file by file: peer.py is its I/O shell.
     files += [ROOT / "quorum" / n for n in ("election.py", "zab.py", "messages.py", "reconfig.py")]
     return files
