@@ -23,6 +23,9 @@ import re
 from dataclasses import dataclass, field
 
 from zkpy.errors import ConfigError
+from zkpy.security import jaas as _jaas
+from zkpy.security import jvmflags as _jvmflags
+from zkpy.security import sasl as _sasl
 
 # FourLetterCommands.java (3.8.0 = 3.9.5 list).
 ALL_FOUR_LETTER_WORDS = frozenset([
@@ -116,6 +119,20 @@ class Config:
     container_max_per_minute: int = 10000
     container_max_never_used_interval_ms: int = 0
     readonly_mode_enabled: bool = False
+    # client authentication (issue 15; zkpy.security)
+    sasl_provider: bool = False          # authProvider.N=...SASLAuthenticationProvider
+    jaas_path: str = None                # -Djava.security.auth.login.config
+    sasl_server_section: str = "Server"  # sasl.serverconfig
+    sasl_users: dict = field(default=None, repr=False)  # None: no SASL server (no section)
+    sasl_super_password: str = field(default=None, repr=False)
+    sasl_super_users: frozenset = frozenset()
+    allow_sasl_failed_clients: bool = False
+    session_require_client_sasl_auth: bool = False
+    enforce_auth_enabled: bool = False
+    enforce_auth_schemes: tuple = ()     # as configured (enforce.auth.schemes)
+    kerberos_remove_host: bool = False
+    kerberos_remove_realm: bool = False
+    let_any_sasl_user_do_x: str = None
     # zkpy-specific
     workers: int = 1
     commit_max_bytes: int = 1 << 20
@@ -124,6 +141,19 @@ class Config:
     # bookkeeping
     raw: dict = field(default_factory=dict)
     warnings: tuple = ()
+    notes: tuple = ()  # DEBUG lines (JVM options zkpy ignores)
+
+    def required_auth_schemes(self):
+        """The schemes one of which a session must have authenticated with before any request
+        but auth and sasl is served (AuthenticationHelper); () when nothing is enforced."""
+        if self.session_require_client_sasl_auth:
+            return ("sasl",)
+        if self.enforce_auth_enabled:
+            return self.enforce_auth_schemes
+        return ()
+
+    def sasl_auth_required(self):
+        return "sasl" in self.required_auth_schemes()
 
     def session_timeout_bounds(self):
         """(min, max) session timeout in ms that a connect request's timeout is clamped to."""
@@ -476,6 +506,22 @@ _KEYS = {
     "lmdbMapSize": ("lmdb_map_size", _map_size),
 }
 
+# Client authentication keys zkpy honours (zkpy.security; ZooKeeper reads each as the system
+# property zookeeper.<key>). superUser and superUser.N are handled in _apply_key.
+_SASL_KEYS = {
+    "sessionRequireClientSASLAuth": ("session_require_client_sasl_auth", _bool),
+    "enforce.auth.enabled": ("enforce_auth_enabled", _bool),
+    "enforce.auth.schemes": ("enforce_auth_schemes", lambda k, v, c: tuple(
+        s.strip() for s in v.split(","))),
+    "allowSaslFailedClients": ("allow_sasl_failed_clients", _bool),
+    "kerberos.removeHostFromPrincipal": ("kerberos_remove_host", _bool),
+    "kerberos.removeRealmFromPrincipal": ("kerberos_remove_realm", _bool),
+    "sasl.serverconfig": ("sasl_server_section", _str),
+    "letAnySaslUserDoX": ("let_any_sasl_user_do_x", _str),
+    "SASLAuthenticationProvider.superPassword": ("sasl_super_password", _str),
+}
+_KEYS.update(_SASL_KEYS)
+
 # ZooKeeper keys that are valid but tune machinery zkpy does not have: accepted without a warning.
 # (Keys about security are not here: see _check_security below.)
 _ACCEPTED_KEYS = frozenset([
@@ -527,11 +573,7 @@ _SECURITY_SWITCHES = {
     "quorum.auth.enableSasl": _QUORUM_SASL,
     "quorum.auth.learnerRequireSasl": _QUORUM_SASL,
     "quorum.auth.serverRequireSasl": _QUORUM_SASL,
-    "kerberos.removeHostFromPrincipal": _KERBEROS,
-    "kerberos.removeRealmFromPrincipal": _KERBEROS,
     "kerberos.canonicalizeHostNames": _KERBEROS,
-    "sessionRequireClientSASLAuth": "SASL authentication of every client session",
-    "enforce.auth.enabled": "enforced client authentication",
 }
 
 # Keys (and prefixes) refused whatever their value: each only configures a feature zkpy lacks.
@@ -546,18 +588,17 @@ _SECURITY_PREFIXES = (
     ("kerberos.", _KERBEROS),
 )
 
-# Accepted: they do nothing unless a refused switch is on, or name SASL identities that cannot
-# exist here (no SASL login completes: ZooKeeper's behaviour without a JAAS Server section).
+# Accepted: they do nothing unless a refused switch is on.
 _SECURITY_INERT_KEYS = frozenset([
     "quorum.auth.learner.saslLoginContext", "quorum.auth.server.saslLoginContext",
-    "quorum.auth.kerberos.servicePrincipal", "enforce.auth.schemes", "allowSaslFailedClients",
-    "superUser",
+    "quorum.auth.kerberos.servicePrincipal",
 ])
-_SECURITY_INERT_PREFIXES = ("superUser.",)  # zookeeper.superUser.N: more SASL super users
+_SECURITY_INERT_PREFIXES = ()
 
-# authProvider.N (ProviderRegistry): the providers zkpy has. SASLAuthenticationProvider is
-# accepted as ZooKeeper runs it without a JAAS Server section: the server serves, SASL logins
-# fail (connection.Connection._sasl); `addauth sasl` answers AUTHFAILED in both.
+# authProvider.N (ProviderRegistry): the providers zkpy has. SASLAuthenticationProvider serves
+# DIGEST-MD5 logins with the users of a JAAS Server section (-Djava.security.auth.login.config,
+# zkpy.security); without one the server serves and SASL logins never complete, as ZooKeeper
+# (connection.Connection._sasl). `addauth sasl` answers AUTHFAILED in both.
 _AUTH_PROVIDERS = frozenset([
     "org.apache.zookeeper.server.auth.DigestAuthenticationProvider",
     "org.apache.zookeeper.server.auth.IPAuthenticationProvider",
@@ -584,6 +625,14 @@ def _check_security(key, value, ctx):
         if name in _HONOURED_SECURITY_KEYS:
             raise ctx.error(key, "has no effect in zoo.cfg (ZooKeeper would read it as the "
                             "property zookeeper.%s); write %s=..." % (key, name))
+    if name in _SASL_KEYS or name == "superUser" or name.startswith("superUser."):
+        if name != key:
+            if value.strip().lower() in _FALSE and name in _SASL_KEYS \
+                    and _SASL_KEYS[name][1] is _bool:
+                return True   # asks for nothing
+            raise ctx.error(key, "has no effect in zoo.cfg (ZooKeeper would read it as the "
+                            "property zookeeper.%s); write %s=..." % (key, name))
+        return False   # honoured: _KEYS / _apply_key
     if name in _SECURITY_SWITCHES:
         if _bool(key, value, ctx):
             raise _refuse(key, value, ctx, _SECURITY_SWITCHES[name],
@@ -601,7 +650,7 @@ def _check_security(key, value, ctx):
         if value not in _AUTH_PROVIDERS:
             raise ctx.error(key, "%r is an authentication provider zkpy does not provide yet "
                             "(it has DigestAuthenticationProvider, IPAuthenticationProvider and "
-                            "SASLAuthenticationProvider without a SASL server); remove the key"
+                            "SASLAuthenticationProvider with DIGEST-MD5); remove the key"
                             % value)
         return True
     if name == "DigestAuthenticationProvider.enabled":
@@ -697,12 +746,14 @@ def _bracket(host):
 # the parser
 
 def parse_config(text, path="<string>", default_workers=1, myid=None, dynamic_text=None,
-                 dynamic_path=None):
+                 dynamic_path=None, jvm_flags=None, jaas_text=None, jaas_path=None):
     """Parse zoo.cfg text into a Config; raises ConfigError naming path, line and key.
 
     myid is the content of dataDir/myid when the caller read it (load_config does); it picks this
     server's client port and role from its server.N line. dynamic_text is the content of the
-    dynamicConfigFile, if any (server.N and version lines only).
+    dynamicConfigFile, if any (server.N and version lines only). jvm_flags is a
+    zkpy.security.jvmflags.JvmFlags (SERVER_JVMFLAGS, JVMFLAGS, java.env: _apply_jvm_flags);
+    jaas_text the JAAS file its -Djava.security.auth.login.config names (jaas_path).
     """
     ctx = _Ctx(path)
     entries = parse_properties(text, path)
@@ -731,20 +782,12 @@ def parse_config(text, path="<string>", default_workers=1, myid=None, dynamic_te
             server_lines[sid] = line
         elif key.startswith(("group.", "weight.")):
             _quorum_group_or_weight(key, value, ctx, groups, weights, lines)
-        elif _check_security(key, value, ctx):
-            continue
-        elif key in _KEYS:
-            attr, conv = _KEYS[key]
-            values[attr] = conv(key, value, ctx)
-        elif key == "4lw.commands.whitelist":
-            values["four_letter_words"] = _whitelist(key, value, ctx)
-        elif key in _UNSUPPORTED_KEYS or key.startswith(_UNSUPPORTED_PREFIXES):
-            ctx.warn("%s is not supported by zkpy; ignored" % key)
-        elif key in _ACCEPTED_KEYS or key.startswith(_ACCEPTED_PREFIXES):
-            pass
         else:
-            ctx.warn("unknown key %r ignored" % key)
+            _apply_key(key, value, ctx, values)
     ctx.line = None
+    if jvm_flags is not None:
+        _apply_jvm_flags(jvm_flags, last, ctx, values, raw)
+    _client_auth(values, ctx, jaas_text, jaas_path, jvm_flags, lines)
 
     if dynamic_text is not None:
         version, dyn_servers = parse_dynamic_config(dynamic_text, dynamic_path or "<dynamic>")
@@ -862,8 +905,155 @@ def parse_config(text, path="<string>", default_workers=1, myid=None, dynamic_te
     words.add("srvr")  # zkServer.sh status depends on it, so ZooKeeper always enables it
     values["four_letter_words"] = frozenset(words)
 
+    notes = tuple(values.pop("_notes", ()))
     return Config(path=path, servers=servers, myid=myid, raw=raw, warnings=tuple(ctx.warnings),
-                  **values)
+                  notes=notes, **values)
+
+
+def _apply_key(key, value, ctx, values):
+    """One zoo.cfg key (or -Dzookeeper.<key> flag) other than server.N, into `values`."""
+    if key == "authProvider" or key.startswith("authProvider."):
+        values.setdefault("_providers", []).append(value)   # _check_security validates it
+    if _check_security(key, value, ctx):
+        return
+    if key in _KEYS:
+        attr, conv = _KEYS[key]
+        values[attr] = conv(key, value, ctx)
+    elif key == "superUser" or key.startswith("superUser."):
+        # ZooKeeperServer.isSaslSuperUser: zookeeper.superUser and zookeeper.superUser.*
+        values.setdefault("_super_users", {})[key] = value
+    elif key == "4lw.commands.whitelist":
+        values["four_letter_words"] = _whitelist(key, value, ctx)
+    elif key in _UNSUPPORTED_KEYS or key.startswith(_UNSUPPORTED_PREFIXES):
+        ctx.warn("%s is not supported by zkpy; ignored" % key)
+    elif key in _ACCEPTED_KEYS or key.startswith(_ACCEPTED_PREFIXES):
+        pass
+    else:
+        ctx.warn("unknown key %r ignored" % key)
+
+
+# ---------------------------------------------------------------------------------------------
+# JVM flags (zkpy.security.jvmflags): -Dzookeeper.K=V is zoo.cfg's key K, as ZooKeeper reads it
+
+JAAS_PROPERTY = "java.security.auth.login.config"
+# Keys QuorumPeerConfig.parseProperties reads itself: only zoo.cfg sets them, a
+# -Dzookeeper.<key> flag does nothing in ZooKeeper (every other zoo.cfg key K becomes the system
+# property zookeeper.K, so a flag sets it too, and zoo.cfg's value replaces the flag's).
+_ZOO_CFG_ONLY_KEYS = frozenset([
+    "dataDir", "dataLogDir", "clientPort", "localSessionsEnabled",
+    "localSessionsUpgradingEnabled", "clientPortAddress", "secureClientPort",
+    "secureClientPortAddress", "observerMasterPort", "clientPortListenBacklog", "tickTime",
+    "maxClientCnxns", "minSessionTimeout", "maxSessionTimeout", "initLimit", "syncLimit",
+    "connectToLearnerMasterLimit", "electionAlg", "quorumListenOnAllIPs", "peerType",
+    "syncEnabled", "dynamicConfigFile", "autopurge.snapRetainCount", "autopurge.purgeInterval",
+    "standaloneEnabled", "reconfigEnabled", "sslQuorum", "portUnification",
+    "sslQuorumReloadCertFiles", "quorum.auth.enableSasl", "quorum.auth.serverRequireSasl",
+    "quorum.auth.learnerRequireSasl", "quorum.auth.learner.saslLoginContext",
+    "quorum.auth.server.saslLoginContext", "quorum.auth.kerberos.servicePrincipal",
+    "quorum.cnxn.threads.size", "jvm.pause.info-threshold.ms", "jvm.pause.warn-threshold.ms",
+    "jvm.pause.sleep.time.ms", "jvm.pause.monitor", "multiAddress.enabled",
+    "multiAddress.reachabilityCheckTimeoutMs", "multiAddress.reachabilityCheckEnabled",
+    "oraclePath", "version",
+])
+_ZOO_CFG_ONLY_PREFIXES = ("server.", "group", "weight", "metricsProvider.")
+# Properties ZooKeeper reads without the zookeeper. prefix, as flags only (zkpy also takes them
+# from zoo.cfg): the flag wins.
+_PLAIN_PROPERTIES = frozenset(["jute.maxbuffer", "readonlymode.enabled"])
+
+
+def _apply_jvm_flags(flags, cfg_keys, ctx, values, raw):
+    """Apply the -D flags in force: each `zookeeper.K` as the zoo.cfg key K, with the same
+    checks (a refused one stops the server naming the flag and where it came from)."""
+    notes = values.setdefault("_notes", [])
+    for w in flags.warnings:
+        ctx.warn(w)
+    notes.extend(flags.notes)
+    saved = ctx.path, ctx.line
+    try:
+        for name, prop in flags.system_properties().items():
+            if name == JAAS_PROPERTY:
+                continue   # load_config read the file
+            if name.startswith("zookeeper."):
+                key = name[len("zookeeper."):]
+            elif name in _PLAIN_PROPERTIES:
+                key = name
+            else:
+                notes.append("%s: system property %s ignored (zkpy does not read it)"
+                             % (prop.where(), name))
+                continue
+            # errors and warnings name the flag and where it came from
+            ctx.path, ctx.line = "%s: %s" % (prop.where(), prop.flag), None
+            if key in _ZOO_CFG_ONLY_KEYS or key.startswith(_ZOO_CFG_ONLY_PREFIXES):
+                _check_security(key, prop.value, ctx)   # a refused ask still stops zkpy
+                ctx.warn("no effect: ZooKeeper reads %s only from zoo.cfg; ignored" % key)
+            elif key in cfg_keys and key not in _PLAIN_PROPERTIES:
+                _check_security(key, prop.value, ctx)
+                notes.append("%s: zoo.cfg's %s (line %d) replaces it, as in ZooKeeper"
+                             % (ctx.path, key, cfg_keys[key][1]))
+            else:
+                _apply_key(key, prop.value, ctx, values)
+                raw[key] = prop.value
+    finally:
+        ctx.path, ctx.line = saved
+
+
+# ---------------------------------------------------------------------------------------------
+# client authentication: SASL (zkpy.security) and enforcement
+
+_BUILTIN_SCHEMES = ("ip", "digest")   # ProviderRegistry.initialize (digest is always enabled)
+
+
+def _client_auth(values, ctx, jaas_text, jaas_path, jvm_flags, lines):
+    providers = values.pop("_providers", [])
+    values["sasl_provider"] = _sasl.SASL_PROVIDER in providers
+    supers = values.pop("_super_users", {})
+    values["sasl_super_users"] = frozenset(v for v in supers.values() if v)
+    # AuthenticationHelper: every enforced scheme must have a provider, or the server stops.
+    schemes = values.get("enforce_auth_schemes", ())
+    if values.get("session_require_client_sasl_auth"):
+        schemes = ("sasl",)
+    elif not values.get("enforce_auth_enabled"):
+        schemes = ()
+    elif not [s for s in schemes if s]:
+        raise ConfigError("enforce.auth.enabled is true: enforce.auth.schemes must be set",
+                          key="enforce.auth.enabled", line=lines.get("enforce.auth.enabled"),
+                          path=ctx.path)
+    available = _BUILTIN_SCHEMES + (("sasl",) if values["sasl_provider"] else ())
+    for scheme in schemes:
+        if scheme not in available:
+            key = ("sessionRequireClientSASLAuth"
+                   if values.get("session_require_client_sasl_auth") else "enforce.auth.schemes")
+            raise ConfigError(
+                "%s: authentication scheme %r is not available (providers: %s)%s"
+                % (key, scheme, ", ".join(available),
+                   "; add authProvider.1=" + _sasl.SASL_PROVIDER if scheme == "sasl" else ""),
+                key=key, line=lines.get(key), path=ctx.path)
+    if jaas_text is None:
+        return
+    values["jaas_path"] = jaas_path
+    properties = {n: p.value for n, p in jvm_flags.system_properties().items()} \
+        if jvm_flags is not None else {}
+    sections = _jaas.parse_jaas(jaas_text, jaas_path, properties)
+    section_name = values.get("sasl_server_section") or "Server"
+    for quorum_section in ("QuorumServer", "QuorumLearner"):
+        if quorum_section in sections:
+            values.setdefault("_notes", []).append(
+                "%s: section %s is for quorum SASL (quorum.auth.enableSasl, which zkpy refuses); "
+                "not used" % (jaas_path, quorum_section))
+    section = sections.get(section_name)
+    if section is None:
+        # ServerCnxnFactory.configureSaslLogin: no section, no SASL server (logins never end)
+        return
+    for entry in section.entries:
+        if entry.module != _sasl.DIGEST_LOGIN_MODULE:
+            what = ("Kerberos (SASL GSSAPI) authentication" if entry.module.endswith(
+                "Krb5LoginModule") else "the login module %s" % entry.module)
+            raise ConfigError(
+                "section %s: %s asks for %s, which zkpy does not provide; zkpy serves SASL "
+                "DIGEST-MD5 with %s" % (section_name, entry.module, what,
+                                        _sasl.DIGEST_LOGIN_MODULE),
+                path=jaas_path, line=entry.line)
+    values["sasl_users"] = _sasl.users_from_section(section, values.get("sasl_super_password"))
 
 
 def _server_id(key, ctx):
@@ -992,13 +1182,47 @@ def _read_text(path):
         return data.decode("latin-1")  # what Properties.load(InputStream) assumes
 
 
-def load_config(path, default_workers=None):
-    """Read zoo.cfg at path, plus dataDir/myid and the dynamicConfigFile when present."""
+def load_config(path, default_workers=None, environ=None):
+    """Read zoo.cfg at path, plus dataDir/myid and the dynamicConfigFile when present.
+
+    environ: the environment zkpy-server runs in (None: none). Its SERVER_JVMFLAGS / JVMFLAGS,
+    and java.env in $ZOOCFGDIR (default: zoo.cfg's directory) as zkEnv.sh sources it, give the
+    -D flags ZooKeeper would run with (zkpy.security.jvmflags); the JAAS file that
+    -Djava.security.auth.login.config names is read too.
+    """
     path = os.fspath(path)
     try:
         text = _read_text(path)
     except OSError as e:
         raise ConfigError("cannot read config file: %s" % (e.strerror or e), path=path)
+    environ = environ if environ is not None else {}
+    conf_dir = environ.get("ZOOCFGDIR") or os.path.dirname(os.path.abspath(path))
+    java_env_path = os.path.join(conf_dir, "java.env")
+    java_env_text = None
+    if os.path.isfile(java_env_path):
+        try:
+            java_env_text = _read_text(java_env_path)
+        except OSError as e:
+            raise ConfigError("cannot read java.env: %s" % (e.strerror or e), path=java_env_path)
+    else:
+        java_env_path = None
+    jvm_flags = _jvmflags.server_jvm_flags(environ, java_env_text, java_env_path)
+    jaas_text = jaas_path = None
+    jaas_prop = jvm_flags.system_properties().get(JAAS_PROPERTY)
+    if jaas_prop is not None:
+        # "==file" uses only that file (the JVM's other login configs are not read); a
+        # file: URL names a file too.
+        jaas_path = jaas_prop.value.lstrip("=")
+        if jaas_path.startswith("file:"):
+            jaas_path = jaas_path[len("file:"):]
+            while jaas_path.startswith("//"):
+                jaas_path = jaas_path[1:]
+        try:
+            jaas_text = _read_text(jaas_path)
+        except OSError as e:
+            # ZooKeeper stops too ("No JAAS configuration section named 'Server' was found")
+            raise ConfigError("cannot read the JAAS file %r: %s" % (jaas_path, e.strerror or e),
+                              path="%s: %s" % (jaas_prop.where(), jaas_prop.flag))
     if default_workers is None:
         default_workers = os.cpu_count() or 1
 
@@ -1031,7 +1255,8 @@ def load_config(path, default_workers=None):
             dynamic_text += "\nversion=%x\n" % file_version
 
     config = parse_config(text, path, default_workers=default_workers, myid=myid,
-                          dynamic_text=dynamic_text, dynamic_path=dynamic_path)
+                          dynamic_text=dynamic_text, dynamic_path=dynamic_path,
+                          jvm_flags=jvm_flags, jaas_text=jaas_text, jaas_path=jaas_path)
     if config.is_distributed() and myid is None:
         raise ConfigError("myid file is missing (expected %s)"
                           % os.path.join(config.data_dir, "myid"), path=path)

@@ -191,11 +191,7 @@ REFUSED = [
     ("quorum.auth.serverRequireSasl=yes", "quorum.auth.serverRequireSasl", "SASL"),
     # a misspelt switch, which ZooKeeper would ignore and run without quorum SASL
     ("quorum.auth.enableSASL=true", "quorum.auth.enableSASL", "SASL"),
-    ("kerberos.removeHostFromPrincipal=true", "kerberos.removeHostFromPrincipal", "Kerberos"),
-    ("kerberos.removeRealmFromPrincipal=true", "kerberos.removeRealmFromPrincipal", "Kerberos"),
     ("kerberos.canonicalizeHostNames=true", "kerberos.canonicalizeHostNames", "Kerberos"),
-    ("sessionRequireClientSASLAuth=true", "sessionRequireClientSASLAuth", "SASL authentication"),
-    ("enforce.auth.enabled=true", "enforce.auth.enabled", "enforced client authentication"),
     ("X509AuthenticationProvider.superUser=CN=admin", "X509AuthenticationProvider.superUser",
      "x509"),
     ("authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider",
@@ -209,7 +205,7 @@ REFUSED = [
      "other than SHA1"),
     # zookeeper.K: the JVM property name; ZooKeeper ignores it in zoo.cfg, zkpy still refuses
     ("zookeeper.sessionRequireClientSASLAuth=true", "zookeeper.sessionRequireClientSASLAuth",
-     "SASL"),
+     "no effect in zoo.cfg"),
     ("zookeeper.ssl.keyStore.location=/k.jks", "zookeeper.ssl.keyStore.location", "TLS"),
     ("zookeeper.authProvider.1=com.example.P", "zookeeper.authProvider.1", "com.example.P"),
     # zkpy honours DigestAuthenticationProvider.superDigest; ZooKeeper ignores this spelling
@@ -232,10 +228,10 @@ def test_security_key_zkpy_lacks_is_refused_naming_key_and_line(line, key, fragm
 
 
 def test_security_refusal_message_exact():
-    e = error_of("dataDir=/d\nclientPort=2181\nsessionRequireClientSASLAuth=true\n")
+    e = error_of("dataDir=/d\nclientPort=2181\nquorum.auth.enableSasl=true\n")
     assert str(e) == (
-        "conf/zoo.cfg:3: sessionRequireClientSASLAuth: 'true' asks for SASL authentication of "
-        "every client session, which zkpy does not provide yet; remove the key or set it to false")
+        "conf/zoo.cfg:3: quorum.auth.enableSasl: 'true' asks for SASL authentication between "
+        "servers, which zkpy does not provide yet; remove the key or set it to false")
 
 
 def test_security_switch_with_a_bad_value_is_an_error():
@@ -269,7 +265,11 @@ def test_security_switch_with_a_bad_value_is_an_error():
     "DigestAuthenticationProvider.enabled=true",
     "DigestAuthenticationProvider.digestAlg=SHA1",
     "DigestAuthenticationProvider.digestAlg=SHA-1",
-    # inert unless a refused switch is on, or SASL identities (no SASL login completes)
+    # inert unless a refused switch is on; SASL identities and switches zkpy honours
+    "kerberos.removeHostFromPrincipal=true",
+    "kerberos.removeRealmFromPrincipal=true",
+    "allowSaslFailedClients=false",
+    "zookeeper.allowSaslFailedClients=false",
     "quorum.auth.learner.saslLoginContext=QuorumLearner",
     "quorum.auth.server.saslLoginContext=QuorumServer",
     "quorum.auth.kerberos.servicePrincipal=zkquorum/localhost",

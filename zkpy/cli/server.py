@@ -20,6 +20,7 @@ import time
 from zkpy import ZK_VERSION_STRING, __version__
 from zkpy.config import load_config
 from zkpy.errors import ConfigError, StorageCorruptError, StorageFullError
+from zkpy.tree import acl as acls
 
 USAGE = ("Usage: zkpy-server [--config <conf-dir>] "
          "{start|start-foreground|stop|version|restart|status|print-cmd} [CFG]")
@@ -39,7 +40,7 @@ def _config_path(args):
 
 def _load(path):
     try:
-        return load_config(path)
+        return load_config(path, environ=os.environ)
     except FileNotFoundError:
         sys.stderr.write("zkpy-server: config file %s not found\n" % path)
         sys.exit(2)
@@ -109,6 +110,9 @@ def cmd_start_foreground(path):
     log = logging.getLogger("zkpy.server")
     for w in config.warnings:
         log.warning("%s", w)
+    for note in config.notes:
+        log.debug("%s", note)
+    acls.configure(config)
     from zkpy.server.standalone import run
     try:
         return run(config)

@@ -23,6 +23,7 @@ from zkpy.server import ipc
 from zkpy.server.connection import Connection, close_connections
 from zkpy.server.frontend import Frontend
 from zkpy.storage.lmdb_tree import LmdbTree
+from zkpy.tree import acl as acls
 
 log = logging.getLogger("zkpy.worker")
 
@@ -176,7 +177,8 @@ def main(argv=None):
     # forwarded (SHUTDOWN), or when it is gone (EOF on the control socket).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    config = load_config(args.config)
+    config = load_config(args.config, environ=os.environ)
+    acls.configure(config)
     from zkpy.cli.server import _setup_logging
     _setup_logging(args.config)
     try:
