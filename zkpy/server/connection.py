@@ -11,6 +11,7 @@ Protocol violations close only this connection, with one log line naming the rea
 import asyncio
 import collections
 import logging
+import os
 import struct
 import time
 
@@ -19,6 +20,7 @@ from zkpy.errors import ClientProtocolError
 from zkpy.proto import codec, consts
 from zkpy.proto import records as r
 from zkpy.proto.framing import FrameDecoder, is_four_letter_word
+from zkpy.security.sasl import NONCE_RANDOM_BYTES, SaslError, SaslLogin
 from zkpy.tree import acl as acls
 from zkpy.tree import watches as wt
 from zkpy.server.frontend import Latency
@@ -133,6 +135,11 @@ class Connection(asyncio.Protocol):
         self._loop = None
         self.unpumped = False         # fe.pump() not called yet for the bytes being handled
         self.sasl_logged = False      # the one log line for a SASL attempt is written
+        self.sasl_login = None        # this connection's DIGEST-MD5 login (a JAAS Server section)
+        # schemes one of which must be authenticated before any request but auth / sasl
+        # (sessionRequireClientSASLAuth, enforce.auth.*); () when nothing is enforced
+        self.required_schemes = fe.config.required_auth_schemes()
+        self.recv_disabled = False    # refused: nothing more is read (ZooKeeper's disableRecv)
         self.reset_stats()
 
     def reset_stats(self):
@@ -211,7 +218,7 @@ class Connection(asyncio.Protocol):
             frames = self.decoder.feed(data)
             stats = self.fe.stats
             for frame in frames:
-                if self.closed:
+                if self.closed or self.recv_disabled:
                     return
                 self.received += 1
                 stats.packets_received += 1
@@ -404,6 +411,9 @@ class Connection(asyncio.Protocol):
             # Answered outside the request pipeline, as ZooKeeper does: it neither touches the
             # session nor shows in cons (a client stuck in SASL lets its session expire).
             self._sasl(xid, frame, off)
+            return
+        if self.required_schemes and op != consts.OP_AUTH and not self._authenticated():
+            self._refuse_unauthenticated(xid, op)
             return
         fe.link.touch(self.session_id)
         self.last_op = _OP_ABBREV.get(op, "NA")
@@ -650,29 +660,109 @@ class Connection(asyncio.Protocol):
         return b""
 
     def _sasl(self, xid, frame, off):
-        """A SASL token (opcode 102). zkpy has no SASL server yet, which is ZooKeeper's state
-        when no JAAS `Server` section is configured (with or without
-        authProvider.N=...SASLAuthenticationProvider): ZooKeeper then answers every token with
-        OK and a null token (ZooKeeperServer.processSasl, its saslServer being null) and never
-        completes the login. zkpy answers the same, so a client's SASL login fails as it does
-        against ZooKeeper (kazoo: it sends its tokens until its session expires, then
-        AUTH_FAILED) and nothing is authenticated."""
+        """A SASL token (opcode 102), answered as ZooKeeperServer.processSasl answers it.
+
+        With a JAAS Server section (config.sasl_users) each token goes to this connection's
+        DIGEST-MD5 login (zkpy.security.sasl); once it completes the connection gains
+        ("sasl", user) (and ("super", "") for a superUser). A failed login is answered
+        AUTHFAILED (SESSIONCLOSEDREQUIRESASLAUTH when SASL is required) and the connection
+        closed, or OK with a null token under allowSaslFailedClients.
+
+        Without one ZooKeeper has no SASL server for the connection (with or without
+        authProvider.N=...SASLAuthenticationProvider): it answers every token with OK and a null
+        token and never completes the login; so does zkpy (kazoo sends its tokens until its
+        session expires, then AUTH_FAILED). SASL packets do not touch the session."""
         req, _ = _D[r.GetSASLRequest](frame, off)  # garbage closes the connection
         if req.token is None:
             # ZooKeeper reads the null token's length and fails (NullPointerException): it
             # closes the connection.
             raise ClientProtocolError("SASL request with a null token")
-        if not self.sasl_logged:
-            self.sasl_logged = True
-            log.warning("session 0x%x: client %s asked for SASL authentication; zkpy has no SASL "
-                        "server (as ZooKeeper without a JAAS Server section): answering an empty "
-                        "token, the login cannot complete", self.session_id, self.peer)
+        config = self.fe.config
+        if config.sasl_users is None:
+            if not self.sasl_logged:
+                self.sasl_logged = True
+                log.warning("session 0x%x: client %s asked for SASL authentication; there is no "
+                            "SASL server (as ZooKeeper without a JAAS Server section): answering "
+                            "an empty token, the login cannot complete", self.session_id,
+                            self.peer)
+            answer = None
+        else:
+            if self.sasl_login is None:
+                self.sasl_login = SaslLogin(config.sasl_users, os.urandom(NONCE_RANDOM_BYTES),
+                                            config.sasl_super_users, config.kerberos_remove_host,
+                                            config.kerberos_remove_realm)
+            was_complete = self.sasl_login.complete
+            try:
+                answer = self.sasl_login.evaluate(bytes(req.token))
+            except SaslError as e:
+                self._sasl_failed(xid, e)
+                return
+            if self.sasl_login.complete and not was_complete:
+                # Applied now, as ZooKeeper does when it reads the token: requests read after
+                # this one carry the identity.
+                for ident in self.sasl_login.ids:
+                    if ident not in self.ids:
+                        self.ids.append(ident)
+                self.fe.link.auth(self.conn_id, self.ids)
+                log.info("session 0x%x: client %s authenticated with SASL DIGEST-MD5 as %r%s",
+                         self.session_id, self.peer, self.sasl_login.ids[0][1],
+                         " (super user)" if len(self.sasl_login.ids) > 1 else "")
         if self.unpumped:
             self._pump()
             if self.closed:
                 return
-        self._reply_now_or_queue(
-            consts.OP_SASL, lambda: _encode_reply(xid, 0, 0, _NO_SASL_TOKEN))
+        reply = _encode_reply(xid, 0, 0, r.SetSASLResponse(answer) if answer is not None
+                              else _NO_SASL_TOKEN)
+        self._reply_now_or_queue(consts.OP_SASL, lambda: reply)
+
+    def _sasl_failed(self, xid, error):
+        """A failed SASL login: one log line, then ZooKeeper's answer."""
+        config = self.fe.config
+        required = config.sasl_auth_required()
+        if config.allow_sasl_failed_clients and not required:
+            log.warning("session 0x%x: client %s failed to SASL authenticate (%s); keeping the "
+                        "connection (allowSaslFailedClients)", self.session_id, self.peer, error)
+            reply = _encode_reply(xid, 0, 0, _NO_SASL_TOKEN)
+            self._reply_now_or_queue(consts.OP_SASL, lambda: reply)
+            return
+        code = errors.SESSIONCLOSEDREQUIRESASLAUTH if required else errors.AUTHFAILED
+        log.warning("session 0x%x: client %s failed to SASL authenticate (%s); answering %s and "
+                    "closing the connection", self.session_id, self.peer, error,
+                    errors.CODE_NAMES[code])
+        self._close_with(xid, consts.OP_SASL, _encode_reply(xid, 0, code, _NO_SASL_TOKEN))
+
+    def _close_with(self, xid, op, reply):
+        """Answer `reply` in its turn and close; read nothing more (ZooKeeper: sendResponse,
+        sendCloseSession, disableRecv). The session stays until it expires."""
+        self.recv_disabled = True
+        if self.unpumped:
+            self._pump()
+            if self.closed:
+                return
+
+        def last():
+            self.pending.append(_Entry(op))  # blocks anything queued behind it
+            self.write(reply)
+            self.close()
+            return b""
+        self._reply_now_or_queue(op, last)
+
+    def _authenticated(self):
+        required = self.required_schemes
+        for scheme, _ in self.ids:
+            if scheme in required:
+                return True
+        return False
+
+    def _refuse_unauthenticated(self, xid, op):
+        """AuthenticationHelper.enforceAuthentication: a request (any but auth and sasl; ping
+        included) from a connection not authenticated with a required scheme is answered
+        SESSIONCLOSEDREQUIRESASLAUTH and the connection closed."""
+        log.warning("session 0x%x: client %s has not authenticated with any of the schemes %s "
+                    "(it has %s); answering SESSIONCLOSEDREQUIRESASLAUTH and closing the "
+                    "connection", self.session_id, self.peer, list(self.required_schemes),
+                    [scheme for scheme, _ in self.ids])
+        self._close_with(xid, op, _encode_reply(xid, 0, errors.SESSIONCLOSEDREQUIRESASLAUTH))
 
     # ------------------------------------------------------------------ four letter words
 

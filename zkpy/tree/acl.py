@@ -1,7 +1,8 @@
 """ACLs: the schemes, the permission check, and the fix-up of ACLs given at create / setACL. Pure.
 
 Mirrors ZooKeeper's ZooKeeperServer.checkACL, PrepRequestProcessor.fixupACL and the built-in
-providers (world, auth, digest, ip; super through a superDigest). An identity is a (scheme, id)
+providers (world, auth, digest, ip, sasl when configured; super through a superDigest or a SASL
+superUser). An identity is a (scheme, id)
 pair; a connection holds ("ip", its address) from the start and gains ("digest",
 "user:base64(sha1(user:password))") with `addauth digest user:password`, plus ("super", "") when
 that digest equals the configured DigestAuthenticationProvider.superDigest.
@@ -16,6 +17,33 @@ from zkpy.errors import ZkError
 from zkpy.proto import consts
 
 SUPER = ("super", "")
+
+
+class _SaslScheme(object):
+    """The `sasl` scheme's provider (SASLAuthenticationProvider), when authProvider.N lists it.
+    One per process, set from the config at start (configure()), as ZooKeeper's
+    ProviderRegistry is."""
+    enabled = False
+    let_any = None   # zookeeper.letAnySaslUserDoX
+
+
+_SASL = _SaslScheme()
+
+
+def configure(config):
+    """Register the providers the config lists (the sasl scheme), once per server process."""
+    _SASL.enabled = bool(getattr(config, "sasl_provider", False))
+    _SASL.let_any = getattr(config, "let_any_sasl_user_do_x", None)
+
+
+def _sasl_valid(ident):
+    # SASLAuthenticationProvider.isValid: new KerberosName(ident) does not throw
+    if ident is None or not _SASL.enabled:
+        return False
+    if "@" not in ident:
+        return True
+    head, _, realm = ident.rpartition("@")
+    return "@" not in head and "/" not in realm and head.count("/") <= 1
 
 
 def digest(user_password):
@@ -62,6 +90,8 @@ def _valid(scheme, ident):
             return True
         except ValueError:
             return False
+    if scheme == "sasl":
+        return _sasl_valid(ident)
     return False
 
 
@@ -79,6 +109,11 @@ def allowed(acl, perm, ids, skip=False):
                 continue
             if scheme == "ip":
                 if _ip_matches(i, ident):
+                    return True
+            elif scheme == "sasl":
+                # SASLAuthenticationProvider.matches; no provider, no match
+                if _SASL.enabled and (i == ident or i == "super" or (
+                        _SASL.let_any is not None and ident == _SASL.let_any)):
                     return True
             elif i == ident:
                 return True
@@ -110,7 +145,9 @@ def fixup(acl, ids):
             entry = [(perms, scheme, ident)]
         elif scheme == "auth":
             # Every identity of this connection whose provider authenticates (not ip).
-            entry = [(perms, s, i) for s, i in ids if s not in ("ip", "super")]
+            # (sasl only while its provider is registered: ZooKeeper skips an id without one)
+            entry = [(perms, s, i) for s, i in ids
+                     if s not in ("ip", "super") and (s != "sasl" or _SASL.enabled)]
             if not entry:
                 raise ZkError(errors.INVALIDACL, "auth scheme without authenticated ids")
         elif _valid(scheme, ident):
