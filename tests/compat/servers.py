@@ -100,8 +100,13 @@ class _Server:
 
     kind = "?"
 
-    def __init__(self, tmpdir, extra_cfg=None, port=None):
+    def __init__(self, tmpdir, extra_cfg=None, port=None, server_jvmflags=None, java_env=None):
         self.root = Path(tmpdir)
+        # ZooKeeper's JVM flags as an operator passes them: SERVER_JVMFLAGS in the environment
+        # and conf/java.env beside zoo.cfg (sourced by zkEnv.sh). zkpy-server reads both itself;
+        # the Apache server gets the words zkServer.sh would put on its java command line.
+        self.server_jvmflags = server_jvmflags
+        self.java_env = java_env
         self.root.mkdir(parents=True, exist_ok=True)
         self.data_dir = self.root / "data"
         self.cfg_path = self.root / "zoo.cfg"
@@ -135,6 +140,24 @@ class _Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         text = "".join(f"{k}={v}\n" for k, v in self.config().items())
         self.cfg_path.write_text(text)
+        java_env = self.root / "java.env"
+        if self.java_env is not None:
+            java_env.write_text(self.java_env)
+        elif java_env.exists():
+            java_env.unlink()
+
+    def jvm_flag_words(self):
+        """The words zkServer.sh passes to java: "$SERVER_JVMFLAGS $JVMFLAGS" after sourcing
+        java.env (bash does the sourcing here, as zkEnv.sh would)."""
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        if self.server_jvmflags is not None:
+            env["SERVER_JVMFLAGS"] = self.server_jvmflags
+        script = 'echo "$SERVER_JVMFLAGS $JVMFLAGS"'
+        if self.java_env is not None:
+            script = '. "%s"; %s' % (self.root / "java.env", script)
+        out = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True,
+                             check=True).stdout
+        return out.split()
 
     # -- process ------------------------------------------------------------------------------
     @property
@@ -314,6 +337,11 @@ class ZkpyServer(_Server):
             p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
         )
         env["PYTHONUNBUFFERED"] = "1"
+        env.pop("SERVER_JVMFLAGS", None)
+        env.pop("JVMFLAGS", None)
+        env.pop("ZOOCFGDIR", None)
+        if self.server_jvmflags is not None:
+            env["SERVER_JVMFLAGS"] = self.server_jvmflags
         return env
 
 
@@ -342,7 +370,7 @@ class ApacheZkServer(_Server):
             # reads them from zoo.cfg.
             "-D%s=%s" % (k, v) for k, v in self.extra_cfg.items()
             if (k.startswith("znode.container.") or k in JAVA_ONLY_PROPERTIES) and v is not None
-        ] + [
+        ] + self.jvm_flag_words() + [
             "-cp",
             cp,
             "org.apache.zookeeper.server.quorum.QuorumPeerMain",
@@ -354,5 +382,5 @@ SERVER_CLASSES = {"zkpy": ZkpyServer, "apache": ApacheZkServer}
 UNAVAILABLE = {"zkpy": zkpy_unavailable, "apache": apache_unavailable}
 
 
-def make_server(kind, tmpdir, extra_cfg=None):
-    return SERVER_CLASSES[kind](tmpdir, extra_cfg)
+def make_server(kind, tmpdir, extra_cfg=None, **kwargs):
+    return SERVER_CLASSES[kind](tmpdir, extra_cfg, **kwargs)
