@@ -39,6 +39,7 @@ OP_CREATE = 1
 OP_CLOSE = -11
 OP_AUTH = 100
 OP_SASL = 102
+OP_WHO_AM_I = 107
 AUTHFAILED = -115
 SESSIONCLOSEDREQUIRESASLAUTH = -124
 NULL_TOKEN = j_int(-1)
@@ -234,6 +235,42 @@ def test_kazoo_sasl_auth_data(sasl_servers):
             client.close()
     results = {k: run(s) for k, s in sorted(sasl_servers.items())}
     assert _same(results) == ("ok", b"")
+
+
+def test_without_the_sasl_provider(zk_targets, tmp_path_factory):
+    """A JAAS Server section without authProvider.N=...SASLAuthenticationProvider: logins work,
+    but the sasl scheme has no provider: sasl ACLs are INVALIDACL, whoAmI names no user."""
+    pytest.importorskip("puresasl", reason="kazoo's SASL needs pure-sasl (the test extras)")
+    from kazoo.security import make_acl
+    made = _start_all(zk_targets, tmp_path_factory, "noprovider", {})
+    try:
+        def run(srv):
+            bob = _kazoo(srv, "bob", "bobsecret")
+            bob.start(timeout=10)
+            try:
+                out = [_attempt(lambda: bob.create("/np", b"", acl=[
+                    make_acl("sasl", "bob", all=True)])),
+                    _attempt(lambda: bob.create("/np", b"", acl=[
+                        make_acl("auth", "", all=True)]))]
+            finally:
+                bob.stop()
+                bob.close()
+            import puresasl.client
+            with RawZk(srv.port) as raw:
+                raw.connect()
+                client = puresasl.client.SASLClient(
+                    "zk-sasl-md5", service="zookeeper", mechanism="DIGEST-MD5", username="bob",
+                    password="bobsecret")
+                challenge = raw.call(OP_SASL, j_buffer(b"")).body[4:]
+                raw.call(OP_SASL, j_buffer(client.process(challenge)))
+                out.append(raw.call(OP_WHO_AM_I).body)
+            return out
+        assert _same({k: run(s) for k, s in sorted(made.items())}) == [
+            ("InvalidACLError",), ("InvalidACLError",),
+            j_int(2) + j_string("sasl") + j_string("") + j_string("ip") + j_string("127.0.0.1")]
+    finally:
+        for srv in made.values():
+            srv.stop()
 
 
 def _raw_transcript(srv):

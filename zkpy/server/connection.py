@@ -555,6 +555,8 @@ class Connection(asyncio.Protocol):
         # Apache ZooKeeper 3.8 lists the addauth identities before the ip one.
         for scheme, ident in sorted(self.ids, key=lambda i: i[0] == "ip"):
             user = ident.split(":", 1)[0] if scheme == "digest" else ident
+            if scheme == "sasl" and not acls.sasl_enabled():
+                user = ""   # AuthUtil.getUser: no provider for the scheme, no user name
             info.append(r.ClientInfo(scheme, user))
         return _encode_reply(xid, self.fe.last_zxid, 0, r.WhoAmIResponse(info))
 

@@ -36,6 +36,10 @@ def configure(config):
     _SASL.let_any = getattr(config, "let_any_sasl_user_do_x", None)
 
 
+def sasl_enabled():
+    return _SASL.enabled
+
+
 def _sasl_valid(ident):
     # SASLAuthenticationProvider.isValid: new KerberosName(ident) does not throw
     if ident is None or not _SASL.enabled:
