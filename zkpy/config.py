@@ -3,18 +3,20 @@
 Owns the Java-properties reader, the key table (names, defaults, checks), server.N parsing and the
 text the `conf` four-letter word prints. parse_config / parse_properties / parse_server_spec are pure
 (no file or socket I/O; relative paths are resolved against the current directory, as the JVM does);
-load_config is the one helper that reads files (zoo.cfg, dataDir/myid, dynamicConfigFile).
-Imports only zkpy.errors; anyone may import it.
+load_config is the one helper that reads files (zoo.cfg, dataDir/myid, dynamicConfigFile, java.env
+and the JAAS file). Imports only zkpy.errors and the pure zkpy.security; anyone may import it.
 
 Rules follow ZooKeeper 3.8/3.9 QuorumPeerConfig.parseProperties. Where ZooKeeper routes a key to a
 JVM system property (`zookeeper.<key>`: snapCount, 4lw.commands.whitelist, admin.*, ...) zkpy reads
-the same key from zoo.cfg, so a real zoo.cfg works unchanged. Two deliberate differences: Python
-has no -D flags, so `jute.maxbuffer` and `readonlymode.enabled` are also accepted from zoo.cfg; and
-a bad value is always an error naming key and line, where ZooKeeper sometimes silently uses a default.
+the same key from zoo.cfg, so a real zoo.cfg works unchanged, and from the -D flags ZooKeeper would
+run with (SERVER_JVMFLAGS / JVMFLAGS / java.env: _apply_jvm_flags). Two deliberate differences:
+`jute.maxbuffer` and `readonlymode.enabled` are also accepted from zoo.cfg; and a bad value is
+always an error naming key and line, where ZooKeeper sometimes silently uses a default.
 
-Security fails closed: a key asking for security zkpy does not provide yet (TLS, quorum or enforced
-SASL, x509, Kerberos, an authentication provider it lacks) is such an error too,
-never a warning; the same key at ZooKeeper's default, insecure value is accepted (_check_security).
+Security fails closed: a key asking for security zkpy does not provide yet (TLS, quorum SASL, x509,
+Kerberos, an authentication provider it lacks) is such an error too, never a warning; the same key
+at ZooKeeper's default, insecure value is accepted (_check_security). Client SASL (DIGEST-MD5 with
+a JAAS Server section) and enforced authentication are honoured (_client_auth).
 """
 
 import dataclasses

@@ -666,18 +666,19 @@ def test_jvm_flags_side_by_side(zk_targets, tmp_path_factory):
 def test_refused_flag_stops_zkpy_naming_it(zk_targets, tmp_path, where):
     if "zkpy" not in zk_targets or zkservers.zkpy_unavailable():
         pytest.skip("zkpy not selected or unavailable")
-    flag = "-Dzookeeper.audit.enable=true"
+    flag = "-Dzookeeper.authProvider.2=com.example.MyProvider"
     if where == "java.env":
         srv = zkservers.ZkpyServer(tmp_path, java_env="# flags\nJVMFLAGS=\"-Xmx1g %s\"\n" % flag)
-        prefix = "%s:2 (JVMFLAGS): %s: audit.enable: " % (tmp_path / "java.env", flag)
+        prefix = "%s:2 (JVMFLAGS): %s: authProvider.2: " % (tmp_path / "java.env", flag)
     else:
         srv = zkservers.ZkpyServer(tmp_path, server_jvmflags="-Xmx1g " + flag)
-        prefix = "environment variable SERVER_JVMFLAGS: %s: audit.enable: " % flag
+        prefix = "environment variable SERVER_JVMFLAGS: %s: authProvider.2: " % flag
     with pytest.raises(zkservers.ServerStartError):
         srv.start(timeout=20)
     errors = [ln for ln in srv.log_text().splitlines() if ln.startswith("zkpy-server: ")]
-    assert errors == ["zkpy-server: invalid config: " + prefix + "'true' asks for an audit log, "
-                      "which zkpy does not provide yet; remove the key or set it to false"]
+    assert len(errors) == 1 and errors[0].startswith(
+        "zkpy-server: invalid config: " + prefix + "'com.example.MyProvider' is an authentication "
+        "provider zkpy does not provide yet"), errors
 
 
 def test_zkpy_java_env_unreadable_line_stops(zk_targets, tmp_path):

@@ -36,7 +36,7 @@ SASL_OPTIONS = {"mechanism": "DIGEST-MD5", "username": "u", "password": "p"}
 # refused keys: the server does not start
 
 @pytest.mark.parametrize("key,value", [
-    ("audit.enable", "true"),
+    ("quorum.auth.enableSasl", "true"),
     ("secureClientPort", None),  # a free port, filled in below
 ])
 def test_zkpy_server_refuses_to_start_naming_key_and_line(zk_targets, tmp_path, key, value):

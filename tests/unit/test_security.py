@@ -376,7 +376,8 @@ def test_flag_for_a_zoo_cfg_only_key_is_a_warning():
 
 
 @pytest.mark.parametrize("flag,fragment", [
-    ("-Dzookeeper.audit.enable=true", "audit.enable: 'true' asks for an audit log"),
+    ("-Dzookeeper.quorum.auth.enableSasl=true",
+     "quorum.auth.enableSasl: 'true' asks for SASL authentication between servers"),
     ("-Dzookeeper.authProvider.1=com.example.P", "authProvider.1: 'com.example.P' is an auth"),
     ("-Dzookeeper.sslQuorum=true", "sslQuorum: 'true' asks for TLS between servers"),
     ("-Dzookeeper.snapCount=many", "snapCount: 'many' is not an integer"),
@@ -388,17 +389,23 @@ def test_refused_flag_names_flag_and_variable(flag, fragment):
 
 
 def test_refused_flag_from_java_env_names_the_line():
-    env = "# flags\nSERVER_JVMFLAGS=\"-Xmx1g -Dzookeeper.audit.enable=true\"\n"
+    env = "# flags\nSERVER_JVMFLAGS=\"-Xmx1g -Dzookeeper.authProvider.9=com.example.P\"\n"
     with pytest.raises(ConfigError) as info:
         parse_config(BASE, "zoo.cfg", jvm_flags=_flags(java_env=env))
     assert str(info.value).startswith(
-        "/c/java.env:2 (SERVER_JVMFLAGS): -Dzookeeper.audit.enable=true: audit.enable: ")
+        "/c/java.env:2 (SERVER_JVMFLAGS): -Dzookeeper.authProvider.9=com.example.P: "
+        "authProvider.9: 'com.example.P' is an authentication provider zkpy does not provide")
 
 
 def test_refused_flag_overridden_by_zoo_cfg_still_stops():
     with pytest.raises(ConfigError):
-        parse_config(BASE + "audit.enable=false\n", "zoo.cfg",
-                     jvm_flags=_flags("-Dzookeeper.audit.enable=true"))
+        parse_config(BASE + "authProvider.9=%s\n" % SASL_PROVIDER, "zoo.cfg",
+                     jvm_flags=_flags("-Dzookeeper.authProvider.9=com.example.P"))
+
+
+def test_audit_enable_from_a_flag():
+    assert parse_config(BASE, "zoo.cfg", jvm_flags=_flags(
+        "-Dzookeeper.audit.enable=true")).audit_enable is True
 
 
 def test_enforcement_settings():
