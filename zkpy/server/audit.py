@@ -26,6 +26,7 @@ import logging
 
 from zkpy.proto import codec, consts
 from zkpy.proto import records as r
+from zkpy.tree import acl as acls
 from zkpy.tree import txns
 
 LOGGER = logging.getLogger("zkpy.audit")
@@ -74,9 +75,12 @@ def format_event(result, **fields):
 
 
 def user_name(scheme, ident):
-    """What the scheme's provider calls the user of an identity (getUserName)."""
+    """What the scheme's provider calls the user of an identity (getUserName); None for a
+    scheme with no provider registered (AuthUtil.getUser: `sasl` without its authProvider)."""
     if scheme == "digest":
         return ident.split(":")[0]
+    if scheme == "sasl" and not acls.sasl_enabled():
+        return None
     return ident
 
 
