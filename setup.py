@@ -61,6 +61,9 @@ setup_kwargs = dict(
         "test": ["kazoo>=2.9", "pytest>=7", "pytest-timeout>=2", "hypothesis>=6",
                  "pytest-benchmark>=4", "mfusepy>=3", "pure-sasl>=0.6"],
         "bench": ["matplotlib>=3"],
+        # SASL GSSAPI (Kerberos) logins: a JAAS Server section with Krb5LoginModule. Builds
+        # against MIT Kerberos (Debian libkrb5-dev); scripts/test.sh installs it with pykerberos.
+        "kerberos": ["gssapi>=1.8"],
     },
     ext_modules=_extensions(),
     cmdclass={"build_ext": OptionalBuildExt},

@@ -12,11 +12,14 @@ cd "$(dirname "$0")/.."
 #   - Debian's libcurator-recipes-java (Curator, for tests/compat/test_curator.py) and a JDK.
 #   - Debian's fuse3 (fusermount3 and libfuse3, for tests/crash/crashfs.py; its tests skip
 #     without /dev/fuse).
-PKGS="zookeeper zookeeper-bin libcurator-recipes-java fuse3"
+#   - Debian's krb5-kdc, krb5-admin-server, krb5-user (a real KDC for the Kerberos tests) and
+#     libkrb5-dev (to build the gssapi and pykerberos packages).
+PKGS="zookeeper zookeeper-bin libcurator-recipes-java fuse3 krb5-kdc krb5-admin-server krb5-user libkrb5-dev"
 command -v javac >/dev/null || PKGS="$PKGS default-jdk-headless"
 if ! [ -x /usr/share/zookeeper/bin/zkCli.sh ] || ! [ -x /usr/lib/zookeeper/bin/cli_mt ] \
     || ! [ -f /usr/share/java/curator-recipes.jar ] || ! command -v javac >/dev/null \
-    || ! command -v fusermount3 >/dev/null; then
+    || ! command -v fusermount3 >/dev/null || ! [ -x /usr/sbin/krb5kdc ] \
+    || ! command -v krb5-config >/dev/null; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     # shellcheck disable=SC2086
@@ -35,6 +38,10 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
 fi
 python -m pip install -q --upgrade pip >/dev/null
 python -m pip install -q -e '.[test]'
+# GSSAPI (server side) and pykerberos (kazoo's GSSAPI client) build against MIT Kerberos; without
+# it the Kerberos tests skip, saying so.
+python -m pip install -q gssapi kerberos 2>/dev/null \
+  || echo "note: gssapi/kerberos did not install (needs libkrb5-dev); Kerberos tests will skip" >&2
 python -m pytest -q "$@"
 if [ $# -eq 0 ]; then
   ZKPY_TEST_TARGETS=zkpy WORKER_COUNTS="1 4" bash scripts/test_workers_matrix.sh

@@ -126,6 +126,9 @@ class Config:
     jaas_path: str = None                # -Djava.security.auth.login.config
     sasl_server_section: str = "Server"  # sasl.serverconfig
     sasl_users: dict = field(default=None, repr=False)  # None: no SASL server (no section)
+    # A Krb5LoginModule Server section: SASL GSSAPI, (service principal, keytab path).
+    sasl_kerberos: tuple = None
+    krb5_conf: str = None                # -Djava.security.krb5.conf: KRB5_CONFIG of the server
     sasl_super_password: str = field(default=None, repr=False)
     sasl_super_users: frozenset = frozenset()
     allow_sasl_failed_clients: bool = False
@@ -1030,6 +1033,10 @@ def _client_auth(values, ctx, jaas_text, jaas_path, jvm_flags, lines):
                 % (key, scheme, ", ".join(available),
                    "; add authProvider.1=" + _sasl.SASL_PROVIDER if scheme == "sasl" else ""),
                 key=key, line=lines.get(key), path=ctx.path)
+    krb5 = jvm_flags.system_properties().get("java.security.krb5.conf") \
+        if jvm_flags is not None else None
+    if krb5 is not None:
+        values["krb5_conf"] = krb5.value
     if jaas_text is None:
         return
     values["jaas_path"] = jaas_path
@@ -1046,6 +1053,11 @@ def _client_auth(values, ctx, jaas_text, jaas_path, jvm_flags, lines):
     if section is None:
         # ServerCnxnFactory.configureSaslLogin: no section, no SASL server (logins never end)
         return
+    krb5 = [e for e in section.entries if e.module == _sasl.KRB5_LOGIN_MODULE]
+    if krb5:
+        # A Kerberos login: ZooKeeperSaslServer serves GSSAPI (zkpy.server.sasl_gssapi).
+        values["sasl_kerberos"] = _kerberos_login(section_name, section, krb5[0], jaas_path)
+        return
     for entry in section.entries:
         if entry.module != _sasl.DIGEST_LOGIN_MODULE:
             what = ("Kerberos (SASL GSSAPI) authentication" if entry.module.endswith(
@@ -1056,6 +1068,28 @@ def _client_auth(values, ctx, jaas_text, jaas_path, jvm_flags, lines):
                                         _sasl.DIGEST_LOGIN_MODULE),
                 path=jaas_path, line=entry.line)
     values["sasl_users"] = _sasl.users_from_section(section, values.get("sasl_super_password"))
+
+
+def _kerberos_login(section_name, section, entry, jaas_path):
+    """(principal, keytab) of a Krb5LoginModule Server section: the acceptor reads its key
+    from the keytab (useKeyTab=true keyTab=... principal=..., as ZooKeeper's docs set it up)."""
+    def bad(message):
+        return ConfigError("section %s: %s" % (section_name, message), path=jaas_path,
+                           line=entry.line)
+    if len(section.entries) > 1:
+        raise bad("a Krb5LoginModule beside other login modules; zkpy takes one")
+    opts = {k: v for k, v in entry.options.items()}
+    if str(opts.get("useKeyTab", "false")).lower() != "true" or not opts.get("keyTab"):
+        raise bad("zkpy's Kerberos (GSSAPI) server reads its key from a keytab: set "
+                  "useKeyTab=true and keyTab=\"/path/to/zookeeper.keytab\"")
+    if not opts.get("principal"):
+        raise bad("principal=\"zookeeper/host@REALM\" is missing")
+    keytab = opts["keyTab"]
+    if keytab.startswith("file:"):
+        keytab = keytab[len("file:"):]
+    if not os.path.isfile(keytab):
+        raise bad("keyTab %r is not a file" % keytab)
+    return opts["principal"], keytab
 
 
 def _server_id(key, ctx):

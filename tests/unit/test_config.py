@@ -608,3 +608,35 @@ def test_weights_without_groups_warn():
     c = cfg(_FIVE + "weight.1=3\n", myid=1)
     assert c.quorum_groups is None
     assert any("weight.N lines without group.N" in w for w in c.warnings)
+
+
+# --- a Kerberos (Krb5LoginModule) JAAS Server section ---------------------------------------------
+
+def _krb_jaas(options):
+    return ("Server {\n  com.sun.security.auth.module.Krb5LoginModule required\n%s;\n};\n"
+            % "\n".join("  %s" % o for o in options))
+
+
+def test_kerberos_server_section(tmp_path):
+    keytab = tmp_path / "zk.keytab"
+    keytab.write_bytes(b"\x05\x02")
+    c = parse_config(BASE + "authProvider.1=org.apache.zookeeper.server.auth."
+                     "SASLAuthenticationProvider\n", "conf/zoo.cfg",
+                     jaas_text=_krb_jaas(['useKeyTab=true', 'keyTab="%s"' % keytab,
+                                          'principal="zookeeper/h@R"']),
+                     jaas_path="/etc/jaas.conf")
+    assert c.sasl_kerberos == ("zookeeper/h@R", str(keytab))
+    assert c.sasl_users is None
+
+
+@pytest.mark.parametrize("options,what", [
+    (['useKeyTab=false', 'principal="zookeeper/h@R"'], "useKeyTab=true"),
+    (['useKeyTab=true', 'keyTab="/nonexistent/zk.keytab"', 'principal="z/h@R"'], "not a file"),
+    (['useKeyTab=true', 'keyTab="%(keytab)s"'], "principal"),
+])
+def test_kerberos_server_section_errors_name_the_jaas_file(tmp_path, options, what):
+    keytab = tmp_path / "zk.keytab"
+    keytab.write_bytes(b"\x05\x02")
+    options = [o % {"keytab": keytab} for o in options]
+    e = error_of(BASE, jaas_text=_krb_jaas(options), jaas_path="/etc/jaas.conf")
+    assert e.path == "/etc/jaas.conf" and e.line == 2 and what in str(e), str(e)

@@ -113,6 +113,19 @@ def cmd_start_foreground(path):
     for note in config.notes:
         log.debug("%s", note)
     acls.configure(config)
+    if config.krb5_conf:
+        # -Djava.security.krb5.conf: MIT Kerberos reads KRB5_CONFIG (workers inherit it).
+        os.environ["KRB5_CONFIG"] = config.krb5_conf
+    if config.sasl_kerberos:
+        # The service key must be there now, not at the first client's login.
+        from zkpy.security.sasl import SaslError
+        from zkpy.server.sasl_gssapi import GssapiServer
+        try:
+            GssapiServer(*config.sasl_kerberos)
+        except SaslError as e:
+            log.error("cannot start: the JAAS file %s, section %s: %s", config.jaas_path,
+                      config.sasl_server_section, e)
+            return 2
     from zkpy.server.standalone import run
     try:
         return run(config)

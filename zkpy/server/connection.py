@@ -680,7 +680,7 @@ class Connection(asyncio.Protocol):
             # closes the connection.
             raise ClientProtocolError("SASL request with a null token")
         config = self.fe.config
-        if config.sasl_users is None:
+        if config.sasl_users is None and config.sasl_kerberos is None:
             if not self.sasl_logged:
                 self.sasl_logged = True
                 log.warning("session 0x%x: client %s asked for SASL authentication; there is no "
@@ -689,7 +689,13 @@ class Connection(asyncio.Protocol):
                             self.peer)
             answer = None
         else:
-            if self.sasl_login is None:
+            if self.sasl_login is None and config.sasl_kerberos is not None:
+                from zkpy.server.sasl_gssapi import GssapiLogin
+                principal, keytab = config.sasl_kerberos
+                self.sasl_login = GssapiLogin(principal, keytab, config.sasl_super_users,
+                                              config.kerberos_remove_host,
+                                              config.kerberos_remove_realm)
+            elif self.sasl_login is None:
                 self.sasl_login = SaslLogin(config.sasl_users, os.urandom(NONCE_RANDOM_BYTES),
                                             config.sasl_super_users, config.kerberos_remove_host,
                                             config.kerberos_remove_realm)
@@ -706,8 +712,10 @@ class Connection(asyncio.Protocol):
                     if ident not in self.ids:
                         self.ids.append(ident)
                 self.fe.link.auth(self.conn_id, self.ids)
-                log.info("session 0x%x: client %s authenticated with SASL DIGEST-MD5 as %r%s",
-                         self.session_id, self.peer, self.sasl_login.ids[0][1],
+                log.info("session 0x%x: client %s authenticated with SASL %s as %r%s",
+                         self.session_id, self.peer,
+                         getattr(self.sasl_login, "mechanism", "DIGEST-MD5"),
+                         self.sasl_login.ids[0][1],
                          " (super user)" if len(self.sasl_login.ids) > 1 else "")
         if self.unpumped:
             self._pump()
