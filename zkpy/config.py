@@ -114,8 +114,33 @@ class Config:
     commit_max_bytes: int = 1 << 20
     checkpoint_interval_ms: int = 2000
     lmdb_map_size: int = DEFAULT_LMDB_MAP_SIZE
+    # TLS on client ports and x509 identities (_TLS_KEYS; zkpy.security.tls)
+    secure_client_port: int = 0
+    secure_client_port_address: str = None
+    client_port_unification: bool = False
+    client_cert_reload: bool = False
+    ssl_key_store_location: str = None
+    ssl_key_store_password: str = ""
+    ssl_key_store_password_path: str = None
+    ssl_key_store_type: str = None
+    ssl_trust_store_location: str = None
+    ssl_trust_store_password: str = ""
+    ssl_trust_store_password_path: str = None
+    ssl_trust_store_type: str = None
+    ssl_client_auth: str = "need"
+    ssl_protocol: str = "TLSv1.2"
+    ssl_enabled_protocols: tuple = None
+    ssl_ciphersuites: tuple = None
+    ssl_hostname_verification: bool = True
+    ssl_client_hostname_verification: bool = False
+    ssl_allow_reverse_dns_lookup: bool = False
+    ssl_handshake_detection_timeout_ms: int = 5000
+    ssl_auth_provider: str = "x509"
+    x509_super_user: str = None
+    x509_provider: bool = False   # an authProvider.N names X509AuthenticationProvider
     # bookkeeping
     raw: dict = field(default_factory=dict)
+    key_lines: dict = field(default_factory=dict)   # key -> line number in the file
     warnings: tuple = ()
 
     def session_timeout_bounds(self):
@@ -469,6 +494,122 @@ _KEYS = {
     "lmdbMapSize": ("lmdb_map_size", _map_size),
 }
 
+# ---------------------------------------------------------------------------------------------
+# TLS on client ports and x509 identities (zkpy.security.tls builds the context and checks the
+# stores: zkpy.security.tls.check raises a ConfigError naming the key and line of a bad store). The keys are
+# ZooKeeper 3.8's (X509Util, ClientX509Util, QuorumPeerConfig, NettyServerCnxnFactory);
+# ssl.quorum.* (TLS between servers) is not among them.
+
+X509_PROVIDER = "org.apache.zookeeper.server.auth.X509AuthenticationProvider"
+_SSL_PROTOCOLS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+
+
+def _secure_port(key, value, ctx):
+    n = _int(key, value, ctx)
+    if n == 0:
+        return 0   # QuorumPeerConfig: 0 is "not set"
+    if not 1 <= n <= 65535:
+        raise ctx.error(key, "%r is not a port in 1..65535" % value)
+    return n
+
+
+def _file(key, value, ctx):
+    if not value:
+        raise ctx.error(key, "value is empty")
+    return os.path.abspath(value)
+
+
+def _store_type(key, value, ctx):
+    # KeyStoreFileType.fromPropertyValue: empty means "from the file name".
+    if not value:
+        return None
+    t = value.upper()
+    if t == "BCFKS":
+        raise ctx.error(key, "BCFKS (Bouncy Castle FIPS) stores are not supported by zkpy; "
+                        "convert the store to PKCS12 or PEM")
+    if t not in ("JKS", "PEM", "PKCS12"):
+        raise ctx.error(key, "unknown store type %r; choose JKS, PEM or PKCS12" % value)
+    return t
+
+
+def _client_auth(key, value, ctx):
+    # X509Util.ClientAuth.fromPropertyValue: empty is NEED.
+    v = value.lower() or "need"
+    if v not in ("none", "want", "need"):
+        raise ctx.error(key, "%r is not one of none, want, need" % value)
+    return v
+
+
+def _ssl_protocol(key, value, ctx):
+    if value not in _SSL_PROTOCOLS + ("TLS",):
+        raise ctx.error(key, "%r is not a protocol zkpy knows (%s)"
+                        % (value, ", ".join(_SSL_PROTOCOLS + ("TLS",))))
+    return value
+
+
+def _ssl_protocols(key, value, ctx):
+    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not names:
+        raise ctx.error(key, "value is empty")
+    for name in names:
+        if name not in _SSL_PROTOCOLS:
+            raise ctx.error(key, "%r is not a protocol version zkpy can enable (%s)"
+                            % (name, ", ".join(_SSL_PROTOCOLS)))
+    return names
+
+
+def _list(key, value, ctx):
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not items:
+        raise ctx.error(key, "value is empty")
+    return items
+
+
+def _not_provided(feature):
+    def conv(key, value, ctx):
+        if _bool(key, value, ctx):
+            raise ctx.error(key, "%s is not provided by zkpy; remove the key or set it to "
+                            "false" % feature)
+        return False
+    return conv
+
+
+def _refused(feature):
+    def conv(key, value, ctx):
+        raise ctx.error(key, "%s is not provided by zkpy; remove the key" % feature)
+    return conv
+
+
+_TLS_KEYS = {
+    "secureClientPort": ("secure_client_port", _secure_port),
+    "secureClientPortAddress": ("secure_client_port_address", _nonempty),
+    "client.portUnification": ("client_port_unification", _bool),
+    "client.certReload": ("client_cert_reload", _bool),
+    "ssl.keyStore.location": ("ssl_key_store_location", _file),
+    "ssl.keyStore.password": ("ssl_key_store_password", _str),
+    "ssl.keyStore.passwordPath": ("ssl_key_store_password_path", _file),
+    "ssl.keyStore.type": ("ssl_key_store_type", _store_type),
+    "ssl.trustStore.location": ("ssl_trust_store_location", _file),
+    "ssl.trustStore.password": ("ssl_trust_store_password", _str),
+    "ssl.trustStore.passwordPath": ("ssl_trust_store_password_path", _file),
+    "ssl.trustStore.type": ("ssl_trust_store_type", _store_type),
+    "ssl.clientAuth": ("ssl_client_auth", _client_auth),
+    "ssl.protocol": ("ssl_protocol", _ssl_protocol),
+    "ssl.enabledProtocols": ("ssl_enabled_protocols", _ssl_protocols),
+    "ssl.ciphersuites": ("ssl_ciphersuites", _list),
+    "ssl.hostnameVerification": ("ssl_hostname_verification", _bool),
+    "ssl.clientHostnameVerification": ("ssl_client_hostname_verification", _bool),
+    "ssl.allowReverseDnsLookup": ("ssl_allow_reverse_dns_lookup", _bool),
+    "ssl.handshakeDetectionTimeoutMillis": ("ssl_handshake_detection_timeout_ms", _positive),
+    "ssl.authProvider": ("ssl_auth_provider", _nonempty),
+    "X509AuthenticationProvider.superUser": ("x509_super_user", _str),
+    # Asked for, not provided: refused rather than ignored.
+    "ssl.crl": (None, _not_provided("certificate revocation checking (CRL)")),
+    "ssl.ocsp": (None, _not_provided("certificate revocation checking (OCSP)")),
+    "ssl.context.supplier.class": (None, _refused("an SSLContext from a Java class")),
+}
+
+
 # ZooKeeper keys that are valid but tune machinery zkpy does not have: accepted without a warning.
 _ACCEPTED_KEYS = frozenset([
     "quorumListenOnAllIPs", "leaderServes", "cnxTimeout", "quorumCnxnTimeoutMs", "tcpKeepAlive",
@@ -490,9 +631,10 @@ _ACCEPTED_PREFIXES = ("metricsProvider.", "jvm.pause.", "authProvider.", "connec
 
 # Valid ZooKeeper keys whose feature zkpy lacks: the user expects an effect, so say it is ignored.
 _UNSUPPORTED_KEYS = frozenset([
-    "secureClientPort", "secureClientPortAddress", "sslQuorum", "portUnification",
-    "client.portUnification", "sslQuorumReloadCertFiles", "oraclePath", "multiAddress.enabled",
+    "sslQuorum", "portUnification", "sslQuorumReloadCertFiles", "oraclePath",
+    "multiAddress.enabled",
 ])
+# ssl.*: the keys not in _TLS_KEYS (ssl.quorum.*, TLS between servers).
 _UNSUPPORTED_PREFIXES = ("ssl.", "quorum.auth.", "kerberos.", "group.", "weight.", "client.secure")
 
 
@@ -603,6 +745,11 @@ def parse_config(text, path="<string>", default_workers=1, myid=None, dynamic_te
             sid = _server_id(key, ctx)
             servers[sid] = parse_server_spec(sid, value, key, line, path)
             server_lines[sid] = line
+        elif key in _TLS_KEYS:
+            attr, conv = _TLS_KEYS[key]
+            v = conv(key, value, ctx)
+            if attr is not None:
+                values[attr] = v
         elif key in _KEYS:
             attr, conv = _KEYS[key]
             values[attr] = conv(key, value, ctx)
@@ -610,6 +757,9 @@ def parse_config(text, path="<string>", default_workers=1, myid=None, dynamic_te
             values["four_letter_words"] = _whitelist(key, value, ctx)
         elif key in _UNSUPPORTED_KEYS or key.startswith(_UNSUPPORTED_PREFIXES):
             ctx.warn("%s is not supported by zkpy; ignored" % key)
+        elif (key == "authProvider" or key.startswith("authProvider.")) and \
+                value.strip() == X509_PROVIDER:
+            values["x509_provider"] = True
         elif key in _ACCEPTED_KEYS or key.startswith(_ACCEPTED_PREFIXES):
             pass
         else:
@@ -685,8 +835,15 @@ def parse_config(text, path="<string>", default_workers=1, myid=None, dynamic_te
         values.setdefault("client_port_address", me.client_address)
     elif "client_port_address" in values:
         raise err("clientPortAddress", "clientPortAddress is set but clientPort is not set")
+    elif values.get("secure_client_port"):
+        values["client_port"] = None   # TLS clients only (secureClientPort)
     else:
         raise ConfigError("clientPort is not set", key="clientPort", path=path)
+    if "secure_client_port_address" in values and not values.get("secure_client_port"):
+        raise err("secureClientPortAddress",
+                  "secureClientPortAddress is set but secureClientPort is not set")
+    if values.get("client_port_unification") and values.get("client_port") is None:
+        raise err("client.portUnification", "client.portUnification needs a clientPort")
 
     mn = values.get("min_session_timeout_ms", -1)
     mx = values.get("max_session_timeout_ms", -1)
@@ -725,7 +882,7 @@ def parse_config(text, path="<string>", default_workers=1, myid=None, dynamic_te
     values["four_letter_words"] = frozenset(words)
 
     return Config(path=path, servers=servers, myid=myid, raw=raw, warnings=tuple(ctx.warnings),
-                  **values)
+                  key_lines=lines, **values)
 
 
 def _server_id(key, ctx):

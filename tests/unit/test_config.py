@@ -161,8 +161,9 @@ def test_metrics_provider_accepted_silently():
 
 
 def test_unsupported_zookeeper_key_warns():
-    c = cfg("secureClientPort=2281\n")
-    assert len(c.warnings) == 1 and "secureClientPort" in c.warnings[0]
+    # (secureClientPort and the client ssl.* keys are parsed: tests/unit/test_tls.py)
+    c = cfg("sslQuorum=true\n")
+    assert len(c.warnings) == 1 and "sslQuorum" in c.warnings[0]
 
 
 # --- errors name key and line -------------------------------------------------------------------

@@ -105,8 +105,10 @@ class _Entry(object):
 
 
 class Connection(asyncio.Protocol):
-    def __init__(self, fe, per_ip=None, first=b"", initial=None, conn_id=0, peer=None):
+    def __init__(self, fe, per_ip=None, first=b"", initial=None, conn_id=0, peer=None,
+                 tls=None):
         self.fe = fe
+        self.tls = tls                # zkpy.security.tls.ServerTls of a TLS connection
         self.initial = initial        # bytes the core read before handing the socket over
         self.per_ip = per_ip          # ip -> open connection count (in-process mode only)
         self.transport = None
@@ -152,8 +154,15 @@ class Connection(asyncio.Protocol):
             self.ip = peer[0] if peer else "?"
             self.peer = "%s:%s" % (peer[0], peer[1]) if peer else "?"
         self.fe.add(self)
-        # Every connection is identified by its address (IPAuthenticationProvider).
+        # Every connection is identified by its address (IPAuthenticationProvider); a TLS
+        # client by its certificate too (X509AuthenticationProvider).
         self.ids = [("ip", self.ip)]
+        if self.tls is not None:
+            ids = self.tls.peer_identities(transport.get_extra_info("ssl_object"), self.peer)
+            if ids is None:
+                self.close()   # refused (peer_identities logged why)
+                return
+            self.ids.extend(ids)
         self.fe.link.auth(self.conn_id, self.ids)
         if self.per_ip is not None:
             count = self.per_ip.get(self.ip, 0) + 1
@@ -204,6 +213,12 @@ class Connection(asyncio.Protocol):
             data, self.first = self.first, None
             if cmd is not None:
                 self._four_letter(cmd)
+                return
+            if data[0] == 0x16 and self.tls is None:
+                # A TLS ClientHello; a client's first byte is the high byte of a frame length.
+                log.warning("connection %s closed: a TLS handshake on a plaintext client port",
+                            self.peer)
+                self.close()
                 return
         try:
             frames = self.decoder.feed(data)
@@ -646,6 +661,13 @@ class Connection(asyncio.Protocol):
 
     def _four_letter(self, cmd):
         fe = self.fe
+        if fe.four_letter is None:
+            # Inside TLS in a worker process: the figures of every worker are the core's.
+            log.info("four letter word %s from %s over TLS: answered on a plaintext client port "
+                     "(or with workers=0) only; closing", cmd, self.peer)
+            self.closed = True
+            self.transport.close()
+            return
         if cmd not in fe.config.four_letter_words:
             text = "%s is not executed because it is not in the whitelist.\n" % cmd
         else:

@@ -1,0 +1,1 @@
+"""Security: TLS for client connections and x509 identities (zkpy.security.tls)."""
