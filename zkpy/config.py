@@ -598,7 +598,10 @@ _TLS_KEYS = {
     "ssl.enabledProtocols": ("ssl_enabled_protocols", _ssl_protocols),
     "ssl.ciphersuites": ("ssl_ciphersuites", _list),
     "ssl.hostnameVerification": ("ssl_hostname_verification", _bool),
-    "ssl.clientHostnameVerification": ("ssl_client_hostname_verification", _bool),
+    # (ZooKeeper 3.9's: the server checks a client certificate's names against its address)
+    "ssl.clientHostnameVerification": ("ssl_client_hostname_verification", _not_provided(
+        "checking client certificates against the client's address "
+        "(ssl.clientHostnameVerification, ZooKeeper 3.9)")),
     "ssl.allowReverseDnsLookup": ("ssl_allow_reverse_dns_lookup", _bool),
     "ssl.handshakeDetectionTimeoutMillis": ("ssl_handshake_detection_timeout_ms", _positive),
     "ssl.authProvider": ("ssl_auth_provider", _nonempty),

@@ -357,6 +357,7 @@ def test_tls_keys_parsed(tmp_path):
     ("ssl.crl", "true", "revocation"),
     ("ssl.ocsp", "true", "revocation"),
     ("ssl.context.supplier.class", "com.example.Ctx", "Java class"),
+    ("ssl.clientHostnameVerification", "true", "ZooKeeper 3.9"),
     ("client.portUnification", "yes please", "invalid option"),
 ])
 def test_bad_tls_values_name_key_and_line(tmp_path, key, value, words):

@@ -40,6 +40,8 @@ except ImportError:  # not built, or ZKPY_PURE=1
     _write_request_ok = _write_request_ok_pure
 _encode_reply = codec.encode_reply_frame
 _decode_header = codec.decode_request_header
+# Requests a client may send behind its ConnectRequest, before the answer (held until then).
+_MAX_EARLY_REQUESTS = 1000
 _unpack_header = struct.Struct(">ii").unpack_from
 _monotonic = time.monotonic
 
@@ -125,6 +127,7 @@ class Connection(asyncio.Protocol):
         self.entries = {}             # entry_id -> _Entry awaiting the core's answer
         self.reads_queued = 0         # reads in `pending` not answered yet
         self.held = 0                 # writes in `pending` held behind such a read
+        self._early = None            # requests that came before the session was established
         self._next_entry = 1
         self.ids = []                 # identities for ACL checks: ("ip", addr) + addauth
         self.received = 0
@@ -232,6 +235,22 @@ class Connection(asyncio.Protocol):
                     self._handshake(frame)
                 else:
                     self._request(frame)
+        except ClientProtocolError as e:
+            log.warning("closing connection %s (session 0x%x): %s", self.peer, self.session_id, e)
+            self.close()
+        except Exception:
+            log.exception("closing connection %s (session 0x%x) after an internal error",
+                          self.peer, self.session_id)
+            self.close()
+
+    def _replay(self, frames):
+        """The requests held until the session was established, in order."""
+        self.unpumped = True
+        try:
+            for frame in frames:
+                if self.closed:
+                    return
+                self._request(frame)
         except ClientProtocolError as e:
             log.warning("closing connection %s (session 0x%x): %s", self.peer, self.session_id, e)
             self.close()
@@ -398,15 +417,26 @@ class Connection(asyncio.Protocol):
         log.info("established session 0x%x with negotiated timeout %d for client %s",
                  session_id, timeout_ms, self.peer)
         self.send_connect_response(timeout_ms, session_id, passwd, read_only)
+        early, self._early = self._early, None
+        if early:
+            self._replay(early)
 
     # ------------------------------------------------------------------ requests
 
     def _request(self, frame):
         fe = self.fe
         if self.session_id == 0:
-            # The client's handshake is not answered yet: ZooKeeper's clients do not pipeline
-            # before the ConnectResponse, so a request now breaks the protocol.
-            raise ClientProtocolError("request before the session was established")
+            # The handshake is not answered yet. The Java client's Netty socket (the one TLS
+            # needs) writes its queued requests right behind the ConnectRequest, and ZooKeeper
+            # serves them once the session exists: hold them until then.
+            early = self._early
+            if early is None:
+                early = self._early = []
+            early.append(bytes(frame))
+            if len(early) > _MAX_EARLY_REQUESTS:
+                raise ClientProtocolError("more than %d requests before the session was "
+                                          "established" % _MAX_EARLY_REQUESTS)
+            return
         try:
             xid, op = _unpack_header(frame, 0)
         except struct.error:
