@@ -219,7 +219,7 @@ class Connection(asyncio.Protocol):
                 return
             if data[0] == 0x16 and self.tls is None:
                 # A TLS ClientHello; a client's first byte is the high byte of a frame length.
-                log.warning("connection %s closed: a TLS handshake on a plaintext client port",
+                log.warning("connection %s closed: a TLS handshake on the plaintext client port",
                             self.peer)
                 self.close()
                 return
