@@ -54,7 +54,9 @@ setup_kwargs = dict(
     description="A ZooKeeper-compatible coordination service (jute protocol, LMDB storage)",
     packages=find_packages(include=["zkpy", "zkpy.*"]),
     python_requires=">=3.9",
-    install_requires=["lmdb>=1.4", "cffi>=1.15"],
+    # cryptography: TLS key/trust stores (PKCS12, PEM) and client certificate subjects;
+    # pyjks: JKS key/trust stores (zkpy.security.tls)
+    install_requires=["lmdb>=1.4", "cffi>=1.15", "cryptography>=38", "pyjks>=20"],
     extras_require={
         # mfusepy: tests/crash/crashfs.py, a FUSE filesystem that simulates power cuts;
         # pure-sasl: kazoo's sasl_options (tests/compat/test_security_failclosed.py)

@@ -143,8 +143,33 @@ class Config:
     commit_max_bytes: int = 1 << 20
     checkpoint_interval_ms: int = 2000
     lmdb_map_size: int = DEFAULT_LMDB_MAP_SIZE
+    # TLS on client ports and x509 identities (_TLS_KEYS; zkpy.server.tls)
+    secure_client_port: int = 0
+    secure_client_port_address: str = None
+    client_port_unification: bool = False
+    client_cert_reload: bool = False
+    ssl_key_store_location: str = None
+    ssl_key_store_password: str = ""
+    ssl_key_store_password_path: str = None
+    ssl_key_store_type: str = None
+    ssl_trust_store_location: str = None
+    ssl_trust_store_password: str = ""
+    ssl_trust_store_password_path: str = None
+    ssl_trust_store_type: str = None
+    ssl_client_auth: str = "need"
+    ssl_protocol: str = "TLSv1.2"
+    ssl_enabled_protocols: tuple = None
+    ssl_ciphersuites: tuple = None
+    ssl_hostname_verification: bool = True
+    ssl_client_hostname_verification: bool = False
+    ssl_allow_reverse_dns_lookup: bool = False
+    ssl_handshake_detection_timeout_ms: int = 5000
+    ssl_auth_provider: str = "x509"
+    x509_super_user: str = None
+    x509_provider: bool = False   # an authProvider.N names X509AuthenticationProvider
     # bookkeeping
     raw: dict = field(default_factory=dict)
+    key_lines: dict = field(default_factory=dict)   # key -> line number in the file
     warnings: tuple = ()
     notes: tuple = ()  # DEBUG lines (JVM options zkpy ignores)
 
@@ -527,6 +552,125 @@ _SASL_KEYS = {
 }
 _KEYS.update(_SASL_KEYS)
 
+# ---------------------------------------------------------------------------------------------
+# TLS on client ports and x509 identities (zkpy.server.tls builds the context and checks the
+# stores: zkpy.server.tls.check raises a ConfigError naming the key and line of a bad store). The keys are
+# ZooKeeper 3.8's (X509Util, ClientX509Util, QuorumPeerConfig, NettyServerCnxnFactory);
+# ssl.quorum.* (TLS between servers) is not among them.
+
+X509_PROVIDER = "org.apache.zookeeper.server.auth.X509AuthenticationProvider"
+_SSL_PROTOCOLS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+
+
+def _secure_port(key, value, ctx):
+    n = _int(key, value, ctx)
+    if n == 0:
+        return 0   # QuorumPeerConfig: 0 is "not set"
+    if not 1 <= n <= 65535:
+        raise ctx.error(key, "%r is not a port in 1..65535" % value)
+    return n
+
+
+def _file(key, value, ctx):
+    if not value:
+        raise ctx.error(key, "value is empty")
+    return os.path.abspath(value)
+
+
+def _store_type(key, value, ctx):
+    # KeyStoreFileType.fromPropertyValue: empty means "from the file name".
+    if not value:
+        return None
+    t = value.upper()
+    if t == "BCFKS":
+        raise ctx.error(key, "BCFKS (Bouncy Castle FIPS) stores are not supported by zkpy; "
+                        "convert the store to PKCS12 or PEM")
+    if t not in ("JKS", "PEM", "PKCS12"):
+        raise ctx.error(key, "unknown store type %r; choose JKS, PEM or PKCS12" % value)
+    return t
+
+
+def _ssl_client_auth(key, value, ctx):
+    # X509Util.ClientAuth.fromPropertyValue: empty is NEED.
+    v = value.lower() or "need"
+    if v not in ("none", "want", "need"):
+        raise ctx.error(key, "%r is not one of none, want, need" % value)
+    return v
+
+
+def _ssl_protocol(key, value, ctx):
+    if value not in _SSL_PROTOCOLS + ("TLS",):
+        raise ctx.error(key, "%r is not a protocol zkpy knows (%s)"
+                        % (value, ", ".join(_SSL_PROTOCOLS + ("TLS",))))
+    return value
+
+
+def _ssl_protocols(key, value, ctx):
+    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not names:
+        raise ctx.error(key, "value is empty")
+    for name in names:
+        if name not in _SSL_PROTOCOLS:
+            raise ctx.error(key, "%r is not a protocol version zkpy can enable (%s)"
+                            % (name, ", ".join(_SSL_PROTOCOLS)))
+    return names
+
+
+def _list(key, value, ctx):
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not items:
+        raise ctx.error(key, "value is empty")
+    return items
+
+
+def _not_provided(feature):
+    def conv(key, value, ctx):
+        if _bool(key, value, ctx):
+            raise ctx.error(key, "%s is not provided by zkpy; remove the key or set it to "
+                            "false" % feature)
+        return False
+    return conv
+
+
+def _refused(feature):
+    def conv(key, value, ctx):
+        raise ctx.error(key, "%s is not provided by zkpy; remove the key" % feature)
+    return conv
+
+
+_TLS_KEYS = {
+    "secureClientPort": ("secure_client_port", _secure_port),
+    "secureClientPortAddress": ("secure_client_port_address", _nonempty),
+    "client.portUnification": ("client_port_unification", _bool),
+    "client.certReload": ("client_cert_reload", _bool),
+    "ssl.keyStore.location": ("ssl_key_store_location", _file),
+    "ssl.keyStore.password": ("ssl_key_store_password", _str),
+    "ssl.keyStore.passwordPath": ("ssl_key_store_password_path", _file),
+    "ssl.keyStore.type": ("ssl_key_store_type", _store_type),
+    "ssl.trustStore.location": ("ssl_trust_store_location", _file),
+    "ssl.trustStore.password": ("ssl_trust_store_password", _str),
+    "ssl.trustStore.passwordPath": ("ssl_trust_store_password_path", _file),
+    "ssl.trustStore.type": ("ssl_trust_store_type", _store_type),
+    "ssl.clientAuth": ("ssl_client_auth", _ssl_client_auth),
+    "ssl.protocol": ("ssl_protocol", _ssl_protocol),
+    "ssl.enabledProtocols": ("ssl_enabled_protocols", _ssl_protocols),
+    "ssl.ciphersuites": ("ssl_ciphersuites", _list),
+    "ssl.hostnameVerification": ("ssl_hostname_verification", _bool),
+    # (ZooKeeper 3.9's: the server checks a client certificate's names against its address)
+    "ssl.clientHostnameVerification": ("ssl_client_hostname_verification", _not_provided(
+        "checking client certificates against the client's address "
+        "(ssl.clientHostnameVerification, ZooKeeper 3.9)")),
+    "ssl.allowReverseDnsLookup": ("ssl_allow_reverse_dns_lookup", _bool),
+    "ssl.handshakeDetectionTimeoutMillis": ("ssl_handshake_detection_timeout_ms", _positive),
+    "ssl.authProvider": ("ssl_auth_provider", _nonempty),
+    "X509AuthenticationProvider.superUser": ("x509_super_user", _str),
+    # Asked for, not provided: refused rather than ignored.
+    "ssl.crl": (None, _not_provided("certificate revocation checking (CRL)")),
+    "ssl.ocsp": (None, _not_provided("certificate revocation checking (OCSP)")),
+    "ssl.context.supplier.class": (None, _refused("an SSLContext from a Java class")),
+}
+
+
 # ZooKeeper keys that are valid but tune machinery zkpy does not have: accepted without a warning.
 # (Keys about security are not here: see _check_security below.)
 _ACCEPTED_KEYS = frozenset([
@@ -569,8 +713,6 @@ _SECURITY_SWITCHES = {
     "sslQuorum": _TLS_QUORUM,
     "portUnification": _TLS_QUORUM,
     "sslQuorumReloadCertFiles": _TLS_QUORUM,
-    "client.portUnification": _TLS_CLIENT,
-    "client.certReload": _TLS_CLIENT,
     "client.secure": _TLS_CLIENT,
     "admin.portUnification": _TLS_ADMIN,
     "admin.forceHttps": _TLS_ADMIN,
@@ -582,11 +724,11 @@ _SECURITY_SWITCHES = {
 }
 
 # Keys (and prefixes) refused whatever their value: each only configures a feature zkpy lacks.
-_SECURITY_KEYS = {
-    "secureClientPortAddress": _TLS_CLIENT,
-}
+# (TLS on client ports is provided: _TLS_KEYS are handled before these checks.)
+_SECURITY_KEYS = {}
 _SECURITY_PREFIXES = (
-    ("ssl.", "TLS (the ssl.* and ssl.quorum.* keys)"),
+    ("ssl.quorum.", _TLS_QUORUM + " (ssl.quorum.*)"),
+    ("ssl.", "an ssl.* setting zkpy does not have"),
     ("X509AuthenticationProvider.", "x509 (client certificate) authentication"),
     # Unknown keys of these families: ZooKeeper would ignore a misspelt switch and run open.
     ("quorum.auth.", _QUORUM_SASL),
@@ -608,6 +750,7 @@ _AUTH_PROVIDERS = frozenset([
     "org.apache.zookeeper.server.auth.DigestAuthenticationProvider",
     "org.apache.zookeeper.server.auth.IPAuthenticationProvider",
     "org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+    "org.apache.zookeeper.server.auth.X509AuthenticationProvider",
 ])
 _DIGEST_ALGS = frozenset(["SHA1", "SHA-1", "SHA"])  # Java MessageDigest names of SHA-1
 # Keys zkpy honours from zoo.cfg that a `zookeeper.` prefix would make ZooKeeper ignore.
@@ -643,10 +786,6 @@ def _check_security(key, value, ctx):
             raise _refuse(key, value, ctx, _SECURITY_SWITCHES[name],
                           "remove the key or set it to false")
         return True
-    if name == "secureClientPort":
-        if value != "0":  # 0: not set (QuorumPeerConfig)
-            raise _refuse(key, value, ctx, "a TLS client port")
-        return True
     if name in _SECURITY_KEYS:
         raise _refuse(key, value, ctx, _SECURITY_KEYS[name])
     if name in _SECURITY_INERT_KEYS or name.startswith(_SECURITY_INERT_PREFIXES):
@@ -654,8 +793,9 @@ def _check_security(key, value, ctx):
     if name == "authProvider" or name.startswith("authProvider."):
         if value not in _AUTH_PROVIDERS:
             raise ctx.error(key, "%r is an authentication provider zkpy does not provide yet "
-                            "(it has DigestAuthenticationProvider, IPAuthenticationProvider and "
-                            "SASLAuthenticationProvider with DIGEST-MD5); remove the key"
+                            "(it has DigestAuthenticationProvider, IPAuthenticationProvider, "
+                            "X509AuthenticationProvider and SASLAuthenticationProvider with "
+                            "DIGEST-MD5 or GSSAPI); remove the key"
                             % value)
         return True
     if name == "DigestAuthenticationProvider.enabled":
@@ -871,8 +1011,15 @@ def parse_config(text, path="<string>", default_workers=1, myid=None, dynamic_te
         values.setdefault("client_port_address", me.client_address)
     elif "client_port_address" in values:
         raise err("clientPortAddress", "clientPortAddress is set but clientPort is not set")
+    elif values.get("secure_client_port"):
+        values["client_port"] = None   # TLS clients only (secureClientPort)
     else:
         raise ConfigError("clientPort is not set", key="clientPort", path=path)
+    if "secure_client_port_address" in values and not values.get("secure_client_port"):
+        raise err("secureClientPortAddress",
+                  "secureClientPortAddress is set but secureClientPort is not set")
+    if values.get("client_port_unification") and values.get("client_port") is None:
+        raise err("client.portUnification", "client.portUnification needs a clientPort")
 
     mn = values.get("min_session_timeout_ms", -1)
     mx = values.get("max_session_timeout_ms", -1)
@@ -912,13 +1059,19 @@ def parse_config(text, path="<string>", default_workers=1, myid=None, dynamic_te
 
     notes = tuple(values.pop("_notes", ()))
     return Config(path=path, servers=servers, myid=myid, raw=raw, warnings=tuple(ctx.warnings),
-                  notes=notes, **values)
+                  notes=notes, key_lines=lines, **values)
 
 
 def _apply_key(key, value, ctx, values):
     """One zoo.cfg key (or -Dzookeeper.<key> flag) other than server.N, into `values`."""
     if key == "authProvider" or key.startswith("authProvider."):
         values.setdefault("_providers", []).append(value)   # _check_security validates it
+    if key in _TLS_KEYS:   # TLS on client ports (zkpy.server.tls): provided, not refused
+        attr, conv = _TLS_KEYS[key]
+        v = conv(key, value, ctx)
+        if attr is not None:
+            values[attr] = v
+        return
     if _check_security(key, value, ctx):
         return
     if key in _KEYS:
@@ -1011,6 +1164,7 @@ _BUILTIN_SCHEMES = ("ip", "digest")   # ProviderRegistry.initialize (digest is a
 def _client_auth(values, ctx, jaas_text, jaas_path, jvm_flags, lines):
     providers = values.pop("_providers", [])
     values["sasl_provider"] = _sasl.SASL_PROVIDER in providers
+    values["x509_provider"] = X509_PROVIDER in [p.strip() for p in providers]
     supers = values.pop("_super_users", {})
     values["sasl_super_users"] = frozenset(v for v in supers.values() if v)
     # AuthenticationHelper: every enforced scheme must have a provider, or the server stops.

@@ -37,7 +37,7 @@ SASL_OPTIONS = {"mechanism": "DIGEST-MD5", "username": "u", "password": "p"}
 
 @pytest.mark.parametrize("key,value", [
     ("quorum.auth.enableSasl", "true"),
-    ("secureClientPort", None),  # a free port, filled in below
+    ("sslQuorum", "true"),   # (TLS on client ports is provided: tests/compat/test_tls.py)
 ])
 def test_zkpy_server_refuses_to_start_naming_key_and_line(zk_targets, tmp_path, key, value):
     if "zkpy" not in zk_targets:

@@ -131,7 +131,11 @@ def test_handoff_round_trip():
     for conn_id, peer, first in [(1, "127.0.0.1:5000", b"\x00\x00\x00\x2d" + b"\x00" * 45),
                                  (0xFFFFFFFF, "[::1]:65535", b""),
                                  (3, "\u00e9:1", b"ruok")]:
-        assert ipc.decode_handoff(ipc.handoff(conn_id, peer, first)) == (conn_id, peer, first)
+        assert ipc.decode_handoff(ipc.handoff(conn_id, peer, first)) == \
+            (conn_id, peer, first, False)
+    # a TLS client: nothing read, the worker wraps the socket
+    assert ipc.decode_handoff(ipc.handoff(7, "127.0.0.1:1", b"", tls=True)) == \
+        (7, "127.0.0.1:1", b"", True)
 
 
 def test_frame_layout_is_length_then_type():

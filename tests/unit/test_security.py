@@ -456,7 +456,7 @@ def test_server_section_name_from_sasl_serverconfig():
 
 
 @pytest.mark.parametrize("module,fragment", [
-    ("com.sun.security.auth.module.Krb5LoginModule", "Kerberos (SASL GSSAPI)"),
+    # (Krb5LoginModule is served: SASL GSSAPI, tests/unit/test_config.py's Kerberos tests)
     ("org.example.MyLoginModule", "the login module org.example.MyLoginModule"),
 ])
 def test_jaas_module_zkpy_lacks_stops_naming_file_and_section(module, fragment):

@@ -38,9 +38,13 @@ def _config_path(args):
     return os.path.join(conf_dir, "zoo.cfg")
 
 
-def _load(path):
+def _load(path, check_tls=False):
     try:
-        return load_config(path, environ=os.environ)
+        config = load_config(path, environ=os.environ)
+        if check_tls:
+            from zkpy.server import tls
+            tls.check(config)   # the key and trust stores: readable, with the right passwords
+        return config
     except FileNotFoundError:
         sys.stderr.write("zkpy-server: config file %s not found\n" % path)
         sys.exit(2)
@@ -105,7 +109,7 @@ def _alive(pid):
 
 
 def cmd_start_foreground(path):
-    config = _load(path)
+    config = _load(path, check_tls=True)
     _setup_logging(path)
     log = logging.getLogger("zkpy.server")
     for w in config.warnings:
@@ -163,12 +167,20 @@ def cmd_start(path):
             print("FAILED TO START (exit code %d); see %s" % (proc.returncode, out.name))
             return 1
         try:
+            if config.client_port is None:
+                # secureClientPort only: a srvr would need a client certificate; the port
+                # taking connections will do.
+                socket.create_connection((_client_address(config), config.secure_client_port),
+                                         1.0).close()
+                print("STARTED")
+                return 0
             if four_letter(_client_address(config), config.client_port, "srvr", 1.0):
                 print("STARTED")
                 return 0
         except OSError:
             time.sleep(0.1)
-    print("FAILED TO START (no answer on port %d); see %s" % (config.client_port, out.name))
+    print("FAILED TO START (no answer on port %d); see %s"
+          % (config.client_port or config.secure_client_port, out.name))
     return 1
 
 
@@ -202,6 +214,11 @@ def cmd_status(path):
     config = _load(path)
     host = _client_address(config)
     print("Using config: %s" % os.path.abspath(path))
+    if config.client_port is None:
+        print("Client port not found; secureClientPort %d needs a TLS client (zkCli.sh "
+              "with -Dzookeeper.client.secure=true): status asks the plaintext port only."
+              % config.secure_client_port)
+        return 1
     print("Client port found: %d. Client address: %s. Client SSL: false."
           % (config.client_port, host))
     try:

@@ -9,4 +9,6 @@ Pure modules (no I/O, clock or randomness of their own; the callers pass text an
                answers ZooKeeper's clients (realm zk-sasl-md5, qop auth).
   sasl         a connection's SASL login and the `sasl` ACL scheme's rules
                (SASLAuthenticationProvider, SaslServerCallbackHandler, KerberosName).
+(The parts with I/O are beside the server: zkpy.server.tls -- TLS stores and contexts, x509
+identities -- and zkpy.server.sasl_gssapi -- SASL GSSAPI through MIT Kerberos.)
 """

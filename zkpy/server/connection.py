@@ -42,6 +42,8 @@ except ImportError:  # not built, or ZKPY_PURE=1
     _write_request_ok = _write_request_ok_pure
 _encode_reply = codec.encode_reply_frame
 _decode_header = codec.decode_request_header
+# Requests a client may send behind its ConnectRequest, before the answer (held until then).
+_MAX_EARLY_REQUESTS = 1000
 _unpack_header = struct.Struct(">ii").unpack_from
 _monotonic = time.monotonic
 _NO_SASL_TOKEN = r.SetSASLResponse(None)
@@ -108,8 +110,10 @@ class _Entry(object):
 
 
 class Connection(asyncio.Protocol):
-    def __init__(self, fe, per_ip=None, first=b"", initial=None, conn_id=0, peer=None):
+    def __init__(self, fe, per_ip=None, first=b"", initial=None, conn_id=0, peer=None,
+                 tls=None):
         self.fe = fe
+        self.tls = tls                # zkpy.server.tls.ServerTls of a TLS connection
         self.initial = initial        # bytes the core read before handing the socket over
         self.per_ip = per_ip          # ip -> open connection count (in-process mode only)
         self.transport = None
@@ -126,6 +130,7 @@ class Connection(asyncio.Protocol):
         self.entries = {}             # entry_id -> _Entry awaiting the core's answer
         self.reads_queued = 0         # reads in `pending` not answered yet
         self.held = 0                 # writes in `pending` held behind such a read
+        self._early = None            # requests that came before the session was established
         self._next_entry = 1
         self.ids = []                 # identities for ACL checks: ("ip", addr) + addauth
         self.received = 0
@@ -161,8 +166,15 @@ class Connection(asyncio.Protocol):
             self.ip = peer[0] if peer else "?"
             self.peer = "%s:%s" % (peer[0], peer[1]) if peer else "?"
         self.fe.add(self)
-        # Every connection is identified by its address (IPAuthenticationProvider).
+        # Every connection is identified by its address (IPAuthenticationProvider); a TLS
+        # client by its certificate too (X509AuthenticationProvider).
         self.ids = [("ip", self.ip)]
+        if self.tls is not None:
+            ids = self.tls.peer_identities(transport.get_extra_info("ssl_object"), self.peer)
+            if ids is None:
+                self.close()   # refused (peer_identities logged why)
+                return
+            self.ids.extend(ids)
         self.fe.link.auth(self.conn_id, self.ids)
         if self.per_ip is not None:
             count = self.per_ip.get(self.ip, 0) + 1
@@ -214,6 +226,12 @@ class Connection(asyncio.Protocol):
             if cmd is not None:
                 self._four_letter(cmd)
                 return
+            if data[0] == 0x16 and self.tls is None:
+                # A TLS ClientHello; a client's first byte is the high byte of a frame length.
+                log.warning("connection %s closed: a TLS handshake on the plaintext client port",
+                            self.peer)
+                self.close()
+                return
         try:
             frames = self.decoder.feed(data)
             stats = self.fe.stats
@@ -226,6 +244,22 @@ class Connection(asyncio.Protocol):
                     self._handshake(frame)
                 else:
                     self._request(frame)
+        except ClientProtocolError as e:
+            log.warning("closing connection %s (session 0x%x): %s", self.peer, self.session_id, e)
+            self.close()
+        except Exception:
+            log.exception("closing connection %s (session 0x%x) after an internal error",
+                          self.peer, self.session_id)
+            self.close()
+
+    def _replay(self, frames):
+        """The requests held until the session was established, in order."""
+        self.unpumped = True
+        try:
+            for frame in frames:
+                if self.closed:
+                    return
+                self._request(frame)
         except ClientProtocolError as e:
             log.warning("closing connection %s (session 0x%x): %s", self.peer, self.session_id, e)
             self.close()
@@ -392,15 +426,26 @@ class Connection(asyncio.Protocol):
         log.info("established session 0x%x with negotiated timeout %d for client %s",
                  session_id, timeout_ms, self.peer)
         self.send_connect_response(timeout_ms, session_id, passwd, read_only)
+        early, self._early = self._early, None
+        if early:
+            self._replay(early)
 
     # ------------------------------------------------------------------ requests
 
     def _request(self, frame):
         fe = self.fe
         if self.session_id == 0:
-            # The client's handshake is not answered yet: ZooKeeper's clients do not pipeline
-            # before the ConnectResponse, so a request now breaks the protocol.
-            raise ClientProtocolError("request before the session was established")
+            # The handshake is not answered yet. The Java client's Netty socket (the one TLS
+            # needs) writes its queued requests right behind the ConnectRequest, and ZooKeeper
+            # serves them once the session exists: hold them until then.
+            early = self._early
+            if early is None:
+                early = self._early = []
+            early.append(bytes(frame))
+            if len(early) > _MAX_EARLY_REQUESTS:
+                raise ClientProtocolError("more than %d requests before the session was "
+                                          "established" % _MAX_EARLY_REQUESTS)
+            return
         try:
             xid, op = _unpack_header(frame, 0)
         except struct.error:
@@ -778,6 +823,13 @@ class Connection(asyncio.Protocol):
 
     def _four_letter(self, cmd):
         fe = self.fe
+        if fe.four_letter is None:
+            # Inside TLS in a worker process: the figures of every worker are the core's.
+            log.info("four letter word %s from %s over TLS: answered on a plaintext client port "
+                     "(or with workers=0) only; closing", cmd, self.peer)
+            self.closed = True
+            self.transport.close()
+            return
         if cmd not in fe.config.four_letter_words:
             text = "%s is not executed because it is not in the whitelist.\n" % cmd
         else:

@@ -191,6 +191,9 @@ def _multi_reply(xid, zxid, ops, subs, nodes):
 class Core(object):
     def __init__(self, config):
         self.config = config
+        # The x509 ACL scheme exists while its provider does (zkpy.server.tls.x509_enabled).
+        acls.set_x509(config.secure_client_port or config.client_port_unification
+                      or config.x509_provider)
         self.started = time.monotonic()
         self.origins = []          # every frontend: each gets every batch's watch events
         self.sessions = SessionTable(config.tick_time_ms, server_id=1)

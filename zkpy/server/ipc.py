@@ -33,7 +33,9 @@ core -> worker
                    from the clients, take no more handoffs, answer PAUSED; replies still go out)
     SHUTDOWN  (24)                               (close the connections, exit)
 The handoff of a client socket travels on a second socket pair as SCM_RIGHTS with the message
-    HANDOFF        conn_id:u32 peer:str first_bytes:blob
+    HANDOFF        conn_id:u32 peer:str first_bytes:blob tls:u8
+                   (tls=1: the client starts a TLS handshake, nothing of it was read: the
+                   worker wraps the socket in TLS; first_bytes is then empty)
 """
 
 import select
@@ -176,13 +178,15 @@ def pause():
     return _frame(PAUSE, b"")
 
 
-def handoff(conn_id, peer, first_bytes):
-    return _U32.pack(conn_id) + _blob(peer.encode("utf-8")) + _blob(first_bytes)
+def handoff(conn_id, peer, first_bytes, tls=False):
+    return (_U32.pack(conn_id) + _blob(peer.encode("utf-8")) + _blob(first_bytes)
+            + (b"\x01" if tls else b"\x00"))
 
 
 def decode_handoff(data):
+    """-> (conn_id, peer, first_bytes, tls)"""
     r = Reader(data)
-    return r.u32(), r.str(), r.blob()
+    return r.u32(), r.str(), r.blob(), data[r.o] == 1
 
 
 # ---------------------------------------------------------------- decoding

@@ -20,12 +20,15 @@ from zkpy.admin import fourletter
 from zkpy.errors import StorageCorruptError, StorageFullError
 from zkpy.server.connection import Connection, close_connections
 from zkpy.server.core import Core, _free_space
+from zkpy.server import tlsaccept
 from zkpy.server.frontend import Frontend
 
 log = logging.getLogger("zkpy.server")
 
 # On the way out: how long the replies already given to the connections may take to leave.
 CLOSE_TIMEOUT_S = 1.0
+# client.portUnification: how long a new connection may stay silent before it is dropped.
+FIRST_BYTE_TIMEOUT_S = 30
 
 
 class LocalLink(object):
@@ -63,6 +66,10 @@ class InProcess(object):
         self.fe.four_letter = self._four_letter
         core.origins.append(self.fe)
         self.server = None
+        self.listeners = []     # the TLS and unified ports, accepted here (_accept)
+        self.per_ip = {}
+        self.tls = None
+        self._reloader = None
 
     def _four_letter(self, cmd, peer):
         reset = fourletter.RESETS.get(cmd)
@@ -76,22 +83,75 @@ class InProcess(object):
         return fourletter.Report(self.core, [self.fe.snapshot()], peer)
 
     async def start(self):
+        from zkpy.server import tls
+        from zkpy.server.supervisor import bind_listener, listen_specs
         cfg = self.config
-        per_ip = {}
+        per_ip = self.per_ip
+        loop = asyncio.get_running_loop()
+        if tls.tls_enabled(cfg):
+            self.tls = tls.ServerTls(cfg)
+            if cfg.client_cert_reload:
+                self._reloader = loop.create_task(tlsaccept.reload_loop(self.tls))
         backlog = cfg.client_port_listen_backlog if cfg.client_port_listen_backlog > 0 else 511
-        self.server = await asyncio.get_running_loop().create_server(
-            lambda: Connection(self.fe, per_ip), cfg.client_port_address or "0.0.0.0",
-            cfg.client_port, reuse_address=True, backlog=backlog)
+        for host, port, kind in listen_specs(cfg):
+            if kind == "plain":
+                self.server = await loop.create_server(
+                    lambda: Connection(self.fe, per_ip), host, port, reuse_address=True,
+                    backlog=backlog)
+                continue
+            sock = bind_listener(host, port, cfg)
+            self.listeners.append(sock)
+            loop.add_reader(sock.fileno(), self._accept, sock, kind)
+
+    def _accept(self, listener, kind):
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, addr = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                log.warning("accept failed: %s", e)
+                return
+            sock.setblocking(False)
+            loop.create_task(self._serve(sock, "%s:%d" % addr[:2], kind))
+
+    async def _serve(self, sock, peer, kind):
+        """A connection on the TLS port, or on the unified port (TLS or plaintext)."""
+        is_tls = kind == "tls"
+        if not is_tls:
+            try:
+                is_tls = await tlsaccept.starts_tls(sock, FIRST_BYTE_TIMEOUT_S)
+            except (ConnectionError, OSError, asyncio.TimeoutError) as e:
+                log.debug("connection %s closed before it started: %s", peer, e)
+                sock.close()
+                return
+        if is_tls:
+            conn = Connection(self.fe, self.per_ip, peer=peer, tls=self.tls)
+            await tlsaccept.start_tls(conn, sock, self.tls)
+        else:
+            conn = Connection(self.fe, self.per_ip, peer=peer)
+            await asyncio.get_running_loop().connect_accepted_socket(lambda: conn, sock)
+
+    def _close_listeners(self):
+        if self.server is not None:
+            self.server.close()
+        loop = asyncio.get_running_loop()
+        for sock in self.listeners:
+            loop.remove_reader(sock.fileno())
+            sock.close()
+        self.listeners = []
+        if self._reloader is not None:
+            self._reloader.cancel()
+            self._reloader = None
 
     async def pause(self):
         """A clean stop begins: no new connections, no more requests read (see Supervisor)."""
-        if self.server is not None:
-            self.server.close()
+        self._close_listeners()
         self.fe.pause()
 
     async def stop(self):
-        if self.server is not None:
-            self.server.close()
+        self._close_listeners()
         self.fe.pause()
         await close_connections(self.fe, CLOSE_TIMEOUT_S)
 
@@ -128,6 +188,19 @@ async def _open_core(core, config, replay):
                                   _free_space(config.data_dir))) from None
 
 
+def _ports(config):
+    """The client listeners, for the log: "127.0.0.1:2181", "... and TLS on 0.0.0.0:2281"."""
+    parts = []
+    if config.client_port:
+        parts.append("%s:%d%s" % (config.client_port_address or "0.0.0.0", config.client_port,
+                                  " (plaintext and TLS)" if config.client_port_unification
+                                  else ""))
+    if config.secure_client_port:
+        parts.append("TLS on %s:%d" % (config.secure_client_port_address or "0.0.0.0",
+                                       config.secure_client_port))
+    return " and ".join(parts)
+
+
 async def serve(config, ready=None):
     core = Core(config)
     loop = asyncio.get_running_loop()
@@ -162,7 +235,7 @@ async def serve(config, ready=None):
         if peer is not None:
             await peer.start()
     except OSError as e:
-        log.error("cannot listen (client port %d%s): %s", config.client_port,
+        log.error("cannot listen (%s%s): %s", _ports(config),
                   "; quorum/election ports of server.%d" % config.myid if peer else "", e)
         if peer is not None:
             await peer.stop()
@@ -175,10 +248,10 @@ async def serve(config, ready=None):
         admin = await http.start(core, front.report)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("zkpy %s %s clients on %s:%d with %d worker processes (dataDir=%s, "
+    log.info("zkpy %s %s clients on %s with %d worker processes (dataDir=%s, "
              "dataLogDir=%s)", ZK_VERSION_STRING,
-             "accepting (for the ensemble)" if distributed else "serving", config.client_port_address or "0.0.0.0",
-             config.client_port, config.workers, config.data_dir, config.data_log_dir)
+             "accepting (for the ensemble)" if distributed else "serving", _ports(config),
+             config.workers, config.data_dir, config.data_log_dir)
     if core.audit is not None:
         core.audit.server_start()
     if ready is not None:

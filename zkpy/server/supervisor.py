@@ -19,12 +19,41 @@ import sys
 
 from zkpy.admin import fourletter
 from zkpy.proto.framing import is_four_letter_word
-from zkpy.server import ipc
+from zkpy.server import ipc, tlsaccept
 from zkpy.server.worker import RESET_CONNECTIONS, RESET_SERVER
 
 log = logging.getLogger("zkpy.supervisor")
 
 _FIRST_BYTES_TIMEOUT_S = 30
+
+
+def listen_specs(config):
+    """(host, port, kind) of each client listener: clientPort ("plain", or "unified" with
+    client.portUnification: TLS and plaintext told apart by the first byte) and
+    secureClientPort ("tls")."""
+    specs = []
+    if config.client_port:
+        specs.append((config.client_port_address or "0.0.0.0", config.client_port,
+                      "unified" if config.client_port_unification else "plain"))
+    if config.secure_client_port:
+        specs.append((config.secure_client_port_address or "0.0.0.0",
+                      config.secure_client_port, "tls"))
+    return specs
+
+
+def bind_listener(host, port, config):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        backlog = config.client_port_listen_backlog
+        sock.listen(backlog if backlog > 0 else 511)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
 
 
 class WorkerHandle(object):
@@ -98,7 +127,7 @@ class Supervisor(object):
         self.core = core
         self.config = config
         self.workers = []
-        self.listener = None
+        self.listeners = []      # (socket, kind): "plain", "unified" (TLS or not) or "tls"
         self._rr = itertools.count()
         self._conn_ids = itertools.count(1)
         self.conn_ip = {}        # conn_id -> (ip, worker)
@@ -202,10 +231,11 @@ class Supervisor(object):
                         ", ".join(str(h.worker_id) for h in late), timeout_s)
 
     def _close_listener(self):
-        if self.listener is not None:
-            asyncio.get_running_loop().remove_reader(self.listener.fileno())
-            self.listener.close()
-            self.listener = None
+        loop = asyncio.get_running_loop()
+        for sock, _ in self.listeners:
+            loop.remove_reader(sock.fileno())
+            sock.close()
+        self.listeners = []
 
     async def stop(self):
         """After pause() and the core's drain: the workers close their connections (the replies
@@ -230,23 +260,16 @@ class Supervisor(object):
     # ------------------------------------------------------------------ accepting
 
     def _listen(self):
-        cfg = self.config
-        host = cfg.client_port_address or "0.0.0.0"
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, cfg.client_port))
-        backlog = cfg.client_port_listen_backlog if cfg.client_port_listen_backlog > 0 else 511
-        sock.listen(backlog)
-        sock.setblocking(False)
-        self.listener = sock
-        asyncio.get_running_loop().add_reader(sock.fileno(), self._accept)
+        for host, port, kind in listen_specs(self.config):
+            sock = bind_listener(host, port, self.config)
+            self.listeners.append((sock, kind))
+            asyncio.get_running_loop().add_reader(sock.fileno(), self._accept, sock, kind)
 
-    def _accept(self):
+    def _accept(self, listener, kind):
         loop = asyncio.get_running_loop()
         while True:
             try:
-                sock, addr = self.listener.accept()
+                sock, addr = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
@@ -263,12 +286,17 @@ class Supervisor(object):
             self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
             conn_id = next(self._conn_ids)
             self.conn_ip[conn_id] = (ip, None)
-            loop.create_task(self._first_bytes(sock, conn_id, "%s:%d" % (ip, addr[1])))
+            loop.create_task(self._first_bytes(sock, conn_id, "%s:%d" % (ip, addr[1]), kind))
 
-    async def _first_bytes(self, sock, conn_id, peer):
+    async def _first_bytes(self, sock, conn_id, peer, kind="plain"):
         loop = asyncio.get_running_loop()
         first = b""
         try:
+            if kind == "tls" or (kind == "unified" and await tlsaccept.starts_tls(
+                    sock, _FIRST_BYTES_TIMEOUT_S)):
+                # The worker does the handshake: nothing is read here.
+                self._hand_over(sock, conn_id, peer, b"", tls=True)
+                return
             while len(first) < 4:
                 data = await asyncio.wait_for(loop.sock_recv(sock, 65536),
                                               _FIRST_BYTES_TIMEOUT_S)
@@ -279,20 +307,34 @@ class Supervisor(object):
             if cmd is not None:
                 await self._four_letter(sock, cmd, peer)
                 raise ConnectionError("four letter word answered")
-            if self.stopping:
-                raise ConnectionError("the server is stopping")
-            live = [w for w in self.workers if w.alive and w.handoff is not None]
-            if not live:
-                raise ConnectionError("no worker process is running")
-            worker = live[next(self._rr) % len(live)]
-            socket.send_fds(worker.handoff, [ipc.handoff(conn_id, peer, first)], [sock.fileno()])
-            self.conn_ip[conn_id] = (self.conn_ip[conn_id][0], worker)
-            sock.close()  # the worker holds its own descriptor now
+            if first[0] == tlsaccept.TLS_HANDSHAKE_RECORD:
+                # (a plaintext client's first byte is the high byte of a frame length: 0)
+                log.warning("connection %s closed: a TLS handshake on the plaintext client port "
+                            "%d (%s)", peer, self.config.client_port,
+                            "TLS clients use secureClientPort %d" % self.config.secure_client_port
+                            if self.config.secure_client_port else
+                            "no secureClientPort, client.portUnification=false")
+                sock.close()
+                self.conn_gone(conn_id)
+                return
+            self._hand_over(sock, conn_id, peer, first)
         except (ConnectionError, OSError, asyncio.TimeoutError) as e:
             if not isinstance(e, ConnectionError) or "four letter" not in str(e):
                 log.debug("connection %s not handed over: %s", peer, e)
             sock.close()
             self.conn_gone(conn_id)
+
+    def _hand_over(self, sock, conn_id, peer, first, tls=False):
+        if self.stopping:
+            raise ConnectionError("the server is stopping")
+        live = [w for w in self.workers if w.alive and w.handoff is not None]
+        if not live:
+            raise ConnectionError("no worker process is running")
+        worker = live[next(self._rr) % len(live)]
+        socket.send_fds(worker.handoff, [ipc.handoff(conn_id, peer, first, tls)],
+                        [sock.fileno()])
+        self.conn_ip[conn_id] = (self.conn_ip[conn_id][0], worker)
+        sock.close()  # the worker holds its own descriptor now
 
     def conn_gone(self, conn_id):
         entry = self.conn_ip.pop(conn_id, None)

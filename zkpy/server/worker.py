@@ -19,7 +19,7 @@ import socket
 import sys
 
 from zkpy.config import DEFAULT_LMDB_MAP_SIZE, load_config
-from zkpy.server import ipc
+from zkpy.server import ipc, tlsaccept
 from zkpy.server.connection import Connection, close_connections
 from zkpy.server.frontend import Frontend
 from zkpy.storage.lmdb_tree import LmdbTree
@@ -122,6 +122,7 @@ async def run(config, worker_id, ctrl_fd, handoff_fd):
         fe.pause()
         link._send(ipc.paused())
 
+    server_tls = _server_tls(config)
     on_frame, on_eof = _dispatcher(fe, done, pause)
     link.channel = ipc.Channel(loop, socket.socket(fileno=ctrl_fd), on_frame, on_eof,
                                stop_at_short_read=True)
@@ -138,9 +139,21 @@ async def run(config, worker_id, ctrl_fd, handoff_fd):
                 return
             if not fds:
                 continue
-            conn_id, peer, first = ipc.decode_handoff(msg)
+            conn_id, peer, first, tls = ipc.decode_handoff(msg)
             sock = socket.socket(fileno=fds[0])
             sock.setblocking(False)
+            if tls:
+                if server_tls is None:
+                    log.warning("TLS connection %s closed: this worker has no TLS context", peer)
+                    sock.close()
+                    link.closed(conn_id, 0)
+                    continue
+                # first=b"": a four-letter word inside TLS is recognised (and refused here).
+                conn = Connection(fe, None, first=b"", conn_id=conn_id, peer=peer,
+                                  tls=server_tls)
+                loop.create_task(tlsaccept.start_tls(
+                    conn, sock, server_tls, lambda c=conn_id: link.closed(c, 0)))
+                continue
             conn = Connection(fe, None, first=None, initial=first, conn_id=conn_id, peer=peer)
             loop.create_task(loop.connect_accepted_socket(lambda c=conn: c, sock))
 
@@ -154,15 +167,33 @@ async def run(config, worker_id, ctrl_fd, handoff_fd):
             link.flush_touches()
 
     toucher = loop.create_task(touches())
+    reloader = None
+    if server_tls is not None and config.client_cert_reload:
+        reloader = loop.create_task(tlsaccept.reload_loop(server_tls))
     log.info("worker %d (pid %d) serving", worker_id, os.getpid())
     reason = await done
     log.info("worker %d stopping: %s", worker_id, reason)
     toucher.cancel()
+    if reloader is not None:
+        reloader.cancel()
     loop.remove_reader(handoff.fileno())
     fe.pause()
     await close_connections(fe, CLOSE_TIMEOUT_S)
     tree.close()
     return 0
+
+
+def _server_tls(config):
+    """This process's TLS context for client connections, or None (no TLS configured, or the
+    stores cannot be read now: the core checked them at startup, so that is logged)."""
+    from zkpy.server import tls
+    if not tls.tls_enabled(config):
+        return None
+    try:
+        return tls.ServerTls(config)
+    except Exception as e:
+        log.error("cannot build the TLS context; TLS connections will be closed: %s", e)
+        return None
 
 
 def main(argv=None):

@@ -5,7 +5,14 @@ providers (world, auth, digest, ip, sasl when configured; super through a superD
 superUser). An identity is a (scheme, id)
 pair; a connection holds ("ip", its address) from the start and gains ("digest",
 "user:base64(sha1(user:password))") with `addauth digest user:password`, plus ("super", "") when
-that digest equals the configured DigestAuthenticationProvider.superDigest.
+that digest equals the configured DigestAuthenticationProvider.superDigest. A TLS client with a
+certificate holds ("x509", its subject) (X509AuthenticationProvider; the subject as Java's
+X500Principal.getName() prints it), plus ("super", subject) when that subject is the configured
+X509AuthenticationProvider.superUser. Any ("super", ...) identity passes every check.
+
+The x509 scheme exists only while its provider is registered (set_x509: TLS on a client port,
+or authProvider.N=...X509AuthenticationProvider): otherwise an x509 ACL is INVALIDACL, as in
+ZooKeeper's PrepRequestProcessor.fixupACL.
 """
 
 import base64
@@ -17,6 +24,12 @@ from zkpy.errors import ZkError
 from zkpy.proto import consts
 
 SUPER = ("super", "")
+_x509 = [False]   # whether the x509 provider is registered (set_x509)
+
+
+def set_x509(enabled):
+    """Register (or not) the x509 scheme, as ZooKeeper's ProviderRegistry does at startup."""
+    _x509[0] = bool(enabled)
 
 
 class _SaslScheme(object):
@@ -96,13 +109,67 @@ def _valid(scheme, ident):
             return False
     if scheme == "sasl":
         return _sasl_valid(ident)
+    if scheme == "x509":
+        return _x509[0] and valid_x500_name(ident)
     return False
+
+
+# X500Principal(String) keywords (RFC 1779 / 2253 and Java's own), case-insensitive.
+_X500_KEYWORDS = frozenset([
+    "CN", "C", "L", "S", "ST", "O", "OU", "T", "IP", "STREET", "DC", "DNQUALIFIER", "DNQ",
+    "SURNAME", "GIVENNAME", "INITIALS", "GENERATION", "EMAIL", "EMAILADDRESS", "UID",
+    "SERIALNUMBER",
+])
+
+
+def _split_unescaped(text, seps):
+    parts, cur, i, quoted = [], [], 0, False
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text):
+            cur.append(text[i:i + 2])
+            i += 2
+            continue
+        if c == '"':
+            quoted = not quoted
+        elif c in seps and not quoted:
+            parts.append("".join(cur))
+            cur = []
+            i += 1
+            continue
+        cur.append(c)
+        i += 1
+    parts.append("".join(cur))
+    return parts
+
+
+def valid_x500_name(name):
+    """Whether Java's new X500Principal(name) would take `name` (X509AuthenticationProvider
+    .isValid): RDNs of type=value, types a keyword or an OID."""
+    if not name.strip():
+        return True   # the empty name
+    for rdn in _split_unescaped(name, ",;"):
+        for ava in _split_unescaped(rdn, "+"):
+            if "=" not in ava:
+                return False
+            kind = ava.split("=", 1)[0].strip()
+            if kind.upper().startswith("OID."):
+                kind = kind[4:]
+            if kind.upper() in _X500_KEYWORDS:
+                continue
+            parts = kind.split(".")
+            if len(parts) < 2 or not all(p.isdigit() for p in parts):
+                return False
+    return True
 
 
 def allowed(acl, perm, ids, skip=False):
     """True when identities `ids` may do `perm` on a node with `acl` (ZooKeeperServer.checkACL)."""
-    if skip or SUPER in ids or not acl:
+    if skip or not acl:
         return True
+    for s, _ in ids:
+        if s == "super":
+            return True
     for perms, scheme, ident in acl:
         if not perms & perm:
             continue
