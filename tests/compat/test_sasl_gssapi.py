@@ -31,7 +31,7 @@ pytestmark = pytest.mark.timeout(180)
 SERVICE = "zookeeper/localhost"
 NULL_TOKEN = j_int(-1)
 
-SERVER_JAAS = """Server {
+_KRB5_SECTION = """%(section)s {
     com.sun.security.auth.module.Krb5LoginModule required
     useKeyTab=true
     keyTab="%(keytab)s"
@@ -40,15 +40,8 @@ SERVER_JAAS = """Server {
     principal="%(principal)s";
 };
 """
-CLIENT_JAAS = """Client {
-    com.sun.security.auth.module.Krb5LoginModule required
-    useKeyTab=true
-    keyTab="%(keytab)s"
-    storeKey=true
-    useTicketCache=false
-    principal="%(principal)s";
-};
-"""
+SERVER_JAAS = _KRB5_SECTION.replace("%(section)s", "Server")
+CLIENT_JAAS = _KRB5_SECTION.replace("%(section)s", "Client")
 
 # Run in a process of its own, with KRB5_CONFIG and KRB5CCNAME set for MIT Kerberos.
 KAZOO_SCRIPT = r"""

@@ -232,18 +232,26 @@ class Connection(asyncio.Protocol):
                             self.peer)
                 self.close()
                 return
+        self._closing_on_error(self._frames, data)
+
+    def _frames(self, data):
+        frames = self.decoder.feed(data)
+        stats = self.fe.stats
+        for frame in frames:
+            if self.closed or self.recv_disabled:
+                return
+            self.received += 1
+            stats.packets_received += 1
+            if not self.handshake_done:
+                self._handshake(frame)
+            else:
+                self._request(frame)
+
+    def _closing_on_error(self, fn, arg):
+        """fn(arg); a client's bad input or an internal error closes this connection (one log
+        line), nothing else."""
         try:
-            frames = self.decoder.feed(data)
-            stats = self.fe.stats
-            for frame in frames:
-                if self.closed or self.recv_disabled:
-                    return
-                self.received += 1
-                stats.packets_received += 1
-                if not self.handshake_done:
-                    self._handshake(frame)
-                else:
-                    self._request(frame)
+            fn(arg)
         except ClientProtocolError as e:
             log.warning("closing connection %s (session 0x%x): %s", self.peer, self.session_id, e)
             self.close()
@@ -255,18 +263,13 @@ class Connection(asyncio.Protocol):
     def _replay(self, frames):
         """The requests held until the session was established, in order."""
         self.unpumped = True
-        try:
-            for frame in frames:
-                if self.closed:
-                    return
-                self._request(frame)
-        except ClientProtocolError as e:
-            log.warning("closing connection %s (session 0x%x): %s", self.peer, self.session_id, e)
-            self.close()
-        except Exception:
-            log.exception("closing connection %s (session 0x%x) after an internal error",
-                          self.peer, self.session_id)
-            self.close()
+        self._closing_on_error(self._replay_frames, frames)
+
+    def _replay_frames(self, frames):
+        for frame in frames:
+            if self.closed:
+                return
+            self._request(frame)
 
     def _pump(self):
         self.unpumped = False
