@@ -19,6 +19,7 @@ import time
 
 from zkpy import ZK_VERSION_STRING, __version__
 from zkpy.config import load_config
+from zkpy.logsetup import setup_logging
 from zkpy.errors import ConfigError, StorageCorruptError, StorageFullError
 from zkpy.tree import acl as acls
 
@@ -51,15 +52,6 @@ def _load(path, check_tls=False):
     except ConfigError as e:
         sys.stderr.write("zkpy-server: invalid config: %s\n" % e)
         sys.exit(2)
-
-
-def _setup_logging(cfg_path):
-    logging_conf = os.path.join(os.path.dirname(os.path.abspath(cfg_path)), "logging.conf")
-    if os.path.exists(logging_conf):
-        logging.config.fileConfig(logging_conf, disable_existing_loggers=False)
-    else:
-        logging.basicConfig(level=logging.INFO,
-                            format="%(asctime)s [myid:] - %(levelname)s [%(name)s] - %(message)s")
 
 
 def _pidfile(config):
@@ -110,7 +102,7 @@ def _alive(pid):
 
 def cmd_start_foreground(path):
     config = _load(path, check_tls=True)
-    _setup_logging(path)
+    setup_logging(path)
     log = logging.getLogger("zkpy.server")
     for w in config.warnings:
         log.warning("%s", w)

@@ -210,8 +210,8 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     config = load_config(args.config, environ=os.environ)
     acls.configure(config)
-    from zkpy.cli.server import _setup_logging
-    _setup_logging(args.config)
+    from zkpy.logsetup import setup_logging
+    setup_logging(args.config)
     try:
         return asyncio.run(run(config, args.worker_id, args.ctrl_fd, args.handoff_fd))
     except KeyboardInterrupt:
