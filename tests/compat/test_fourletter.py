@@ -4,6 +4,7 @@ Owns the 4lw compatibility checks (ruok, srvr, stat, conf, mntr, envi, isro, wch
 whitelist refusal text). Runs on every selected server kind via the zk_kind fixtures.
 """
 
+import os
 import re
 
 NOT_WHITELISTED = "{} is not executed because it is not in the whitelist.\n"
@@ -107,6 +108,18 @@ def test_envi(shared_zk_server):
     fields = _kv(text, "=")
     assert "zookeeper.version" in fields
     assert "host.name" in fields
+
+
+def test_envi_says_which_compiled_twins_run(zkpy_server):
+    """zkpy's envi names each compiled module and which twin runs (the server's ZKPY_PURE or
+    build decides: zkpy.compiled), and so does the start-up log line."""
+    from zkpy import compiled
+    fields = _kv(zkpy_server.four_letter("envi"), "=")
+    want = "pure" if os.environ.get("ZKPY_PURE") == "1" else "compiled"
+    for name in compiled.MODULES:
+        assert fields["zkpy.compiled.%s" % name].startswith(want), fields
+    line = [ln for ln in zkpy_server.log_text().splitlines() if "compiled twins:" in ln]
+    assert len(line) == 1 and all(name in line[0] for name in compiled.MODULES), line
 
 
 def test_isro(shared_zk_server):

@@ -15,7 +15,9 @@ FORBIDDEN = {"asyncio", "socket", "os", "time", "random", "threading", "multipro
              "selectors", "subprocess", "signal", "select", "concurrent", "datetime", "io",
              "shutil", "tempfile", "mmap", "lmdb", "logging"}
 # Pure modules may import zkpy only from these packages (never zkpy.server/storage/cli/admin).
-ALLOWED_ZKPY = ("zkpy.errors", "zkpy.proto", "zkpy.tree", "zkpy.config", "zkpy.security",
+# zkpy.compiled: the one chooser of compiled twins (it reads ZKPY_PURE and imports, no I/O).
+ALLOWED_ZKPY = ("zkpy.errors", "zkpy.compiled", "zkpy.proto", "zkpy.tree", "zkpy.config",
+                "zkpy.security",
                 "zkpy.quorum.zab",
                 "zkpy.quorum.messages", "zkpy.quorum.election")
 

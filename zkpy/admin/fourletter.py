@@ -11,6 +11,7 @@ import socket
 import sys
 import time
 
+from zkpy import compiled
 from zkpy import ZK_VERSION_STRING
 
 
@@ -157,6 +158,8 @@ def envi(rep):
         "user.home=" + os.path.expanduser("~"),
         "user.dir=" + os.getcwd(),
     ]
+    # Which twin of each compiled module this server runs (zkpy.compiled).
+    lines += ["zkpy.compiled.%s=%s" % (name, choice) for name, choice in compiled.choices()]
     return "\n".join(lines) + "\n"
 
 

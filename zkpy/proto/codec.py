@@ -45,6 +45,7 @@ import struct
 from zkpy.errors import ClientProtocolError
 from zkpy.proto import consts as _c
 from zkpy.proto import records as _r
+from zkpy import compiled
 
 __all__ = [
     "encode", "encode_into", "decode", "DECODERS", "ENCODERS",
@@ -611,10 +612,7 @@ def decode_multi_response(data, offset=0):
 
 encode_reply_frame_pure = encode_reply_frame
 DECODERS_PURE = dict(DECODERS)
-try:
-    from zkpy.proto import _fastcodec
-except ImportError:
-    _fastcodec = None
+_fastcodec = compiled.load("_fastcodec")
 if _fastcodec is not None:
     _fastcodec.register_records(_r.CreateRequest, _r.SetDataRequest, _r.DeleteRequest, _r.ACL,
                                 _r.Id, _r.CreateResponse, _r.Create2Response,

@@ -18,6 +18,7 @@ length every 4lw is far above jute.maxbuffer and would be rejected.
 import struct
 
 from zkpy.errors import ClientProtocolError
+from zkpy import compiled
 
 __all__ = ["frame", "FrameDecoder", "is_four_letter_word", "FOUR_LETTER_WORDS",
            "JUTE_MAXBUFFER_DEFAULT"]
@@ -132,7 +133,4 @@ def is_four_letter_word(first4):
 
 
 # The compiled twin of feed's loop (zkpy.proto._fastcodec; not loaded under ZKPY_PURE=1).
-try:
-    from zkpy.proto._fastcodec import split_frames as _split_frames
-except ImportError:
-    _split_frames = None
+_split_frames = getattr(compiled.load("_fastcodec"), "split_frames", None)

@@ -24,6 +24,7 @@ from zkpy.security.sasl import NONCE_RANDOM_BYTES, SaslError, SaslLogin
 from zkpy.tree import acl as acls
 from zkpy.tree import watches as wt
 from zkpy.server.frontend import Latency
+from zkpy import compiled
 
 log = logging.getLogger("zkpy.server.connection")
 
@@ -36,10 +37,8 @@ def _write_request_ok_pure(op, data, off):
     return False
 
 
-try:
-    from zkpy.proto._fastcodec import write_request_ok as _write_request_ok
-except ImportError:  # not built, or ZKPY_PURE=1
-    _write_request_ok = _write_request_ok_pure
+_write_request_ok = getattr(compiled.load("_fastcodec"), "write_request_ok",
+                            _write_request_ok_pure)
 _encode_reply = codec.encode_reply_frame
 _decode_header = codec.decode_request_header
 # Requests a client may send behind its ConnectRequest, before the answer (held until then).

@@ -39,6 +39,7 @@ The handoff of a client socket travels on a second socket pair as SCM_RIGHTS wit
 """
 
 import select
+from zkpy import compiled
 import struct
 import time
 
@@ -408,10 +409,7 @@ decode_pure = decode
 batch_pure = batch
 request_pure = request
 decode_batch_replies_pure = decode_batch_replies
-try:
-    from zkpy.proto import _fastcodec
-except ImportError:
-    _fastcodec = None
+_fastcodec = compiled.load("_fastcodec")
 _split_frames = getattr(_fastcodec, "split_frames", None)
 if _fastcodec is not None:
     _fastcodec.register("ipc_decode", decode_pure)

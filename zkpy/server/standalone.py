@@ -15,6 +15,7 @@ import signal
 
 import lmdb
 
+from zkpy import compiled
 from zkpy import ZK_VERSION_STRING
 from zkpy.admin import fourletter
 from zkpy.errors import StorageCorruptError, StorageFullError
@@ -252,6 +253,7 @@ async def serve(config, ready=None):
              "dataLogDir=%s)", ZK_VERSION_STRING,
              "accepting (for the ensemble)" if distributed else "serving", _ports(config),
              config.workers, config.data_dir, config.data_log_dir)
+    log.info("compiled twins: %s", compiled.summary())
     if core.audit is not None:
         core.audit.server_start()
     if ready is not None:

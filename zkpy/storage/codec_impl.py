@@ -1,13 +1,10 @@
-"""Selects the compiled node codec, or the pure one when ZKPY_PURE=1 or the build failed."""
+"""Selects the compiled node codec, or the pure one (zkpy.compiled: ZKPY_PURE=1 or the build
+failed)."""
 
-import os
+from zkpy import compiled
+from zkpy.storage import nodecodec as _pure
 
-IMPLEMENTATION = "pure"
-if os.environ.get("ZKPY_PURE") != "1":
-    try:
-        from zkpy.storage._nodecodec import pack_node, unpack_node  # noqa: F401
-        IMPLEMENTATION = "cython"
-    except ImportError:
-        pass
-if IMPLEMENTATION == "pure":
-    from zkpy.storage.nodecodec import pack_node, unpack_node  # noqa: F401,F811
+_nodecodec = compiled.load("_nodecodec")
+IMPLEMENTATION = "cython" if _nodecodec is not None else "pure"
+pack_node = (_nodecodec or _pure).pack_node
+unpack_node = (_nodecodec or _pure).unpack_node

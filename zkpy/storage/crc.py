@@ -6,7 +6,7 @@ when it is built, and by the pure-Python table below otherwise, or when the envi
 ``ZKPY_PURE=1`` is set at import time. Both give identical results; tests check the parity.
 """
 
-import os
+from zkpy import compiled
 
 _POLY = 0x82F63B78  # reflected Castagnoli polynomial
 
@@ -33,14 +33,9 @@ def crc32c_pure(data, crc=0):
     return c ^ 0xFFFFFFFF
 
 
-_lib = None
-_ffi = None
-if os.environ.get("ZKPY_PURE") != "1":
-    try:
-        from zkpy._crc32c import ffi as _ffi, lib as _lib
-    except ImportError:  # extension not built: fall back silently, results are the same
-        _lib = None
-        _ffi = None
+_crc_mod = compiled.load("_crc32c")   # (results are the same without it)
+_lib = getattr(_crc_mod, "lib", None)
+_ffi = getattr(_crc_mod, "ffi", None)
 
 
 if _lib is not None:

@@ -23,6 +23,7 @@ from zkpy.tree import quota
 from zkpy.tree import txns
 from zkpy.tree.node import Node, OPEN_ACL_UNSAFE, READ_ACL_UNSAFE, _int32, copy_node
 from zkpy.tree.paths import is_special, validate_path
+from zkpy import compiled
 
 # Create flags served by this module; CONTAINER and TTL arrive with the API issue.
 _MODES = frozenset(range(7))  # CreateMode flags 0..6
@@ -493,10 +494,7 @@ def apply(view, zxid, txn):
 fused_delete_pure = fused_delete
 fused_set_data_pure = fused_set_data
 fused_create_pure = fused_create
-try:
-    from zkpy.tree import _fastpath
-except ImportError:   # not built, or ZKPY_PURE=1
-    _fastpath = None
+_fastpath = compiled.load("_fastpath")
 
 
 def _install_fastpath(pure_delete=fused_delete_pure, pure_set_data=fused_set_data_pure,

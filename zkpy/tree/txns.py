@@ -25,6 +25,7 @@ Any change to this grammar bumps txnlog's format version.
 import struct
 
 from zkpy.errors import StorageCorruptError
+from zkpy import compiled
 
 CREATE = 1
 DELETE = 2
@@ -212,10 +213,7 @@ def decode(payload):
 # The compiled twin (zkpy.proto._fastcodec, not loaded under ZKPY_PURE=1) encodes the common
 # txn types and hands the rest (MULTI, CLOSE_SESSION, odd values) to the encoder above.
 encode_pure = encode
-try:
-    from zkpy.proto import _fastcodec
-except ImportError:
-    _fastcodec = None
+_fastcodec = compiled.load("_fastcodec")
 if _fastcodec is not None:
     _fastcodec.register("txn_encode", encode_pure)
     encode = _fastcodec.txn_encode
