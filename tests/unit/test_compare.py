@@ -335,6 +335,7 @@ def test_tls_topology_against_zkpy(tmp_path):
                                    extra_cfg={"workers": "1"})
     reports, info = _tls_runs(cluster, "getdata,create-1KiB,delete")
     assert info["zkpy"]["topology"] == "tls"
+    assert "(TLS TLSv1.2 ECDHE-" in info["zkpy"]["servers"]       # ZooKeeper's default protocol
     assert info["zkpy"]["hosts"] == "127.0.0.1:%d" % cluster.members[0].secure_port
     assert not cluster.alive()                                   # stopped afterwards
 
@@ -381,3 +382,4 @@ def test_tls_topology_against_apache_smoke(tmp_path):
     cluster = servers.make_cluster("apache", "tls", tmp_path, label="ZooKeeper")
     reports, info = _tls_runs(cluster, "getdata")
     assert info["ZooKeeper"]["version"].startswith("3.8")
+    assert "(TLS TLSv1.2 ECDHE-" in info["ZooKeeper"]["servers"]

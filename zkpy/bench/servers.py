@@ -575,6 +575,8 @@ class TlsServer:
     """What the tls topology adds to a BenchServer: the TLS keys (`tls_config`), the secure
     port as the clients' address, and a start that waits for a TLS session too."""
 
+    negotiated = None     # "TLSv1.2 ECDHE-ECDSA-AES256-GCM-SHA384": the probe session's
+
     def _init_tls(self, material, secure_port=None):
         self.material = material
         self.secure_port = secure_port or free_port()
@@ -600,7 +602,10 @@ class TlsServer:
             if self.proc.poll() is not None:
                 break
             try:
-                loadgen.SyncClient(self.addrs[0], tls=self.tls).close()
+                probe = loadgen.SyncClient(self.addrs[0], tls=self.tls)
+                (proto, (cipher, _, _)) = probe.sock.version()
+                self.negotiated = "%s %s" % (proto, cipher)
+                probe.close()
             except (loadgen.BenchError, OSError) as e:
                 last = str(e)
                 time.sleep(0.2)
@@ -614,9 +619,10 @@ class TlsServer:
                              self.log_path, self.log_tail()))
 
     def describe(self):
-        return "%s on 127.0.0.1:%d (TLS; clientPort %d for srvr only), dataDir %s, stores %s" % (
-            " ".join(self.command_summary()), self.secure_port, self.port, self.data_dir,
-            self.material.dir)
+        return ("%s on 127.0.0.1:%d (TLS%s; clientPort %d for srvr only), dataDir %s, stores %s"
+                % (" ".join(self.command_summary()), self.secure_port,
+                   " " + self.negotiated if self.negotiated else "", self.port, self.data_dir,
+                   self.material.dir))
 
 
 class ZkpyTlsServer(TlsServer, ZkpyServer):
