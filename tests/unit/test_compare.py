@@ -1,6 +1,7 @@
 """zkpy.bench.compare (`zkpy-bench compare`): the ratio table, the run plan and its ETA, the
 argument handling, and whole comparisons against two of zkpy-bench's null servers (no Java,
-no zkpy server). About five seconds in all."""
+no zkpy server); the tls topology against a real zkpy server (and Apache ZooKeeper 3.8 when
+installed). About fifteen seconds in all."""
 
 import json
 import sys
@@ -286,3 +287,99 @@ def test_a_dead_server_is_an_error_not_a_hang(tmp_path):
     assert "not running any more" in reports[1]["error_samples"][0]
     assert any(line.startswith("ERROR: exists on null") for line in lines)
     assert info["null"]["kind"] == "null"
+
+
+# --- the tls topology ---------------------------------------------------------------------------
+
+def test_tls_topology_same_keys_and_stores_for_both_servers(tmp_path):
+    z = servers.make_cluster("zkpy", "tls", tmp_path, label="zkpy")
+    a = servers.make_cluster("apache", "tls", tmp_path, label="ZooKeeper")
+    cz, ca = z.members[0].config(), a.members[0].config()
+    drop = ("dataDir", "clientPort", "secureClientPort")
+    assert {k: v for k, v in cz.items() if k not in drop} == \
+        {k: v for k, v in ca.items() if k not in drop}
+    assert cz["serverCnxnFactory"] == "org.apache.zookeeper.server.NettyServerCnxnFactory"
+    assert cz["secureClientPortAddress"] == "127.0.0.1" and "ssl.clientAuth" not in cz
+    m = z.members[0]
+    assert cz["secureClientPort"] == str(m.secure_port) != cz["clientPort"]
+    # made once in the run's directory, shared by both sides
+    assert cz["ssl.keyStore.location"] == str(tmp_path / "tls" / "server.pem")
+    assert cz["ssl.trustStore.location"] == str(tmp_path / "tls" / "ca.pem")
+    assert z.tls == a.tls and z.tls.ca == cz["ssl.trustStore.location"]
+    assert all(servers.Path(f).is_file() for f in z.tls)
+    assert z.addrs == [("127.0.0.1", m.secure_port)]
+    assert servers.make_cluster("zkpy", "standalone", tmp_path).tls is None
+    with pytest.raises(ValueError):
+        servers.make_cluster("null", "tls", tmp_path)
+    s = _settings("--topology", "tls", "--quick")
+    assert s["topology"] == "tls" and s["out"].name.endswith("-tls-quick")
+    with pytest.raises(ValueError):
+        _settings("--topology", "tls", "--servers", "null,null")
+
+
+def _tls_runs(cluster, workloads):
+    s = _settings("--topology", "tls", "--workloads", workloads, *QUICK_LOAD)
+    s["prewarm"] = 0
+    lines = []
+    reports, info = compare.run_compare(s, [cluster], log=lines.append)
+    assert [r["errors"] for r in reports] == [0] * len(reports), lines
+    assert all(r["ops"] > 0 and r["tls"] for r in reports)
+    return reports, info
+
+
+def test_tls_topology_against_zkpy(tmp_path):
+    """A real zkpy server with TLS only for its clients: the load generator's TLS sessions run
+    reads, creates and deletes (setup and cleanup over TLS too); a session without a client
+    certificate, or in plaintext, gets nothing on the secure port."""
+    cluster = servers.make_cluster("zkpy", "tls", tmp_path, label="zkpy",
+                                   extra_cfg={"workers": "1"})
+    reports, info = _tls_runs(cluster, "getdata,create-1KiB,delete")
+    assert info["zkpy"]["topology"] == "tls"
+    assert "(TLS TLSv1.2 ECDHE-" in info["zkpy"]["servers"]       # ZooKeeper's default protocol
+    assert info["zkpy"]["hosts"] == "127.0.0.1:%d" % cluster.members[0].secure_port
+    assert not cluster.alive()                                   # stopped afterwards
+
+
+def _session_without_certificate(addr, ca):
+    """What a TLS client without a certificate gets: the first bytes of the answer to its
+    ConnectRequest (b"" when the server closes), or None when the handshake fails."""
+    import socket
+    import ssl
+    from zkpy.proto import codec, records
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(ca)
+    t = loadgen.TlsSocket(socket.create_connection(addr, timeout=5), ctx, "127.0.0.1")
+    try:
+        t.handshake()
+        body = codec.encode_connect_request(records.ConnectRequest(0, 0, 30000, 0, b"\0" * 16))
+        t.sendall(len(body).to_bytes(4, "big") + body)
+        return t.recv(4)
+    except OSError:
+        return None
+    finally:
+        t.close()
+
+
+def test_tls_sessions_need_a_client_certificate(tmp_path):
+    cluster = servers.make_cluster("zkpy", "tls", tmp_path, label="zkpy",
+                                   extra_cfg={"workers": "1"})
+    cluster.start()
+    try:
+        addr = cluster.addrs[0]
+        loadgen.SyncClient(addr, tls=cluster.tls).close()
+        assert not _session_without_certificate(addr, cluster.tls.ca)
+        with pytest.raises((loadgen.BenchError, OSError)):
+            loadgen.connect_session(addr)                         # plaintext on the TLS port
+    finally:
+        cluster.stop()
+
+
+@pytest.mark.skipif(servers.apache_missing() is not None,
+                    reason="Apache ZooKeeper 3.8 not installed (apt-get install zookeeper)")
+def test_tls_topology_against_apache_smoke(tmp_path):
+    """ZooKeeper 3.8 with the same keys and stores (NettyServerCnxnFactory on the Debian
+    classpath): one short read run over TLS."""
+    cluster = servers.make_cluster("apache", "tls", tmp_path, label="ZooKeeper")
+    reports, info = _tls_runs(cluster, "getdata")
+    assert info["ZooKeeper"]["version"].startswith("3.8")
+    assert "(TLS TLSv1.2 ECDHE-" in info["ZooKeeper"]["servers"]

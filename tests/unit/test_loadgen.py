@@ -220,3 +220,136 @@ def test_summarize_reports_the_window_every_process_was_in():
     parts = [dict(part, window_ns=(100, 900)), dict(part, window_ns=(150, 800))]
     assert loadgen.summarize(parts)["window_monotonic_ns"] == [150, 800]
     assert loadgen.summarize([part])["window_monotonic_ns"] is None
+
+
+# --- TLS sessions ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    from zkpy.bench import servers
+    return servers.tls_material(tmp_path_factory.mktemp("tls"))
+
+
+def _tls_pair(material):
+    """A TlsSocket (client) and an ssl.SSLSocket (server, needing a client certificate) over
+    a socketpair, after the handshake."""
+    import socket
+    import ssl
+    import threading
+    a, b = socket.socketpair()
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.load_cert_chain(material.keystore)
+    sctx.load_verify_locations(material.truststore)
+    sctx.verify_mode = ssl.CERT_REQUIRED
+    box = {}
+    t = threading.Thread(target=lambda: box.setdefault("s", sctx.wrap_socket(b, server_side=True)))
+    t.start()
+    c = loadgen.TlsSocket(a, loadgen.client_context(material.client), "127.0.0.1").handshake()
+    t.join(10)
+    return c, box["s"]
+
+
+def test_tls_socket_keeps_the_stream_exact_through_a_full_send_buffer(tls_files):
+    import selectors
+    import threading
+    import time
+    c, s = _tls_pair(tls_files)
+    try:
+        got = bytearray()
+        total = 6 << 20
+
+        def read_later():
+            time.sleep(0.3)                       # let the client fill its socket buffer
+            while len(got) < total:
+                data = s.recv(1 << 16)
+                if not data:
+                    break
+                got.extend(data)
+
+        reader = threading.Thread(target=read_later)
+        reader.start()
+        c.setblocking(False)
+        sel = selectors.DefaultSelector()
+        sel.register(c, selectors.EVENT_WRITE)
+        sent = bytearray()
+        wbuf = bytearray()
+        chunk = 0
+        blocked = held = 0
+        while len(sent) < total or wbuf:
+            if len(sent) < total:                 # the load loop appends while a send waits
+                piece = bytes([chunk % 251]) * 65536 + chunk.to_bytes(4, "big")
+                piece = piece[:total - len(sent)]
+                wbuf += piece
+                sent += piece
+                chunk += 1
+            try:
+                n = c.send(wbuf)
+            except BlockingIOError:
+                n = 0
+                blocked += 1
+            if 0 < n < len(wbuf):
+                held += 1
+            del wbuf[:n]
+            if wbuf:
+                sel.select(5)
+        reader.join(30)
+        assert held                               # ciphertext was left over (byte kept)
+        assert len(got) == total and got == sent
+        # and back: replies decrypted whole, BlockingIOError when there is nothing
+        with pytest.raises(BlockingIOError):
+            c.recv(1 << 18)
+        reply = bytes(range(256)) * 4096          # 1 MiB
+        threading.Thread(target=s.sendall, args=(reply,)).start()
+        sel.modify(c, selectors.EVENT_READ)
+        back = bytearray()
+        while len(back) < len(reply):
+            assert sel.select(5)
+            try:
+                back += c.recv(1 << 18)
+            except BlockingIOError:
+                pass
+        assert back == reply
+        # blocking use, as SyncClient and _close_sessions: small reads, sendall
+        c.setblocking(True)
+        c.sendall(b"ping")
+        assert s.recv(4) == b"ping"
+        s.sendall(b"0123456789")
+        assert c.recv(4) == b"0123" and c.recv(100) == b"456789"
+    finally:
+        c.close()
+        s.close()
+
+
+def test_tls_client_refuses_a_server_its_ca_did_not_sign(tls_files, tmp_path):
+    import socket
+    import ssl
+    import threading
+    from zkpy.testing import tlsstores as ts
+    other = ts.write_pem_trust(tmp_path / "other.pem", ts.make_ca("another CA"))
+    files = loadgen.TlsFiles(other, tls_files.client_cert, tls_files.client_key)
+    assert loadgen.client_context(files).verify_mode == ssl.CERT_REQUIRED
+    assert loadgen.client_context(files) is loadgen.client_context(tuple(files))
+    a, b = socket.socketpair()
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.load_cert_chain(tls_files.keystore)
+
+    def serve():
+        try:
+            sctx.wrap_socket(b, server_side=True)
+        except OSError:
+            pass
+
+    t = threading.Thread(target=serve)
+    t.start()
+    try:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            loadgen.TlsSocket(a, loadgen.client_context(files), "127.0.0.1").handshake()
+    finally:
+        a.close()
+        t.join(10)
+        b.close()
+
+
+def test_cli_tls_options_need_all_three(capsys):
+    rc = loadgen.main(["run", "--hosts", "127.0.0.1:1", "--tls-ca", "ca.pem", "-q"])
+    assert rc == 2 and "--tls-cert" in capsys.readouterr().err

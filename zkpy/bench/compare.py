@@ -279,9 +279,11 @@ def add_compare_parser(sub):
                    help="the two sides, A,B (kinds: zkpy, apache, null); the ratio is A / B "
                         "(default zkpy,apache)")
     p.add_argument("--topology", default="standalone", choices=_topologies(),
-                   help="server layout of each side: standalone (one server) or ensemble3 "
-                        "(a 3-node pseudo-cluster, sessions round robin over its members; "
-                        "default standalone)")
+                   help="server layout of each side: standalone (one server), ensemble3 "
+                        "(a 3-node pseudo-cluster, sessions round robin over its members) or "
+                        "tls (one server, every session over TLS on secureClientPort with a "
+                        "client certificate; both servers get the same PEM stores, made for "
+                        "the run); default standalone")
     p.add_argument("--workloads", default="all",
                    help="comma-separated subset of: %s (default all)"
                         % ", ".join(c.name for c in CASES))
@@ -530,6 +532,12 @@ def _stderr(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
+def _tls_kw(cluster):
+    # Only for a TLS side: a plaintext run is called exactly as before.
+    tls = getattr(cluster, "tls", None)
+    return {} if tls is None else {"tls": tls}
+
+
 def run_compare(settings, clusters, log=_stderr, runner=None, clock=time.monotonic):
     """Start `clusters` (A, B), run the plan, stop them. Returns (reports, server info).
 
@@ -560,7 +568,8 @@ def run_compare(settings, clusters, log=_stderr, runner=None, clock=time.monoton
         if s["prewarm"] > 0:
             for c in clusters:
                 log("prewarm %s: %.0f s of getdata, not measured" % (c.label, s["prewarm"]))
-                r = runner(c.addrs, "getdata", duration=s["prewarm"], warmup=0, **load)
+                r = runner(c.addrs, "getdata", duration=s["prewarm"], warmup=0, **load,
+                           **_tls_kw(c))
                 if r.get("errors"):
                     log("ERROR: prewarm of %s had %d errors: %s"
                         % (c.label, r["errors"], "; ".join(r.get("error_samples", []))))
@@ -576,7 +585,7 @@ def run_compare(settings, clusters, log=_stderr, runner=None, clock=time.monoton
                 try:
                     report = runner(c.addrs, run.case.workload, duration=s["duration"],
                                     warmup=s["warmup"], value_size=run.case.value_size,
-                                    **load)
+                                    **load, **_tls_kw(c))
                 except (loadgen.BenchError, OSError, ValueError) as e:
                     report = _failed_report(run, "%s: %s" % (type(e).__name__, e))
             actual.append(clock() - t0)
@@ -677,7 +686,14 @@ def compare_main(args, argv=None):
         md += ["zkpy code: commit %s." % machine["zkpy_commit"], ""]
     for lab, i in info.items():
         md.append("- %s: %s (version %s)" % (lab, i["servers"], i["version"]))
-    if s["topology"] != "standalone":
+    if s["topology"] == "tls":
+        md += ["", "Topology tls: one server per side; every session (setup, load, cleanup) "
+                   "over TLS on secureClientPort (127.0.0.1), with a client certificate. Both "
+                   "servers get the same keys (serverCnxnFactory=NettyServerCnxnFactory, "
+                   "ssl.keyStore.location / ssl.trustStore.location: the same PEM files, "
+                   "generated for this run; ZooKeeper's defaults otherwise: ssl.clientAuth=need, "
+                   "TLSv1.2); the plaintext clientPort serves only the harness's srvr checks."]
+    elif s["topology"] != "standalone":
         md += ["", "Topology %s: %d members per side on 127.0.0.1, each with its own dataDir "
                    "and myid; sessions round robin over the members (session i on member "
                    "i mod %d; setup and cleanup through the first member, and each session "

@@ -5,6 +5,7 @@ Owns the `zkpy-bench` command (console script ``zkpy-bench=zkpy.bench.loadgen:ma
     zkpy-bench run --hosts 127.0.0.1:2181 --workload getdata --processes 2 --sessions 32 \\
                    --depth 16 --duration 10 --value-size 100 --znodes 1000 [--json out.json]
     zkpy-bench run --null-server ...        # against a null server started for the run
+    zkpy-bench run --hosts 127.0.0.1:2281 --tls-ca ca.pem --tls-cert c.crt --tls-key c.key ...
     zkpy-bench serve-null --port 2181 [--processes N]
     zkpy-bench compare [--quick] ...        # zkpy vs Apache ZooKeeper (zkpy.bench.compare)
     zkpy-bench scaling [--quick] ...        # sessions, tree size, memory, restart (.scaling)
@@ -23,6 +24,14 @@ How it stays out of the way of the server it measures:
   - ``--sessions`` (the total) are spread over ``--processes`` forked processes.
 ``--null-server`` / ``serve-null`` answer every request at once with an OK reply, so a run
 against them shows the generator's own ceiling on this machine.
+
+TLS (``--tls-ca/--tls-cert/--tls-key``, `run_bench(tls=TlsFiles(...))`: a secureClientPort):
+every session -- setup, load, cleanup -- is a `TlsSocket`, TLS through memory BIOs
+(ssl.SSLObject) over the plain non-blocking socket: one recv() of ciphertext per wakeup,
+decrypted whole, and ciphertext sent with the socket's own partial-write semantics. The server
+certificate is verified against the CA (and its name against the host), the client presents its
+certificate (ZooKeeper's ssl.clientAuth defaults to need). Without TLS the sessions are plain
+sockets and the load loop is the same code, untouched.
 
 Workloads (znodes live under ``--root``, default /bench):
   getdata, exists, setdata   on /bench/n<i>, i cycling over --znodes (setData version -1)
@@ -53,6 +62,7 @@ import os
 import selectors
 import signal
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -65,7 +75,8 @@ from zkpy.proto import records as _r
 
 __all__ = [
     "WORKLOADS", "Workload", "build_request", "percentiles", "summarize", "run_bench",
-    "NullServer", "serve_null", "main",
+    "NullServer", "serve_null", "main", "TlsFiles", "TlsSocket", "client_context",
+    "connect_session", "SyncClient",
 ]
 
 WORKLOADS = ("create", "getdata", "setdata", "delete", "exists", "getchildren", "mixed",
@@ -269,17 +280,182 @@ def _recv_exact(sock, n):
     return bytes(buf)
 
 
-def connect_session(addr, timeout_ms=SESSION_TIMEOUT_MS):
-    """Blocking connect + ConnectRequest/ConnectResponse; returns (socket, session id)."""
+TlsFiles = collections.namedtuple("TlsFiles", "ca cert key")
+TlsFiles.__doc__ = """PEM files of a TLS client: the CA certificate(s) to trust, the client's
+certificate chain and its (unencrypted) key."""
+
+_CONTEXTS = {}    # TlsFiles -> ssl.SSLContext, per process
+
+
+def client_context(tls):
+    """The ssl.SSLContext of a TLS client with `tls` (a TlsFiles), made once per process:
+    the server's certificate must chain to tls.ca and name the host; the client presents
+    tls.cert / tls.key."""
+    tls = TlsFiles(*tls)
+    ctx = _CONTEXTS.get(tls)
+    if ctx is None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)     # CERT_REQUIRED, check_hostname
+        ctx.load_verify_locations(tls.ca)
+        ctx.load_cert_chain(tls.cert, tls.key)
+        _CONTEXTS[tls] = ctx
+    return ctx
+
+
+class TlsSocket:
+    """A TLS connection as the load loop and SyncClient use a socket.
+
+    The TLS state is an ssl.SSLObject between two memory BIOs over the plain socket `sock`, so
+    the loop keeps its non-blocking socket semantics:
+      - recv(n): decrypted bytes (at most n); when none are decrypted yet, one recv() of up to
+        RAW bytes of ciphertext from the socket (BlockingIOError when the socket has none,
+        b"" at EOF or close_notify). With the socket empty, one call returns everything
+        decryptable: RAW (128 KiB) plus a pending partial record stays under the load loop's
+        256 KiB, so nothing is left decrypted that epoll would not announce.
+      - send(data): encrypts data (records into the outgoing BIO) and sends what the socket
+        takes. When ciphertext is left over, it reports all of data but its last byte as sent:
+        the caller keeps that byte and asks to write again (EVENT_WRITE), and the next send()
+        skips it (it is encrypted already). The caller must pass what it kept first, as the
+        load loop's write buffer does.
+      - sendall (all of data, after what is left over), setblocking, settimeout, fileno,
+        close: as a socket.
+    """
+
+    RAW = 1 << 17
+
+    def __init__(self, sock, ctx, server_hostname):
+        self.sock = sock
+        self.fileno = sock.fileno
+        self._in = ssl.MemoryBIO()
+        self._out = ssl.MemoryBIO()
+        self._obj = ctx.wrap_bio(self._in, self._out, server_side=False,
+                                 server_hostname=server_hostname)
+        self._plain = bytearray()   # decrypted, not yet returned
+        self._wpend = bytearray()   # encrypted, not yet sent
+        self._held = 0              # bytes at the start of the next send() encrypted already
+
+    def handshake(self):
+        """The TLS handshake on the (blocking) socket."""
+        while True:
+            try:
+                self._obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                out = self._out.read()
+                if out:
+                    self.sock.sendall(out)
+                data = self.sock.recv(self.RAW)
+                if not data:
+                    raise ConnectionResetError("connection closed during the TLS handshake")
+                self._in.write(data)
+        out = self._out.read()
+        if out:
+            self.sock.sendall(out)
+        return self
+
+    def version(self):
+        return self._obj.version(), self._obj.cipher()
+
+    def _decrypt(self):
+        read = self._obj.read
+        plain = self._plain
+        while True:
+            try:
+                data = read(self.RAW)
+            except ssl.SSLWantReadError:
+                return
+            except ssl.SSLZeroReturnError:      # close_notify
+                return
+            if not data:
+                return
+            plain += data
+
+    def recv(self, n):
+        plain = self._plain
+        while not plain:
+            raw = self.sock.recv(self.RAW)      # BlockingIOError: nothing to read
+            if not raw:
+                return b""
+            self._in.write(raw)
+            self._decrypt()
+            if self._out.pending:               # e.g. a TLS 1.3 key update to answer
+                self._wpend += self._out.read()
+                self._push()
+        if len(plain) <= n:
+            data = bytes(plain)
+            plain.clear()
+        else:
+            data = bytes(plain[:n])
+            del plain[:n]
+        return data
+
+    def _push(self):
+        wpend = self._wpend
+        try:
+            sent = self.sock.send(wpend)
+        except BlockingIOError:
+            return
+        del wpend[:sent]
+
+    def send(self, data):
+        if self._wpend:
+            self._push()
+            if self._wpend:
+                raise BlockingIOError("TLS: ciphertext left to send")
+        held = self._held
+        if len(data) > held:
+            self._obj.write(data if not held else bytes(data[held:]))
+            self._wpend += self._out.read()
+        self._held = 0
+        self._push()
+        if self._wpend and data:
+            self._held = 1
+            return len(data) - 1
+        return len(data)
+
+    def sendall(self, data):
+        # Blocking use (handshake, setup, close): all of data; a byte kept by a send() before
+        # belongs to a buffer the caller has given up (_close_sessions).
+        self._held = 0
+        if data:
+            self._obj.write(data)
+            self._wpend += self._out.read()
+        if self._wpend:
+            self.sock.sendall(self._wpend)
+            self._wpend.clear()
+
+    def setblocking(self, flag):
+        self.sock.setblocking(flag)
+
+    def settimeout(self, t):
+        self.sock.settimeout(t)
+
+    def close(self):
+        self.sock.close()
+
+
+def connect_session(addr, timeout_ms=SESSION_TIMEOUT_MS, tls=None):
+    """Blocking connect (+ TLS handshake with `tls`, a TlsFiles) + ConnectRequest /
+    ConnectResponse; returns (socket or TlsSocket, session id)."""
     try:
         sock = socket.create_connection(addr, timeout=CONNECT_TIMEOUT)
     except OSError as e:
         raise BenchError("cannot connect to %s:%d: %s" % (addr[0], addr[1], e)) from None
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if tls is not None:
+        try:
+            sock = TlsSocket(sock, client_context(tls), addr[0]).handshake()
+        except (OSError, ValueError) as e:     # ssl.SSLError is an OSError
+            sock.close()
+            raise BenchError("TLS handshake with %s:%d failed: %s" % (addr[0], addr[1], e)) \
+                from None
     body = _codec.encode_connect_request(_r.ConnectRequest(0, 0, timeout_ms, 0, b"\0" * 16))
-    sock.sendall(_LEN.pack(len(body)) + body)
-    (n,) = _LEN.unpack(_recv_exact(sock, 4))
-    resp, _ = _codec.decode_connect_response(_recv_exact(sock, n))
+    try:
+        sock.sendall(_LEN.pack(len(body)) + body)
+        (n,) = _LEN.unpack(_recv_exact(sock, 4))
+        resp, _ = _codec.decode_connect_response(_recv_exact(sock, n))
+    except BaseException:
+        sock.close()
+        raise
     if resp.timeOut <= 0 or resp.sessionId == 0:
         sock.close()
         raise BenchError("server at %s:%d refused the session" % addr)
@@ -303,8 +479,8 @@ def sync_session(sock, path, xid=0):
 class SyncClient:
     """One blocking session for setup and cleanup: pipelined batches, replies in order."""
 
-    def __init__(self, addr):
-        self.sock, self.session_id = connect_session(addr)
+    def __init__(self, addr, tls=None):
+        self.sock, self.session_id = connect_session(addr, tls=tls)
         self.sock.settimeout(DRAIN_TIMEOUT)
         self.xid = 0
         self.rbuf = bytearray()
@@ -607,7 +783,7 @@ def _worker(conn, cfg, sids):
     sessions = []
     try:
         for sid in sids:
-            sock, _ = connect_session(addrs[sid % len(addrs)])
+            sock, _ = connect_session(addrs[sid % len(addrs)], tls=cfg["tls"])
             first_xid = 0
             if len(addrs) > 1:
                 # An ensemble: this member may not have applied the setup yet (it was done
@@ -686,8 +862,10 @@ def _split(n, parts):
 
 
 def run_bench(addrs, workload="getdata", processes=2, sessions=32, depth=16, duration=10.0,
-              value_size=100, znodes=1000, warmup=1.0, root="/bench", keep=False, log=None):
-    """Setup, a measured run and cleanup against `addrs` [(host, port)]; returns the report."""
+              value_size=100, znodes=1000, warmup=1.0, root="/bench", keep=False, log=None,
+              tls=None):
+    """Setup, a measured run and cleanup against `addrs` [(host, port)]; returns the report.
+    `tls` (a TlsFiles): every session over TLS."""
     log = log or (lambda msg: None)
     if workload == "latency":
         depth = 1
@@ -695,10 +873,11 @@ def run_bench(addrs, workload="getdata", processes=2, sessions=32, depth=16, dur
         raise ValueError("sessions, depth and processes must be >= 1 and duration > 0")
     wl = Workload(workload, root, znodes, value_size)
     cfg = dict(workload=workload, root=root, znodes=znodes, value_size=value_size,
-               addrs=list(addrs), depth=depth, duration=duration, warmup=warmup, keep=keep)
+               addrs=list(addrs), depth=depth, duration=duration, warmup=warmup, keep=keep,
+               tls=None if tls is None else TlsFiles(*tls))
     t_wall = time.monotonic()
     # The setup session is closed during the run: idle, it could expire on a long one.
-    client = SyncClient(addrs[0])
+    client = SyncClient(addrs[0], tls=cfg["tls"])
     try:
         log("setup: %s under %s (%s znodes)" % (workload, root,
                                                  znodes if wl.needs_znodes() else 0))
@@ -750,7 +929,7 @@ def run_bench(addrs, workload="getdata", processes=2, sessions=32, depth=16, dur
             p["lat_ns"]
     if not keep:
         log("cleanup")
-        client = SyncClient(addrs[0])
+        client = SyncClient(addrs[0], tls=cfg["tls"])
         try:
             wipe(client, root)
         finally:
@@ -759,7 +938,7 @@ def run_bench(addrs, workload="getdata", processes=2, sessions=32, depth=16, dur
     report.update(workload=workload, hosts=",".join("%s:%d" % a for a in addrs),
                   processes=len(procs), sessions=sessions, depth=depth, duration_s=duration,
                   warmup_s=warmup, value_size=value_size,
-                  znodes=znodes if wl.needs_znodes() else 0)
+                  znodes=znodes if wl.needs_znodes() else 0, tls=tls is not None)
     return report
 
 
@@ -994,6 +1173,11 @@ def _parser():
                      help="ignore --hosts: run against a null server started for this run")
     run.add_argument("--null-processes", type=int, default=1,
                      help="processes of that null server (default 1)")
+    run.add_argument("--tls-ca", metavar="PEM",
+                     help="connect with TLS (a secureClientPort), trusting these CA "
+                          "certificates; needs --tls-cert and --tls-key")
+    run.add_argument("--tls-cert", metavar="PEM", help="the client's certificate (chain)")
+    run.add_argument("--tls-key", metavar="PEM", help="the client's key (unencrypted)")
     run.add_argument("-q", "--quiet", action="store_true")
     null = sub.add_parser("serve-null", help="answer every request at once with OK")
     null.add_argument("--host", default="127.0.0.1")
@@ -1036,7 +1220,14 @@ def main(argv=None):
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     null_proc = None
     try:
+        tls = None
+        if args.tls_ca or args.tls_cert or args.tls_key:
+            if not (args.tls_ca and args.tls_cert and args.tls_key):
+                raise ValueError("TLS needs --tls-ca, --tls-cert and --tls-key")
+            tls = TlsFiles(args.tls_ca, args.tls_cert, args.tls_key)
         if args.null_server:
+            if tls is not None:
+                raise ValueError("the null server speaks no TLS")
             null_proc, port = start_null_server(args.null_processes)
             addrs = [("127.0.0.1", port)]
             label = args.label or "null-server"
@@ -1045,7 +1236,7 @@ def main(argv=None):
             label = args.label
         report = run_bench(addrs, args.workload, args.processes, args.sessions, args.depth,
                            args.duration, args.value_size, args.znodes, args.warmup, args.root,
-                           args.keep, log)
+                           args.keep, log, tls=tls)
     except (BenchError, OSError, ValueError) as e:
         print("ERROR: zkpy-bench %s failed: %s" % (args.workload, e), file=sys.stderr)
         return 2

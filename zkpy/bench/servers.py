@@ -13,13 +13,25 @@ properties, so the key means the same to both), no AdminServer, no connection li
 dataDir under one base directory, so both write to the same disk. zkpy's ``workers`` is left
 at its default (one per CPU).
 
-Topologies: `make_cluster(kind, topology, base_dir)`: "standalone" (one server) and
+Topologies: `make_cluster(kind, topology, base_dir)`: "standalone" (one server), "tls" (one
+server whose clients all come over TLS: `tls_config`, stores from `tls_material`) and
 "ensemble3", a 3-node pseudo-cluster on 127.0.0.1: members with myid 1-3, each its own
 directory, dataDir/myid, free client, quorum and election ports, and the same server.N lines
 (`ensemble_config`). zkpy members run with ``workers=1`` (three servers share the cores),
 Apache members with -Xmx512m. `Cluster.start()` starts every member, then waits until `srvr`
 says one is ``Mode: leader`` and the others ``Mode: follower``; `Cluster.leader()` and
 `EnsembleMember.kill()` serve the failover measurement (zkpy.bench.failover).
+
+TLS ("tls"): `tls_material(base_dir)` makes, once per base directory (so once per comparison run,
+shared by both sides), a CA, a server certificate for localhost / 127.0.0.1 and a client
+certificate (zkpy.testing.tlsstores, `cryptography`), written as PEM stores: the key store
+server.pem (key and chain), the trust store ca.pem, and client.crt / client.key for the load
+generator. Both kinds get the same keys (`tls_config`): secureClientPort on 127.0.0.1,
+NettyServerCnxnFactory (ZooKeeper needs it for TLS; zkpy accepts it), the two stores, ZooKeeper's
+defaults for the rest (ssl.clientAuth=need, TLSv1.2). The plaintext clientPort stays open for the
+harness's `srvr` checks only (zkpy answers four-letter words inside TLS only with workers=0);
+the server counts as started once a TLS session is also accepted, and every session of the
+benchmark uses the secure port (`Cluster.tls`: the client's files).
 """
 
 import os
@@ -36,10 +48,10 @@ __all__ = [
     "TOPOLOGIES", "SERVER_KINDS", "ServerError", "BenchServer", "ZkpyServer", "ApacheServer",
     "NullServer", "Cluster", "make_cluster", "common_config", "apache_missing",
     "ensure_apache", "four_letter", "free_port", "ensemble_config", "srvr_mode",
-    "EnsembleMember", "ENSEMBLE_SIZE",
+    "EnsembleMember", "ENSEMBLE_SIZE", "TlsMaterial", "tls_material", "tls_config",
 ]
 
-TOPOLOGIES = ("standalone", "ensemble3")
+TOPOLOGIES = ("standalone", "ensemble3", "tls")
 ENSEMBLE_SIZE = 3
 SERVER_KINDS = ("zkpy", "apache", "null")
 
@@ -160,6 +172,60 @@ def ensemble_config(data_dir, port, members, tick_ms=2000, init_limit=10, sync_l
     return cfg
 
 
+class TlsMaterial:
+    """The PEM files of a TLS comparison: `keystore` and `truststore` (zoo.cfg's ssl.keyStore /
+    ssl.trustStore of both servers) and `client` (a zkpy.bench.loadgen.TlsFiles)."""
+
+    def __init__(self, directory):
+        self.dir = Path(directory)
+        self.keystore = str(self.dir / "server.pem")
+        self.truststore = str(self.dir / "ca.pem")
+        self.ca = self.truststore
+        self.client_cert = str(self.dir / "client.crt")
+        self.client_key = str(self.dir / "client.key")
+
+    @property
+    def client(self):
+        from zkpy.bench.loadgen import TlsFiles
+        return TlsFiles(self.ca, self.client_cert, self.client_key)
+
+    def files(self):
+        return [self.keystore, self.truststore, self.client_cert, self.client_key]
+
+    def exists(self):
+        return all(os.path.exists(f) for f in self.files())
+
+
+def tls_material(base_dir):
+    """The CA, server and client certificates of a TLS comparison in `base_dir`/tls, made on the
+    first call (EC P-256 keys, valid 30 days) and reused by later ones."""
+    m = TlsMaterial(Path(base_dir) / "tls")
+    if m.exists():
+        return m
+    try:
+        from zkpy.testing import tlsstores as ts
+    except ImportError as e:        # cryptography is one of zkpy's requirements
+        raise ServerError("cannot make TLS certificates: %s" % e) from None
+    m.dir.mkdir(parents=True, exist_ok=True)
+    ca = ts.make_ca("zkpy-bench CA")
+    ts.write_pem_files(m.dir, "server", ts.make_cert(ca, "localhost", server=True))
+    ts.write_pem_files(m.dir, "client", ts.make_cert(ca, "zkpy-bench client"))
+    ts.write_pem_trust(m.truststore, ca)
+    return m
+
+
+def tls_config(material, secure_port):
+    """zoo.cfg keys, beside `common_config`, of a server whose clients come over TLS on
+    127.0.0.1:`secure_port` (the same for both kinds)."""
+    return {
+        "secureClientPort": str(secure_port),
+        "secureClientPortAddress": "127.0.0.1",
+        "serverCnxnFactory": "org.apache.zookeeper.server.NettyServerCnxnFactory",
+        "ssl.keyStore.location": material.keystore,
+        "ssl.trustStore.location": material.truststore,
+    }
+
+
 def srvr_mode(text):
     """The value of srvr's ``Mode:`` line ("leader", "follower", "standalone", ...) or None
     (no answer, or "not currently serving requests")."""
@@ -235,6 +301,8 @@ class BenchServer:
         self.proc = None
         self.version = None
         self._log = None
+
+    tls = None        # a loadgen.TlsFiles when clients must use TLS (TlsServer)
 
     @property
     def addrs(self):
@@ -503,6 +571,71 @@ _MEMBER_CLASSES = {"zkpy": ZkpyMember, "apache": ApacheMember}
 ZKPY_MEMBER_CFG = {"workers": "1"}
 
 
+class TlsServer:
+    """What the tls topology adds to a BenchServer: the TLS keys (`tls_config`), the secure
+    port as the clients' address, and a start that waits for a TLS session too."""
+
+    negotiated = None     # "TLSv1.2 ECDHE-ECDSA-AES256-GCM-SHA384": the probe session's
+
+    def _init_tls(self, material, secure_port=None):
+        self.material = material
+        self.secure_port = secure_port or free_port()
+        self.tls = material.client
+
+    @property
+    def addrs(self):
+        return [("127.0.0.1", self.secure_port)]
+
+    def config(self):
+        cfg = common_config(self.data_dir, self.port, self.tick_ms)
+        cfg.update(tls_config(self.material, self.secure_port))
+        cfg.update(self.extra_cfg)
+        return cfg
+
+    def _wait_serving(self, timeout):
+        t0 = time.monotonic()
+        BenchServer._wait_serving(self, timeout)
+        from zkpy.bench import loadgen
+        deadline = t0 + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                probe = loadgen.SyncClient(self.addrs[0], tls=self.tls)
+                (proto, (cipher, _, _)) = probe.sock.version()
+                self.negotiated = "%s %s" % (proto, cipher)
+                probe.close()
+            except (loadgen.BenchError, OSError) as e:
+                last = str(e)
+                time.sleep(0.2)
+                continue
+            return
+        code = self.proc.poll()
+        self.stop()
+        raise ServerError("%s serves on clientPort %d but no TLS session on secureClientPort "
+                          "%d after %.0f s (%s; exit code %s); log %s:\n%s"
+                          % (self.kind, self.port, self.secure_port, timeout, last, code,
+                             self.log_path, self.log_tail()))
+
+    def describe(self):
+        return ("%s on 127.0.0.1:%d (TLS%s; clientPort %d for srvr only), dataDir %s, stores %s"
+                % (" ".join(self.command_summary()), self.secure_port,
+                   " " + self.negotiated if self.negotiated else "", self.port, self.data_dir,
+                   self.material.dir))
+
+
+class ZkpyTlsServer(TlsServer, ZkpyServer):
+    pass
+
+
+class ApacheTlsServer(TlsServer, ApacheServer):
+    pass
+
+
+_TLS_CLASSES = {"zkpy": ZkpyTlsServer, "apache": ApacheTlsServer}
+
+
 class Cluster:
     """The servers of one side of the comparison; the load is spread over all of them."""
 
@@ -522,6 +655,11 @@ class Cluster:
     @property
     def version(self):
         return self.members[0].version
+
+    @property
+    def tls(self):
+        """The client's TLS files (loadgen.TlsFiles) when sessions must use TLS, else None."""
+        return self.members[0].tls
 
     @property
     def is_ensemble(self):
@@ -634,8 +772,18 @@ def _ensemble3(kind, base_dir, label, tick_ms, init_limit=10, sync_limit=5, port
     return members
 
 
+def _tls(kind, base_dir, label, tick_ms, secure_port=None, **kw):
+    if kind not in _TLS_CLASSES:
+        raise ValueError("topology tls needs a real server kind (zkpy or apache), not %r"
+                         % kind)
+    material = tls_material(base_dir)
+    server = _TLS_CLASSES[kind](Path(base_dir) / label, tick_ms=tick_ms, **kw)
+    server._init_tls(material, secure_port)
+    return [server]
+
+
 # topology -> builder(kind, base_dir, label, tick_ms, **kw) -> [BenchServer]
-_BUILDERS = {"standalone": _standalone, "ensemble3": _ensemble3}
+_BUILDERS = {"standalone": _standalone, "ensemble3": _ensemble3, "tls": _tls}
 
 
 def make_cluster(kind, topology="standalone", base_dir="/tmp", label=None, tick_ms=2000,
