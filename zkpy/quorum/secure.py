@@ -68,9 +68,9 @@ class QuorumSecurity(object):
 
     # -- logging
 
-    def refused(self, what, reason):
-        """One line per refusal (rate-limited per reason)."""
-        key = (what, reason)
+    def refused(self, what, reason, key=None):
+        """One line per refusal (the same reason about the same peer address: once a minute)."""
+        key = (key or what, reason)
         now = time.monotonic()
         if now - self._logged.get(key, -1e9) >= _LOG_EVERY_S:
             self._logged[key] = now
@@ -153,18 +153,18 @@ class QuorumSecurity(object):
             conn.close()
             raise
         except Refused as e:
-            self.refused("refused the " + what, str(e))
+            self.refused("refused the " + what, str(e), (name, addr[0]))
             _close(writer, conn)
             return
         except (ssl.SSLError, ssl.CertificateError) as e:
             self.refused("refused the " + what, "TLS: " + tlsaccept.describe(e, 0).replace(
-                "the client", "the other server"))
+                "the client", "the other server"), (name, addr[0]))
             _close(writer, conn)
             return
         except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.TimeoutError,
                 m.ProtocolError, ValueError) as e:
             self.refused("dropped the " + what, "%s before it was let in"
-                         % (str(e) or type(e).__name__))
+                         % (str(e) or type(e).__name__), (name, addr[0]))
             _close(writer, conn)
             return
         await handler(reader, writer)
@@ -189,6 +189,8 @@ class QuorumSecurity(object):
                 raise digest_md5.SaslError("unexpected auth status %s"
                                            % m.AUTH_STATUS_NAMES[status])
             writer.write(m.encode_auth(m.AUTH_IN_PROGRESS, server.evaluate(token)))
+            if await reader.readexactly(4) != m.AUTH_MAGIC:
+                raise digest_md5.SaslError("expected an auth packet")
             status, token = await _read_auth(reader)
             if status != m.AUTH_IN_PROGRESS:
                 raise digest_md5.SaslError("unexpected auth status %s"
