@@ -13,10 +13,11 @@ run with (SERVER_JVMFLAGS / JVMFLAGS / java.env: _apply_jvm_flags). Two delibera
 `jute.maxbuffer` and `readonlymode.enabled` are also accepted from zoo.cfg; and a bad value is
 always an error naming key and line, where ZooKeeper sometimes silently uses a default.
 
-Security fails closed: a key asking for security zkpy does not provide yet (TLS, quorum SASL, x509,
-Kerberos, an authentication provider it lacks) is such an error too, never a warning; the same key
+Security fails closed: a key asking for security zkpy does not provide yet (an ssl.* or
+ssl.quorum.* setting it lacks, Kerberos between servers, an authentication provider it lacks) is such an error too, never a warning; the same key
 at ZooKeeper's default, insecure value is accepted (_check_security). Client SASL (DIGEST-MD5 with
-a JAAS Server section) and enforced authentication are honoured (_client_auth).
+a JAAS Server section) and enforced authentication are honoured (_client_auth); so are TLS
+between servers (_QUORUM_TLS_KEYS) and quorum SASL (_QUORUM_SASL_KEYS, _quorum_auth).
 """
 
 import dataclasses
