@@ -828,6 +828,13 @@ def _check_security(key, value, ctx):
         if name in _HONOURED_SECURITY_KEYS:
             raise ctx.error(key, "has no effect in zoo.cfg (ZooKeeper would read it as the "
                             "property zookeeper.%s); write %s=..." % (key, name))
+    if name == key and name in _QUORUM_SASL_KEYS:
+        return False   # honoured (_apply_key)
+    if name != key and (name in _TLS_KEYS or name in _QUORUM_SASL_KEYS):
+        if value.strip().lower() in _FALSE:
+            return True   # asks for nothing
+        raise ctx.error(key, "has no effect in zoo.cfg (ZooKeeper would read it as the "
+                        "property zookeeper.%s); write %s=..." % (key, name))
     if name in _SASL_KEYS or name == "superUser" or name.startswith("superUser."):
         if name != key:
             if value.strip().lower() in _FALSE and name in _SASL_KEYS \
@@ -1202,6 +1209,12 @@ def _apply_jvm_flags(flags, cfg_keys, ctx, values, raw):
             ctx.path, ctx.line = "%s: %s" % (prop.where(), prop.flag), None
             if key in _ZOO_CFG_ONLY_KEYS or key.startswith(_ZOO_CFG_ONLY_PREFIXES):
                 _check_security(key, prop.value, ctx)   # a refused ask still stops zkpy
+                if (key in _QUORUM_TLS_KEYS or key in _QUORUM_SASL_KEYS) and \
+                        prop.value.strip().lower() not in _FALSE:
+                    # ZooKeeper would ignore it and run without that security: refused
+                    raise ctx.error(key, "%r has no effect as a JVM flag: ZooKeeper reads it "
+                                    "only from zoo.cfg (and would run without it); set it "
+                                    "in zoo.cfg" % prop.value)
                 ctx.warn("no effect: ZooKeeper reads %s only from zoo.cfg; ignored" % key)
             elif key in cfg_keys and key not in _PLAIN_PROPERTIES:
                 _check_security(key, prop.value, ctx)

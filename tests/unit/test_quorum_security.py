@@ -3,7 +3,6 @@ client against zkpy's server, the quorum keys of zoo.cfg, the SASL handshake swi
 local socket (zkpy.quorum.secure), the certificate host check."""
 
 import asyncio
-import logging
 import types
 
 import pytest
@@ -167,8 +166,7 @@ def _exchange(srv, cli):
     (dict(enable=False), dict(learner=True), "learner-refused"),
     (dict(enable=False), dict(), b"hello"),
 ])
-def test_sasl_handshake_switches(srv, cli, expected, caplog):
-    caplog.set_level(logging.INFO, "zkpy.quorum")
+def test_sasl_handshake_switches(srv, cli, expected):
     assert _exchange(_sec(**srv), _sec(**cli)) == expected
 
 
