@@ -13,10 +13,11 @@ run with (SERVER_JVMFLAGS / JVMFLAGS / java.env: _apply_jvm_flags). Two delibera
 `jute.maxbuffer` and `readonlymode.enabled` are also accepted from zoo.cfg; and a bad value is
 always an error naming key and line, where ZooKeeper sometimes silently uses a default.
 
-Security fails closed: a key asking for security zkpy does not provide yet (TLS, quorum SASL, x509,
-Kerberos, an authentication provider it lacks) is such an error too, never a warning; the same key
+Security fails closed: a key asking for security zkpy does not provide yet (an ssl.* or
+ssl.quorum.* setting it lacks, Kerberos between servers, an authentication provider it lacks) is such an error too, never a warning; the same key
 at ZooKeeper's default, insecure value is accepted (_check_security). Client SASL (DIGEST-MD5 with
-a JAAS Server section) and enforced authentication are honoured (_client_auth).
+a JAAS Server section) and enforced authentication are honoured (_client_auth); so are TLS
+between servers (_QUORUM_TLS_KEYS) and quorum SASL (_QUORUM_SASL_KEYS, _quorum_auth).
 """
 
 import dataclasses
@@ -165,6 +166,33 @@ class Config:
     ssl_allow_reverse_dns_lookup: bool = False
     ssl_handshake_detection_timeout_ms: int = 5000
     ssl_auth_provider: str = "x509"
+    # TLS between servers (sslQuorum, portUnification, ssl.quorum.*: zkpy.quorum.secure)
+    ssl_quorum: bool = False
+    quorum_port_unification: bool = False
+    ssl_quorum_reload_cert_files: bool = False
+    ssl_quorum_key_store_location: str = None
+    ssl_quorum_key_store_password: str = ""
+    ssl_quorum_key_store_password_path: str = None
+    ssl_quorum_key_store_type: str = None
+    ssl_quorum_trust_store_location: str = None
+    ssl_quorum_trust_store_password: str = ""
+    ssl_quorum_trust_store_password_path: str = None
+    ssl_quorum_trust_store_type: str = None
+    ssl_quorum_client_auth: str = "need"
+    ssl_quorum_protocol: str = "TLSv1.2"
+    ssl_quorum_enabled_protocols: tuple = None
+    ssl_quorum_ciphersuites: tuple = None
+    ssl_quorum_hostname_verification: bool = True
+    ssl_quorum_allow_reverse_dns_lookup: bool = True   # QuorumX509Util: true by default
+    ssl_quorum_handshake_detection_timeout_ms: int = 5000
+    # SASL between servers (quorum.auth.*, the JAAS QuorumServer / QuorumLearner sections)
+    quorum_auth_enable_sasl: bool = False
+    quorum_auth_learner_require_sasl: bool = False
+    quorum_auth_server_require_sasl: bool = False
+    quorum_auth_learner_login_context: str = "QuorumLearner"
+    quorum_auth_server_login_context: str = "QuorumServer"
+    quorum_sasl_users: dict = None       # QuorumServer section: {user: password}
+    quorum_sasl_login: tuple = None      # QuorumLearner section: (username, password)
     x509_super_user: str = None
     x509_provider: bool = False   # an authProvider.N names X509AuthenticationProvider
     # bookkeeping
@@ -670,6 +698,40 @@ _TLS_KEYS = {
     "ssl.context.supplier.class": (None, _refused("an SSLContext from a Java class")),
 }
 
+# TLS between servers (QuorumX509Util: the same keys under ssl.quorum., and QuorumPeerConfig's
+# sslQuorum / portUnification / sslQuorumReloadCertFiles).
+_QUORUM_TLS_KEYS = {
+    "sslQuorum": ("ssl_quorum", _bool),
+    "portUnification": ("quorum_port_unification", _bool),
+    "sslQuorumReloadCertFiles": ("ssl_quorum_reload_cert_files", _bool),
+}
+for _k, (_attr, _conv) in list(_TLS_KEYS.items()):
+    if _k.startswith("ssl.") and _k not in ("ssl.authProvider",
+                                           "ssl.clientHostnameVerification"):
+        _QUORUM_TLS_KEYS["ssl.quorum." + _k[4:]] = (
+            _attr and "ssl_quorum_" + _attr[4:], _conv)
+_QUORUM_TLS_KEYS["ssl.quorum.allowReverseDnsLookup"] = ("ssl_quorum_allow_reverse_dns_lookup",
+                                                        _bool)
+_TLS_KEYS.update(_QUORUM_TLS_KEYS)
+
+
+def _login_context(key, value, ctx):
+    if not value.strip():
+        raise ctx.error(key, "value is empty (the name of a JAAS section)")
+    return value.strip()
+
+
+# SASL between servers (QuorumAuth): honoured from zoo.cfg (_apply_key).
+_QUORUM_SASL_KEYS = {
+    "quorum.auth.enableSasl": ("quorum_auth_enable_sasl", _bool),
+    "quorum.auth.learnerRequireSasl": ("quorum_auth_learner_require_sasl", _bool),
+    "quorum.auth.serverRequireSasl": ("quorum_auth_server_require_sasl", _bool),
+    "quorum.auth.learner.saslLoginContext": ("quorum_auth_learner_login_context",
+                                             _login_context),
+    "quorum.auth.server.saslLoginContext": ("quorum_auth_server_login_context",
+                                            _login_context),
+}
+
 
 # ZooKeeper keys that are valid but tune machinery zkpy does not have: accepted without a warning.
 # (Keys about security are not here: see _check_security below.)
@@ -710,16 +772,10 @@ _KERBEROS = "Kerberos (SASL GSSAPI) authentication"
 
 # Boolean keys: true asks for the feature (refused), false is ZooKeeper's default (accepted).
 _SECURITY_SWITCHES = {
-    "sslQuorum": _TLS_QUORUM,
-    "portUnification": _TLS_QUORUM,
-    "sslQuorumReloadCertFiles": _TLS_QUORUM,
     "client.secure": _TLS_CLIENT,
     "admin.portUnification": _TLS_ADMIN,
     "admin.forceHttps": _TLS_ADMIN,
     "admin.needClientAuth": _TLS_ADMIN,
-    "quorum.auth.enableSasl": _QUORUM_SASL,
-    "quorum.auth.learnerRequireSasl": _QUORUM_SASL,
-    "quorum.auth.serverRequireSasl": _QUORUM_SASL,
     "kerberos.canonicalizeHostNames": _KERBEROS,
 }
 
@@ -727,18 +783,17 @@ _SECURITY_SWITCHES = {
 # (TLS on client ports is provided: _TLS_KEYS are handled before these checks.)
 _SECURITY_KEYS = {}
 _SECURITY_PREFIXES = (
-    ("ssl.quorum.", _TLS_QUORUM + " (ssl.quorum.*)"),
+    ("ssl.quorum.", "an ssl.quorum.* setting zkpy does not have"),
     ("ssl.", "an ssl.* setting zkpy does not have"),
     ("X509AuthenticationProvider.", "x509 (client certificate) authentication"),
     # Unknown keys of these families: ZooKeeper would ignore a misspelt switch and run open.
-    ("quorum.auth.", _QUORUM_SASL),
+    ("quorum.auth.", "a quorum.auth.* setting zkpy does not have"),
     ("kerberos.", _KERBEROS),
 )
 
 # Accepted: they do nothing unless a refused switch is on.
 _SECURITY_INERT_KEYS = frozenset([
-    "quorum.auth.learner.saslLoginContext", "quorum.auth.server.saslLoginContext",
-    "quorum.auth.kerberos.servicePrincipal",
+    "quorum.auth.kerberos.servicePrincipal",   # Kerberos between servers: refused (JAAS)
 ])
 _SECURITY_INERT_PREFIXES = ()
 
@@ -773,6 +828,13 @@ def _check_security(key, value, ctx):
         if name in _HONOURED_SECURITY_KEYS:
             raise ctx.error(key, "has no effect in zoo.cfg (ZooKeeper would read it as the "
                             "property zookeeper.%s); write %s=..." % (key, name))
+    if name == key and name in _QUORUM_SASL_KEYS:
+        return False   # honoured (_apply_key)
+    if name != key and (name in _TLS_KEYS or name in _QUORUM_SASL_KEYS):
+        if value.strip().lower() in _FALSE:
+            return True   # asks for nothing
+        raise ctx.error(key, "has no effect in zoo.cfg (ZooKeeper would read it as the "
+                        "property zookeeper.%s); write %s=..." % (key, name))
     if name in _SASL_KEYS or name == "superUser" or name.startswith("superUser."):
         if name != key:
             if value.strip().lower() in _FALSE and name in _SASL_KEYS \
@@ -1066,7 +1128,11 @@ def _apply_key(key, value, ctx, values):
     """One zoo.cfg key (or -Dzookeeper.<key> flag) other than server.N, into `values`."""
     if key == "authProvider" or key.startswith("authProvider."):
         values.setdefault("_providers", []).append(value)   # _check_security validates it
-    if key in _TLS_KEYS:   # TLS on client ports (zkpy.server.tls): provided, not refused
+    if key in _QUORUM_SASL_KEYS:
+        attr, conv = _QUORUM_SASL_KEYS[key]
+        values[attr] = conv(key, value, ctx)
+        return
+    if key in _TLS_KEYS:   # TLS (zkpy.server.tls, zkpy.quorum.secure): provided, not refused
         attr, conv = _TLS_KEYS[key]
         v = conv(key, value, ctx)
         if attr is not None:
@@ -1143,6 +1209,12 @@ def _apply_jvm_flags(flags, cfg_keys, ctx, values, raw):
             ctx.path, ctx.line = "%s: %s" % (prop.where(), prop.flag), None
             if key in _ZOO_CFG_ONLY_KEYS or key.startswith(_ZOO_CFG_ONLY_PREFIXES):
                 _check_security(key, prop.value, ctx)   # a refused ask still stops zkpy
+                if (key in _QUORUM_TLS_KEYS or key in _QUORUM_SASL_KEYS) and \
+                        prop.value.strip().lower() not in _FALSE:
+                    # ZooKeeper would ignore it and run without that security: refused
+                    raise ctx.error(key, "%r has no effect as a JVM flag: ZooKeeper reads it "
+                                    "only from zoo.cfg (and would run without it); set it "
+                                    "in zoo.cfg" % prop.value)
                 ctx.warn("no effect: ZooKeeper reads %s only from zoo.cfg; ignored" % key)
             elif key in cfg_keys and key not in _PLAIN_PROPERTIES:
                 _check_security(key, prop.value, ctx)
@@ -1191,18 +1263,16 @@ def _client_auth(values, ctx, jaas_text, jaas_path, jvm_flags, lines):
         if jvm_flags is not None else None
     if krb5 is not None:
         values["krb5_conf"] = krb5.value
-    if jaas_text is None:
+    sections = None
+    if jaas_text is not None:
+        values["jaas_path"] = jaas_path
+        properties = {n: p.value for n, p in jvm_flags.system_properties().items()} \
+            if jvm_flags is not None else {}
+        sections = _jaas.parse_jaas(jaas_text, jaas_path, properties)
+    _quorum_auth(values, ctx, sections, jaas_path, lines)
+    if sections is None:
         return
-    values["jaas_path"] = jaas_path
-    properties = {n: p.value for n, p in jvm_flags.system_properties().items()} \
-        if jvm_flags is not None else {}
-    sections = _jaas.parse_jaas(jaas_text, jaas_path, properties)
     section_name = values.get("sasl_server_section") or "Server"
-    for quorum_section in ("QuorumServer", "QuorumLearner"):
-        if quorum_section in sections:
-            values.setdefault("_notes", []).append(
-                "%s: section %s is for quorum SASL (quorum.auth.enableSasl, which zkpy refuses); "
-                "not used" % (jaas_path, quorum_section))
     section = sections.get(section_name)
     if section is None:
         # ServerCnxnFactory.configureSaslLogin: no section, no SASL server (logins never end)
@@ -1222,6 +1292,65 @@ def _client_auth(values, ctx, jaas_text, jaas_path, jvm_flags, lines):
                                         _sasl.DIGEST_LOGIN_MODULE),
                 path=jaas_path, line=entry.line)
     values["sasl_users"] = _sasl.users_from_section(section, values.get("sasl_super_password"))
+
+
+def _quorum_auth(values, ctx, sections, jaas_path, lines):
+    """quorum.auth.*: the switches as QuorumPeerConfig checks them, and with enableSasl the
+    QuorumServer (users) and QuorumLearner (username, password) JAAS sections, DIGEST-MD5 only
+    (SaslQuorumAuthServer / SaslQuorumAuthLearner stop ZooKeeper without them)."""
+    enable = values.get("quorum_auth_enable_sasl", False)
+    learner = values.get("quorum_auth_learner_require_sasl", False)
+    server = values.get("quorum_auth_server_require_sasl", False)
+
+    def err(key, message):
+        return ConfigError(message, key=key, line=lines.get(key), path=ctx.path)
+    for key, on in (("quorum.auth.serverRequireSasl", server),
+                    ("quorum.auth.learnerRequireSasl", learner)):
+        if on and not enable:
+            raise err(key, "If %s is true, quorum.auth.enableSasl should be true" % key)
+    if server and not learner:
+        raise err("quorum.auth.serverRequireSasl", "If quorum.auth.serverRequireSasl is true, "
+                  "quorum.auth.learnerRequireSasl should be true")
+    if not enable:
+        return
+    if sections is None:
+        raise err("quorum.auth.enableSasl", "quorum.auth.enableSasl=true needs a JAAS file "
+                  "(-Djava.security.auth.login.config=... in SERVER_JVMFLAGS or java.env) with "
+                  "the QuorumServer and QuorumLearner sections")
+    for key, attr in (("quorum.auth.server.saslLoginContext", "quorum_auth_server_login_context"),
+                      ("quorum.auth.learner.saslLoginContext",
+                       "quorum_auth_learner_login_context")):
+        name = values.get(attr) or getattr(Config, attr)
+        section = sections.get(name)
+        if section is None or not section.entries:
+            raise err(key if key in lines else "quorum.auth.enableSasl",
+                      "quorum.auth.enableSasl=true: the JAAS file %s has no section %r (%s)"
+                      % (jaas_path, name, key))
+        for entry in section.entries:
+            if entry.module != _sasl.DIGEST_LOGIN_MODULE:
+                what = ("Kerberos (GSSAPI) between servers" if entry.module.endswith(
+                    "Krb5LoginModule") else "the login module %s" % entry.module)
+                raise ConfigError(
+                    "section %s: %s asks for %s, which zkpy does not provide; zkpy "
+                    "authenticates servers with DIGEST-MD5 (%s)"
+                    % (name, entry.module, what, _sasl.DIGEST_LOGIN_MODULE),
+                    path=jaas_path, line=entry.line)
+        if attr == "quorum_auth_server_login_context":
+            users = _sasl.users_from_section(section)
+            if not users:
+                raise ConfigError("section %s: no user_<name>=\"<password>\" option: no "
+                                  "server could authenticate to this one" % name,
+                                  path=jaas_path, line=section.entries[0].line)
+            values["quorum_sasl_users"] = users
+        else:
+            opts = {}
+            for entry in section.entries:
+                opts.update(entry.options)
+            if not opts.get("username") or "password" not in opts:
+                raise ConfigError("section %s: username=\"...\" and password=\"...\" are "
+                                  "needed (what this server authenticates with)" % name,
+                                  path=jaas_path, line=section.entries[0].line)
+            values["quorum_sasl_login"] = (opts["username"], opts["password"])
 
 
 def _kerberos_login(section_name, section, entry, jaas_path):

@@ -416,7 +416,11 @@ def _free_ports(n):
 
 
 class Ensemble:
-    def __init__(self, kind, tmpdir, servers=3, observers=0, extra_cfg=None, proxies=False):
+    def __init__(self, kind, tmpdir, servers=3, observers=0, extra_cfg=None, proxies=False,
+                 member_cfg=None, server_jvmflags=None, java_env=None):
+        """member_cfg: {sid: {key: value}} added to (or, None values, removed from) that
+        member's zoo.cfg; server_jvmflags / java_env: SERVER_JVMFLAGS and conf/java.env of
+        every member (a str) or per member ({sid: str})."""
         if kind not in MEMBER_CLASSES:
             raise ValueError("unknown kind %r (zkpy or apache)" % kind)
         self.kind = kind
@@ -433,6 +437,7 @@ class Ensemble:
                     port=ports[3 * i])
             m._init_member(self, sid, role)
             m.peer_port, m.election_port = ports[3 * i + 1], ports[3 * i + 2]
+            self._member_setup(m, (member_cfg or {}).get(sid), server_jvmflags, java_env)
             self.members.append(m)
         # proxies[(i, j)] = (quorum proxy, election proxy): member i's way to member j.
         self.proxies = {}
@@ -446,7 +451,21 @@ class Ensemble:
                         Proxy(lp, b.peer_port, "proxy %d->%d quorum" % (a.sid, b.sid)),
                         Proxy(le, b.election_port, "proxy %d->%d election" % (a.sid, b.sid)))
 
-    def add_member(self, role="participant"):
+    @staticmethod
+    def _member_setup(m, cfg, server_jvmflags, java_env):
+        if cfg:
+            m.extra_cfg.update(cfg)
+        if isinstance(server_jvmflags, dict):
+            server_jvmflags = server_jvmflags.get(m.sid)
+        if isinstance(java_env, dict):
+            java_env = java_env.get(m.sid)
+        if server_jvmflags is not None:
+            m.server_jvmflags = server_jvmflags
+        if java_env is not None:
+            m.java_env = java_env
+
+    def add_member(self, role="participant", extra_cfg=None, server_jvmflags=None,
+                   java_env=None):
         """A new member with the next myid (not started): its zoo.cfg lists every member and
         itself; the others' zoo.cfg files are left as they are (set their keep_config first if
         they are restarted later). Not with proxies."""
@@ -458,6 +477,7 @@ class Ensemble:
                                       port=port)
         m._init_member(self, sid, role)
         m.peer_port, m.election_port = peer, election
+        self._member_setup(m, extra_cfg, server_jvmflags, java_env)
         self.members.append(m)
         return m
 

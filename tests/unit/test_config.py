@@ -171,19 +171,14 @@ SASL_PROVIDER = "org.apache.zookeeper.server.auth.SASLAuthenticationProvider"
 
 REFUSED = [
     # (line, key, what the message says is missing)
-    ("portUnification=true", "portUnification", "TLS between servers"),
-    ("sslQuorum=true", "sslQuorum", "TLS between servers"),
-    ("sslQuorumReloadCertFiles=true", "sslQuorumReloadCertFiles", "TLS between servers"),
+    # (TLS and SASL between servers are provided: tests/unit/test_quorum_security.py)
+    ("ssl.quorum.unknownKey=1", "ssl.quorum.unknownKey", "ssl.quorum.* setting"),
     ("client.secure=true", "client.secure", "TLS"),
     ("admin.portUnification=true", "admin.portUnification", "HTTPS"),
     ("admin.forceHttps=true", "admin.forceHttps", "HTTPS"),
     ("admin.needClientAuth=true", "admin.needClientAuth", "HTTPS"),
-    ("ssl.quorum.trustStore.type=PKCS12", "ssl.quorum.trustStore.type", "TLS"),
     ("ssl.ocsp.responder=http://x", "ssl.ocsp.responder", "ssl.* setting"),
     ("X509AuthenticationProvider.foo=bar", "X509AuthenticationProvider.foo", "x509"),
-    ("quorum.auth.enableSasl=true", "quorum.auth.enableSasl", "SASL authentication between"),
-    ("quorum.auth.learnerRequireSasl=true", "quorum.auth.learnerRequireSasl", "SASL"),
-    ("quorum.auth.serverRequireSasl=yes", "quorum.auth.serverRequireSasl", "SASL"),
     # a misspelt switch, which ZooKeeper would ignore and run without quorum SASL
     ("quorum.auth.enableSASL=true", "quorum.auth.enableSASL", "SASL"),
     ("kerberos.canonicalizeHostNames=true", "kerberos.canonicalizeHostNames", "Kerberos"),
@@ -198,7 +193,7 @@ REFUSED = [
     ("zookeeper.sessionRequireClientSASLAuth=true", "zookeeper.sessionRequireClientSASLAuth",
      "no effect in zoo.cfg"),
     ("zookeeper.ssl.quorum.keyStore.location=/k.jks", "zookeeper.ssl.quorum.keyStore.location",
-     "TLS"),
+     "no effect in zoo.cfg"),
     ("zookeeper.authProvider.1=com.example.P", "zookeeper.authProvider.1", "com.example.P"),
     # zkpy honours DigestAuthenticationProvider.superDigest; ZooKeeper ignores this spelling
     ("zookeeper.DigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=",
@@ -220,10 +215,10 @@ def test_security_key_zkpy_lacks_is_refused_naming_key_and_line(line, key, fragm
 
 
 def test_security_refusal_message_exact():
-    e = error_of("dataDir=/d\nclientPort=2181\nquorum.auth.enableSasl=true\n")
+    e = error_of("dataDir=/d\nclientPort=2181\nadmin.forceHttps=true\n")
     assert str(e) == (
-        "conf/zoo.cfg:3: quorum.auth.enableSasl: 'true' asks for SASL authentication between "
-        "servers, which zkpy does not provide yet; remove the key or set it to false")
+        "conf/zoo.cfg:3: admin.forceHttps: 'true' asks for HTTPS on the AdminServer, "
+        "which zkpy does not provide yet; remove the key or set it to false")
 
 
 def test_security_switch_with_a_bad_value_is_an_error():
@@ -291,8 +286,8 @@ def test_super_digest_is_honoured_not_just_accepted():
 
 
 def test_first_refused_key_in_file_order_is_named():
-    e = error_of(BASE + "sslQuorum=true\nportUnification=true\n")
-    assert (e.key, e.line) == ("sslQuorum", 3)
+    e = error_of(BASE + "admin.forceHttps=true\nadmin.needClientAuth=true\n")
+    assert (e.key, e.line) == ("admin.forceHttps", 3)
 
 
 # --- errors name key and line -------------------------------------------------------------------

@@ -377,9 +377,10 @@ def test_flag_for_a_zoo_cfg_only_key_is_a_warning():
 
 @pytest.mark.parametrize("flag,fragment", [
     ("-Dzookeeper.quorum.auth.enableSasl=true",
-     "quorum.auth.enableSasl: 'true' asks for SASL authentication between servers"),
+     "quorum.auth.enableSasl: 'true' has no effect as a JVM flag"),
     ("-Dzookeeper.authProvider.1=com.example.P", "authProvider.1: 'com.example.P' is an auth"),
-    ("-Dzookeeper.sslQuorum=true", "sslQuorum: 'true' asks for TLS between servers"),
+    ("-Dzookeeper.sslQuorum=true", "sslQuorum: 'true' has no effect as a JVM flag"),
+    ("-Dzookeeper.ssl.quorum.crl=true", "ssl.quorum.crl: certificate revocation checking"),
     ("-Dzookeeper.snapCount=many", "snapCount: 'many' is not an integer"),
 ])
 def test_refused_flag_names_flag_and_variable(flag, fragment):

@@ -11,6 +11,7 @@ import time
 
 from zkpy.quorum import messages as m
 from zkpy.quorum.link import PeerConn, StepDown
+from zkpy.quorum.secure import Refused
 from zkpy.tree import txns
 
 log = logging.getLogger("zkpy.quorum")
@@ -33,10 +34,10 @@ class Follower(object):
         deadline = time.monotonic() + max(self.peer.init_s, 1.0)
         while True:
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(spec.host, spec.peer_port), 2.0)
+                reader, writer = await self.peer.security.connect(
+                    spec.host, spec.peer_port, 2.0, "quorum")
                 return PeerConn(reader, writer)
-            except (OSError, asyncio.TimeoutError) as e:
+            except (OSError, asyncio.TimeoutError, Refused) as e:
                 if time.monotonic() > deadline:
                     raise StepDown("cannot reach leader %d at %s:%d: %s"
                                    % (self.leader_id, spec.host, spec.peer_port, e))

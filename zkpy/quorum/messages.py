@@ -39,6 +39,17 @@ leader -> learner
     REFUSED      (32) req_id:i64      the REQUEST was not taken (no quorum of the voters can
                                       write its log, or my database cannot be written): the
                                       learner answers its client SystemError
+
+Connection security (zkpy.quorum.secure), before any frame above, on the quorum port and on
+the election port alike (ZooKeeper's QuorumAuthPacket): a server that connects with
+quorum.auth.enableSasl opens with
+    AUTH := magic:u32 (0x5A4B5141, "ZKQA": more than any frame length) status:u8 token:blob
+    status: 0 IN_PROGRESS, 1 SUCCESS, 2 ERROR, 3 NOT_ENABLED (the accepting server does not do
+    quorum SASL)
+learner: AUTH(0, "")  server: AUTH(0, challenge)  learner: AUTH(0, response)
+server: AUTH(1, rspauth) or AUTH(2, "")      (DIGEST-MD5, protocol zookeeper-quorum, server
+                                              name zk-quorum-sasl-md5, as SaslQuorumAuthServer)
+A connection whose first four bytes are not the magic did not authenticate.
 """
 
 import struct
@@ -220,3 +231,35 @@ class Decoder(object):
         if o:
             del buf[:o]
         return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the authentication packets (zkpy.quorum.secure)
+
+AUTH_MAGIC = b"ZKQA"
+AUTH_IN_PROGRESS, AUTH_SUCCESS, AUTH_ERROR, AUTH_NOT_ENABLED = 0, 1, 2, 3
+AUTH_STATUS_NAMES = {AUTH_IN_PROGRESS: "IN_PROGRESS", AUTH_SUCCESS: "SUCCESS",
+                     AUTH_ERROR: "ERROR", AUTH_NOT_ENABLED: "NOT_ENABLED"}
+MAX_AUTH_TOKEN = 64 << 10
+_AUTH_REST = struct.Struct(">BI")
+
+
+def encode_auth(status, token=b""):
+    if status not in AUTH_STATUS_NAMES:
+        raise ValueError("auth status %r" % (status,))
+    if len(token) > MAX_AUTH_TOKEN:
+        raise ValueError("auth token of %d bytes" % len(token))
+    return AUTH_MAGIC + _AUTH_REST.pack(status, len(token)) + bytes(token)
+
+
+def decode_auth_head(rest):
+    """The 5 bytes after the magic -> (status, token length); ProtocolError if bad."""
+    status, n = _AUTH_REST.unpack(rest)
+    if status not in AUTH_STATUS_NAMES:
+        raise ProtocolError("auth packet with status %d" % status)
+    if n > MAX_AUTH_TOKEN:
+        raise ProtocolError("auth token of %d bytes" % n)
+    return status, n
+
+
+AUTH_REST_BYTES = _AUTH_REST.size

@@ -30,7 +30,7 @@ import time
 from zkpy import errors
 from zkpy.errors import ZkError
 from zkpy.quorum import election as fle
-from zkpy.quorum import reconfig, zab
+from zkpy.quorum import reconfig, secure, zab
 from zkpy.quorum.follower import Follower
 from zkpy.quorum.leader import Leader
 from zkpy.quorum.link import PeerConn, StepDown, now_ms
@@ -72,6 +72,8 @@ class QuorumPeer(object):
         self._servers = []
         self._stopping = False
         self._req_ids = itertools.count(1)
+        # TLS and SASL between servers: every connection of both ports goes through it.
+        self.security = secure.QuorumSecurity(config)
         core.sessions.server_id = self.myid
         core.quorum = self
         core.serving = False
@@ -185,12 +187,11 @@ class QuorumPeer(object):
         me = self.servers[self.myid]
         host = me.host if me.host not in ("localhost",) else "127.0.0.1"
         loop = asyncio.get_running_loop()
-        self._servers.append(await asyncio.start_server(
-            self._election_conn, host if host != "0.0.0.0" else None, me.election_port,
-            reuse_address=True))
-        self._servers.append(await asyncio.start_server(
-            self._learner_conn, host if host != "0.0.0.0" else None, me.peer_port,
-            reuse_address=True))
+        bind = host if host != "0.0.0.0" else None
+        self._servers.append(await self.security.listen(bind, me.election_port,
+                                                        self._election_conn, "election"))
+        self._servers.append(await self.security.listen(bind, me.peer_port,
+                                                        self._learner_conn, "quorum"))
         self._tasks.append(loop.create_task(self._run(), name="zkpy-quorum"))
         log.info("ensemble member %d of %s: election port %d, quorum port %d", self.myid,
                  sorted(self.servers), me.election_port, me.peer_port)
@@ -208,6 +209,7 @@ class QuorumPeer(object):
             self.role.close()
         for s in self._servers:
             s.close()
+        self.security.close()
 
     # ------------------------------------------------------------------ main loop
 
@@ -337,9 +339,13 @@ class QuorumPeer(object):
             n = await q.get()
             for attempt in (1, 2):
                 try:
+                    if writer is not None and writer.is_closing():
+                        # The peer went away (the reader side closed it): a TLS transport
+                        # drops writes while it shuts down instead of failing them.
+                        writer = None
                     if writer is None:
-                        reader, writer = await asyncio.wait_for(
-                            asyncio.open_connection(spec.host, spec.election_port), 2.0)
+                        reader, writer = await self.security.connect(
+                            spec.host, spec.election_port, 2.0, "election")
                         # Servers that do not know us answer on this connection.
                         self._tasks.append(asyncio.get_running_loop().create_task(
                             self._election_conn(reader, writer)))
@@ -347,7 +353,7 @@ class QuorumPeer(object):
                     writer.write(len(data).to_bytes(4, "big") + data)
                     await asyncio.wait_for(writer.drain(), 2.0)
                     break
-                except (OSError, asyncio.TimeoutError):
+                except (OSError, asyncio.TimeoutError, secure.Refused):
                     if writer is not None:
                         writer.close()
                     writer = None

@@ -251,3 +251,43 @@ class DigestMD5Server(object):
         self.authzid = authzid.decode("utf-8", "replace") if authzid is not None else None
         return b"rspauth=" + response_value("", digest_uri, qop, username, realm, password,
                                             self.nonce, cnonce, NONCE_COUNT, authzid)
+
+
+class DigestMD5Client(object):
+    """The client side of one DIGEST-MD5 login (what the JDK's DigestMD5Client answers), for
+    zkpy's own connections between servers (zkpy.quorum.secure). Pure: the caller passes the
+    cnonce. respond(challenge) -> the response; verify(final) checks the server's rspauth."""
+
+    def __init__(self, username, password, cnonce, protocol=PROTOCOL, server_name=SERVER_NAME):
+        self.username = username
+        self.password = password
+        self.cnonce = bytes(cnonce)
+        self.digest_uri = "%s/%s" % (protocol, server_name)
+        self.server_name = server_name
+        self._expected = None
+
+    def respond(self, challenge):
+        d = parse_directives(bytes(challenge))
+        if "nonce" not in d:
+            raise SaslError("the challenge has no nonce")
+        qops = [q.strip() for q in d.get("qop", b"auth").decode("utf-8", "replace").split(",")]
+        if "auth" not in qops:
+            raise SaslError("the server offers no qop=auth (%s)" % ",".join(qops))
+        realm = d["realm"].decode("utf-8") if "realm" in d else self.server_name
+        nonce = d["nonce"]
+        value = response_value("AUTHENTICATE", self.digest_uri, "auth", self.username, realm,
+                               self.password, nonce, self.cnonce)
+        self._expected = b"rspauth=" + response_value("", self.digest_uri, "auth", self.username,
+                                                      realm, self.password, nonce, self.cnonce)
+        return b",".join([
+            b"charset=utf-8", b'username="' + _quote(self.username.encode("utf-8")) + b'"',
+            b'realm="' + _quote(realm.encode("utf-8")) + b'"',
+            b'nonce="' + _quote(nonce) + b'"', b"nc=%08x" % NONCE_COUNT,
+            b'cnonce="' + _quote(self.cnonce) + b'"',
+            b'digest-uri="' + _quote(self.digest_uri.encode("utf-8")) + b'"',
+            b"maxbuf=65536", b"response=" + value, b"qop=auth"])
+
+    def verify(self, final):
+        """The server's last token must prove it knows the password too (mutual auth)."""
+        if self._expected is None or not hmac.compare_digest(bytes(final), self._expected):
+            raise SaslError("the server's rspauth does not match: it does not know the password")

@@ -265,9 +265,37 @@ def openssl_ciphers(names, key="ssl.ciphersuites"):
     return old, new
 
 
+_STORE_ATTRS = ("key_store_location", "key_store_password", "key_store_password_path",
+                "key_store_type", "trust_store_location", "trust_store_password",
+                "trust_store_password_path", "trust_store_type", "client_auth", "protocol",
+                "enabled_protocols", "ciphersuites", "hostname_verification",
+                "allow_reverse_dns_lookup")
+
+
+class Settings(object):
+    """The TLS keys of one X509Util prefix: "ssl." (client connections, ClientX509Util) or
+    "ssl.quorum." (between servers, QuorumX509Util), read from a Config."""
+
+    def __init__(self, config, quorum=False):
+        self.quorum = quorum
+        self.prefix = "ssl.quorum." if quorum else "ssl."
+        attr = "ssl_quorum_" if quorum else "ssl_"
+        for name in _STORE_ATTRS:
+            setattr(self, name, getattr(config, attr + name))
+
+    def key(self, suffix):
+        """The zoo.cfg key of a setting: key("keyStore.location") -> ssl.quorum.keyStore...."""
+        return self.prefix + suffix
+
+
+def _settings(config, quorum=False):
+    return config if isinstance(config, Settings) else Settings(config, quorum)
+
+
 def enabled_protocols(config):
-    names = config.ssl_enabled_protocols or (config.ssl_protocol,)
-    key = "ssl.enabledProtocols" if config.ssl_enabled_protocols else "ssl.protocol"
+    s = _settings(config)
+    names = s.enabled_protocols or (s.protocol,)
+    key = s.key("enabledProtocols" if s.enabled_protocols else "protocol")
     versions = []
     for name in names:
         name = name.strip()
@@ -289,17 +317,25 @@ def _memfile(data):
     return fd, path
 
 
-def build_context(config):
-    """The server-side SSLContext for client connections (raises TlsError)."""
+def build_context(config, quorum=False, server_side=True):
+    """The SSLContext of one side (raises TlsError): server_side for accepted connections
+    (client connections, or a server's quorum/election ports), else the connecting side of a
+    connection between servers (quorum=True: it presents its certificate and checks the
+    other's against the quorum trust store; the host check is verify_peer_host's)."""
     from cryptography.hazmat.primitives import serialization
+    s = _settings(config, quorum)
+    what = "TLS between servers" if s.quorum else "TLS on the client port"
 
-    if not config.ssl_key_store_location:
-        raise TlsError("ssl.keyStore.location", "TLS on the client port needs a key store with "
-                       "the server's key and certificate")
-    pw = read_password(config.ssl_key_store_password, config.ssl_key_store_password_path,
-                       "ssl.keyStore.passwordPath")
-    pkey, chain = load_key_store(config.ssl_key_store_location, pw, config.ssl_key_store_type)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    if not s.key_store_location:
+        raise TlsError(s.key("keyStore.location"), "%s needs a key store with the server's key "
+                       "and certificate" % what)
+    pw = read_password(s.key_store_password, s.key_store_password_path,
+                       s.key("keyStore.passwordPath"))
+    pkey, chain = load_key_store(s.key_store_location, pw, s.key_store_type,
+                                 s.key("keyStore"))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server_side else ssl.PROTOCOL_TLS_CLIENT)
+    if not server_side:
+        ctx.check_hostname = False   # verify_peer_host does ZKTrustManager's check
     pem = pkey.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
     pem += b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
@@ -307,33 +343,33 @@ def build_context(config):
     try:
         ctx.load_cert_chain(path)
     except ssl.SSLError as e:
-        raise TlsError("ssl.keyStore.location", "the key store's key and certificate do not "
+        raise TlsError(s.key("keyStore.location"), "the key store's key and certificate do not "
                        "go together: %s" % e)
     finally:
         os.close(fd)
         if not path.startswith("/proc/"):
             os.unlink(path)
 
-    versions = enabled_protocols(config)
+    versions = enabled_protocols(s)
     ctx.minimum_version = versions[0]
     ctx.maximum_version = versions[-1]
     for v, flag in ((ssl.TLSVersion.TLSv1_1, ssl.OP_NO_TLSv1_1),
                     (ssl.TLSVersion.TLSv1_2, ssl.OP_NO_TLSv1_2)):
         if versions[0] < v < versions[-1] and v not in versions:
             ctx.options |= flag
-    old, new = openssl_ciphers(config.ssl_ciphersuites or DEFAULT_CIPHERSUITES)
-    key = "ssl.ciphersuites"
+    old, new = openssl_ciphers(s.ciphersuites or DEFAULT_CIPHERSUITES, s.key("ciphersuites"))
+    key = s.key("ciphersuites")
     has13 = ssl.TLSVersion.TLSv1_3 in versions
-    if config.ssl_ciphersuites and not new and has13:
+    if s.ciphersuites and not new and has13:
         # Java negotiates TLSv1.3 only with a TLSv1.3 suite; none is listed.
         if versions == [ssl.TLSVersion.TLSv1_3]:
             raise TlsError(key, "lists no TLSv1.3 cipher suite, and TLSv1.3 is the only "
                            "protocol enabled: no handshake could succeed")
         ctx.maximum_version = max(v for v in versions if v < ssl.TLSVersion.TLSv1_3)
-    elif not config.ssl_ciphersuites and has13:
+    elif not s.ciphersuites and has13:
         # ZooKeeper's default list has no TLSv1.3 suite either.
         if versions == [ssl.TLSVersion.TLSv1_3]:
-            raise TlsError("ssl.protocol", "TLSv1.3 with ZooKeeper's default cipher suites (all "
+            raise TlsError(s.key("protocol"), "TLSv1.3 with ZooKeeper's default cipher suites (all "
                            "TLSv1.2) cannot complete a handshake; set ssl.ciphersuites")
         ctx.maximum_version = max(v for v in versions if v < ssl.TLSVersion.TLSv1_3)
     if old:
@@ -347,18 +383,21 @@ def build_context(config):
         ctx.minimum_version = ssl.TLSVersion.TLSv1_3
 
     ctx.verify_mode = {"none": ssl.CERT_NONE, "want": ssl.CERT_OPTIONAL,
-                       "need": ssl.CERT_REQUIRED}[config.ssl_client_auth]
+                       "need": ssl.CERT_REQUIRED}[s.client_auth] if server_side \
+        else ssl.CERT_REQUIRED
     # Java's PKIX trust manager takes any certificate of the trust store as an anchor, not
     # only self-signed ones.
     ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
-    if config.ssl_trust_store_location:
-        pw = read_password(config.ssl_trust_store_password,
-                           config.ssl_trust_store_password_path, "ssl.trustStore.passwordPath")
-        certs = load_trust_store(config.ssl_trust_store_location, pw,
-                                 config.ssl_trust_store_type)
+    if s.trust_store_location:
+        pw = read_password(s.trust_store_password, s.trust_store_password_path,
+                           s.key("trustStore.passwordPath"))
+        certs = load_trust_store(s.trust_store_location, pw, s.trust_store_type,
+                                 s.key("trustStore"))
         ctx.load_verify_locations(cadata="".join(
             c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in certs))
-    elif config.ssl_client_auth != "none":
+    elif not server_side:
+        ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    elif s.client_auth != "none":
         # Java then uses the JVM's default trust store (cacerts): the system's CAs here.
         ctx.load_default_certs(ssl.Purpose.CLIENT_AUTH)
     # Client-initiated renegotiation is refused (X509Util sets
@@ -385,13 +424,22 @@ def check(config):
     """check_config for a server about to start: a TlsError becomes a ConfigError naming the
     key and its line in zoo.cfg."""
     from zkpy.errors import ConfigError
-    if not (tls_enabled(config) or config.ssl_auth_provider != "x509"):
+    if not (tls_enabled(config) or config.ssl_auth_provider != "x509"
+            or quorum_tls_enabled(config)):
         return
     try:
         check_config(config)
+        if quorum_tls_enabled(config):
+            QuorumTls(config)
     except TlsError as e:
         raise ConfigError(str(e), key=e.key, line=config.key_lines.get(e.key),
                           path=config.path) from None
+
+
+def quorum_tls_enabled(config):
+    """TLS between servers: sslQuorum (connect and accept with TLS) or portUnification
+    (accept TLS beside plaintext)."""
+    return bool(config.ssl_quorum or config.quorum_port_unification)
 
 
 def tls_enabled(config):
@@ -467,6 +515,118 @@ class ServerTls(object):
         ids.append(("x509", subject))
         log.info("Authenticated Id '%s' for Scheme 'x509' (%s)", subject, peer)
         return ids
+
+
+class QuorumTls(object):
+    """TLS between servers (QuorumX509Util): the accepting and the connecting SSLContext from
+    the ssl.quorum.* keys, the peer host check, and sslQuorumReloadCertFiles."""
+
+    def __init__(self, config):
+        self.config = config
+        self.settings = Settings(config, quorum=True)
+        s = self.settings
+        if not s.trust_store_location:
+            raise TlsError(s.key("trustStore.location"), "TLS between servers needs a trust "
+                           "store holding what signed the other servers' certificates")
+        self._files = [s.key_store_location, s.trust_store_location, s.key_store_password_path,
+                       s.trust_store_password_path]
+        self._stamps = [_stamp(p) for p in self._files]
+        self.server_context = build_context(s, server_side=True)
+        self.client_context = build_context(s, server_side=False)
+
+    def maybe_reload(self):
+        """sslQuorumReloadCertFiles: a store file changed -> new contexts for new connections
+        (open ones keep theirs); a store that cannot be read keeps the old ones."""
+        stamps = [_stamp(p) for p in self._files]
+        if stamps == self._stamps:
+            return False
+        self._stamps = stamps
+        try:
+            server = build_context(self.settings, server_side=True)
+            client = build_context(self.settings, server_side=False)
+        except Exception as e:  # noqa: BLE001 - a store half written, a bad password
+            log.error("reloading the quorum TLS key/trust stores failed; keeping the previous "
+                      "ones: %s", e)
+            return False
+        self.server_context, self.client_context = server, client
+        log.info("reloaded the quorum TLS key/trust stores (%s)",
+                 ", ".join(p for p in self._files if p))
+        return True
+
+    async def check_peer(self, ssl_object, address, host_name=None):
+        """ZKTrustManager's host check of the other server's certificate (when
+        ssl.quorum.hostnameVerification, the default): its address first, then the host name
+        of its server.N line (connecting side) or, with ssl.quorum.allowReverseDnsLookup (the
+        quorum default), the name its address resolves back to. Returns None, or why the
+        peer is refused. A server that sent no certificate (clientAuth want/none) is not
+        checked, as Java does not call the trust manager then."""
+        if not self.settings.hostname_verification:
+            return None
+        der = ssl_object.getpeercert(binary_form=True)
+        if der is None:
+            return None
+        cert = _der_cert(der)
+        if cert_matches_host(cert, address):
+            return None
+        if host_name is None and self.settings.allow_reverse_dns_lookup:
+            import asyncio
+            import socket
+            try:
+                host_name, _ = await asyncio.get_running_loop().getnameinfo(
+                    (address, 0), socket.NI_NAMEREQD)
+            except OSError:
+                host_name = None
+        if host_name is not None and cert_matches_host(cert, host_name):
+            return None
+        return ("certificate of %s does not match its address %s%s (%s; "
+                "ssl.quorum.hostnameVerification)"
+                % (subject_name(cert), address, " or the name %s" % host_name
+                   if host_name else "", ", ".join(cert_names(cert)) or "no names"))
+
+
+def cert_names(cert):
+    """The names ZKHostnameVerifier looks at: the subject alternative DNS names and IP
+    addresses, or (none of them) the subject's CN."""
+    from cryptography import x509
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = ["DNS:%s" % n for n in san.get_values_for_type(x509.DNSName)]
+        names += ["IP:%s" % a for a in san.get_values_for_type(x509.IPAddress)]
+        if names:
+            return names
+    except x509.ExtensionNotFound:
+        pass
+    return ["CN:%s" % a.value for a in cert.subject.get_attributes_for_oid(
+        x509.NameOID.COMMON_NAME)]
+
+
+def cert_matches_host(cert, host):
+    """ZKHostnameVerifier.verify: an IP address against the IP SANs, a name against the DNS
+    SANs (a leftmost "*." wildcard matches one label); without SANs, the CN."""
+    import ipaddress
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        ip = None
+    names = cert_names(cert)
+    if names and names[0].startswith("CN:"):
+        return any(n[3:].lower() == host.lower() for n in names)
+    if ip is not None:
+        for n in names:
+            if n.startswith("IP:") and ipaddress.ip_address(n[3:]) == ip:
+                return True
+        return False
+    host = host.lower().rstrip(".")
+    for n in names:
+        if not n.startswith("DNS:"):
+            continue
+        pattern = n[4:].lower().rstrip(".")
+        if pattern == host:
+            return True
+        if pattern.startswith("*.") and "." in host:
+            if host.split(".", 1)[1] == pattern[2:] and pattern.count(".") >= 2:
+                return True
+    return False
 
 
 # ---------------------------------------------------------------------------------------------
