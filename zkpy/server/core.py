@@ -1207,7 +1207,7 @@ class Core(object):
         """Checkpoint LMDB now and then (zkpy.storage.lmdb_checkpoint): what a restart after a
         power cut comes back to, and how far the log behind it can be purged (autopurge)."""
         cfg = self.config
-        interval_s = cfg.autopurge_purge_interval_h * 3600 if cfg.autopurge_purge_interval_h else 0
+        interval_s = cfg.autopurge_purge_interval_ms / 1000.0
         last_purge = time.monotonic()
         loop = asyncio.get_running_loop()
         while True:
