@@ -256,17 +256,19 @@ def tree_dump(zk, root="/pc"):
     ensemble are compared on these; ephemerals of open sessions are checked through one member
     by Load.check -- right after a restart the others may still be re-establishing sessions)."""
     out = {}
-    stack = [root]
-    while stack:
-        p = stack.pop()
-        try:
-            data, st = zk.get(p)
-            kids = zk.get_children(p)
-        except KazooException:
-            continue
-        if st.ephemeralOwner == 0:
-            out[p] = (data, st.version)
-        stack.extend(p + "/" + k for k in kids)
+    level = [root]
+    while level:   # a level of the tree at a time, its reads pipelined
+        asked = [(p, zk.get_async(p), zk.get_children_async(p)) for p in level]
+        level = []
+        for p, got, kids in asked:
+            try:
+                data, st = got.get(timeout=30)
+                names = kids.get(timeout=30)
+            except KazooException:   # gone meanwhile (an ephemeral of an expired session)
+                continue
+            if st.ephemeralOwner == 0:
+                out[p] = (data, st.version)
+            level.extend(p + "/" + k for k in names)
     return out
 
 
@@ -475,10 +477,19 @@ BAD_LOG_LINES = ("Traceback", "local data damaged", "cannot start")
 
 
 def log_problems(servers):
-    """The lines of the servers' logs that say something went wrong (BAD_LOG_LINES)."""
+    """The lines of the servers' logs that say something went wrong (BAD_LOG_LINES); for a
+    Traceback, the line before it and its exception's line."""
     problems = []
     for s in servers:
-        for line in s.log_text().splitlines():
-            if any(bad in line for bad in BAD_LOG_LINES):
-                problems.append("%s logged: %s" % (s, line.strip()[:300]))
+        lines = s.log_text().splitlines()
+        for i, line in enumerate(lines):
+            if not any(bad in line for bad in BAD_LOG_LINES):
+                continue
+            if "Traceback" in line:
+                end = i + 1
+                while end < len(lines) and lines[end][:1] in (" ", "\t"):
+                    end += 1
+                line = "%s / %s" % (lines[i - 1] if i else "",
+                                    lines[end] if end < len(lines) else "?")
+            problems.append("%s logged: %s" % (s, line.strip()[:400]))
     return problems

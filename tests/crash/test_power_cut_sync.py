@@ -9,12 +9,14 @@ restart, and every acknowledged write must be there.
    history starts at its newest log files), so the follower, started again under the load, is
    synced by SNAP. The power goes while it installs -- per seed: right after its "SNAP:
    installing" line (in the LMDB transaction); as its old log's first file goes (the install
-   committed and checkpointed, log_reset_pending set); and at random moments over about twice
-   what an install takes (measured on the first, uncut SNAP). All members restart together;
-   every acknowledged write (the load's and the big tree's) is there on every member, the
-   members agree (their persistent trees under /pc; last zxid and node count), no log holds a
-   Traceback or data found damaged; LMDB's verifier after a clean stop at the end.
-2. Purge: a standalone zkpy whose log rolls every 4 KiB and is purged after every checkpoint
+   committed and checkpointed, log_reset_pending set); within 0.4 s of its "FOLLOWING" line
+   (the txns after the snapshot in its new log, LMDB's next checkpoint maybe not taken yet);
+   points 4 on at random moments over about twice what an install takes (measured on the
+   first, uncut SNAP). All members restart together; every acknowledged write (the load's and
+   the big tree's) is there on every member, the members agree (their persistent trees under
+   /pc; last zxid and node count), no log holds a Traceback or data found damaged; LMDB's
+   verifier after a clean stop at the end.
+2. Purge: a standalone zkpy whose log rolls every 1 KiB and is purged after every checkpoint
    (autopurge.purgeInterval=1ms, ZooKeeper 3.10's unit suffix; checkpoints every 100 ms) under
    the load. Per seed: a cut at a random moment, and two while a purge deletes files (one of
    its log files just went: at once, and up to 20 ms later); the server restarts with every
@@ -34,7 +36,7 @@ import time
 import pytest
 
 from compat import servers as zkservers
-from compat.ensemble import Ensemble
+from compat.ensemble import Ensemble, EnsembleError
 from crash import powercut
 
 pytestmark = pytest.mark.timeout(300 + 150 * powercut.ROUNDS)
@@ -141,8 +143,8 @@ INSTALLING = "SNAP: installing"
 
 class BigTree(object):
     """/bulk: BIG_NODES znodes of BIG_BYTES (rewritten now and then) and SMALL_DIRS x
-    SMALL_PER_DIR small ones, every write acknowledged. check() reads all the big nodes' stats,
-    a few of their data, and a sample of the small ones."""
+    SMALL_PER_DIR small ones, every write acknowledged. check() reads all the big nodes' stats
+    (version and size), one's data, and a sample of the small ones and of their parents."""
 
     def __init__(self):
         self.big = {}   # path -> acknowledged version
@@ -195,7 +197,7 @@ class BigTree(object):
                 problems.append("%s: stat %s, acknowledged v%d of %d bytes"
                                 % (p, st and (st.version, st.dataLength), self.big[p],
                                    BIG_BYTES))
-        for p in rng.sample(paths, 3):
+        for p in rng.sample(paths, 1):
             data, st = zk.get(p)
             if data != self.big_data(p, self.big[p]):
                 problems.append("%s: v%d holds other data than acknowledged" % (p, st.version))
@@ -204,7 +206,7 @@ class BigTree(object):
             n = len(zk.get_children(base))
             if n != SMALL_PER_DIR:
                 problems.append("%s: %d children, acknowledged %d" % (base, n, SMALL_PER_DIR))
-        for _ in range(50):
+        for _ in range(20):
             p = "/bulk/s/d%03d/n%04d" % (rng.randrange(SMALL_DIRS), rng.randrange(SMALL_PER_DIR))
             got = zk.exists(p) and zk.get(p)[0]
             if got != self.small_data(p):
@@ -295,9 +297,10 @@ def test_power_cut_during_snap_install(crashfs, tmp_path):
 
     def cut_at(load, rng, point, delay):
         target = state["target"]
-        state["offsets"] = {m.sid: len(m.log_text()) for m in ens.members}
+        mark = len(target.log_text())
         watch = LogWatch(target.log_path, INSTALLING)
-        state["watch"] = watch
+        synced = LogWatch(target.log_path, "FOLLOWING leader")
+        state["watches"] = (watch, synced)
         target.start()
         assert watch.seen.wait(60), "%s was not synced by SNAP:\n%s" % (target,
                                                                         watch.text()[-3000:])
@@ -310,9 +313,15 @@ def test_power_cut_during_snap_install(crashfs, tmp_path):
             while old and _log_names(log_dir) >= old and time.monotonic() < deadline:
                 time.sleep(0.0005)
             state["reset_seen"] = bool(old) and time.monotonic() < deadline
+            time.sleep(rng.uniform(0.0, 0.005))
+        elif point == 2:
+            # once synced: its log holds the txns after the snapshot, before its next
+            # checkpoint (checkpointIntervalMs)
+            assert synced.seen.wait(60), "%s: no FOLLOWING line:\n%s" % (
+                target, synced.text()[-3000:])
+            time.sleep(rng.uniform(0.0, 0.4))
         else:
-            # right after the line (point 0), random moments over about twice what an
-            # install takes (the rest)
+            # right after the line (point 0); any moment of about twice an install (3 on)
             delay = 0.0 if point == 0 else rng.uniform(0.0, 2.0 * setup["install_s"])
             left = watch.at + delay - time.monotonic()
             if left > 0:
@@ -321,8 +330,8 @@ def test_power_cut_during_snap_install(crashfs, tmp_path):
 
         def label():
             # what the follower had logged when it was killed, and what its restart did
-            text = target.log_text()[state["offsets"][target.sid]:]
-            before, _, after = text.partition("==== start")
+            runs = target.log_text()[mark:].split("==== start")   # "", before, after
+            before, after = runs[1], "".join(runs[2:])
             if "FOLLOWING leader" in before:
                 stage = "synced"
             elif "txnlog reset" in before:
@@ -338,9 +347,12 @@ def test_power_cut_during_snap_install(crashfs, tmp_path):
         return label
 
     def check(loads):
-        problems = []
-        ens.wait_healthy()
-        problems += powercut.check_members(ens, loads)
+        try:
+            ens.wait_healthy()
+        except EnsembleError as e:
+            return ["no ensemble after the restart: %s" % str(e)[:3000]] + \
+                powercut.log_problems(ens.members)
+        problems = powercut.check_members(ens, loads)
         rng = random.Random()
         for m in ens.members:
             zk = powercut.client(m.hosts)
@@ -364,8 +376,7 @@ def test_power_cut_during_snap_install(crashfs, tmp_path):
         print("SNAP install %.3f s; where the cuts fell: %s" % (setup["install_s"], stages))
         assert any(not k.startswith("synced") for k in stages), "no cut fell in an install"
     finally:
-        w = state.get("watch")
-        if w is not None:
+        for w in state.get("watches", ()):
             w.close()
         ens.stop()
 
@@ -375,7 +386,10 @@ def test_power_cut_during_snap_install(crashfs, tmp_path):
 
 PURGE_CFG = {
     "checkpointIntervalMs": "100",
-    "txnLogSizeLimitInKb": "4",
+    # a new log file every few batches: a checkpoint interval spans dozens of files, far more
+    # than the 3 newest a purge keeps, so a purge that went past the durable checkpoint would
+    # leave a hole a restart trips on
+    "txnLogSizeLimitInKb": "1",
     "autopurge.purgeInterval": "1ms",   # after every checkpoint
     "autopurge.snapRetainCount": "3",
 }
