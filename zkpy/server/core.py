@@ -42,7 +42,7 @@ from zkpy.proto.twins import compiled_twin
 from zkpy.server.sessions import SessionTable, session_password
 from zkpy.storage.groupcommit import GroupCommitter
 from zkpy.storage.lmdb_tree import LmdbTree
-from zkpy.storage.txnlog import TxnLog, fsync_dir
+from zkpy.storage.txnlog import TxnLog, append_bound, fsync_dir
 from zkpy.tree import acl as acls
 from zkpy.tree import datatree, txns
 from zkpy.tree.overlay import PendingOverlay, replay
@@ -249,6 +249,9 @@ class Core(object):
         kw = {}
         if cfg.txn_log_size_limit_kb > 0:   # ZooKeeper's zookeeper.txnLogSizeLimitInKb
             kw["roll_bytes"] = cfg.txn_log_size_limit_kb * 1024
+        # How far a power cut can have torn the log's newest file: one group-committed batch
+        # (the recovery rules in zkpy.storage.txnlog).
+        kw["max_append_bytes"] = append_bound(cfg.commit_max_bytes, cfg.max_batch_size)
         self.txnlog = TxnLog(os.path.join(cfg.data_log_dir, "zkpy-log"), force_sync=cfg.force_sync,
                              logger=logging.getLogger("zkpy.txnlog"),
                              fsync_warning_ms=cfg.fsync_warning_threshold_ms, **kw)
