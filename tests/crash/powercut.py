@@ -476,12 +476,17 @@ def check_members(ens, loads):
 BAD_LOG_LINES = ("Traceback", "local data damaged", "cannot start")
 
 
-def log_problems(servers):
+def log_problems(servers, seen=None):
     """The lines of the servers' logs that say something went wrong (BAD_LOG_LINES); for a
-    Traceback, the line before it and its exception's line."""
+    Traceback, the line before it and its exception's line. seen: a dict kept by the caller
+    (server -> characters already looked at): only what was logged since is looked at."""
     problems = []
     for s in servers:
-        lines = s.log_text().splitlines()
+        text = s.log_text()
+        start = 0
+        if seen is not None:
+            start, seen[s] = seen.get(s, 0), len(text)
+        lines = text[start:].splitlines()
         for i, line in enumerate(lines):
             if not any(bad in line for bad in BAD_LOG_LINES):
                 continue

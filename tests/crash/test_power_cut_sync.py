@@ -243,6 +243,7 @@ def test_power_cut_during_snap_install(crashfs, tmp_path):
     tree = BigTree()
     setup = {}      # "install_s": how long the uncut SNAP install took
     stages = {}     # where the cuts fell -> count
+    logs_seen = {}  # member -> how much of its log was looked at
 
     def resync(target, others, rng, rewrites):
         """Kill `target` (a follower), roll the log behind it, restart the others: its next
@@ -330,6 +331,8 @@ def test_power_cut_during_snap_install(crashfs, tmp_path):
 
         def label():
             # what the follower had logged when it was killed, and what its restart did
+            watch.close()
+            synced.close()
             runs = target.log_text()[mark:].split("==== start")   # "", before, after
             before, after = runs[1], "".join(runs[2:])
             if "FOLLOWING leader" in before:
@@ -351,7 +354,7 @@ def test_power_cut_during_snap_install(crashfs, tmp_path):
             ens.wait_healthy()
         except EnsembleError as e:
             return ["no ensemble after the restart: %s" % str(e)[:3000]] + \
-                powercut.log_problems(ens.members)
+                powercut.log_problems(ens.members, logs_seen)
         problems = powercut.check_members(ens, loads)
         rng = random.Random()
         for m in ens.members:
@@ -362,7 +365,7 @@ def test_power_cut_during_snap_install(crashfs, tmp_path):
             finally:
                 powercut.close(zk)
         problems += _converged(ens)
-        problems += powercut.log_problems(ens.members)
+        problems += powercut.log_problems(ens.members, logs_seen)
         return problems
 
     def restart_empty():
@@ -403,6 +406,7 @@ def test_power_cut_during_log_purge(crashfs, tmp_path):
     log_dir = crashfs.backing / "data" / "zkpy-log"
     srv.start()
     where = {}
+    logs_seen = {}
 
     def cut_at(load, rng, point, delay):
         if point == 0:   # a random moment of the load
@@ -442,7 +446,7 @@ def test_power_cut_during_log_purge(crashfs, tmp_path):
             problems = powercut.check_loads(zk, loads)
         finally:
             powercut.close(zk)
-        return problems + powercut.log_problems([srv])
+        return problems + powercut.log_problems([srv], logs_seen)
 
     try:
         powercut.rounds("zkpy", "standalone-purge", [srv], srv.hosts, crashfs, check, srv.start,
