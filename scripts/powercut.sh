@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Many power cuts (tests/crash/test_power_cut.py) and a table of the outcomes:
+# Many power cuts (tests/crash/test_power_cut.py, test_power_cut_sync.py) and a table of the
+# outcomes:
 #   scripts/powercut.sh [ROUNDS] [pytest -k expression]
 #   scripts/powercut.sh 100                 # 100 rounds per case: zkpy and Apache ZooKeeper 3.8,
-#                                           # standalone and 3-member (~1.5 h on 2 cores)
+#                                           # standalone and 3-member (~1.5 h on 2 cores), and
+#                                           # zkpy's SNAP-install and log-purge cases (3 cuts
+#                                           # per round: ~35 s and ~10 s a round)
 #   scripts/powercut.sh 50 "zkpy and standalone"
+#   scripts/powercut.sh 20 "snap or purge"
 # A failed round is reported (its seed and what was wrong) and the case starts over on empty
 # data; the table counts rounds, acknowledged writes and failed rounds per server, layout and
 # power-cut mode. Output: the table on stdout, the whole log in powercut-<date>.log.
@@ -16,7 +20,8 @@ LOG=${POWERCUT_LOG:-powercut-$(date +%Y%m%d-%H%M%S).log}
 echo "power cuts: $ROUNDS rounds per case${EXPR:+ (-k \"$EXPR\")}; log: $LOG" >&2
 ZKPY_POWERCUT_SEEDS=$ROUNDS ZKPY_POWERCUT_KEEP_GOING=1 \
   python -m pytest -s -p no:cacheprovider --timeout=$((ROUNDS * 60 + 300)) \
-  tests/crash/test_power_cut.py ${EXPR:+-k "$EXPR"} >"$LOG" 2>&1
+  tests/crash/test_power_cut.py tests/crash/test_power_cut_sync.py ${EXPR:+-k "$EXPR"} \
+  >"$LOG" 2>&1
 rc=$?
 python - "$LOG" <<'PY'
 import collections, re, sys

@@ -96,7 +96,7 @@ class Config:
     admin_command_url: str = "/commands"
     admin_idle_timeout_ms: int = 30000
     autopurge_snap_retain_count: int = 3
-    autopurge_purge_interval_h: int = 0
+    autopurge_purge_interval_ms: int = 0   # 0: no autopurge
     servers: dict = field(default_factory=dict)
     peer_type: str = ROLE_PARTICIPANT
     standalone_enabled: bool = True
@@ -420,6 +420,22 @@ def _at_least(minimum):
     return conv
 
 
+_INTERVAL_UNITS_MS = (("ms", 1), ("s", 1000), ("m", 60 * 1000), ("h", 3600 * 1000),
+                     ("d", 24 * 3600 * 1000))
+
+
+def _purge_interval(key, value, ctx):
+    # In hours, as in ZooKeeper; ZooKeeper 3.10 (ZOOKEEPER-4829) also takes a unit suffix:
+    # ms, s, m, h or d ("30m", "500ms"). Milliseconds here; 0 or less: no autopurge.
+    text = value.strip().lower()
+    unit_ms = 3600 * 1000
+    for suffix, ms in _INTERVAL_UNITS_MS:
+        if text.endswith(suffix) and _INT_RE.match(text[:-len(suffix)]):
+            text, unit_ms = text[:-len(suffix)], ms
+            break
+    return max(_int(key, text, ctx), 0) * unit_ms
+
+
 def _positive(key, value, ctx):
     return _at_least(1)(key, value, ctx)
 
@@ -534,7 +550,7 @@ _KEYS = {
     "admin.commandURL": ("admin_command_url", _nonempty),
     "admin.idleTimeout": ("admin_idle_timeout_ms", _nonneg),
     "autopurge.snapRetainCount": ("autopurge_snap_retain_count", _int),
-    "autopurge.purgeInterval": ("autopurge_purge_interval_h", _int),
+    "autopurge.purgeInterval": ("autopurge_purge_interval_ms", _purge_interval),
     "peerType": ("peer_type", _peer_type),
     "standaloneEnabled": ("standalone_enabled", _bool),
     "reconfigEnabled": ("reconfig_enabled", _bool),

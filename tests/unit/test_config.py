@@ -41,7 +41,7 @@ def test_defaults():
     assert c.four_letter_words == frozenset(["srvr"])
     assert (c.admin_enable_server, c.admin_server_address, c.admin_server_port) == \
         (True, "0.0.0.0", 8080)
-    assert (c.autopurge_snap_retain_count, c.autopurge_purge_interval_h) == (3, 0)
+    assert (c.autopurge_snap_retain_count, c.autopurge_purge_interval_ms) == (3, 0)
     assert c.servers == {}
     assert c.peer_type == "participant"
     assert c.standalone_enabled is True and c.reconfig_enabled is False
@@ -92,8 +92,18 @@ def test_values_parsed():
     assert c.super_digest == "super:D/InIHSb7yEEbrWz8b9l71RjZJU="
     assert (c.commit_max_bytes, c.max_batch_size, c.flush_delay_ms) == (65536, 10, 5)
     assert c.jute_maxbuffer == 0x400000
-    assert (c.autopurge_purge_interval_h, c.autopurge_snap_retain_count) == (1, 5)
+    assert (c.autopurge_purge_interval_ms, c.autopurge_snap_retain_count) == (3600000, 5)
     assert c.lmdb_map_size == 1 << 20
+
+
+@pytest.mark.parametrize("value,ms", [
+    ("0", 0), ("-1", 0), ("1", 3600000), ("24", 86400000),   # hours, as ZooKeeper reads it
+    # ZooKeeper 3.10's unit suffixes
+    ("500ms", 500), ("30s", 30000), ("5m", 300000), ("2h", 7200000), ("1d", 86400000),
+    ("1D", 86400000), ("0ms", 0),
+])
+def test_purge_interval_units(value, ms):
+    assert cfg("autopurge.purgeInterval=%s\n" % value).autopurge_purge_interval_ms == ms
 
 
 def test_session_timeouts_explicit_and_minus_one():
@@ -308,6 +318,8 @@ def test_first_refused_key_in_file_order_is_named():
     ("lmdbMapSize=64G", "lmdbMapSize", "not an integer"),
     ("peerType=voter", "peerType", "peertype"),
     ("electionAlg=1", "electionAlg", "only 3"),
+    ("autopurge.purgeInterval=1.5h", "autopurge.purgeInterval", "not an integer"),
+    ("autopurge.purgeInterval=10w", "autopurge.purgeInterval", "not an integer"),
     ("minSessionTimeout=-7", "minSessionTimeout", "-1"),
     ("server.1=host:2888", "server.1", "does not have the form"),
     ("server.x=host:2888:3888", "server.x", "server id"),

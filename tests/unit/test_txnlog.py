@@ -249,13 +249,83 @@ def test_zero_tail(tmp_path, caplog, zeros):
 
 
 def test_zeroed_region_followed_by_data_is_corruption(tmp_path):
+    # Further from the end than one append can reach (max_append_bytes): no power cut left it.
     allrecs, last, offsets = _two_file_log(tmp_path)
     with open(last, "r+b") as f:
         f.seek(offsets[1])
         f.write(b"\0" * (offsets[2] - offsets[1]))
+    reach = os.path.getsize(last) - offsets[1] - 1
+    with pytest.raises(StorageCorruptError) as ei:
+        list(TxnLog(str(tmp_path), max_append_bytes=reach).recover(0))
+    assert "offset %d" % offsets[1] in str(ei.value)
+
+
+def _big_batch_log(d, lost_pages, page=4096):
+    """One synced batch, then one batch of many records spanning several pages whose pages
+    `lost_pages` (indexes in the file) read as zeros -- what a power cut leaves of an append
+    written but not yet fdatasynced when the kernel wrote some of its pages back and not
+    others. Returns (the first batch's records, the file, the second batch's offsets)."""
+    first = recs(1, 4)
+    second = [(EPOCH + z, b"big-%d-" % z + bytes([z & 0xFF]) * 700) for z in range(4, 40)]
+    write_log(d, [first, second])
+    path = files(d)[-1]
+    offsets, off = [], FILE_HEADER_SIZE + sum(RECORD_HEADER_SIZE + len(p) for _, p in first)
+    for _, p in second:
+        offsets.append(off)
+        off += RECORD_HEADER_SIZE + len(p)
+    with open(path, "r+b") as f:
+        for i in lost_pages:
+            f.seek(i * page)
+            f.write(bytes(page))
+    return first, path, second, offsets
+
+
+@pytest.mark.parametrize("lost", [[1], [2], [1, 3], [2, 4, 5]])
+def test_power_cut_tore_an_unsynced_multi_page_append(tmp_path, caplog, lost):
+    # Pages of one write not yet synced reach the disk in any order: a lost page can be
+    # followed by written ones, so valid records after the damage are not corruption here --
+    # they belong to the same torn, never acknowledged append. The log is cut at the damage.
+    first, path, second, offsets = _big_batch_log(tmp_path, lost)
+    bad = next(i for i, (off, (_, p)) in enumerate(zip(offsets, second))
+               if off + RECORD_HEADER_SIZE + len(p) > lost[0] * 4096)   # overlaps the 1st lost
+    with caplog.at_level(logging.WARNING, logger="zkpy.storage.txnlog"):
+        log, got = recover_all(tmp_path)
+    assert got == first + second[:bad]
+    assert os.path.getsize(path) == offsets[bad]
+    assert any("torn" in r.getMessage() for r in caplog.records)
+    log.open_for_append()
+    log.append_batch(second[bad:])   # the log goes on from there
+    log.close()
+    assert recover_all(tmp_path)[1] == first + second
+
+
+def test_bit_flip_in_an_unsynced_append_is_still_corruption(tmp_path):
+    # No zeroed sector in the damage: not a lost write, whatever its distance from the end.
+    first, path, second, offsets = _big_batch_log(tmp_path, [])
+    _flip(path, offsets[3] + RECORD_HEADER_SIZE + 5)
     with pytest.raises(StorageCorruptError) as ei:
         list(TxnLog(str(tmp_path)).recover(0))
-    assert "offset %d" % offsets[1] in str(ei.value)
+    assert "offset %d" % offsets[3] in str(ei.value)
+
+
+def test_new_file_whose_first_page_was_lost_is_removed(tmp_path, caplog):
+    # A new file is written with its first batch in one write: a zeroed header followed by
+    # data is that write torn by a power cut (the file never held anything synced).
+    write_log(tmp_path, [recs(1, 5)])
+    path = os.path.join(str(tmp_path), log_file_name(EPOCH + 5))
+    later = [(EPOCH + z, b"x" * 700) for z in range(5, 20)]
+    body = txnlog_mod.FILE_HEADER + txnlog_mod.encode_records(later, EPOCH + 4)
+    assert len(body) > 2 * 4096
+    with open(path, "wb") as f:
+        f.write(bytes(4096) + body[4096:])
+    with caplog.at_level(logging.WARNING, logger="zkpy.storage.txnlog"):
+        log, got = recover_all(tmp_path)
+    assert got == recs(1, 5) and not os.path.exists(path)
+    # a zeroed header in an older file, or one that reaches too far, is corruption
+    with open(path, "wb") as f:
+        f.write(bytes(4096) + body[4096:])
+    with pytest.raises(StorageCorruptError):
+        list(TxnLog(str(tmp_path), max_append_bytes=4096).recover(0))
 
 
 def test_purge(tmp_path):

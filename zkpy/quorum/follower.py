@@ -87,6 +87,12 @@ class Follower(object):
             mtype, f = await conn.recv(peer.init_s)
             if mtype == m.NEWLEADER:
                 break
+            if mtype == m.LPING:
+                # Not answered before NEWLEADER (ZooKeeper's Learner.syncWithLeader ignores
+                # pings too): the leader reads the NEWLEADER ACK as the next message, and a
+                # PING there fails the sync. Its pings reach a learner this early when a SNAP
+                # took longer than half a tick to send (held behind it, then flushed).
+                continue
             self._dispatch(mtype, f)
         await core.committer.flush()
         peer.set_current_epoch(epoch)

@@ -43,7 +43,7 @@ from zkpy.server.audit import AuditLog
 from zkpy.server.sessions import SessionTable, session_password
 from zkpy.storage.groupcommit import GroupCommitter
 from zkpy.storage.lmdb_tree import LmdbTree
-from zkpy.storage.txnlog import TxnLog, fsync_dir
+from zkpy.storage.txnlog import TxnLog, append_bound, fsync_dir
 from zkpy.tree import acl as acls
 from zkpy.tree import datatree, txns
 from zkpy.tree.overlay import PendingOverlay, replay
@@ -257,6 +257,9 @@ class Core(object):
         kw = {}
         if cfg.txn_log_size_limit_kb > 0:   # ZooKeeper's zookeeper.txnLogSizeLimitInKb
             kw["roll_bytes"] = cfg.txn_log_size_limit_kb * 1024
+        # How far a power cut can have torn the log's newest file: one group-committed batch
+        # (the recovery rules in zkpy.storage.txnlog).
+        kw["max_append_bytes"] = append_bound(cfg.commit_max_bytes, cfg.max_batch_size)
         self.txnlog = TxnLog(os.path.join(cfg.data_log_dir, "zkpy-log"), force_sync=cfg.force_sync,
                              logger=logging.getLogger("zkpy.txnlog"),
                              fsync_warning_ms=cfg.fsync_warning_threshold_ms, **kw)
@@ -1277,7 +1280,7 @@ class Core(object):
         """Checkpoint LMDB now and then (zkpy.storage.lmdb_checkpoint): what a restart after a
         power cut comes back to, and how far the log behind it can be purged (autopurge)."""
         cfg = self.config
-        interval_s = cfg.autopurge_purge_interval_h * 3600 if cfg.autopurge_purge_interval_h else 0
+        interval_s = cfg.autopurge_purge_interval_ms / 1000.0
         last_purge = time.monotonic()
         loop = asyncio.get_running_loop()
         failing = 0

@@ -31,8 +31,14 @@ Recovery rules (see TxnLog.recover):
     CRC does not match, a zero-filled tail (as left by preallocation or delayed allocation) -- is
     the expected result of a crash during a write: it is cut off (the file is truncated to its last
     good record, or removed if none is left) and one WARNING is logged.
-  * A damaged record with any valid record after it, or damage anywhere in an older file, cannot
-    come from a torn write: StorageCorruptError naming the file and byte offset.
+  * So is damage in the newest file that valid records follow, if it shows a lost write (16 zero
+    bytes where the record starts, or a zeroed 512-byte-aligned sector in it) and lies within one
+    append's reach of the end (max_append_bytes): a power cut keeps any subset of the pages of
+    the one append not yet fdatasynced (the kernel writes pages back in any order; pages never
+    written back read as zeros in an append-only file), so the records after the lost page are
+    of that same append -- never acknowledged -- and go with it.
+  * Any other damaged record with a valid record after it, or damage anywhere in an older file,
+    cannot come from a torn write: StorageCorruptError naming the file and byte offset.
 
 Durability: each append_batch is one os.write followed (if force_sync) by fdatasync. Creating a new
 file also fsyncs the directory so that the file's name survives a crash.
@@ -83,6 +89,9 @@ _ZXID = struct.Struct(">Q")
 _U32 = struct.Struct(">I")
 
 DEFAULT_ROLL_BYTES = 64 * 1024 * 1024
+# The unit a power cut loses at the least (a disk sector; the page cache loses 4 KiB pages):
+# a zeroed aligned one in a damaged record is the mark of a write that never reached the disk.
+SECTOR = 512
 _NAME_RE = re.compile(r"^log\.([0-9a-f]{16})$")
 
 _DEFAULT_LOGGER = logging.getLogger("zkpy.storage.txnlog")
@@ -91,6 +100,30 @@ _DEFAULT_LOGGER = logging.getLogger("zkpy.storage.txnlog")
 # quota, an I/O error): any other OSError leaves the log unusable.
 RECOVERABLE_ERRNOS = frozenset(e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EIO)
                                if e is not None)
+
+
+def append_bound(max_bytes=1 << 20, max_count=1000):
+    """The most bytes one append_batch writes with more than one record in it when its batches
+    come from a GroupCommitter(max_bytes=, max_count=) (defaults: its defaults): their payload
+    bytes, their record headers and a new file's header. (A lone record of any size is one
+    append too, but then no record follows it in that append.)"""
+    return max_bytes + max_count * RECORD_HEADER_SIZE + FILE_HEADER_SIZE
+
+
+def _shows_lost_write(mm, start, end):
+    """Whether mm[start:end] -- a damaged record and what follows it up to the next valid one --
+    bears the mark of a write that never reached the disk: 16 zero bytes where the record starts
+    (no record header is all zeros: its zxid is not 0), or an all-zero SECTOR-aligned sector."""
+    if end - start >= RECORD_HEADER_SIZE and \
+            mm[start:start + RECORD_HEADER_SIZE].count(0) == RECORD_HEADER_SIZE:
+        return True
+    zero = bytes(SECTOR)
+    off = -(-start // SECTOR) * SECTOR   # the first sector boundary at or after start
+    while off + SECTOR <= end:
+        if mm[off:off + SECTOR] == zero:
+            return True
+        off += SECTOR
+    return False
 
 
 def _header_bytes():
@@ -190,10 +223,14 @@ class TxnLog:
     """
 
     def __init__(self, directory, force_sync=True, roll_bytes=DEFAULT_ROLL_BYTES, logger=None,
-                 fsync_warning_ms=1000):
+                 fsync_warning_ms=1000, max_append_bytes=None):
+        """max_append_bytes: how far before the end of the newest file a torn append can have
+        left damage (see the recovery rules; append_bound() of the batching in use, by default
+        of a GroupCommitter's defaults)."""
         self.dir = directory
         self.force_sync = force_sync
         self.roll_bytes = roll_bytes
+        self.max_append_bytes = max_append_bytes or append_bound()
         self.fsync_warning_ms = fsync_warning_ms
         self.log = logger or _DEFAULT_LOGGER
         # Highest zxid in the log after recover() finished (0 if the log holds no records; zxid 0 is
@@ -290,7 +327,7 @@ class TxnLog:
                     raise StorageCorruptError("%s: corrupt record at byte offset %d (%s) in a log "
                                               "file that is not the newest"
                                               % (path, bad.offset, bad.reason))
-                good = self._find_good_record(mm, bad.offset, size, bound)
+                good = self._valid_after_damage(mm, bad.offset, size, bound)
                 if good is not None:
                     raise StorageCorruptError("%s: corrupt record at byte offset %d (%s) followed by "
                                               "a valid record at byte offset %d"
@@ -327,6 +364,11 @@ class TxnLog:
             mm[:size].count(0) == size
         if torn and is_last:
             return _Torn(0, "incomplete file header" if head else "empty file")
+        if is_last and head == bytes(FILE_HEADER_SIZE):
+            # The write that created the file (its header and first batch) was torn by a power
+            # cut if the rest shows it too (_valid_after_damage decides): nothing in the file
+            # was ever synced.
+            return _Torn(0, "zeroed file header")
         magic, version, _ = _FILE_HEADER.unpack(head.ljust(FILE_HEADER_SIZE, b"\0"))
         if magic == MAGIC and version != FORMAT_VERSION and len(head) == FILE_HEADER_SIZE:
             reason = "unsupported format version %d" % version
@@ -356,6 +398,18 @@ class TxnLog:
         if crc32c(body) != crc:
             raise _Torn(off, "CRC mismatch")
         return zxid, body[8:], end
+
+    def _valid_after_damage(self, mm, bad_off, size, bound):
+        """For damage at bad_off in the newest file: the offset of a valid record after it that
+        makes it corruption, or None -- a torn tail (see the recovery rules). Records after a
+        lost write within one append's reach of the end were written by that same append, the
+        only one not yet fdatasynced at a power cut (one append at a time, each synced before
+        the next): never acknowledged, they are dropped with it."""
+        good = self._find_good_record(mm, bad_off, size, bound)
+        if good is not None and size - bad_off <= self.max_append_bytes and \
+                _shows_lost_write(mm, bad_off, good):
+            return None
+        return good
 
     def _find_good_record(self, mm, bad_off, size, bound):
         """Offset of a valid record (zxid > bound) somewhere after bad_off, or None.
@@ -656,6 +710,8 @@ class TxnLog:
         size = len(data)
         bad = self._check_header(path, data, size, is_newest)
         if bad is not None:
+            if self._valid_after_damage(data, 0, size, prev_bound) is not None:
+                raise StorageCorruptError("%s: %s followed by valid records" % (path, bad.reason))
             return None, None, size
         off = FILE_HEADER_SIZE
         last = None
@@ -664,7 +720,8 @@ class TxnLog:
                 rz, _, end = self._read_record(data, off, size)
             except _Torn as t:
                 bound = last if last is not None else prev_bound
-                if not is_newest or self._find_good_record(data, t.offset, size, bound) is not None:
+                if not is_newest or self._valid_after_damage(data, t.offset, size,
+                                                             bound) is not None:
                     raise StorageCorruptError("%s: corrupt record at byte offset %d (%s)"
                                               % (path, t.offset, t.reason))
                 break  # torn tail of the newest file: cut it off with the rest
