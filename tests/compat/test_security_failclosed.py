@@ -36,8 +36,9 @@ SASL_OPTIONS = {"mechanism": "DIGEST-MD5", "username": "u", "password": "p"}
 # refused keys: the server does not start
 
 @pytest.mark.parametrize("key,value", [
-    ("quorum.auth.enableSasl", "true"),
-    ("sslQuorum", "true"),   # (TLS on client ports is provided: tests/compat/test_tls.py)
+    # (TLS and SASL, between servers too, are provided: test_tls.py, test_quorum_security.py)
+    ("admin.forceHttps", "true"),
+    ("kerberos.canonicalizeHostNames", "true"),
 ])
 def test_zkpy_server_refuses_to_start_naming_key_and_line(zk_targets, tmp_path, key, value):
     if "zkpy" not in zk_targets:
