@@ -299,11 +299,13 @@ ROUNDS = int(os.environ.get("ZKPY_POWERCUT_SEEDS", "2"))
 KEEP_GOING = os.environ.get("ZKPY_POWERCUT_KEEP_GOING") == "1"
 
 
-def seeds():
-    """The seeds of a case: ZKPY_POWERCUT_SEED's alone, else ROUNDS random ones."""
+def seeds(default=None):
+    """The seeds of a case: ZKPY_POWERCUT_SEED's alone, else ZKPY_POWERCUT_SEEDS random ones
+    (unset: `default`, or ROUNDS)."""
     if os.environ.get("ZKPY_POWERCUT_SEED"):
         return [int(os.environ["ZKPY_POWERCUT_SEED"])]
-    return [random.SystemRandom().randrange(1 << 30) for _ in range(ROUNDS)]
+    n = ROUNDS if default is None or "ZKPY_POWERCUT_SEEDS" in os.environ else default
+    return [random.SystemRandom().randrange(1 << 30) for _ in range(n)]
 
 
 def one_round(servers, hosts, fs, seed, point=0, background=None, prepare=None, cut_at=None):
@@ -387,14 +389,14 @@ def report(kind, layout, seed, mode, load, summary, problems, point=None, cut=No
 
 
 def rounds(kind, layout, servers, hosts, fs, check, restart_empty, background=None, points=1,
-           prepare=None, cut_at=None):
+           prepare=None, cut_at=None, default_seeds=None):
     """Power-cut rounds over running `servers`, `points` cuts per seed (see one_round for
     prepare, cut_at and background): after each, check(loads so far) gives the problems. A
     failed round fails the test -- or, with KEEP_GOING, is reported and the servers start over
     on empty data (restart_empty). zkpy: in the end, a clean stop and LMDB's verifier."""
     loads = []
     failed = []
-    todo = [(seed, point) for seed in seeds() for point in range(points)]
+    todo = [(seed, point) for seed in seeds(default_seeds) for point in range(points)]
     for i, (seed, point) in enumerate(todo):
         load, mode, summary, problems, label = one_round(
             servers, hosts, fs, seed, point, background=background, prepare=prepare,
