@@ -27,8 +27,9 @@ OP_AUTH = 100
 OP_SASL = 102
 AUTHFAILED = -115
 SASL_PROVIDER = "org.apache.zookeeper.server.auth.SASLAuthenticationProvider"
-SASL_CFG = {"authProvider.1": SASL_PROVIDER}
-SESSION_MS = 4000  # minSessionTimeout with tickTime=2000: the shortest wait for the expiry
+# tickTime=500 (both servers): minSessionTimeout 1000 ms, so the expiry waits stay short.
+SASL_CFG = {"authProvider.1": SASL_PROVIDER, "tickTime": "500"}
+SESSION_MS = 1500
 SASL_OPTIONS = {"mechanism": "DIGEST-MD5", "username": "u", "password": "p"}
 
 
