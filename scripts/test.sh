@@ -3,9 +3,13 @@
 #   - Debian packages zookeeper + zookeeper-bin (Apache ZooKeeper 3.8: the real server for
 #     side-by-side tests, zkCli.sh and cli_mt), when running as root and they are missing;
 #   - a virtualenv in .venv (unless one is active) with zkpy installed editable plus its test extras;
+#   - a check that every compiled module built (zkpy.compiled);
 #   - then pytest over tests/ (zkpy with the default worker count, side by side with Apache
-#     ZooKeeper), and - unless arguments are given, which go to that pytest run - the zkpy
-#     compatibility suite again with workers=1 and workers=4 (scripts/test_workers_matrix.sh).
+#     ZooKeeper), where a skip tests/allowed_skips.txt does not allow fails the run
+#     (ZKPY_STRICT_SKIPS=0 to let skips pass, e.g. without the Debian packages); and - unless
+#     arguments are given, which go to one pytest run instead - the pure twins (ZKPY_PURE=1:
+#     unit tests and kazoo), then the zkpy compatibility suite again with workers=1 and
+#     workers=4 (scripts/test_workers_matrix.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,7 +46,29 @@ python -m pip install -q -e '.[test]'
 # it the Kerberos tests skip, saying so.
 python -m pip install -q gssapi kerberos 2>/dev/null \
   || echo "note: gssapi/kerberos did not install (needs libkrb5-dev); Kerberos tests will skip" >&2
-python -m pytest -q "$@"
-if [ $# -eq 0 ]; then
-  ZKPY_TEST_TARGETS=zkpy WORKER_COUNTS="1 4" bash scripts/test_workers_matrix.sh
+# CI honesty (issue 16): every compiled module must have built -- a failed build would otherwise
+# run the pure twins and skip the compiled modules' tests without a word.
+python - <<'PY'
+import sys
+from zkpy import compiled
+bad = [(name, why) for name, why in compiled.choices() if why != "compiled"]
+for name, why in bad:
+    print("scripts/test.sh: compiled module %s did not load: %s" % (name, why), file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY
+if [ $# -gt 0 ]; then
+  exec python -m pytest -q "$@"
 fi
+# Every skip must be one tests/allowed_skips.txt allows (tests/conftest.py), and pytest says
+# why each test skipped (-rs).
+export ZKPY_STRICT_SKIPS=${ZKPY_STRICT_SKIPS:-1}
+python -m pytest -q -rs
+# The pure twins (ZKPY_PURE=1): the codec, data tree, IPC and storage unit tests, and kazoo
+# against a server running the pure code (envi says which twins run).
+echo "==== pure twins (ZKPY_PURE=1)"
+ZKPY_PURE=1 ZKPY_TEST_TARGETS=zkpy python -m pytest -q -rs -p no:cacheprovider \
+  tests/unit/test_codec.py tests/unit/test_fastcodec.py tests/unit/test_datatree.py \
+  tests/unit/test_framing.py tests/unit/test_ipc.py tests/unit/test_nodecodec.py \
+  tests/unit/test_lmdb_tree.py tests/unit/test_txnlog.py tests/unit/test_crc.py \
+  tests/compat/test_kazoo_basic.py tests/compat/test_fourletter.py
+ZKPY_TEST_TARGETS=zkpy WORKER_COUNTS="1 4" bash scripts/test_workers_matrix.sh

@@ -54,6 +54,49 @@ def pytest_addoption(parser):
     )
 
 
+# -- skips CI allows (ZKPY_STRICT_SKIPS=1, set by scripts/test.sh): tests/allowed_skips.txt
+# (ZKPY_ALLOWED_SKIPS names another file: tests/unit/test_skip_policy.py)
+_ALLOWED_SKIPS = Path(os.environ.get("ZKPY_ALLOWED_SKIPS")
+                      or Path(_TESTS_DIR) / "allowed_skips.txt")
+_skipped = []   # (nodeid, reason)
+
+
+def allowed_skip_rules(pure):
+    """The reason substrings tests/allowed_skips.txt allows (the `pure: ` ones only if pure)."""
+    rules = []
+    for line in _ALLOWED_SKIPS.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("pure: "):
+            if pure:
+                rules.append(line[len("pure: "):])
+        else:
+            rules.append(line)
+    return rules
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and os.environ.get("ZKPY_STRICT_SKIPS") == "1":
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _skipped.append((report.nodeid, reason))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if os.environ.get("ZKPY_STRICT_SKIPS") != "1" or not _skipped:
+        return
+    rules = allowed_skip_rules(os.environ.get("ZKPY_PURE") == "1")
+    bad = [(nodeid, reason) for nodeid, reason in _skipped
+           if not any(rule in reason for rule in rules)]
+    if bad:
+        tr = session.config.pluginmanager.get_plugin("terminalreporter")
+        write = tr.write_line if tr is not None else print
+        write("ZKPY_STRICT_SKIPS: %d skip(s) not allowed by tests/allowed_skips.txt:" % len(bad))
+        for nodeid, reason in bad:
+            write("  %s: %s" % (nodeid, reason))
+        session.exitstatus = 1
+
+
 def pytest_configure(config):
     if not _have_timeout_plugin(config):
         config.addinivalue_line("markers", "timeout(seconds): fail the test after this long")

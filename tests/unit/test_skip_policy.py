@@ -1,0 +1,38 @@
+"""CI's skip policy (tests/conftest.py, ZKPY_STRICT_SKIPS=1): a skip that tests/allowed_skips.txt
+does not allow fails the run; an allowed one does not. Run on test_fastcodec.py with the pure
+twins, where its tests skip ("zkpy.proto._fastcodec not loaded")."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent.parent
+
+
+def _run(tmp_path, rules):
+    allowed = tmp_path / "allowed.txt"
+    allowed.write_text(rules)
+    env = dict(os.environ, ZKPY_PURE="1", ZKPY_STRICT_SKIPS="1",
+               ZKPY_ALLOWED_SKIPS=str(allowed))
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         str(TESTS / "unit" / "test_fastcodec.py"), "-k", "not golden"],
+        cwd=str(TESTS.parent), env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_a_skip_not_allowed_fails_the_run(tmp_path):
+    proc = _run(tmp_path, "# nothing allowed\n")
+    assert proc.returncode == 1, proc.stdout[-2000:]
+    assert "skip(s) not allowed by tests/allowed_skips.txt" in proc.stdout
+    assert "zkpy.proto._fastcodec not loaded" in proc.stdout
+
+
+def test_allowed_skips_pass_only_in_the_pure_run(tmp_path):
+    assert _run(tmp_path, "pure: _fastcodec not loaded\n").returncode == 0
+    assert _run(tmp_path, "_fastcodec not loaded\n").returncode == 0
+
+
+def test_the_repositorys_list_allows_the_pure_runs_skips(tmp_path):
+    rules = (TESTS / "allowed_skips.txt").read_text()
+    assert _run(tmp_path, rules).returncode == 0
