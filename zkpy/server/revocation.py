@@ -14,6 +14,7 @@ cached (the JDK does not cache them either).
 import asyncio
 import logging
 import time
+import urllib.error
 import urllib.request
 
 from cryptography import x509
@@ -157,6 +158,8 @@ def _name(cert):
 
 
 def _describe(e):
+    if isinstance(e, urllib.error.HTTPError):
+        return "HTTP %s %s" % (e.code, e.reason)
     reason = getattr(e, "reason", None)
     if reason is not None and not isinstance(reason, str):
         reason = str(reason)

@@ -164,14 +164,18 @@ def write_ocsp_index(path, good=(), revoked=()):
     def dn(cert):
         return "".join("/%s=%s" % (a.rfc4514_attribute_name, a.value) for a in cert.subject)
 
+    def serial(cert):
+        text = "%X" % cert.serial_number
+        return "0" * (len(text) % 2) + text
+
     lines = []
     for cert in good:
-        lines.append("V\t%s\t\t%X\tunknown\t%s" % (when(cert.not_valid_after_utc),
-                                                     cert.serial_number, dn(cert)))
+        lines.append("V\t%s\t\t%s\tunknown\t%s" % (when(cert.not_valid_after_utc),
+                                                     serial(cert), dn(cert)))
     for cert in revoked:
-        lines.append("R\t%s\t%s,keyCompromise\t%X\tunknown\t%s" % (
+        lines.append("R\t%s\t%s,keyCompromise\t%s\tunknown\t%s" % (
             when(cert.not_valid_after_utc), when(_now() - datetime.timedelta(hours=1)),
-            cert.serial_number, dn(cert)))
+            serial(cert), dn(cert)))
     Path(path).write_text("".join(line + "\n" for line in lines))
     Path(str(path) + ".attr").write_text("unique_subject = no\n")
     return str(path)
