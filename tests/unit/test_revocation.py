@@ -286,3 +286,66 @@ def test_checker_ocsp_falls_back_to_crls(pki, tmp_path):
     why = asyncio.run(check(only_ocsp))
     assert why.startswith("revocation status of 'CN=only-ocsp' could not be determined: "
                           "OCSP %s" % dead), why
+
+
+def test_peer_chain(pki):
+    from zkpy.server.revocation import peer_chain
+    leaf, inter = pki["leaf"].cert, pki["inter"].cert
+    der = [c.public_bytes(serialization.Encoding.DER) for c in (leaf, inter)]
+
+    class Before313:   # Python < 3.13: the leaf only
+        def getpeercert(self, binary_form=False):
+            return der[0]
+
+    class From313(Before313):   # SSLObject.get_verified_chain: DER bytes, leaf first
+        def get_verified_chain(self):
+            return der
+
+    class NoCert:
+        def getpeercert(self, binary_form=False):
+            return None
+
+    assert peer_chain(Before313()) == [leaf]
+    assert peer_chain(From313()) == [leaf, inter]
+    assert peer_chain(NoCert()) == []
+
+
+def test_checker_shares_one_fetch(pki, tmp_path):
+    ca = pki["ca"]
+    path = tmp_path / "ca.crl"
+    ts.write_crl(path, ts.make_crl(ca, []))
+    certs = [ts.make_cert(ca, "c%d" % i, crl_urls=[path.as_uri()]).cert for i in range(5)]
+    checker = Checker(rv.Mode(True, False), timeout=2.0)
+    fetched = []
+    real = checker._fetch
+
+    async def counting(url, *a, **kw):
+        fetched.append(url)
+        await asyncio.sleep(0.05)
+        return await real(url, *a, **kw)
+
+    checker._fetch = counting
+
+    async def main():
+        return await asyncio.gather(*(checker.check([c], [ca.cert]) for c in certs))
+
+    assert asyncio.run(main()) == [None] * 5
+    assert fetched == [path.as_uri()]
+
+
+def test_server_tls_checks_only_with_a_key(tmp_path, pki):
+    from zkpy.config import parse_config
+    from zkpy.server import tls
+    crt, key, pem = ts.write_pem_files(tmp_path, "server", ts.make_cert(pki["ca"], "localhost",
+                                                                       server=True))
+    trust = ts.write_pem_trust(tmp_path / "ca.pem", pki["ca"])
+    base = ("dataDir=%s\nsecureClientPort=2281\nssl.keyStore.location=%s\n"
+            "ssl.trustStore.location=%s\n" % (tmp_path, pem, trust))
+    assert tls.ServerTls(parse_config(base)).revocation is None
+    t = tls.ServerTls(parse_config(base + "ssl.ocsp=true\n"))
+    assert t.revocation.mode.order == ("ocsp", "crl")
+    # clientAuth=none: no client certificate, nothing to check (Java's trust manager unused)
+    assert tls.ServerTls(parse_config(base + "ssl.crl=true\nssl.clientAuth=none\n")
+                         ).revocation is None
+    cfg = parse_config(base + "ssl.quorum.crl=true\n")
+    assert cfg.ssl_quorum_crl and not cfg.ssl_crl and not cfg.ssl_quorum_ocsp

@@ -16,6 +16,8 @@ import logging
 import time
 import urllib.error
 import urllib.request
+import warnings
+import weakref
 
 from cryptography import x509
 
@@ -183,6 +185,21 @@ def peer_chain(ssl_object):
     return [x509.load_der_x509_certificate(der)] if der else []
 
 
+_anchors = weakref.WeakKeyDictionary()   # SSLContext -> its trusted certificates
+
+
 def anchors_of(context):
-    """The trusted certificates of an SSLContext (its trust store, or the system's CAs)."""
-    return [x509.load_der_x509_certificate(d) for d in context.get_ca_certs(binary_form=True)]
+    """The trusted certificates of an SSLContext (its trust store, or the system's CAs), read
+    once per context (a store reload builds a new one)."""
+    certs = _anchors.get(context)
+    if certs is None:
+        certs = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # old system CAs with negative serials
+            for der in context.get_ca_certs(binary_form=True):
+                try:
+                    certs.append(x509.load_der_x509_certificate(der))
+                except ValueError:
+                    pass   # one `cryptography` cannot read cannot be an anchor here
+        _anchors[context] = certs
+    return certs
