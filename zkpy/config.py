@@ -165,6 +165,8 @@ class Config:
     ssl_client_hostname_verification: bool = False
     ssl_allow_reverse_dns_lookup: bool = False
     ssl_handshake_detection_timeout_ms: int = 5000
+    ssl_crl: bool = False        # revocation checks (X509Util: either key turns them on)
+    ssl_ocsp: bool = False
     ssl_auth_provider: str = "x509"
     # TLS between servers (sslQuorum, portUnification, ssl.quorum.*: zkpy.quorum.secure)
     ssl_quorum: bool = False
@@ -185,6 +187,8 @@ class Config:
     ssl_quorum_hostname_verification: bool = True
     ssl_quorum_allow_reverse_dns_lookup: bool = True   # QuorumX509Util: true by default
     ssl_quorum_handshake_detection_timeout_ms: int = 5000
+    ssl_quorum_crl: bool = False
+    ssl_quorum_ocsp: bool = False
     # SASL between servers (quorum.auth.*, the JAAS QuorumServer / QuorumLearner sections)
     quorum_auth_enable_sasl: bool = False
     quorum_auth_learner_require_sasl: bool = False
@@ -708,9 +712,11 @@ _TLS_KEYS = {
     "ssl.handshakeDetectionTimeoutMillis": ("ssl_handshake_detection_timeout_ms", _positive),
     "ssl.authProvider": ("ssl_auth_provider", _nonempty),
     "X509AuthenticationProvider.superUser": ("x509_super_user", _str),
+    # Revocation checks of the peer's certificates (X509Util: either turns them on;
+    # zkpy.security.revocation, zkpy.server.revocation).
+    "ssl.crl": ("ssl_crl", _bool),
+    "ssl.ocsp": ("ssl_ocsp", _bool),
     # Asked for, not provided: refused rather than ignored.
-    "ssl.crl": (None, _not_provided("certificate revocation checking (CRL)")),
-    "ssl.ocsp": (None, _not_provided("certificate revocation checking (OCSP)")),
     "ssl.context.supplier.class": (None, _refused("an SSLContext from a Java class")),
 }
 

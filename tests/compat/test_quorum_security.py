@@ -173,3 +173,35 @@ def test_quorum_sasl_forms_and_wrong_password_kept_out(tmp_path, kazoo):
         _replicates(ens, kazoo, "/sasl/b", b"two")
         assert "SASL authentication failed" in _logs(ens, rest)
         assert "SASL authentication failed" in victim.log_path.read_text(errors="replace")
+
+
+def test_quorum_tls_revoked_member_kept_out(tmp_path, pki):
+    """ssl.quorum.crl=true: a member whose certificate the CA's CRL lists (from the
+    certificates' distribution point, a file:// URL here) is kept out; the others form."""
+    d = tmp_path / "crl"
+    d.mkdir()
+    ca = ts.make_ca("zkpy revocation CA")
+    url = (d / "ca.crl").as_uri()
+    stores = {sid: ts.write_p12(d / ("s%d.p12" % sid),
+                                ts.make_cert(ca, "server%d" % sid, server=True, crl_urls=[url]))
+              for sid in (1, 2, 3)}
+    revoked = ts.make_cert(ca, "server3", server=True, crl_urls=[url])
+    stores[3] = ts.write_p12(d / "s3.p12", revoked)
+    ts.write_crl(d / "ca.crl", ts.make_crl(ca, [revoked.cert]))
+    trust = ts.write_pem_trust(d / "trust.pem", ca)
+    cfg = {s: _tls_cfg(pki, s, keystore=stores[s], **{"ssl.quorum.trustStore.location": trust,
+                                                       "ssl.quorum.crl": "true"})
+           for s in (1, 2, 3)}
+    ens = Ensemble("zkpy", tmp_path, member_cfg=cfg)
+    try:
+        for m in ens.members[:2]:
+            m.start()
+        ens.wait_healthy(timeout=30, members=ens.members[:2])
+        bad = ens.members[2]
+        bad.start()
+        _kept_out(bad, 3.0)
+        text = _logs(ens, ens.members[:2])
+        assert "certificate 'CN=server3' is revoked: reason keyCompromise" in text, text[-3000:]
+        assert "Traceback" not in _logs(ens, ens.members)
+    finally:
+        ens.stop()

@@ -82,7 +82,7 @@ def test_quorum_tls_keys_parsed():
     ("ssl.quorum.clientAuth=maybe", "ssl.quorum.clientAuth"),
     ("ssl.quorum.keyStore.type=BCFKS", "ssl.quorum.keyStore.type"),
     ("ssl.quorum.protocol=SSLv3", "ssl.quorum.protocol"),
-    ("ssl.quorum.crl=true", "ssl.quorum.crl"),
+    ("ssl.quorum.crl=maybe", "ssl.quorum.crl"),
     ("ssl.quorum.unknownThing=1", "ssl.quorum.unknownThing"),
     ("sslQuorum=maybe", "sslQuorum"),
     ("quorum.auth.enableSasl=perhaps", "quorum.auth.enableSasl"),

@@ -380,7 +380,8 @@ def test_flag_for_a_zoo_cfg_only_key_is_a_warning():
      "quorum.auth.enableSasl: 'true' has no effect as a JVM flag"),
     ("-Dzookeeper.authProvider.1=com.example.P", "authProvider.1: 'com.example.P' is an auth"),
     ("-Dzookeeper.sslQuorum=true", "sslQuorum: 'true' has no effect as a JVM flag"),
-    ("-Dzookeeper.ssl.quorum.crl=true", "ssl.quorum.crl: certificate revocation checking"),
+    ("-Dzookeeper.ssl.quorum.context.supplier.class=x",
+     "ssl.quorum.context.supplier.class: an SSLContext from a Java class"),
     ("-Dzookeeper.snapCount=many", "snapCount: 'many' is not an integer"),
 ])
 def test_refused_flag_names_flag_and_variable(flag, fragment):

@@ -269,7 +269,7 @@ _STORE_ATTRS = ("key_store_location", "key_store_password", "key_store_password_
                 "key_store_type", "trust_store_location", "trust_store_password",
                 "trust_store_password_path", "trust_store_type", "client_auth", "protocol",
                 "enabled_protocols", "ciphersuites", "hostname_verification",
-                "allow_reverse_dns_lookup")
+                "allow_reverse_dns_lookup", "crl", "ocsp")
 
 
 class Settings(object):
@@ -286,6 +286,18 @@ class Settings(object):
     def key(self, suffix):
         """The zoo.cfg key of a setting: key("keyStore.location") -> ssl.quorum.keyStore...."""
         return self.prefix + suffix
+
+
+def revocation_checker(config, quorum=False):
+    """The revocation checks ssl[.quorum].crl / .ocsp ask for (zkpy.server.revocation), or
+    None when neither is on."""
+    from zkpy.security.revocation import Mode
+    s = _settings(config, quorum)
+    mode = Mode(s.crl, s.ocsp)
+    if not mode.enabled:
+        return None
+    from zkpy.server.revocation import Checker
+    return Checker(mode)
 
 
 def _settings(config, quorum=False):
@@ -473,6 +485,9 @@ class ServerTls(object):
         self._stamps = self.stamps()
         self.context = build_context(config)
         self.handshake_timeout = HANDSHAKE_TIMEOUT_S
+        # ssl.crl / ssl.ocsp: checked after each handshake (tlsaccept.start_tls)
+        self.revocation = revocation_checker(config) if config.ssl_client_auth != "none" \
+            else None
 
     def stamps(self):
         return [_stamp(p) for p in self._files]
@@ -497,6 +512,18 @@ class ServerTls(object):
         log.info("reloaded the TLS key/trust stores (%s)",
                  ", ".join(p for p in self._files if p))
         return True
+
+    async def check_revocation(self, ssl_object, context):
+        """None, or why the peer's certificate is refused (revoked, or its status unknown).
+        A client that sent no certificate (clientAuth=want) is not checked, as Java's trust
+        manager is not called then."""
+        if self.revocation is None:
+            return None
+        from zkpy.server import revocation
+        chain = revocation.peer_chain(ssl_object)
+        if not chain:
+            return None
+        return await self.revocation.check(chain, revocation.anchors_of(context))
 
     def peer_identities(self, ssl_object, peer):
         """The identities a completed handshake gives its connection (NettyServerCnxnFactory
@@ -533,6 +560,7 @@ class QuorumTls(object):
         self._stamps = [_stamp(p) for p in self._files]
         self.server_context = build_context(s, server_side=True)
         self.client_context = build_context(s, server_side=False)
+        self.revocation = revocation_checker(s)   # ssl.quorum.crl / ssl.quorum.ocsp
 
     def maybe_reload(self):
         """sslQuorumReloadCertFiles: a store file changed -> new contexts for new connections
@@ -559,11 +587,19 @@ class QuorumTls(object):
         of its server.N line (connecting side) or, with ssl.quorum.allowReverseDnsLookup (the
         quorum default), the name its address resolves back to. Returns None, or why the
         peer is refused. A server that sent no certificate (clientAuth want/none) is not
-        checked, as Java does not call the trust manager then."""
-        if not self.settings.hostname_verification:
-            return None
+        checked, as Java does not call the trust manager then. With ssl.quorum.crl or
+        ssl.quorum.ocsp, the certificate's revocation status is checked first (the PKIX
+        trust manager's part, before ZKTrustManager's host check)."""
         der = ssl_object.getpeercert(binary_form=True)
         if der is None:
+            return None
+        if self.revocation is not None:
+            from zkpy.server import revocation
+            why = await self.revocation.check(revocation.peer_chain(ssl_object),
+                                              revocation.anchors_of(self.server_context))
+            if why is not None:
+                return why + " (ssl.quorum.crl / ssl.quorum.ocsp)"
+        if not self.settings.hostname_verification:
             return None
         cert = _der_cert(der)
         if cert_matches_host(cert, address):

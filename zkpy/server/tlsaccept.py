@@ -4,7 +4,10 @@ Used by the core's accept loop (zkpy.server.supervisor: it peeks, then hands the
 with a "tls" flag), by the workers (zkpy.server.worker: they do the handshake) and by the
 in-process frontend of workers=0 (zkpy.server.standalone). The SSLContext comes from
 zkpy.server.tls.ServerTls. A handshake that fails or never completes closes its connection
-with one log line naming the reason; nothing else is affected.
+with one log line naming the reason; nothing else is affected. With ssl.crl / ssl.ocsp the
+client's certificate is checked for revocation right after the handshake, before the connection
+is served (zkpy.server.revocation); a revoked certificate, or one whose status cannot be
+determined, closes the connection the same way.
 """
 
 import asyncio
@@ -68,15 +71,43 @@ def describe(exc, timeout):
     return "%s: %s" % (type(exc).__name__, exc)
 
 
+class _Held(asyncio.Protocol):
+    """A TLS connection whose client certificate is being checked: nothing is read from it
+    (what already arrived is kept) until it is handed to its Connection or closed."""
+
+    def __init__(self):
+        self.transport = None
+        self.data = []
+        self.eof = False
+        self.lost = False
+
+    def connection_made(self, transport):
+        self.transport = transport
+        transport.pause_reading()
+
+    def data_received(self, data):
+        self.data.append(data)
+
+    def eof_received(self):
+        self.eof = True
+        return False
+
+    def connection_lost(self, exc):
+        self.lost = True
+
+
 async def start_tls(conn, sock, server_tls, on_failed=None):
-    """Run the server side of a TLS handshake on an accepted socket, then start `conn` (an
-    asyncio protocol, zkpy.server.connection.Connection) on it. A failure closes the socket,
-    logs one line and calls on_failed()."""
+    """Run the server side of a TLS handshake on an accepted socket, check the client's
+    certificate for revocation (ssl.crl / ssl.ocsp), then start `conn` (an asyncio protocol,
+    zkpy.server.connection.Connection) on it. A failure closes the socket, logs one line and
+    calls on_failed()."""
     loop = asyncio.get_running_loop()
     timeout = server_tls.handshake_timeout
+    context = server_tls.context
+    held = _Held() if server_tls.revocation is not None else None
     try:
-        await loop.connect_accepted_socket(lambda: conn, sock, ssl=server_tls.context,
-                                           ssl_handshake_timeout=timeout)
+        transport, _ = await loop.connect_accepted_socket(
+            lambda: conn if held is None else held, sock, ssl=context, ssl_handshake_timeout=timeout)
     except asyncio.CancelledError:
         sock.close()
         raise
@@ -86,6 +117,34 @@ async def start_tls(conn, sock, server_tls, on_failed=None):
         sock.close()
         if on_failed is not None:
             on_failed()
+        return
+    if held is None:
+        return
+    try:
+        why = await server_tls.check_revocation(transport.get_extra_info("ssl_object"), context)
+        if why is not None:
+            log.warning("TLS connection %s closed: %s", conn.peer, why)
+    except asyncio.CancelledError:
+        transport.abort()
+        raise
+    except Exception:  # noqa: BLE001 - a bug here closes this connection, nothing else
+        log.exception("TLS connection %s closed: its certificate could not be checked",
+                      conn.peer)
+        why = "error"
+    if why is not None or held.lost:
+        transport.abort()
+        if on_failed is not None:
+            on_failed()
+        return
+    transport.set_protocol(conn)
+    conn.connection_made(transport)
+    data = b"".join(held.data)
+    if data and not conn.closed:
+        conn.data_received(data)
+    if held.eof:
+        transport.close()
+    elif not conn.closed:
+        transport.resume_reading()
 
 
 async def reload_loop(server_tls, interval=1.0):

@@ -18,12 +18,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 __all__ = [
     "PASSWORD", "keytool_unavailable", "name", "Identity", "make_ca", "make_cert",
     "write_pem_files", "write_pem_trust", "write_p12", "keytool_keystore", "keytool_truststore",
-    "keytool_genkeypair", "keytool_import_cert", "tls_cfg",
+    "keytool_genkeypair", "keytool_import_cert", "tls_cfg", "make_crl", "write_crl",
+    "write_ocsp_index",
 ]
 
 PASSWORD = "testpass"
@@ -92,9 +93,12 @@ def make_ca(cn="zkpy test CA", kind="ec"):
     return Identity(key, [cert])
 
 
-def make_cert(ca, subject, server=False, kind="ec", expired=False):
+def make_cert(ca, subject, server=False, kind="ec", expired=False, crl_urls=(),
+              ocsp_urls=(), ca_cert=False):
     """A certificate for `subject` (an x509.Name or a CN) signed by `ca`; server=True adds
-    localhost / 127.0.0.1 as names. expired=True: valid until yesterday."""
+    localhost / 127.0.0.1 as names. expired=True: valid until yesterday. crl_urls: its CRL
+    Distribution Points; ocsp_urls: its OCSP responders (Authority Information Access);
+    ca_cert=True: an intermediate CA."""
     key = _key(kind)
     if isinstance(subject, str):
         subject = name(subject)
@@ -103,15 +107,78 @@ def make_cert(ca, subject, server=False, kind="ec", expired=False):
     b = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca.cert.subject)
          .public_key(key.public_key()).serial_number(x509.random_serial_number())
          .not_valid_before(start).not_valid_after(end)
-         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                               ExtendedKeyUsageOID.CLIENT_AUTH]),
-                        critical=False))
+         .add_extension(x509.BasicConstraints(ca=ca_cert, path_length=None), critical=True))
+    if ca_cert:
+        b = b.add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
+                                          False), critical=True)
+    else:
+        b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                                   ExtendedKeyUsageOID.CLIENT_AUTH]),
+                            critical=False)
+    if crl_urls:
+        b = b.add_extension(x509.CRLDistributionPoints([
+            x509.DistributionPoint([x509.UniformResourceIdentifier(u)], None, None, None)
+            for u in crl_urls]), critical=False)
+    if ocsp_urls:
+        b = b.add_extension(x509.AuthorityInformationAccess([
+            x509.AccessDescription(AuthorityInformationAccessOID.OCSP,
+                                   x509.UniformResourceIdentifier(u)) for u in ocsp_urls]),
+            critical=False)
     if server:
         b = b.add_extension(x509.SubjectAlternativeName([
             x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
             critical=False)
     return Identity(key, [b.sign(ca.key, hashes.SHA256())] + ca.chain)
+
+
+def make_crl(ca, revoked=(), next_update_s=3600, this_update_s=-60,
+             reason=x509.ReasonFlags.key_compromise):
+    """A CRL signed by `ca` listing the certificates `revoked` (certificates or serials);
+    next_update_s=None: no nextUpdate."""
+    b = (x509.CertificateRevocationListBuilder().issuer_name(ca.cert.subject)
+         .last_update(_now() + datetime.timedelta(seconds=this_update_s)))
+    if next_update_s is not None:
+        b = b.next_update(_now() + datetime.timedelta(seconds=next_update_s))
+    for r in revoked:
+        serial = r if isinstance(r, int) else r.serial_number
+        entry = (x509.RevokedCertificateBuilder().serial_number(serial)
+                 .revocation_date(_now() - datetime.timedelta(hours=1)))
+        if reason is not None:
+            entry = entry.add_extension(x509.CRLReason(reason), critical=False)
+        b = b.add_revoked_certificate(entry.build())
+    return b.sign(ca.key, hashes.SHA256())
+
+
+def write_crl(path, crl, pem=False):
+    enc = serialization.Encoding.PEM if pem else serialization.Encoding.DER
+    Path(path).write_bytes(crl.public_bytes(enc))
+    return str(path)
+
+
+def write_ocsp_index(path, good=(), revoked=()):
+    """An `openssl ca` index file (what `openssl ocsp -index` answers from): V lines for the
+    good certificates, R lines for the revoked ones (keyCompromise, an hour ago)."""
+    def when(dt):
+        return dt.astimezone(datetime.timezone.utc).strftime("%y%m%d%H%M%SZ")
+
+    def dn(cert):
+        return "".join("/%s=%s" % (a.rfc4514_attribute_name, a.value) for a in cert.subject)
+
+    def serial(cert):
+        text = "%X" % cert.serial_number
+        return "0" * (len(text) % 2) + text
+
+    lines = []
+    for cert in good:
+        lines.append("V\t%s\t\t%s\tunknown\t%s" % (when(cert.not_valid_after_utc),
+                                                     serial(cert), dn(cert)))
+    for cert in revoked:
+        lines.append("R\t%s\t%s,keyCompromise\t%s\tunknown\t%s" % (
+            when(cert.not_valid_after_utc), when(_now() - datetime.timedelta(hours=1)),
+            serial(cert), dn(cert)))
+    Path(path).write_text("".join(line + "\n" for line in lines))
+    Path(str(path) + ".attr").write_text("unique_subject = no\n")
+    return str(path)
 
 
 # ---------------------------------------------------------------------------------------------
