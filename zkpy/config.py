@@ -4,7 +4,8 @@ Owns the Java-properties reader, the key table (names, defaults, checks), server
 text the `conf` four-letter word prints. parse_config / parse_properties / parse_server_spec are pure
 (no file or socket I/O; relative paths are resolved against the current directory, as the JVM does);
 load_config is the one helper that reads files (zoo.cfg, dataDir/myid, dynamicConfigFile,
-zookeeper-env.sh, java.env and the JAAS file). Imports only zkpy.errors and the pure zkpy.security; anyone may import it.
+zookeeper-env.sh, java.env and the JAAS file). Imports only zkpy.errors and the pure
+zkpy.security; anyone may import it.
 
 Rules follow ZooKeeper 3.8/3.9 QuorumPeerConfig.parseProperties. Where ZooKeeper routes a key to a
 JVM system property (`zookeeper.<key>`: snapCount, 4lw.commands.whitelist, admin.*, ...) zkpy reads

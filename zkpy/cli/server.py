@@ -5,8 +5,8 @@
 CFG defaults to $ZOOCFG, then ./conf/zoo.cfg. `start` runs the server as a daemon with its pid in
 <dataDir>/zookeeper_server.pid (or $ZOOPIDFILE) and its log in $ZOO_LOG_DIR (default: dataDir)
 /zkpy-server.out; both may be set in the environment or, as zkEnv.sh sources them, in
-$ZOOCFGDIR/zookeeper-env.sh or java.env. `status` asks the running server with `srvr` and prints its Mode line; it exits
-1 when no server answers, as zkServer.sh does.
+$ZOOCFGDIR/zookeeper-env.sh or java.env. `status` asks the running server with `srvr` and prints
+its Mode line; it exits 1 when no server answers, as zkServer.sh does.
 """
 
 import logging
