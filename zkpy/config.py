@@ -3,15 +3,17 @@
 Owns the Java-properties reader, the key table (names, defaults, checks), server.N parsing and the
 text the `conf` four-letter word prints. parse_config / parse_properties / parse_server_spec are pure
 (no file or socket I/O; relative paths are resolved against the current directory, as the JVM does);
-load_config is the one helper that reads files (zoo.cfg, dataDir/myid, dynamicConfigFile, java.env
-and the JAAS file). Imports only zkpy.errors and the pure zkpy.security; anyone may import it.
+load_config is the one helper that reads files (zoo.cfg, dataDir/myid, dynamicConfigFile,
+zookeeper-env.sh, java.env and the JAAS file). Imports only zkpy.errors and the pure
+zkpy.security; anyone may import it.
 
 Rules follow ZooKeeper 3.8/3.9 QuorumPeerConfig.parseProperties. Where ZooKeeper routes a key to a
 JVM system property (`zookeeper.<key>`: snapCount, 4lw.commands.whitelist, admin.*, ...) zkpy reads
 the same key from zoo.cfg, so a real zoo.cfg works unchanged, and from the -D flags ZooKeeper would
-run with (SERVER_JVMFLAGS / JVMFLAGS / java.env: _apply_jvm_flags). Two deliberate differences:
-`jute.maxbuffer` and `readonlymode.enabled` are also accepted from zoo.cfg; and a bad value is
-always an error naming key and line, where ZooKeeper sometimes silently uses a default.
+run with (SERVER_JVMFLAGS / JVMFLAGS / zookeeper-env.sh / java.env: _apply_jvm_flags). Two
+deliberate differences: `jute.maxbuffer` and `readonlymode.enabled` are also accepted from
+zoo.cfg; and a bad value is always an error naming key and line, where ZooKeeper sometimes
+silently uses a default.
 
 Security fails closed: a key asking for security zkpy does not provide yet (an ssl.* or
 ssl.quorum.* setting it lacks, Kerberos between servers, an authentication provider it lacks) is such an error too, never a warning; the same key
@@ -1523,11 +1525,35 @@ def _read_text(path):
         return data.decode("latin-1")  # what Properties.load(InputStream) assumes
 
 
+def _env_files(path, environ):
+    """(text, path) of $ZOOCFGDIR/zookeeper-env.sh and $ZOOCFGDIR/java.env (ZOOCFGDIR defaults to
+    zoo.cfg's directory), in the order zkEnv.sh sources them; (None, None) for one not there."""
+    conf_dir = environ.get("ZOOCFGDIR") or os.path.dirname(os.path.abspath(path))
+    found = []
+    for name in _jvmflags.ENV_FILES:
+        env_path = os.path.join(conf_dir, name)
+        if not os.path.isfile(env_path):
+            found.append((None, None))
+            continue
+        try:
+            found.append((_read_text(env_path), env_path))
+        except OSError as e:
+            raise ConfigError("cannot read %s: %s" % (name, e.strerror or e), path=env_path)
+    return found
+
+
+def load_script_variables(path, environ):
+    """The variables zookeeper-env.sh and java.env set (ZOO_LOG_DIR, ZOOPIDFILE...), as
+    zkServer.sh sees them after zkEnv.sh sourced both: name -> value."""
+    return _jvmflags.sourced_variables(environ, _env_files(os.fspath(path), environ))
+
+
 def load_config(path, default_workers=None, environ=None):
     """Read zoo.cfg at path, plus dataDir/myid and the dynamicConfigFile when present.
 
     environ: the environment zkpy-server runs in (None: none). Its SERVER_JVMFLAGS / JVMFLAGS,
-    and java.env in $ZOOCFGDIR (default: zoo.cfg's directory) as zkEnv.sh sources it, give the
+    with zookeeper-env.sh and java.env in $ZOOCFGDIR (default: zoo.cfg's directory) as zkEnv.sh
+    sources them, give the
     -D flags ZooKeeper would run with (zkpy.security.jvmflags); the JAAS file that
     -Djava.security.auth.login.config names is read too.
     """
@@ -1537,17 +1563,9 @@ def load_config(path, default_workers=None, environ=None):
     except OSError as e:
         raise ConfigError("cannot read config file: %s" % (e.strerror or e), path=path)
     environ = environ if environ is not None else {}
-    conf_dir = environ.get("ZOOCFGDIR") or os.path.dirname(os.path.abspath(path))
-    java_env_path = os.path.join(conf_dir, "java.env")
-    java_env_text = None
-    if os.path.isfile(java_env_path):
-        try:
-            java_env_text = _read_text(java_env_path)
-        except OSError as e:
-            raise ConfigError("cannot read java.env: %s" % (e.strerror or e), path=java_env_path)
-    else:
-        java_env_path = None
-    jvm_flags = _jvmflags.server_jvm_flags(environ, java_env_text, java_env_path)
+    zookeeper_env, java_env = _env_files(path, environ)
+    jvm_flags = _jvmflags.server_jvm_flags(environ, java_env[0], java_env[1], zookeeper_env[0],
+                                           zookeeper_env[1])
     jaas_text = jaas_path = None
     jaas_prop = jvm_flags.system_properties().get(JAAS_PROPERTY)
     if jaas_prop is not None:

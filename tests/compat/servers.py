@@ -100,13 +100,16 @@ class _Server:
 
     kind = "?"
 
-    def __init__(self, tmpdir, extra_cfg=None, port=None, server_jvmflags=None, java_env=None):
+    def __init__(self, tmpdir, extra_cfg=None, port=None, server_jvmflags=None, java_env=None,
+                 zookeeper_env=None):
         self.root = Path(tmpdir)
-        # ZooKeeper's JVM flags as an operator passes them: SERVER_JVMFLAGS in the environment
-        # and conf/java.env beside zoo.cfg (sourced by zkEnv.sh). zkpy-server reads both itself;
-        # the Apache server gets the words zkServer.sh would put on its java command line.
+        # ZooKeeper's JVM flags as an operator passes them: SERVER_JVMFLAGS in the environment,
+        # conf/zookeeper-env.sh and conf/java.env beside zoo.cfg (sourced by zkEnv.sh, in that
+        # order). zkpy-server reads them itself; the Apache server gets the words zkServer.sh
+        # would put on its java command line.
         self.server_jvmflags = server_jvmflags
         self.java_env = java_env
+        self.zookeeper_env = zookeeper_env
         self.root.mkdir(parents=True, exist_ok=True)
         self.data_dir = self.root / "data"
         self.cfg_path = self.root / "zoo.cfg"
@@ -140,21 +143,24 @@ class _Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         text = "".join(f"{k}={v}\n" for k, v in self.config().items())
         self.cfg_path.write_text(text)
-        java_env = self.root / "java.env"
-        if self.java_env is not None:
-            java_env.write_text(self.java_env)
-        elif java_env.exists():
-            java_env.unlink()
+        for name, text in (("java.env", self.java_env), ("zookeeper-env.sh", self.zookeeper_env)):
+            env_file = self.root / name
+            if text is not None:
+                env_file.write_text(text)
+            elif env_file.exists():
+                env_file.unlink()
 
     def jvm_flag_words(self):
         """The words zkServer.sh passes to java: "$SERVER_JVMFLAGS $JVMFLAGS" after sourcing
-        java.env (bash does the sourcing here, as zkEnv.sh would)."""
+        zookeeper-env.sh and java.env (bash does the sourcing here, as zkEnv.sh would)."""
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         if self.server_jvmflags is not None:
             env["SERVER_JVMFLAGS"] = self.server_jvmflags
         script = 'echo "$SERVER_JVMFLAGS $JVMFLAGS"'
         if self.java_env is not None:
             script = '. "%s"; %s' % (self.root / "java.env", script)
+        if self.zookeeper_env is not None:
+            script = '. "%s"; %s' % (self.root / "zookeeper-env.sh", script)
         out = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True,
                              check=True).stdout
         return out.split()

@@ -107,6 +107,28 @@ def test_start_status_stop_daemon(tmp_path):
             os.kill(pid, signal.SIGKILL)
 
 
+def test_start_takes_log_dir_and_pid_file_from_zookeeper_env_sh(tmp_path):
+    """zkServer.sh gets ZOO_LOG_DIR and ZOOPIDFILE from $ZOOCFGDIR/zookeeper-env.sh (zkEnv.sh
+    sources it; java.env after it) as well as from the environment."""
+    cfg, port, _ = write_cfg(tmp_path)
+    (tmp_path / "zookeeper-env.sh").write_text(
+        'ZOO_LOG_DIR="%s/logs"\nexport ZOOPIDFILE=$ZOO_LOG_DIR/zk.pid\n' % tmp_path)
+    pidfile = tmp_path / "logs" / "zk.pid"
+    started = cli("start", str(cfg))
+    pid = None
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        pid = int(pidfile.read_text().strip())
+        assert (tmp_path / "logs" / "zkpy-server.out").exists()
+        assert zkservers.four_letter(port, "ruok") == "imok"
+        stopped = cli("stop", str(cfg))
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        assert not _alive(pid) and not pidfile.exists()
+    finally:
+        if pid is not None and _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_stop_without_server_fails(tmp_path):
     cfg, _, _ = write_cfg(tmp_path)
     stopped = cli("stop", str(cfg))

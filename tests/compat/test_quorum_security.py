@@ -6,6 +6,8 @@ A member with an untrusted certificate or a wrong password is kept out: it never
 Mode: follower, the others log why, and the ensemble keeps serving.
 """
 
+import socket
+import ssl
 import time
 
 import pytest
@@ -21,12 +23,15 @@ def pki(tmp_path_factory):
     d = tmp_path_factory.mktemp("qtls")
     ca = ts.make_ca("zkpy quorum CA")
     other = ts.make_ca("an untrusted CA")
-    out = {"dir": d, "trust": ts.write_pem_trust(d / "trust.pem", ca)}
+    out = {"dir": d, "ca": ca, "trust": ts.write_pem_trust(d / "trust.pem", ca), "ident": {}}
     for sid in (1, 2, 3, 4):
-        out[sid] = ts.write_p12(d / ("server%d.p12" % sid),
-                                ts.make_cert(ca, "server%d" % sid, server=True))
-    out["stranger"] = ts.write_p12(d / "stranger.p12",
-                                   ts.make_cert(other, "stranger", server=True))
+        out["ident"][sid] = ts.make_cert(ca, "server%d" % sid, server=True)
+        out[sid] = ts.write_p12(d / ("server%d.p12" % sid), out["ident"][sid])
+    stranger = ts.make_cert(other, "stranger", server=True)
+    out["stranger"] = ts.write_p12(d / "stranger.p12", stranger)
+    out["stranger_pem"] = ts.write_pem_files(d, "stranger", stranger)[2]
+    # trusted, but named for another host than the members' address (127.0.0.1)
+    out["elsewhere"] = ts.write_p12(d / "elsewhere.p12", ts.make_cert(ca, "elsewhere.example"))
     return out
 
 
@@ -95,6 +100,92 @@ def test_quorum_tls_forms_replicates_survives_leader_kill(tmp_path, pki, kazoo):
         text = _logs(ens, ens.members[:3])
         assert "refused the election connection from 127.0.0.1" in text, text[-3000:]
         assert "TLS:" in text
+
+
+def _probe(port, pem=None):
+    """A TLS connection to a member's election port presenting the certificate in `pem` (key and
+    chain), or none: "refused" when the member ends it in the handshake, else "accepted" (it
+    then waits for the first bytes of the protocol)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2  # a refused certificate fails the handshake
+    if pem is not None:
+        ctx.load_cert_chain(pem)
+    try:
+        with socket.create_connection(("127.0.0.1", port), 5) as raw:
+            with ctx.wrap_socket(raw) as s:
+                s.settimeout(0.5)
+                try:
+                    return "accepted" if s.recv(1) else "refused"
+                except socket.timeout:
+                    return "accepted"
+    except (ssl.SSLError, ConnectionError):
+        return "refused"
+
+
+def test_quorum_tls_jks_stores_and_client_auth(tmp_path, pki, kazoo):
+    """keytool-made JKS key and trust stores; ssl.quorum.clientAuth need / want / none, one per
+    member. As ZooKeeper 3.8's QuorumX509Util (SSLContextAndOptions.configureSslParameters):
+    the accepting side asks for the other's certificate (need: it must come and be trusted;
+    want: one that comes is checked, none is fine; none: not asked for), and the connecting
+    side always presents its own, so the three interoperate."""
+    reason = ts.keytool_unavailable()
+    if reason:
+        pytest.skip(reason)
+    d = pki["dir"]
+    trust = ts.keytool_truststore(d / "trust.jks", pki["ca"])
+    auth = {1: "need", 2: "want", 3: "none"}
+    cfg = {}
+    for sid in (1, 2, 3):
+        ks = ts.keytool_keystore(d / ("server%d.jks" % sid), pki["ident"][sid])
+        cfg[sid] = _tls_cfg(pki, sid, keystore=ks, **{
+            "ssl.quorum.keyStore.type": "JKS", "ssl.quorum.trustStore.location": trust,
+            "ssl.quorum.trustStore.type": "JKS", "ssl.quorum.trustStore.password": ts.PASSWORD,
+            "ssl.quorum.clientAuth": auth[sid]})
+    ens = Ensemble("zkpy", tmp_path, member_cfg=cfg)
+    with ens:
+        _replicates(ens, kazoo, "/jks", b"one")
+        seen = {auth[m.sid]: (_probe(m.election_port), _probe(m.election_port, pki["stranger_pem"]))
+                for m in ens.members}
+        assert seen == {"need": ("refused", "refused"), "want": ("accepted", "refused"),
+                        "none": ("accepted", "accepted")}
+        need = ens.members[0].log_text()
+        assert "sent no certificate" in need and "certificate refused" in need, need[-3000:]
+        _replicates(ens, kazoo, "/jks2", b"two")
+
+
+def test_quorum_tls_hostname_verification(tmp_path, pki, kazoo):
+    """ssl.quorum.hostnameVerification (the default): a member whose certificate (trusted) names
+    another host than its address is kept out, both sides refusing with a line that says why,
+    not a line per attempt (ZKTrustManager.performHostVerification: the address, then its
+    reverse lookup); with a certificate naming its address it joins."""
+    cfg = {s: _tls_cfg(pki, s) for s in (1, 2)}
+    cfg[3] = _tls_cfg(pki, 3, keystore=pki["elsewhere"])
+    ens = Ensemble("zkpy", tmp_path, member_cfg=cfg)
+    try:
+        for m in ens.members:
+            m.start()
+        ens.wait_healthy(timeout=20, members=ens.members[:2])
+        third = ens.members[2]
+        _kept_out(third, 3.0)
+        for m in ens.members:
+            lines = [ln for ln in m.log_text().splitlines()
+                     if "ssl.quorum.hostnameVerification" in ln]
+            assert lines and all("CN=elsewhere.example" in ln for ln in lines), m.log_tail()
+            assert len(lines) <= 4, lines      # one per peer address and side, not per attempt
+        # the refusal comes after the handshake (Python's ssl has no verify callback), so the
+        # member kept out is told at start
+        assert "this server's certificate CN=elsewhere.example does not match its address " \
+               "127.0.0.1 or the name localhost (CN:elsewhere.example): the other servers " \
+               "will refuse" in third.log_text(), third.log_tail()
+        third.stop()
+        third.extra_cfg.update(_tls_cfg(pki, 3))
+        third.start()
+        ens.wait_healthy(timeout=20)
+        _replicates(ens, kazoo, "/hv", b"joined")
+    finally:
+        ens.stop()
 
 
 def test_quorum_tls_plaintext_peer_refused(tmp_path, pki):

@@ -663,6 +663,46 @@ def test_jvm_flags_side_by_side(zk_targets, tmp_path_factory):
             srv.stop()
 
 
+def test_flags_from_zookeeper_env_sh_side_by_side(zk_targets, tmp_path_factory):
+    """conf/zookeeper-env.sh (sourced by zkEnv.sh before java.env) gives flags too: a whitelist
+    set only there takes effect, and java.env adds a superDigest to it through
+    $SERVER_JVMFLAGS (which holds zookeeper-env.sh's value by then)."""
+    made = {}
+    try:
+        for kind in zk_targets:
+            if zkservers.UNAVAILABLE[kind]():
+                continue
+            srv = zkservers.make_server(
+                kind, tmp_path_factory.mktemp("%s-zkenv" % kind),
+                {"4lw.commands.whitelist": None},
+                zookeeper_env='ZOO_LOG_DIR="/var/log/zookeeper"\n'
+                              'export SERVER_JVMFLAGS="-Dzookeeper.4lw.commands.whitelist=ruok"\n',
+                java_env='SERVER_JVMFLAGS="$SERVER_JVMFLAGS '
+                         '-Dzookeeper.DigestAuthenticationProvider.superDigest=%s"\n'
+                         % SUPER_DIGEST)
+            made[kind] = srv.start()
+
+        def run(srv):
+            from kazoo.security import make_acl
+            out = [srv.four_letter("ruok"), srv.four_letter("stat")]
+            owner = _kazoo(srv, auth_data=[("digest", "owner:pw")])
+            owner.start(timeout=10)
+            owner.create("/private", b"p", acl=[make_acl("digest", "owner:x", all=True)])
+            owner.stop()
+            owner.close()
+            admin = _kazoo(srv, auth_data=[("digest", "super:test")])
+            admin.start(timeout=10)
+            out.append(_attempt(lambda: admin.get("/private")[0]))
+            admin.stop()
+            admin.close()
+            return out
+        assert _same({k: run(s) for k, s in sorted(made.items())}) == [
+            "imok", "stat is not executed because it is not in the whitelist.\n", ("ok", b"p")]
+    finally:
+        for srv in made.values():
+            srv.stop()
+
+
 @pytest.mark.parametrize("where", ["SERVER_JVMFLAGS", "java.env"])
 def test_refused_flag_stops_zkpy_naming_it(zk_targets, tmp_path, where):
     if "zkpy" not in zk_targets or zkservers.zkpy_unavailable():

@@ -348,6 +348,53 @@ def test_trust_store_reload(server_factory, pki, tls_client, workers):
     assert old.exists("/zookeeper")    # open connections keep going
 
 
+def tls_four_letter(port, cmd, pki, who="alice", timeout=10.0):
+    """A four-letter word sent inside TLS, as `echo ruok | openssl s_client -quiet -cert ..`
+    sends it: the whole answer, up to the server's close."""
+    ctx = ssl.create_default_context(cafile=pki["ca_pem"])
+    ctx.load_cert_chain(*pki["files"][who])
+    data = b""
+    with socket.create_connection(("127.0.0.1", port), timeout) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            s.sendall(cmd.encode("ascii"))
+            while True:
+                try:
+                    chunk = s.recv(65536)
+                except (ssl.SSLEOFError, ConnectionResetError):
+                    break    # closed without close_notify
+                if not chunk:
+                    break
+                data += chunk
+    return data.decode("utf-8")
+
+
+@pytest.mark.parametrize("kind,workers", [("apache", None), ("zkpy", 0), ("zkpy", 2)])
+def test_four_letter_words_over_tls(server_factory, pki, tls_client, kind, workers):
+    """ZooKeeper's NettyServerCnxn answers a four-letter word sent inside TLS on
+    secureClientPort, whitelist and all; zkpy too, with any worker count (a worker asks the
+    core, which has every worker's figures)."""
+    server = start(server_factory, kind, pki, workers=workers,
+                   **{"4lw.commands.whitelist": "ruok, srvr, cons"})
+    sessions = [tls_client(server, who) for who in ("alice", "bob", "alice")]
+    port = server.secure_port
+    assert tls_four_letter(port, "ruok", pki) == "imok"
+    srvr = tls_four_letter(port, "srvr", pki, "bob")
+    assert srvr.startswith("Zookeeper version: ") and "\nMode: standalone\n" in srvr, srvr
+    assert tls_four_letter(port, "conf", pki) == (
+        "conf is not executed because it is not in the whitelist.\n")
+    for _ in range(3):     # (round robin: each worker answers once at least)
+        cons = tls_four_letter(port, "cons", pki)
+        for c in sessions:
+            assert "sid=0x%x" % c.client_id[0] in cons, cons
+    assert server.four_letter("ruok") == "imok"
+    if kind == "zkpy":
+        # ZooKeeper's cons lists the connections of the port it is asked on (one
+        # ServerCnxnFactory each: its plaintext cons leaves these TLS sessions out); zkpy's
+        # lists every connection of the server, on either port.
+        assert "sid=0x%x" % sessions[1].client_id[0] in server.four_letter("cons")
+        assert "Traceback" not in server.log_text()
+
+
 def test_requests_pipelined_behind_connect(zk_server):
     """The Java client's Netty socket (the one TLS needs) writes its queued requests right
     behind the ConnectRequest; the server answers them once the session exists."""

@@ -56,6 +56,12 @@ MESSAGES = [
     ("auth", ipc.auth(7, [("ip", "127.0.0.1"), ("digest", "alice:V55/p2T0OpjQ+low3NVAH4aLvm0=")]),
      (ipc.AUTH, (7, [("ip", "127.0.0.1"), ("digest", "alice:V55/p2T0OpjQ+low3NVAH4aLvm0=")]))),
     ("auth-none", ipc.auth(0, []), (ipc.AUTH, (0, []))),
+    ("four-letter", ipc.four_letter(3, "srvr", "127.0.0.1:50000"),
+     (ipc.FOUR_LETTER, (3, "srvr", "127.0.0.1:50000"))),
+    ("four-letter-text", ipc.four_letter_text(3, "Zookeeper version: \u00e9\n"),
+     (ipc.FOUR_LETTER_TEXT, (3, "Zookeeper version: \u00e9\n"))),
+    ("four-letter-text-empty", ipc.four_letter_text(0xFFFFFFFF, ""),
+     (ipc.FOUR_LETTER_TEXT, (0xFFFFFFFF, ""))),
 ]
 
 IDS = [m[0] for m in MESSAGES]

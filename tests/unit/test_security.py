@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from zkpy.config import load_config, parse_config
+from zkpy.config import load_config, load_script_variables, parse_config
 from zkpy.errors import ConfigError
 from zkpy.security import digest_md5, jaas, jvmflags, sasl
 from zkpy.security.digest_md5 import DigestMD5Server, SaslError, parse_directives
@@ -88,6 +88,50 @@ def test_java_env_line_that_could_change_the_flags_stops_naming_it(line):
     with pytest.raises(ConfigError) as info:
         jvmflags.server_jvm_flags({}, "# ok\n" + line + "\n", "/c/java.env")
     assert str(info.value).startswith("/c/java.env:2: cannot read this line without running it")
+
+
+ZOOKEEPER_ENV = ("ZOO_LOG_DIR=/var/log/zookeeper\n"
+                 "export SERVER_JVMFLAGS=\"$SERVER_JVMFLAGS -Dzookeeper.a=zkenv "
+                 "-Dzookeeper.b=zkenv\"\n"
+                 "JVMFLAGS=-Dzookeeper.c=zkenv\n")
+
+
+def test_zookeeper_env_then_java_env_over_the_environment():
+    """zkEnv.sh sources $ZOOCFGDIR/zookeeper-env.sh, then $ZOOCFGDIR/java.env, in the shell that
+    holds the environment: each assignment replaces the value before it, and $VAR reads it.
+    (What bash prints for `. zookeeper-env.sh; . java.env; echo $SERVER_JVMFLAGS $JVMFLAGS`.)"""
+    java_env = ('SERVER_JVMFLAGS="$SERVER_JVMFLAGS -Dzookeeper.b=javaenv"\n'
+                "LOGS=$ZOO_LOG_DIR\n")
+    flags = jvmflags.server_jvm_flags(
+        {"SERVER_JVMFLAGS": "-Dzookeeper.a=env", "JVMFLAGS": "-Dzookeeper.c=env"},
+        java_env, "/c/java.env", ZOOKEEPER_ENV, "/c/zookeeper-env.sh")
+    assert [(p.name, p.value) for p in flags.properties] == [
+        ("zookeeper.a", "env"), ("zookeeper.a", "zkenv"), ("zookeeper.b", "zkenv"),
+        ("zookeeper.b", "javaenv"), ("zookeeper.c", "zkenv")]
+    props = flags.system_properties()
+    assert props["zookeeper.a"].where() == "/c/zookeeper-env.sh:2 (SERVER_JVMFLAGS)"
+    assert props["zookeeper.b"].where() == "/c/java.env:1 (SERVER_JVMFLAGS)"
+    assert props["zookeeper.c"].where() == "/c/zookeeper-env.sh:3 (JVMFLAGS)"
+    assert flags.warnings == ()
+    # java.env's plain assignment replaces what zookeeper-env.sh set (the shell's rule)
+    flags = jvmflags.server_jvm_flags({}, "JVMFLAGS=-Dzookeeper.d=1\n", "/c/java.env",
+                                      ZOOKEEPER_ENV, "/c/zookeeper-env.sh")
+    assert "zookeeper.c" not in flags.system_properties()
+    assert "zookeeper.a" in flags.system_properties()
+    # zookeeper-env.sh alone
+    flags = jvmflags.server_jvm_flags({}, None, None, ZOOKEEPER_ENV, "/c/zookeeper-env.sh")
+    assert sorted(flags.system_properties()) == ["zookeeper.a", "zookeeper.b", "zookeeper.c"]
+
+
+def test_zookeeper_env_unreadable_line_names_the_file():
+    with pytest.raises(ConfigError) as info:
+        jvmflags.server_jvm_flags({}, None, None, "SERVER_JVMFLAGS=$(cat /etc/flags)\n",
+                                  "/c/zookeeper-env.sh")
+    assert str(info.value).startswith(
+        "/c/zookeeper-env.sh:1: cannot read this line without running it (command substitution)"
+        "; zkpy reads zookeeper-env.sh's NAME=value assignments only")
+    flags = jvmflags.server_jvm_flags({}, None, None, "ulimit -n 4096\n", "/c/zookeeper-env.sh")
+    assert flags.warnings[0].startswith("/c/zookeeper-env.sh:1: ")
 
 
 def test_java_env_other_unreadable_lines_are_warnings():
@@ -483,6 +527,30 @@ def test_load_config_reads_environment_java_env_and_jaas(tmp_path):
     # ZOOCFGDIR moves java.env, as zkEnv.sh
     assert not load_config(tmp_path / "zoo.cfg", environ={"ZOOCFGDIR": "/nonexistent"}) \
         .sasl_auth_required()
+
+
+def test_load_config_reads_zookeeper_env_before_java_env(tmp_path):
+    (tmp_path / "zoo.cfg").write_text("dataDir=%s\nclientPort=2181\n" % (tmp_path / "data"))
+    (tmp_path / "zookeeper-env.sh").write_text(
+        'SERVER_JVMFLAGS="-Dzookeeper.4lw.commands.whitelist=ruok,conf -Dzookeeper.snapCount=7"\n')
+    c = load_config(tmp_path / "zoo.cfg")
+    assert c.four_letter_words == frozenset(["ruok", "conf", "srvr"]) and c.snap_count == 7
+    (tmp_path / "java.env").write_text(
+        'SERVER_JVMFLAGS="$SERVER_JVMFLAGS -Dzookeeper.snapCount=9"\n')
+    c = load_config(tmp_path / "zoo.cfg")
+    assert "conf" in c.four_letter_words and c.snap_count == 9
+    # ZOOCFGDIR moves it, as zkEnv.sh
+    c = load_config(tmp_path / "zoo.cfg", environ={"ZOOCFGDIR": "/nonexistent"})
+    assert "conf" not in c.four_letter_words
+
+
+def test_load_script_variables_sources_both_files_in_order(tmp_path):
+    (tmp_path / "zookeeper-env.sh").write_text(ZOOKEEPER_ENV)
+    (tmp_path / "java.env").write_text("ZOOPIDFILE=$ZOO_LOG_DIR/zk.pid\n")
+    got = load_script_variables(tmp_path / "zoo.cfg", {"ZOO_LOG_DIR": "/env"})
+    assert got["ZOO_LOG_DIR"] == "/var/log/zookeeper"
+    assert got["ZOOPIDFILE"] == "/var/log/zookeeper/zk.pid"
+    assert load_script_variables(tmp_path / "zoo.cfg", {"ZOOCFGDIR": "/nonexistent"}) == {}
 
 
 def test_load_config_missing_jaas_file_stops(tmp_path):

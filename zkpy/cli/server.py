@@ -4,8 +4,9 @@
 
 CFG defaults to $ZOOCFG, then ./conf/zoo.cfg. `start` runs the server as a daemon with its pid in
 <dataDir>/zookeeper_server.pid (or $ZOOPIDFILE) and its log in $ZOO_LOG_DIR (default: dataDir)
-/zkpy-server.out. `status` asks the running server with `srvr` and prints its Mode line; it exits
-1 when no server answers, as zkServer.sh does.
+/zkpy-server.out; both may be set in the environment or, as zkEnv.sh sources them, in
+$ZOOCFGDIR/zookeeper-env.sh or java.env. `status` asks the running server with `srvr` and prints
+its Mode line; it exits 1 when no server answers, as zkServer.sh does.
 """
 
 import logging
@@ -18,7 +19,7 @@ import sys
 import time
 
 from zkpy import ZK_VERSION_STRING, __version__
-from zkpy.config import load_config
+from zkpy.config import load_config, load_script_variables
 from zkpy.logsetup import setup_logging
 from zkpy.errors import ConfigError, StorageCorruptError, StorageFullError
 from zkpy.tree import acl as acls
@@ -39,9 +40,16 @@ def _config_path(args):
     return os.path.join(conf_dir, "zoo.cfg")
 
 
+# Variables zkServer.sh takes from zookeeper-env.sh / java.env (zkEnv.sh sources them into its
+# own shell) that zkpy-server uses itself; the JVM flags are load_config's.
+_SCRIPT_VARIABLES = ("ZOO_LOG_DIR", "ZOOPIDFILE")
+
+
 def _load(path, check_tls=False):
     try:
         config = load_config(path, environ=os.environ)
+        sourced = load_script_variables(path, os.environ)
+        os.environ.update({k: sourced[k] for k in _SCRIPT_VARIABLES if sourced.get(k)})
         if check_tls:
             from zkpy.server import tls
             tls.check(config)   # the key and trust stores: readable, with the right passwords

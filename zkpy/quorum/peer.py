@@ -195,6 +195,10 @@ class QuorumPeer(object):
         self._tasks.append(loop.create_task(self._run(), name="zkpy-quorum"))
         log.info("ensemble member %d of %s: election port %d, quorum port %d", self.myid,
                  sorted(self.servers), me.election_port, me.peer_port)
+        if self.security.tls is not None and self.security.connect_tls:
+            why = await self.security.tls.check_own_name(host)
+            if why is not None:
+                log.warning("%s", why)
 
     async def stop(self):
         self._stopping = True

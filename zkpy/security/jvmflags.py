@@ -1,18 +1,24 @@
-"""The JVM flags a ZooKeeper operator passes: SERVER_JVMFLAGS / JVMFLAGS and conf/java.env. Pure.
+"""The JVM flags a ZooKeeper operator passes: SERVER_JVMFLAGS / JVMFLAGS, conf/zookeeper-env.sh
+and conf/java.env. Pure.
 
-zkServer.sh (through zkEnv.sh) sources `$ZOOCFGDIR/java.env`, a shell fragment that usually sets
-SERVER_JVMFLAGS or JVMFLAGS, then runs `java ... $JVMFLAGS QuorumPeerMain zoo.cfg` with
-JVMFLAGS="$SERVER_JVMFLAGS $JVMFLAGS": the variables' words, unquoted, so split at whitespace
-with no quote removal. Java keeps the last of two -D flags for one property.
+zkServer.sh (through zkEnv.sh) sources `$ZOOCFGDIR/zookeeper-env.sh`, then `$ZOOCFGDIR/java.env`,
+into the shell it was started from: shell fragments that usually set SERVER_JVMFLAGS or JVMFLAGS
+(and ZOO_LOG_DIR, ZOOPIDFILE...). So the environment comes first, zookeeper-env.sh's assignments
+over it, java.env's over both, and each file sees what the ones before it set ($SERVER_JVMFLAGS
+in java.env is zookeeper-env.sh's value when it set one). zkServer.sh then runs
+`java ... $JVMFLAGS QuorumPeerMain zoo.cfg` with JVMFLAGS="$SERVER_JVMFLAGS $JVMFLAGS": the
+variables' words, unquoted, so split at whitespace with no quote removal. Java keeps the last of
+two -D flags for one property.
 
-java.env is read here without running it: plain `NAME=value` / `export NAME=value` assignments,
-with '...' and "..." quoting, backslash escapes and $NAME / ${NAME} expansion (from earlier lines,
-else the environment). Anything else is a line zkpy cannot read: when it could touch the JVM
-flags (it names JVMFLAGS, holds a -D, or sources another file) that stops the server naming the
-line -- a flag asking for security must never be lost unseen -- otherwise it is a warning.
+The files are read here without running them: plain `NAME=value` / `export NAME=value`
+assignments, with '...' and "..." quoting, backslash escapes and $NAME / ${NAME} expansion (from
+earlier lines and files, else the environment). Anything else is a line zkpy cannot read: when it
+could touch the JVM flags (it names JVMFLAGS, holds a -D, or sources another file) that stops the
+server naming the line -- a flag asking for security must never be lost unseen -- otherwise it is
+a warning.
 
-Every property keeps where it came from (the variable, and the java.env line when a line of
-java.env wrote it), so an error can name it.
+Every property keeps where it came from (the variable, and the file and line when a line of
+zookeeper-env.sh or java.env wrote it), so an error can name it.
 """
 
 import re
@@ -35,7 +41,7 @@ class JvmProperty:
     value: str
     flag: str          # the word as written
     var: str           # SERVER_JVMFLAGS or JVMFLAGS
-    path: str = None   # the java.env that wrote this word, None: the environment
+    path: str = None   # the zookeeper-env.sh / java.env that wrote this word; None: environment
     line: int = None
 
     def where(self):
@@ -60,7 +66,10 @@ class _Unreadable(Exception):
 
 
 # ---------------------------------------------------------------------------------------------
-# java.env
+# zookeeper-env.sh and java.env
+
+# The files zkEnv.sh sources from $ZOOCFGDIR, in its order.
+ENV_FILES = ("zookeeper-env.sh", "java.env")
 
 def _logical_lines(text):
     """(line number, text) with backslash-newline continuations joined."""
@@ -210,12 +219,14 @@ def _touches_flags(text):
             or stripped in (".", "source"))
 
 
-def read_java_env(text, path, environ):
-    """Run java.env's assignments in order: ({name: value chunks}, warnings).
+def read_java_env(text, path, environ, variables=None):
+    """Run the assignments of java.env (or zookeeper-env.sh) in order, over `variables` (what the
+    files sourced before it set; updated in place): ({name: value chunks}, warnings).
 
     Raises ConfigError naming the line for one zkpy cannot read that could touch the flags."""
-    variables = {}
+    variables = {} if variables is None else variables
     warnings = []
+    name = path.rsplit("/", 1)[-1] if path else "java.env"
     for number, line in _logical_lines(text):
         here = (path, number)
         try:
@@ -235,13 +246,30 @@ def read_java_env(text, path, environ):
                 if assigned is not None:
                     variables[assigned[0]] = assigned[1]
         except _Unreadable as e:
-            message = ("cannot read this line without running it (%s); zkpy reads java.env's "
-                       "NAME=value assignments only" % e)
+            message = ("cannot read this line without running it (%s); zkpy reads %s's "
+                       "NAME=value assignments only" % (e, name))
             if _touches_flags(line):
                 raise ConfigError(message + ", and this line could change the JVM flags",
                                   path=path, line=number)
             warnings.append("%s:%d: %s; line ignored" % (path, number, message))
     return variables, warnings
+
+
+def _source(environ, files):
+    """Every (text, path) of `files` in order, text None for a file that is not there."""
+    variables = {}
+    warnings = []
+    for text, path in files:
+        if text is not None:
+            warnings += read_java_env(text, path, environ, variables)[1]
+    return variables, warnings
+
+
+def sourced_variables(environ, files):
+    """name -> value of each variable the files [(text, path)] set, sourced in order over the
+    environment (zkServer.sh's ZOO_LOG_DIR, ZOOPIDFILE...)."""
+    variables, _ = _source(environ, files)
+    return {name: "".join(text for text, _ in chunks) for name, chunks in variables.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,12 +294,12 @@ def _split(chunks, var):
     return out
 
 
-def server_jvm_flags(environ, java_env_text=None, java_env_path=None):
-    """The flags zkServer.sh would pass to java: environment first, java.env over it."""
-    variables = {}
-    warnings = []
-    if java_env_text is not None:
-        variables, warnings = read_java_env(java_env_text, java_env_path, environ)
+def server_jvm_flags(environ, java_env_text=None, java_env_path=None, zookeeper_env_text=None,
+                     zookeeper_env_path=None):
+    """The flags zkServer.sh would pass to java: the environment first, zookeeper-env.sh over
+    it, java.env over both (zkEnv.sh sources them in that order)."""
+    variables, warnings = _source(environ, ((zookeeper_env_text, zookeeper_env_path),
+                                            (java_env_text, java_env_path)))
     words = []
     for var in SERVER_FLAG_VARS:
         chunks = variables.get(var, [(environ.get(var, ""), None)])

@@ -824,25 +824,27 @@ class Connection(asyncio.Protocol):
     # ------------------------------------------------------------------ four letter words
 
     def _four_letter(self, cmd):
-        fe = self.fe
-        if fe.four_letter is None:
-            # Inside TLS in a worker process: the figures of every worker are the core's.
-            log.info("four letter word %s from %s over TLS: answered on a plaintext client port "
-                     "(or with workers=0) only; closing", cmd, self.peer)
-            self.closed = True
-            self.transport.close()
-            return
-        if cmd not in fe.config.four_letter_words:
-            text = "%s is not executed because it is not in the whitelist.\n" % cmd
-        else:
-            try:
-                text = fe.four_letter(cmd, self.peer)
-            except Exception:
-                log.exception("four letter word %s failed", cmd)
-                text = ""
-        if text:
-            self.transport.write(text.encode("utf-8"))
+        # Nothing more is read from this connection: the answer, then the close (NIOServerCnxn).
         self.closed = True
+        if cmd not in self.fe.config.four_letter_words:
+            self._four_letter_answer(
+                "%s is not executed because it is not in the whitelist.\n" % cmd)
+            return
+        self._loop.create_task(self._four_letter_report(cmd))
+
+    async def _four_letter_report(self, cmd):
+        # fe.four_letter: the core's Report (in the core process, or asked for over the IPC
+        # from a worker process: every worker's figures, as on the plaintext port).
+        try:
+            text = await self.fe.four_letter(cmd, self.peer)
+        except Exception:
+            log.exception("four letter word %s failed", cmd)
+            text = ""
+        self._four_letter_answer(text)
+
+    def _four_letter_answer(self, text):
+        if text and not self.transport.is_closing():
+            self.transport.write(text.encode("utf-8"))
         self.transport.close()
 
     def describe(self):

@@ -91,7 +91,8 @@ class Frontend(object):
         self._next_conn_id = 1
         self.paused = False           # the server is stopping: no more requests are read
         self.pump = _nothing          # drains the control socket (set by the worker)
-        self.four_letter = None       # (cmd, peer) -> text; workers=0 only (TLS connections)
+        self.four_letter = None       # async (cmd, peer) -> text of a whitelisted word read
+                                      # here (inside TLS; a plaintext one when workers=0)
         self._rtxn = None
         self.view = None
         self.view_zxid = 0

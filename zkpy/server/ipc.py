@@ -17,6 +17,8 @@ worker -> core
                    sent at connect and after each addauth; ACL checks of its writes use them)
     PAUSED    (8)                                    (the answer to PAUSE: every request the
                    worker read from its clients is in the socket ahead of it)
+    FOUR_LETTER (9) req_id:u32 cmd:str peer:str      (a whitelisted four-letter word sent inside
+                   TLS: the core has every worker's figures; answered by FOUR_LETTER_TEXT)
 core -> worker
     CONNECTED (20) conn_id:u32 ok:u8 session_id:i64 timeout_ms:i32 passwd:blob read_only:i8
                    (ok=1: established; 0: answer the expired/invalid ConnectResponse and
@@ -32,6 +34,8 @@ core -> worker
     PAUSE     (26)                               (a clean stop begins: read no more requests
                    from the clients, take no more handoffs, answer PAUSED; replies still go out)
     SHUTDOWN  (24)                               (close the connections, exit)
+    FOUR_LETTER_TEXT (27) req_id:u32 text:blob   (the answer to FOUR_LETTER, utf-8; empty when
+                   the word failed: the connection is closed without one, as on the plaintext port)
 The handoff of a client socket travels on a second socket pair as SCM_RIGHTS with the message
     HANDOFF        conn_id:u32 peer:str first_bytes:blob tls:u8
                    (tls=1: the client starts a TLS handshake, nothing of it was read: the
@@ -44,7 +48,9 @@ import struct
 import time
 
 HELLO, CONNECT, REQUEST, CLOSED, TOUCH, STATS, AUTH, PAUSED = 1, 2, 3, 4, 5, 6, 7, 8
+FOUR_LETTER = 9
 CONNECTED, BATCH, CLOSE, STATS_REQ, SHUTDOWN, COMMITTED, PAUSE = 20, 21, 22, 23, 24, 25, 26
+FOUR_LETTER_TEXT = 27
 
 _U32 = struct.Struct(">I")
 _HEAD = struct.Struct(">IB")
@@ -129,6 +135,11 @@ def paused():
     return _frame(PAUSED, b"")
 
 
+def four_letter(req_id, cmd, peer):
+    return _frame(FOUR_LETTER, _U32.pack(req_id) + _blob(cmd.encode("utf-8"))
+                  + _blob(peer.encode("utf-8")))
+
+
 # ---------------------------------------------------------------- core -> worker
 
 def connected(conn_id, ok, session_id, timeout_ms, passwd, read_only):
@@ -177,6 +188,10 @@ def shutdown():
 
 def pause():
     return _frame(PAUSE, b"")
+
+
+def four_letter_text(req_id, text):
+    return _frame(FOUR_LETTER_TEXT, _U32.pack(req_id) + _blob(text.encode("utf-8")))
 
 
 def handoff(conn_id, peer, first_bytes, tls=False):
@@ -233,6 +248,13 @@ def decode(frame):
     if mtype == STATS:
         req_id = r.u32()
         return mtype, (req_id, r.blob())
+    if mtype == FOUR_LETTER:
+        req_id = r.u32()
+        cmd = r.str()
+        return mtype, (req_id, cmd, r.str())
+    if mtype == FOUR_LETTER_TEXT:
+        req_id = r.u32()
+        return mtype, (req_id, r.str())
     if mtype == HELLO:
         return mtype, (r.u32(), r.u32())
     if mtype == AUTH:

@@ -72,7 +72,7 @@ class InProcess(object):
         self.tls = None
         self._reloader = None
 
-    def _four_letter(self, cmd, peer):
+    async def _four_letter(self, cmd, peer):
         reset = fourletter.RESETS.get(cmd)
         if reset == "connections":
             self.fe.reset_connection_stats()

@@ -1,7 +1,8 @@
 """The core process's side of the worker processes: spawn, accept, hand over, restart.
 
 Connections are accepted here, not in the workers: the core reads the first bytes of each new
-connection, answers a four-letter word itself (with every worker's figures), and otherwise hands
+connection, answers a four-letter word itself (with every worker's figures; a word sent inside
+TLS reaches a worker, which asks the core for the same answer: FOUR_LETTER), and otherwise hands
 the socket with those bytes to a worker, round robin (SCM_RIGHTS over a datagram socket pair). So
 maxClientCnxns is counted across all workers, and the 4lw see the whole server. After the
 handoff the client talks to its worker only; the worker reaches the core over its control socket
@@ -107,6 +108,8 @@ class WorkerHandle(object):
                 self.sup.conn_gone(conn_id)
             elif mtype == ipc.STATS:
                 self.sup.stats_arrived(self, *args)
+            elif mtype == ipc.FOUR_LETTER:
+                asyncio.get_running_loop().create_task(self.sup._four_letter_for(self, *args))
             elif mtype == ipc.PAUSED:
                 self._pause_done()
             elif mtype == ipc.HELLO:
@@ -353,14 +356,25 @@ class Supervisor(object):
         if cmd not in self.config.four_letter_words:
             text = "%s is not executed because it is not in the whitelist.\n" % cmd
         else:
-            try:
-                rep = await self.report(peer, fourletter.RESETS.get(cmd))
-                text = fourletter.run(cmd, rep)
-            except Exception:
-                log.exception("four letter word %s failed", cmd)
-                text = ""
+            text = await self.four_letter_text(cmd, peer)
         if text:
             await asyncio.get_running_loop().sock_sendall(sock, text.encode("utf-8"))
+
+    async def four_letter_text(self, cmd, peer):
+        """The answer to a whitelisted word, with every worker's figures ("" if it failed)."""
+        try:
+            rep = await self.report(peer, fourletter.RESETS.get(cmd))
+            return fourletter.run(cmd, rep)
+        except Exception:
+            log.exception("four letter word %s failed", cmd)
+            return ""
+
+    async def _four_letter_for(self, worker, req_id, cmd, peer):
+        # A word a worker read inside TLS (see zkpy.server.worker): answered as on the
+        # plaintext port, and the text goes back for the worker to write and close.
+        text = await self.four_letter_text(cmd, peer)
+        if worker.alive:
+            worker._send(ipc.four_letter_text(req_id, text))
 
     async def report(self, peer, reset=None):
         """Gather every worker's snapshot (resetting counters first for crst/srst)."""

@@ -562,6 +562,46 @@ class QuorumTls(object):
         self.client_context = build_context(s, server_side=False)
         self.revocation = revocation_checker(s)   # ssl.quorum.crl / ssl.quorum.ocsp
 
+    def own_certificate(self):
+        """This server's certificate (the key store's first chain), as the others see it."""
+        s = self.settings
+        pw = read_password(s.key_store_password, s.key_store_password_path,
+                           s.key("keyStore.passwordPath"))
+        return load_key_store(s.key_store_location, pw, s.key_store_type,
+                              s.key("keyStore"))[1][0]
+
+    async def check_own_name(self, host):
+        """Why the other servers' host check (check_peer, accepting side) will refuse this
+        server's certificate when it connects from `host` (its server.N address), or None.
+        The refusal comes after the handshake, so this server would only see closed
+        connections: the reason is worth a line of its own here."""
+        if not self.settings.hostname_verification:
+            return None
+        import asyncio
+        import socket
+        cert = self.own_certificate()
+        if cert_matches_host(cert, host):
+            return None
+        loop = asyncio.get_running_loop()
+        try:
+            address = (await loop.getaddrinfo(host, 0, type=socket.SOCK_STREAM))[0][4][0]
+        except OSError:
+            return None
+        if cert_matches_host(cert, address):
+            return None
+        name = None
+        if self.settings.allow_reverse_dns_lookup:
+            try:
+                name, _ = await loop.getnameinfo((address, 0), socket.NI_NAMEREQD)
+            except OSError:
+                name = None
+            if name is not None and cert_matches_host(cert, name):
+                return None
+        return ("this server's certificate %s does not match its address %s%s (%s): the other "
+                "servers will refuse its connections (ssl.quorum.hostnameVerification)"
+                % (subject_name(cert), address, " or the name %s" % name if name else "",
+                   ", ".join(cert_names(cert)) or "no names"))
+
     def maybe_reload(self):
         """sslQuorumReloadCertFiles: a store file changed -> new contexts for new connections
         (open ones keep theirs); a store that cannot be read keeps the old ones."""

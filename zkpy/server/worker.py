@@ -31,6 +31,8 @@ RESET_CONNECTIONS = 1 << 31
 RESET_SERVER = 1 << 30
 # On the way out: how long the replies already given to the connections may take to leave.
 CLOSE_TIMEOUT_S = 1.0
+# The core's answer to a four-letter word (it waits at most 2 s for the workers' figures).
+FOUR_LETTER_TIMEOUT_S = 10.0
 
 
 class IpcLink(object):
@@ -39,6 +41,8 @@ class IpcLink(object):
     def __init__(self):
         self.channel = None
         self._touched = set()
+        self._four_letter_id = 0
+        self._four_letter_waiters = {}    # req_id -> future of the core's FOUR_LETTER_TEXT
 
     def _send(self, data):
         self.channel.send(data)
@@ -62,6 +66,24 @@ class IpcLink(object):
 
     def closed(self, conn_id, session_id):
         self._send(ipc.closed(conn_id, session_id))
+
+    async def four_letter(self, cmd, peer):
+        """A whitelisted four-letter word read inside TLS: the core answers it, with every
+        worker's figures, as it answers one on the plaintext port (Frontend.four_letter)."""
+        self._four_letter_id = (self._four_letter_id + 1) & 0xFFFFFFFF
+        req_id = self._four_letter_id
+        fut = asyncio.get_running_loop().create_future()
+        self._four_letter_waiters[req_id] = fut
+        try:
+            self._send(ipc.four_letter(req_id, cmd, peer))
+            return await asyncio.wait_for(fut, FOUR_LETTER_TIMEOUT_S)
+        finally:
+            self._four_letter_waiters.pop(req_id, None)
+
+    def four_letter_text(self, req_id, text):
+        fut = self._four_letter_waiters.get(req_id)
+        if fut is not None and not fut.done():
+            fut.set_result(text)
 
 
 def _dispatcher(fe, done, pause):
@@ -91,6 +113,8 @@ def _dispatcher(fe, done, pause):
             if req_id & RESET_SERVER:
                 fe.reset_stats()
             fe.link._send(ipc.stats(req_id, json.dumps(fe.snapshot()).encode()))
+        elif mtype == ipc.FOUR_LETTER_TEXT:
+            fe.link.four_letter_text(*args)
         elif mtype == ipc.PAUSE:
             pause()
         elif mtype == ipc.SHUTDOWN:
@@ -111,6 +135,7 @@ async def run(config, worker_id, ctrl_fd, handoff_fd):
                     map_size=max(config.lmdb_map_size, DEFAULT_LMDB_MAP_SIZE), readonly=True)
     link = IpcLink()
     fe = Frontend(config, tree, link, worker_id)
+    fe.four_letter = link.four_letter
     done = loop.create_future()
     handoff = socket.socket(fileno=handoff_fd)
     handoff.setblocking(False)
@@ -148,7 +173,8 @@ async def run(config, worker_id, ctrl_fd, handoff_fd):
                     sock.close()
                     link.closed(conn_id, 0)
                     continue
-                # first=b"": a four-letter word inside TLS is recognised (and refused here).
+                # first=b"": a four-letter word inside TLS is recognised, and the core answers it
+                # (IpcLink.four_letter).
                 conn = Connection(fe, None, first=b"", conn_id=conn_id, peer=peer,
                                   tls=server_tls)
                 loop.create_task(tlsaccept.start_tls(
