@@ -1239,19 +1239,30 @@ class Core(object):
         self.submit(txn, token, origin, req_id)
 
     async def _expire_loop(self):
+        """The clock of session expiry: a tick every half tickTime (expire_sessions)."""
         tick = self.config.tick_time_ms / 1000.0
         while True:
             await asyncio.sleep(tick / 2)
-            if not self.leads() or self.apply_error is not None:
-                continue   # (expiry is a write: it waits until LMDB takes writes again)
-            for s in self.sessions.expired(now_ms()):
-                if s.session_id not in self._expiry_failed:   # (once while the log is full)
-                    log.info("expiring session 0x%x, timeout of %dms exceeded",
-                             s.session_id, s.timeout_ms)
-                try:
-                    self.close_session(s.session_id, None)
-                except Exception:
-                    log.exception("expiring session 0x%x", s.session_id)
+            self.expire_sessions(now_ms())
+
+    def expire_sessions(self, now):
+        """Expire every session past its deadline at `now` (ms): one closeSession txn each,
+        logged like a client's. Only the server that leads does it (standalone, or the serving
+        leader), and not while LMDB cannot be written (expiry is a write: it waits). Returns the
+        ids expired. Driven by _expire_loop; tests call it with their own clock."""
+        if not self.leads() or self.apply_error is not None:
+            return []
+        done = []
+        for s in self.sessions.expired(now):
+            if s.session_id not in self._expiry_failed:   # (once while the log is full)
+                log.info("expiring session 0x%x, timeout of %dms exceeded",
+                         s.session_id, s.timeout_ms)
+            try:
+                self.close_session(s.session_id, None)
+                done.append(s.session_id)
+            except Exception:
+                log.exception("expiring session 0x%x", s.session_id)
+        return done
 
     async def _reaper_loop(self):
         """ContainerManager: delete empty containers and expired TTL nodes, at most
