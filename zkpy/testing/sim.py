@@ -74,6 +74,7 @@ class Options(object):
         self.torn_p = 0.3
         self.clients = 3
         self.client_every_ms = (5, 60)
+        self.check_acks = True           # off only to see what an early ack leads to
         for k, v in kw.items():
             if not hasattr(self, k):
                 raise TypeError("unknown option %s" % k)
@@ -180,6 +181,9 @@ class Sim(object):
         self.leader_after_calm = False
         self.leader_established_at = []
         self.role_of = {}
+        self.fsync_ms_of = {}      # sid -> (lo, hi): a slow disk (scenarios)
+        self.on_send = None        # scenarios: called with (src, dst, msg) before each send
+        self.clients_on = True
 
     # ------------------------------------------------------------------ plumbing
 
@@ -200,6 +204,12 @@ class Sim(object):
     # ------------------------------------------------------------------ run
 
     def run(self):
+        self.start()
+        self.run_until(lambda: False, self.o.faults_ms + self.o.calm_ms)
+        self._check_liveness()
+        return self
+
+    def start(self):
         o = self.o
         for sid in self.ids:
             self._boot(sid)
@@ -210,16 +220,59 @@ class Sim(object):
         for c in self.clients:
             self.at(self.rng.randint(*o.client_every_ms), "client", c.cid)
         self.at(o.faults_ms, "calm")
-        end = o.faults_ms + o.calm_ms
-        while self.heap:
-            t, _, kind, data = heapq.heappop(self.heap)
-            if t > end:
-                break
+
+    def run_until(self, pred, end_ms):
+        """Run events until pred() holds (True) or the clock passes end_ms (False)."""
+        while self.heap and not pred():
+            t, _, kind, data = self.heap[0]
+            if t > end_ms:
+                self.now = end_ms
+                return False
+            heapq.heappop(self.heap)
             self.now = t
             self.steps += 1
             getattr(self, "_ev_" + kind)(*data)
-        self._check_liveness()
-        return self
+        return pred()
+
+    # -- scenario controls (the seeded faults are off in scenarios)
+
+    def isolate(self, sid):
+        pairs = {frozenset((sid, b)) for b in self.ids if b != sid}
+        self.cut |= pairs
+        for key, c in list(self.conns.items()):
+            if c[1] and frozenset(key) in pairs:
+                self._break(key)
+
+    def heal(self):
+        self.cut.clear()
+
+    def crash_now(self, sid, keep_unsynced=0):
+        """Schedule a crash of `sid` at the current time (after the step in progress)."""
+        self.at(self.now, "crash_one", sid, keep_unsynced)
+
+    def _ev_crash_one(self, sid, keep_unsynced):
+        if sid in self.members:
+            self.crash(sid, keep_unsynced=keep_unsynced, torn=False)
+
+    def restart(self, sid):
+        if sid not in self.members:
+            self._boot(sid)
+
+    def leader(self):
+        for sid, m in self.members.items():
+            if m.state == zm.LEADING and m.serving:
+                return sid
+        return None
+
+    def check_converged(self):
+        """Every member up holds every acknowledged write, applied, the same state."""
+        for sid, m in self.members.items():
+            d = self.disks[sid]
+            if d.applied_zxid < self.acked_max:
+                self.fail("member %d applied only 0x%x, acknowledged up to 0x%x"
+                          % (sid, d.applied_zxid, self.acked_max))
+            if self.truth.get(d.applied_zxid) != d.chain:
+                self.fail("member %d: state at 0x%x not the committed one" % (sid, d.applied_zxid))
 
     def _exp(self, mean):
         return self.now + max(1, int(self.rng.expovariate(1.0 / mean)))
@@ -231,7 +284,14 @@ class Sim(object):
         self.members[sid] = m
         m.start(self.now)
         self._drain(sid)
-        self.at(self.now + self.o.tick_every_ms, "tick", sid, self.incarnation[sid])
+        self.at(self._next_tick(), "tick", sid, self.incarnation[sid])
+
+    def _next_tick(self):
+        # Timers jitter (the asyncio loop's 20 ms polls do): with ticks in lockstep, a server
+        # that re-sends its vote every interval can keep every other server's election timer
+        # from ever expiring (see election.py's quiet timer; reported in issue 16).
+        t = self.o.tick_every_ms
+        return self.now + self.rng.randint(t - t // 4, t + t // 4)
 
     # ------------------------------------------------------------------ events
 
@@ -240,7 +300,7 @@ class Sim(object):
             return
         self.members[sid].tick(self.now)
         self._drain(sid)
-        self.at(self.now + self.o.tick_every_ms, "tick", sid, inc)
+        self.at(self._next_tick(), "tick", sid, inc)
 
     def _ev_el(self, dst, src, msg):
         if dst in self.members and self.reachable(src, dst):
@@ -367,6 +427,8 @@ class Sim(object):
 
     def _send(self, src, dst, msg):
         o, rng = self.o, self.rng
+        if self.on_send is not None:
+            self.on_send(src, dst, msg)
         if isinstance(msg, Notification):
             if not self.reachable(src, dst) or rng.random() < o.drop_p:
                 self.fault_log["drop"] += 1
@@ -377,7 +439,7 @@ class Sim(object):
             for _ in range(copies):
                 self.at(self.now + rng.randint(*o.delay_ms), "el", dst, src, msg)
             return
-        if isinstance(msg, zm.Ack):
+        if isinstance(msg, zm.Ack) and o.check_acks:
             # A member never acks a zxid its disk has not fsynced.
             d = self.disks[src]
             if msg.zxid > d.last_synced_zxid():
@@ -451,7 +513,8 @@ class Sim(object):
                 d.entries.append((z, p))
             target = len(d.entries)
             d.fsyncs.append(target)
-            self.at(self.now + self.rng.randint(*self.o.fsync_ms), "fsync", sid,
+            lat = self.fsync_ms_of.get(sid, self.o.fsync_ms)
+            self.at(self.now + self.rng.randint(*lat), "fsync", sid,
                     self.incarnation[sid], target)
         if r.apply_upto is not None:
             self._apply(sid, d, r.apply_upto)
@@ -582,6 +645,8 @@ class Sim(object):
     def _ev_client(self, cid):
         c = self.clients[cid - 1]
         self.at(self.now + self.rng.randint(*self.o.client_every_ms), "client", cid)
+        if not self.clients_on:
+            return
         if c.member is None or c.member not in self.members \
                 or not self.members[c.member].serving:
             c.member = None
