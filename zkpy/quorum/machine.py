@@ -678,6 +678,13 @@ class Member(object):
     def _dispatch(self, msg, now_ms):
         t = type(msg)
         if t is Proposal:
+            # A leader's log has no holes: the next txn of its epoch, or the first of a later
+            # one (ZOOKEEPER-4925: a learner must refuse a discontinuous proposal stream).
+            last = self.last_zxid
+            _check(msg.zxid == last + 1 or (zab.epoch_of(msg.zxid) > zab.epoch_of(last)
+                                             and msg.zxid & 0xffffffff == 1),
+                   "member %d: proposal 0x%x after 0x%x leaves a hole"
+                   % (self.myid, msg.zxid, last))
             self._append(msg.zxid, msg.payload)
             if msg.origin == self.myid:
                 self._w_matched.append((msg.req_id, msg.zxid))

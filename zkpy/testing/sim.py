@@ -75,6 +75,7 @@ class Options(object):
         self.clients = 3
         self.client_every_ms = (5, 60)
         self.check_acks = True           # off only to see what an early ack leads to
+        self.tick_jitter = True          # off: every member's timer in lockstep
         for k, v in kw.items():
             if not hasattr(self, k):
                 raise TypeError("unknown option %s" % k)
@@ -291,6 +292,8 @@ class Sim(object):
         # that re-sends its vote every interval can keep every other server's election timer
         # from ever expiring (see election.py's quiet timer; reported in issue 16).
         t = self.o.tick_every_ms
+        if not self.o.tick_jitter:
+            return self.now + t
         return self.now + self.rng.randint(t - t // 4, t + t // 4)
 
     # ------------------------------------------------------------------ events
@@ -449,8 +452,8 @@ class Sim(object):
         key = (src, dst) if learner_side else (dst, src)
         c = self.conns.get(key)
         if c is None or not c[1]:
-            if not learner_side:
-                return   # the learner's connection is gone: the leader hears of it
+            if type(msg) is not zm.FollowerInfo:
+                return   # written to a broken connection: lost (link_down is on its way)
             gen = (c[0] + 1) if c else 1
             c = self.conns[key] = [gen, True]
             if not self.reachable(src, dst):
