@@ -1,0 +1,928 @@
+"""One ensemble member's Zab as a pure state machine: election, discovery, sync, broadcast.
+
+Owns what a member knows and decides: its role (LOOKING / FOLLOWING / LEADING / OBSERVING),
+its epochs, the in-memory window of its log, what is durable, committed and applied, and, when
+it leads, its learners, their acks and the commit point. It never touches a socket, a file, a
+clock or a random source, and it imports only the pure quorum modules (election, zab). Time
+comes in as ``now_ms``. Imported by the quorum driver (next: zkpy.quorum.peer's successor),
+zkpy.testing.sim and tests.
+
+Driving it (etcd raft's Step / Tick / Ready / Advance, in Zab's words)::
+
+    m = Member(myid, voters, Params(...), Persisted(...), observers=...)
+    m.start(now_ms)
+    inputs:  m.tick(now_ms)                   time passed (call every few ms; nothing is lost
+                                              by calling it late, deadlines are compared)
+             m.receive(src, msg, now_ms)      an election Notification (lossy channel) or a Zab
+                                              message below (FIFO per connection)
+             m.link_down(peer, now_ms, accepted)   the Zab connection with `peer` broke;
+                                              accepted: it was one `peer` opened to me (I am
+                                              its leader side), else mine to `peer`
+             m.persisted(zxid)                the log durably holds every entry up to zxid
+             m.propose(payload, origin, req_id, now_ms) -> zxid or None   (established leader)
+             m.forward(req_id, payload) / m.sync(req_id)   a learner's (or leader's) clients
+    output:  r = m.ready()   -- then carry it out in this order, all of it before the next:
+             1. r.accepted_epoch, r.current_epoch: write these epoch files (durably) first;
+             2. r.truncate_after: drop every log entry after this zxid;
+             3. r.snapshot (zxid, state): replace the applied state with the leader's and reset
+                the log to start after zxid (one atomic step, as LmdbTree.install_snapshot);
+             4. r.append [(zxid, payload)]: append to the log; call persisted(z) once fsynced;
+             5. r.apply_upto: apply log entries up to this zxid (committed AND durable here);
+             6. r.close [(peer, accepted)]: close these Zab connections;
+             7. r.messages [(dest, msg)]: send; a Snap(zxid, None) is filled by the driver with
+                its applied state, which is exactly at zxid after step 5;
+             8. r.role (a RoleChange: serve clients or not), r.requests (the leader preps and
+                proposes these forwarded writes), r.matched (a learner: my forwarded request
+                req_id is txn zxid; reply once applied), r.refused, r.syncs (req_id, zxid:
+                answer the sync once zxid is applied).
+
+The rules of zkpy.quorum.peer's docstring hold here: a learner acknowledges NEWLEADER only once
+everything it synced is durable and its currentEpoch is written (ZOOKEEPER-3911, -4646, -4785);
+it acknowledges a proposal only once it is durable; only committed entries are applied (apply
+up to min(durable, committed)), so TRUNC never undoes applied state (asserted).
+
+What each role does mirrors zkpy.quorum.leader / follower (the asyncio roles of today):
+  * leader: discovery (a quorum of FOLLOWERINFO within initLimit, epoch = max accepted + 1,
+    a quorum of ACKEPOCH, step down if an acker has a newer history), its whole log becomes the
+    new epoch's history, learners synced by zab.sync_plan (DIFF / TRUNC / SNAP + PROPOSALs),
+    NEWLEADER, a quorum of ACKs (it counts itself once its history is durable) -> established:
+    everything in its log committed, UPTODATE, then PROPOSAL / ACK / COMMIT, LPING every half
+    tick, step down when fewer than a quorum of synced voters were heard within syncLimit;
+  * learner: FOLLOWERINFO (reconnecting every 200 ms for max(initLimit, 1 s) while the leader
+    turns it away), LEADERINFO -> acceptedEpoch, ACKEPOCH, DIFF/TRUNC/SNAP + PROPOSALs until
+    NEWLEADER, persist, currentEpoch, ACK, UPTODATE -> serving; initLimit between messages
+    before serving, syncLimit after;
+  * a LOOKING member holds a learner's connection up to 2 s in case it is about to lead;
+  * stepping down waits until the log is durable before the election starts (the real driver
+    flushes the committer in _stand_down), commit knowledge is dropped (reset_pipeline).
+
+Differences from zkpy.quorum.leader/follower, all on purpose:
+  * the leader counts itself in the NEWLEADER quorum only once its history is durable (the
+    asyncio leader gets this from the flush in _stand_down; here it is explicit);
+  * the SNAP is one message carrying the state, not SNAPDATA* + SNAPEND;
+  * requests carry an opaque payload; the leader's driver preps it (core.remote_request);
+  * not yet here (left for the next session): reconfig (a membership change committed by the
+    old and the new voters), read-only mode, LOGSTATE / refusing writes on a full disk,
+    session touches in PING (carried, not interpreted), the leader's history loaded from older
+    log files (_fill_history_before: here the history is the log window it was given).
+
+Messages, and the zkpy.quorum.messages type each becomes on the wire:
+    FollowerInfo(sid, accepted_epoch, last_zxid, applied_zxid, observer)   FOLLOWERINFO
+    AckEpoch(current_epoch, last_zxid)        ACKEPOCH        Ack(zxid)          ACK
+    Ping(session_ids)                         PING            Request(req_id, payload) REQUEST
+    Sync(req_id)                              SYNC
+    LeaderInfo(epoch)                         LEADERINFO      Diff(zxid)         DIFF
+    Trunc(zxid)                               TRUNC           Snap(zxid, state)  SNAP+SNAPDATA*+SNAPEND
+    Proposal(zxid, origin, req_id, payload)   PROPOSAL        NewLeader(zxid)    NEWLEADER
+    UpToDate(zxid)                            UPTODATE        Commit(zxid)       COMMIT
+    LPing()                                   LPING           SyncDone(req_id, zxid) SYNCDONE
+    Refused(req_id)                           REFUSED
+    election.Notification                     the election port's 41-byte notification
+"""
+
+import collections
+from typing import Any, List, NamedTuple, Optional, Tuple
+
+from zkpy.quorum import election as fle
+from zkpy.quorum import zab
+
+__all__ = ["LOOKING", "FOLLOWING", "LEADING", "OBSERVING", "Params", "Persisted", "Ready",
+           "RoleChange", "Member", "FollowerInfo", "AckEpoch", "Ack", "Ping", "Request", "Sync",
+           "LeaderInfo", "Diff", "Trunc", "Snap", "Proposal", "NewLeader", "UpToDate",
+           "Commit", "LPing", "SyncDone", "Refused", "LEARNER_MESSAGES", "BrokenInvariant"]
+
+LOOKING, FOLLOWING, LEADING, OBSERVING = fle.LOOKING, fle.FOLLOWING, fle.LEADING, fle.OBSERVING
+
+
+class BrokenInvariant(AssertionError):
+    """A rule of Zab does not hold: a bug or corruption. The driver stops the process."""
+
+
+def _check(cond, what):
+    if not cond:
+        raise BrokenInvariant(what)
+
+
+# -- messages (learner -> leader) -----------------------------------------------------------------
+
+class FollowerInfo(NamedTuple):
+    sid: int
+    accepted_epoch: int
+    last_zxid: int
+    applied_zxid: int
+    observer: bool
+
+
+class AckEpoch(NamedTuple):
+    current_epoch: int
+    last_zxid: int
+
+
+class Ack(NamedTuple):
+    zxid: int
+
+
+class Ping(NamedTuple):
+    session_ids: tuple = ()
+
+
+class Request(NamedTuple):
+    req_id: int
+    payload: Any
+
+
+class Sync(NamedTuple):
+    req_id: int
+
+
+LEARNER_MESSAGES = (FollowerInfo, AckEpoch, Ack, Ping, Request, Sync)
+
+
+# -- messages (leader -> learner) -----------------------------------------------------------------
+
+class LeaderInfo(NamedTuple):
+    epoch: int
+
+
+class Diff(NamedTuple):
+    zxid: int
+
+
+class Trunc(NamedTuple):
+    zxid: int
+
+
+class Snap(NamedTuple):
+    zxid: int
+    state: Any = None
+
+
+class Proposal(NamedTuple):
+    zxid: int
+    origin: int
+    req_id: int
+    payload: Any
+
+
+class NewLeader(NamedTuple):
+    zxid: int
+
+
+class UpToDate(NamedTuple):
+    zxid: int
+
+
+class Commit(NamedTuple):
+    zxid: int
+
+
+class LPing(NamedTuple):
+    pass
+
+
+class SyncDone(NamedTuple):
+    req_id: int
+    zxid: int
+
+
+class Refused(NamedTuple):
+    req_id: int
+
+
+# -- configuration, persisted state, output ----------------------------------------------------
+
+class Params(NamedTuple):
+    tick_ms: int = 2000
+    init_limit: int = 10
+    sync_limit: int = 5
+    finalize_wait_ms: int = 200
+    max_notification_interval_ms: int = 2000
+    connect_retry_ms: int = 200       # Follower.run: the leader turned us away, retry
+    learner_wait_ms: int = 2000       # QuorumPeer._learner_conn: a LOOKING server waits
+    history_max: int = 100000         # leader.HISTORY_MAX (commitLogCount)
+
+    @property
+    def init_ms(self):
+        return self.init_limit * self.tick_ms
+
+    @property
+    def sync_ms(self):
+        return self.sync_limit * self.tick_ms
+
+
+class Persisted(NamedTuple):
+    """What survives a restart: the epoch files, the applied (committed) state's zxid, and the
+    durable log, which holds every txn after log_start (entries ascending)."""
+    accepted_epoch: int = 0
+    current_epoch: int = 0
+    applied_zxid: int = 0
+    log_start: int = 0
+    entries: tuple = ()
+
+
+class RoleChange(NamedTuple):
+    state: int
+    leader: Optional[int]
+    epoch: Optional[int]
+    serving: bool
+
+
+class Ready(NamedTuple):
+    accepted_epoch: Optional[int]
+    current_epoch: Optional[int]
+    truncate_after: Optional[int]
+    snapshot: Optional[Tuple[int, Any]]
+    append: List[Tuple[int, Any]]
+    apply_upto: Optional[int]
+    close: List[Tuple[int, bool]]
+    messages: List[Tuple[int, Any]]
+    role: Optional[RoleChange]
+    requests: List[Tuple[int, int, Any]]
+    matched: List[Tuple[int, int]]
+    refused: List[int]
+    syncs: List[Tuple[int, int]]
+
+
+class _Learner(object):
+    """The leader's view of one connected learner (leader._Learner / LearnerHandler)."""
+    __slots__ = ("sid", "observer", "accepted_epoch", "last_zxid", "applied_zxid", "phase",
+                 "deadline_ms", "heard_ms", "synced", "acked_newleader", "ack_epoch")
+
+    def __init__(self, info, now_ms, init_ms):
+        self.sid = info.sid
+        self.observer = info.observer
+        self.accepted_epoch = info.accepted_epoch
+        self.last_zxid = info.last_zxid
+        self.applied_zxid = info.applied_zxid
+        # info -> epoch (LEADERINFO sent) -> ackepoch -> newleader (synced, NEWLEADER sent)
+        #      -> acked (NEWLEADER acked) -> uptodate
+        self.phase = "info"
+        self.deadline_ms = now_ms + init_ms
+        self.heard_ms = now_ms
+        self.synced = False          # receives the proposal stream
+        self.acked_newleader = False
+        self.ack_epoch = None        # (current_epoch, last_zxid) of its ACKEPOCH
+
+
+# learner phases: connecting -> syncing (ACKEPOCH sent) -> diffing (DIFF/TRUNC/SNAP seen)
+#                 -> newleader (waiting for the log to be durable) -> acked -> serving
+# leader phases:  discovery -> epoch (LEADERINFO out) -> newleader (history taken) -> established
+
+
+class Member(object):
+    def __init__(self, myid, voters, params=Params(), persisted=Persisted(), observers=()):
+        self.myid = myid
+        self.voters = voters if isinstance(voters, zab.VoterSet) else zab.voter_set(voters)
+        self.observers = frozenset(observers) - self.voters
+        self.observer = myid not in self.voters
+        self.p = params
+        ps = persisted
+        _check(ps.log_start <= max(ps.applied_zxid, ps.log_start), "log start")
+        self.accepted_epoch = ps.accepted_epoch
+        self.current_epoch = ps.current_epoch
+        self.applied_zxid = ps.applied_zxid
+        self.log = collections.deque(ps.entries)     # the in-memory window of the log
+        self.history_start = ps.log_start            # the window holds every txn after this
+        last = ps.log_start
+        for z, _ in ps.entries:
+            _check(z > last, "log zxids not increasing at 0x%x" % z)
+            last = z
+        self.last_zxid = max(last, ps.applied_zxid)
+        self.durable_zxid = self.last_zxid
+        self.committed_zxid = self.applied_zxid
+        self._trim()
+        # role
+        self.state = LOOKING
+        self.leader_id = None
+        self.epoch = None
+        self.serving = False
+        self.phase = None
+        self.election = None
+        self.election_epoch = 0
+        self.vote = None
+        self._look_pending = False
+        self._started = False
+        # learner side
+        self._heard_ms = 0
+        self._connect_deadline_ms = 0
+        self._retry_at_ms = None
+        self._acking = False
+        self._held = []              # messages that arrived while the NEWLEADER ack waits
+        self._newleader_epoch = None
+        self._req_ids_forwarded = set()
+        # leader side
+        self.learners = {}
+        self.acks = {}
+        self._held_infos = {}        # sid -> (FollowerInfo, deadline) while LOOKING
+        self._syncs = collections.deque()   # (target zxid, sid or None, req_id)
+        self._counter = 0
+        self._next_ping_ms = 0
+        self._phase_deadline_ms = 0
+        self._history_last = None
+        # the Ready being built
+        self._reset_ready()
+        self._role_reported = None
+        self._snap_pending = False
+
+    # ------------------------------------------------------------------ Ready
+
+    def _reset_ready(self):
+        self._w_accepted = None
+        self._w_current = None
+        self._w_trunc = None
+        self._w_snap = None
+        self._w_append = []
+        self._w_apply = None
+        self._w_close = []
+        self._w_msgs = []
+        self._w_requests = []
+        self._w_matched = []
+        self._w_refused = []
+        self._w_syncs = []
+
+    def ready(self):
+        """What the driver must do now, in the order of the fields (module docstring)."""
+        role = RoleChange(self.state, self.leader_id, self.epoch, self.serving)
+        r = Ready(self._w_accepted, self._w_current, self._w_trunc, self._w_snap,
+                  self._w_append, self._w_apply, self._w_close, self._w_msgs,
+                  role if role != self._role_reported else None, self._w_requests,
+                  self._w_matched, self._w_refused, self._w_syncs)
+        self._role_reported = role
+        self._reset_ready()
+        self._snap_pending = False
+        self._advance_apply()     # held back while a Snap was in this batch
+        return r
+
+    def has_ready(self):
+        return bool(self._w_accepted is not None or self._w_current is not None
+                    or self._w_trunc is not None or self._w_snap is not None or self._w_append
+                    or self._w_apply is not None or self._w_close or self._w_msgs
+                    or self._w_requests or self._w_matched or self._w_refused or self._w_syncs
+                    or RoleChange(self.state, self.leader_id, self.epoch, self.serving)
+                    != self._role_reported)
+
+    def _send(self, dest, msg):
+        self._w_msgs.append((dest, msg))
+
+    def _write_accepted(self, epoch):
+        self.accepted_epoch = epoch
+        self._w_accepted = epoch        # written before anything of this Ready is sent
+
+    def _write_current(self, epoch):
+        self.current_epoch = epoch
+        self._w_current = epoch
+
+    def _append(self, zxid, payload):
+        _check(zxid > self.last_zxid, "member %d: appending 0x%x after 0x%x"
+               % (self.myid, zxid, self.last_zxid))
+        self.log.append((zxid, payload))
+        self.last_zxid = zxid
+        self._w_append.append((zxid, payload))
+
+    def _truncate(self, zxid):
+        _check(zxid >= self.applied_zxid, "member %d: TRUNC to 0x%x below applied 0x%x"
+               % (self.myid, zxid, self.applied_zxid))
+        while self.log and self.log[-1][0] > zxid:
+            self.log.pop()
+        self.last_zxid = min(self.last_zxid, zxid)
+        self.durable_zxid = min(self.durable_zxid, zxid)
+        # Entries of this batch past zxid are never written; earlier ones are past the disk's
+        # last entry, so truncating first and appending them after is the same log.
+        self._w_append = [(z, p) for z, p in self._w_append if z <= zxid]
+        _check(self._w_snap is None, "TRUNC and SNAP in one Ready")
+        self._w_trunc = zxid if self._w_trunc is None else min(self._w_trunc, zxid)
+
+    def _install_snapshot(self, zxid, state):
+        _check(self._w_trunc is None, "TRUNC and SNAP in one Ready")
+        self.log.clear()
+        self.history_start = zxid
+        self.last_zxid = self.durable_zxid = self.applied_zxid = self.committed_zxid = zxid
+        self._w_append = []
+        self._w_apply = None
+        self._w_snap = (zxid, state)
+
+    def _advance_apply(self):
+        if self._snap_pending:
+            return   # the Snap in this batch is taken at the zxid applied so far
+        target = min(self.durable_zxid, self.committed_zxid)
+        if target > self.applied_zxid:
+            self.applied_zxid = target
+            self._w_apply = target
+            self._trim()
+
+    def _trim(self):
+        # Keep at most history_max entries, never dropping one not applied (leader.proposed).
+        log = self.log
+        while len(log) > self.p.history_max and log[0][0] <= self.applied_zxid:
+            self.history_start = log.popleft()[0]
+
+    # ------------------------------------------------------------------ inputs
+
+    def start(self, now_ms):
+        _check(not self._started, "start called twice")
+        self._started = True
+        self._look(now_ms)
+
+    def tick(self, now_ms):
+        if self.state == LOOKING:
+            for sid, (_, deadline) in list(self._held_infos.items()):
+                if now_ms >= deadline:
+                    del self._held_infos[sid]
+                    self._w_close.append((sid, True))
+            if self.election is not None:
+                self._election_out(self.election.tick(now_ms), now_ms)
+        elif self.state == LEADING:
+            self._leader_tick(now_ms)
+        else:
+            self._learner_tick(now_ms)
+
+    def receive(self, src, msg, now_ms):
+        if isinstance(msg, fle.Notification):
+            self._notification(msg, now_ms)
+        elif isinstance(msg, LEARNER_MESSAGES):
+            self._from_learner(src, msg, now_ms)
+        else:
+            self._from_leader(src, msg, now_ms)
+
+    def link_down(self, peer, now_ms, accepted):
+        if accepted:
+            self._held_infos.pop(peer, None)
+            if self.state == LEADING and peer in self.learners:
+                self._drop_learner(peer, now_ms, close=False)
+        elif self.state in (FOLLOWING, OBSERVING) and peer == self.leader_id:
+            if self.phase == "connecting" and now_ms <= self._connect_deadline_ms:
+                self._retry_at_ms = now_ms + self.p.connect_retry_ms
+            else:
+                self._step_down(now_ms, "connection to leader %d closed" % peer, close=False)
+
+    def persisted(self, zxid, now_ms=0):
+        zxid = min(zxid, self.last_zxid)
+        if zxid <= self.durable_zxid:
+            return
+        self.durable_zxid = zxid
+        if self.state == LEADING:
+            if self._history_last is not None:
+                self.acks[self.myid] = zxid
+                self._check_established(now_ms)
+                self._try_commit()
+        elif self.state in (FOLLOWING, OBSERVING):
+            if self.phase == "newleader":
+                self._maybe_ack_newleader(now_ms)
+            elif self._acking:
+                self._send(self.leader_id, Ack(zxid))   # acked only once durable
+        elif self._look_pending and self.durable_zxid >= self.last_zxid:
+            self._look(now_ms)
+        self._advance_apply()
+
+    def propose(self, payload, origin=0, req_id=0, now_ms=0):
+        """The established leader logs a txn and sends it to the learners: its zxid, or None
+        when this member cannot propose (the driver answers its client CONNECTIONLOSS)."""
+        if not (self.state == LEADING and self.phase == "established"):
+            return None
+        self._counter += 1
+        if self._counter > 0xffffffff:
+            self._step_down(now_ms, "zxid counter exhausted")   # a new epoch starts over
+            return None
+        zxid = zab.make_zxid(self.epoch, self._counter)
+        self._append(zxid, payload)
+        prop = Proposal(zxid, origin, req_id, payload)
+        for ln in self.learners.values():
+            if ln.synced:
+                self._send(ln.sid, prop)
+        self._trim()
+        return zxid
+
+    def forward(self, req_id, payload):
+        """A serving learner's client write goes to the leader; False if not serving."""
+        if not (self.serving and self.state in (FOLLOWING, OBSERVING)):
+            return False
+        self._send(self.leader_id, Request(req_id, payload))
+        return True
+
+    def sync(self, req_id):
+        """sync(): answered in ready().syncs with the zxid to wait for (applied here)."""
+        if not self.serving:
+            return False
+        if self.state == LEADING:
+            self._sync_request(None, req_id)
+        else:
+            self._send(self.leader_id, Sync(req_id))
+        return True
+
+    def refuse(self, origin, req_id):
+        """The leader's driver did not take a forwarded request (core.remote_request False)."""
+        if self.state == LEADING and origin in self.learners:
+            self._send(origin, Refused(req_id))
+
+    # ------------------------------------------------------------------ election
+
+    def _set_role(self, state, leader=None, epoch=None, serving=False):
+        self.state, self.leader_id, self.epoch, self.serving = state, leader, epoch, serving
+
+    def _look(self, now_ms):
+        self._set_role(LOOKING)
+        self.phase = None
+        self.vote = None
+        self.election = None
+        if self.durable_zxid < self.last_zxid:
+            # peer._stand_down flushes the log before the next election: wait for it.
+            self._look_pending = True
+            return
+        self._look_pending = False
+        el = fle.Election(self.myid, self.voters, self.last_zxid, self.current_epoch,
+                          observer=self.observer, finalize_wait_ms=self.p.finalize_wait_ms,
+                          max_notification_interval_ms=self.p.max_notification_interval_ms,
+                          election_epoch=self.election_epoch,
+                          observers=self.observers | ({self.myid} if self.observer else set()))
+        self.election = el
+        self._election_out(el.start(now_ms), now_ms)
+
+    def _election_out(self, out, now_ms):
+        for dest, n in out:
+            if dest != self.myid:
+                self._send(dest, n)
+        el = self.election
+        if el is not None and el.decided is not None:
+            leader, vote = el.decided
+            self.election_epoch = el.current().election_epoch
+            self.election = None
+            self.vote = vote
+            if leader == self.myid:
+                self._lead(now_ms)
+            else:
+                self._follow(leader, el.state, now_ms)
+
+    def _notification(self, n, now_ms):
+        el = self.election
+        if el is not None:
+            self._election_out(el.receive(n, now_ms), now_ms)
+        elif self.vote is not None and self.state != LOOKING:
+            reply = fle.answer(n, self.state, self.vote, self.election_epoch, self.myid)
+            if reply is not None:
+                self._send(n.sender, reply)
+
+    def _step_down(self, now_ms, why, close=True):
+        """Leave the role (StepDown in the asyncio code): close its connections, forget what
+        is committed but not applied here (reset_pipeline), look for a leader again."""
+        self.last_step_down = why
+        if self.state == LEADING:
+            for sid in list(self.learners):
+                self._w_close.append((sid, True))
+            self.learners.clear()
+            self.acks.clear()
+            self._syncs.clear()
+            self._history_last = None
+        elif self.state in (FOLLOWING, OBSERVING) and close:
+            self._w_close.append((self.leader_id, False))
+        self._acking = False
+        self._held = []
+        self._retry_at_ms = None
+        self.committed_zxid = self.applied_zxid
+        self._look(now_ms)
+
+    # ------------------------------------------------------------------ learner
+
+    def _follow(self, leader, state, now_ms):
+        self._set_role(state, leader)
+        for sid in list(self._held_infos):
+            self._w_close.append((sid, True))      # not leading: turn them away
+        self._held_infos.clear()
+        self.phase = "connecting"
+        self._connect_deadline_ms = now_ms + max(self.p.init_ms, 1000)
+        self._acking = False
+        self._held = []
+        self._connect(now_ms)
+
+    def _connect(self, now_ms):
+        self._retry_at_ms = None
+        self._heard_ms = now_ms
+        self._send(self.leader_id, FollowerInfo(self.myid, self.accepted_epoch, self.last_zxid,
+                                                self.applied_zxid, self.observer))
+
+    def _learner_tick(self, now_ms):
+        if self._retry_at_ms is not None:
+            if now_ms >= self._retry_at_ms:
+                if now_ms > self._connect_deadline_ms:
+                    self._step_down(now_ms, "cannot reach leader %d" % self.leader_id)
+                else:
+                    self._connect(now_ms)
+            return
+        limit = self.p.sync_ms if self.phase == "serving" else self.p.init_ms
+        if self.phase != "newleader" and now_ms - self._heard_ms > limit:
+            self._step_down(now_ms, "leader %d silent for %d ms in %s"
+                            % (self.leader_id, now_ms - self._heard_ms, self.phase))
+
+    def _from_leader(self, src, msg, now_ms):
+        if self.state not in (FOLLOWING, OBSERVING) or src != self.leader_id \
+                or self._retry_at_ms is not None:
+            return   # a message of a connection closed meanwhile
+        self._heard_ms = now_ms
+        phase = self.phase
+        if phase == "connecting":
+            if type(msg) is not LeaderInfo:
+                return self._step_down(now_ms, "expected LEADERINFO, got %r" % (msg,))
+            if msg.epoch < self.accepted_epoch:
+                return self._step_down(now_ms, "leader %d offers epoch 0x%x below my accepted "
+                                       "epoch 0x%x" % (src, msg.epoch, self.accepted_epoch))
+            if msg.epoch > self.accepted_epoch:
+                self._write_accepted(msg.epoch)   # written before ACKEPOCH goes out
+            self.epoch = msg.epoch
+            self._send(src, AckEpoch(self.current_epoch, self.last_zxid))
+            self.phase = "syncing"
+        elif phase == "syncing":
+            t = type(msg)
+            if t is Snap:
+                self._install_snapshot(msg.zxid, msg.state)
+            elif t is Trunc:
+                self._truncate(msg.zxid)
+            elif t is not Diff:
+                return self._step_down(now_ms, "expected DIFF/TRUNC/SNAP, got %r" % (msg,))
+            self.phase = "diffing"
+        elif phase == "diffing":
+            if type(msg) is NewLeader:
+                self._newleader_epoch = self.epoch
+                self.phase = "newleader"
+                self._maybe_ack_newleader(now_ms)
+            elif type(msg) is not LPing:   # not answered before NEWLEADER (follower.py)
+                self._dispatch(msg, now_ms)
+        elif phase == "newleader":
+            self._held.append(msg)   # read after the ACK, as the asyncio follower does
+        elif phase == "acked":
+            if type(msg) is UpToDate:
+                self._uptodate(msg.zxid, now_ms)
+            else:
+                self._dispatch(msg, now_ms)
+        else:
+            self._dispatch(msg, now_ms)
+
+    def _maybe_ack_newleader(self, now_ms):
+        if self.durable_zxid < self.last_zxid:
+            return   # everything synced must be durable first (ZOOKEEPER-3911/-4646/-4785)
+        self._write_current(self._newleader_epoch)   # currentEpoch before the ACK
+        self._acking = True
+        self.phase = "acked"
+        self._send(self.leader_id, Ack(self.last_zxid))
+        held, self._held = self._held, []
+        for msg in held:
+            if self.phase not in ("acked", "serving"):
+                break
+            self._from_leader(self.leader_id, msg, now_ms)
+
+    def _uptodate(self, zxid, now_ms):
+        self.committed_zxid = max(self.committed_zxid, zxid)
+        self._advance_apply()
+        self.phase = "serving"
+        self.serving = True
+        self.vote = fle.Vote(self.leader_id, self.last_zxid, self.current_epoch)
+
+    def _dispatch(self, msg, now_ms):
+        t = type(msg)
+        if t is Proposal:
+            # A leader's log has no holes: the next txn of its epoch, or the first of a later
+            # one (ZOOKEEPER-4925: a learner must refuse a discontinuous proposal stream).
+            last = self.last_zxid
+            _check(msg.zxid == last + 1 or (zab.epoch_of(msg.zxid) > zab.epoch_of(last)
+                                             and msg.zxid & 0xffffffff == 1),
+                   "member %d: proposal 0x%x after 0x%x leaves a hole"
+                   % (self.myid, msg.zxid, last))
+            self._append(msg.zxid, msg.payload)
+            if msg.origin == self.myid:
+                self._w_matched.append((msg.req_id, msg.zxid))
+        elif t is Commit:
+            if msg.zxid > self.committed_zxid:
+                self.committed_zxid = msg.zxid
+                self._advance_apply()
+        elif t is LPing:
+            self._send(self.leader_id, Ping())
+        elif t is Refused:
+            self._w_refused.append(msg.req_id)
+        elif t is SyncDone:
+            self._w_syncs.append((msg.req_id, msg.zxid))
+        else:
+            self._step_down(now_ms, "unexpected %r from the leader" % (msg,))
+
+    # ------------------------------------------------------------------ leader
+
+    def _lead(self, now_ms):
+        self._set_role(LEADING, self.myid)
+        self.phase = "discovery"
+        self._phase_deadline_ms = now_ms + self.p.init_ms
+        self.learners = {}
+        self.acks = {}
+        self._syncs.clear()
+        self._history_last = None
+        held, self._held_infos = self._held_infos, {}
+        for sid, (info, _) in sorted(held.items()):
+            self._learner_info(sid, info, now_ms)
+        self._check_discovery(now_ms)
+
+    def _voters_in(self, sids):
+        return zab.is_quorum(set(sids) | {self.myid}, self.voters)
+
+    def _check_discovery(self, now_ms):
+        if self.phase != "discovery" or not self._voters_in(self.learners):
+            return
+        epoch = max([self.accepted_epoch] + [ln.accepted_epoch for ln in self.learners.values()
+                                             if ln.sid in self.voters]) + 1
+        self._write_accepted(epoch)
+        self.epoch = epoch
+        self.phase = "epoch"
+        self._phase_deadline_ms = now_ms + self.p.init_ms
+        for ln in list(self.learners.values()):
+            self._drive(ln, now_ms)
+
+    def _check_epoch_acks(self, now_ms):
+        if self.phase != "epoch" or not self._voters_in(
+                s for s, ln in self.learners.items() if ln.ack_epoch is not None):
+            return
+        mine = (self.current_epoch, self.last_zxid)
+        for ln in self.learners.values():
+            if ln.ack_epoch is not None and ln.ack_epoch > mine:
+                return self._step_down(now_ms, "follower %d has a newer history %r than mine %r"
+                                       % (ln.sid, ln.ack_epoch, mine))
+        # My whole log is the new epoch's initial history; committed once a quorum has it.
+        self._history_last = self.last_zxid
+        self.acks[self.myid] = self.durable_zxid
+        self._write_current(self.epoch)
+        self.phase = "newleader"
+        self._phase_deadline_ms = now_ms + self.p.init_ms
+        for ln in list(self.learners.values()):
+            self._drive(ln, now_ms)
+        self._check_established(now_ms)
+
+    def _check_established(self, now_ms):
+        if self.phase != "newleader":
+            return
+        acked = [s for s, ln in self.learners.items() if ln.acked_newleader]
+        # I count once my own history is durable (the asyncio leader: flushed on stand-down).
+        if self.durable_zxid >= self._history_last:
+            acked.append(self.myid)
+        if not zab.is_quorum(acked, self.voters):
+            return
+        self.phase = "established"
+        self.committed_zxid = max(self.committed_zxid, self._history_last)
+        self._counter = 0
+        self.serving = True
+        self.vote = fle.Vote(self.myid, self.last_zxid, self.current_epoch)
+        self._next_ping_ms = now_ms + self.p.tick_ms // 2
+        self._advance_apply()
+        for ln in list(self.learners.values()):
+            self._drive(ln, now_ms)
+        self._try_commit()
+
+    def _learner_info(self, src, info, now_ms):
+        if info.sid != src or src == self.myid:
+            self._w_close.append((src, True))
+            return
+        self.learners[src] = _Learner(info, now_ms, self.p.init_ms)
+        self.acks.pop(src, None)
+        self._drive(self.learners[src], now_ms)
+
+    def _from_learner(self, src, msg, now_ms):
+        if type(msg) is FollowerInfo:
+            if self.state == LOOKING:
+                # It may have decided on us a moment before we did (peer._learner_conn).
+                self._held_infos[src] = (msg, now_ms + self.p.learner_wait_ms)
+            elif self.state != LEADING:
+                self._w_close.append((src, True))
+            else:
+                if src in self.learners:
+                    self._drop_learner(src, now_ms, close=False)   # its old connection
+                self._learner_info(src, msg, now_ms)
+                self._check_discovery(now_ms)
+            return
+        ln = self.learners.get(src) if self.state == LEADING else None
+        if ln is None:
+            return   # a message of a connection closed meanwhile
+        ln.heard_ms = now_ms
+        t = type(msg)
+        if ln.phase == "epoch":
+            if t is not AckEpoch:
+                return self._drop_learner(src, now_ms, "expected ACKEPOCH, got %r" % (msg,))
+            ln.ack_epoch = (msg.current_epoch, msg.last_zxid)
+            ln.last_zxid = msg.last_zxid
+            ln.phase = "ackepoch"
+            ln.deadline_ms = now_ms + self.p.init_ms
+            self._drive(ln, now_ms)
+            self._check_epoch_acks(now_ms)
+        elif ln.phase == "newleader":
+            if t is not Ack:
+                return self._drop_learner(src, now_ms, "expected the NEWLEADER ACK, got %r"
+                                          % (msg,))
+            ln.acked_newleader = True
+            ln.phase = "acked"
+            ln.deadline_ms = now_ms + self.p.init_ms
+            self.acks[src] = msg.zxid
+            self._check_established(now_ms)
+            self._drive(ln, now_ms)
+        elif ln.phase in ("acked", "uptodate"):
+            if t is Ack:
+                self.acks[src] = msg.zxid
+                self._try_commit()
+            elif t is Ping:
+                pass   # session touches: the driver's business (core.sessions.touch)
+            elif t is Request:
+                if self.phase == "established":
+                    self._w_requests.append((src, msg.req_id, msg.payload))
+            elif t is Sync:
+                self._sync_request(src, msg.req_id)
+            else:
+                self._drop_learner(src, now_ms, "unexpected %r" % (msg,))
+        else:
+            self._drop_learner(src, now_ms, "%r in phase %s" % (msg, ln.phase))
+
+    def _drive(self, ln, now_ms):
+        """Move one learner's handshake on as far as the leader's own progress allows."""
+        if ln.phase == "info" and self.epoch is not None and self.phase != "discovery":
+            self._send(ln.sid, LeaderInfo(self.epoch))
+            ln.phase = "epoch"
+            ln.deadline_ms = now_ms + self.p.init_ms
+        if ln.phase == "ackepoch" and self._history_last is not None:
+            self._sync_learner(ln)
+            self._send(ln.sid, NewLeader(zab.make_zxid(self.epoch, 0)))
+            ln.phase = "newleader"
+            ln.deadline_ms = now_ms + self.p.init_ms
+        if ln.phase == "acked" and self.phase == "established":
+            self._send(ln.sid, UpToDate(self.committed_zxid))
+            ln.phase = "uptodate"
+            ln.heard_ms = now_ms
+            self._try_commit()
+
+    def _sync_learner(self, ln):
+        """DIFF, TRUNC or SNAP, then the txns after; from now on the proposal stream."""
+        zxids = [z for z, _ in self.log]
+        leader_last = zxids[-1] if zxids else self.history_start
+        kind, z = zab.sync_plan(zxids, self.history_start, leader_last, ln.last_zxid,
+                                ln.applied_zxid)
+        if kind == zab.SNAP:
+            z = self.applied_zxid
+            self._snap_pending = True    # the driver fills it with its state at z
+            self._send(ln.sid, Snap(z))
+        else:
+            self._send(ln.sid, (Trunc if kind == zab.TRUNC else Diff)(z))
+        for zx, p in self.log:
+            if zx > z:
+                self._send(ln.sid, Proposal(zx, 0, 0, p))
+        ln.synced = True
+
+    def _drop_learner(self, sid, now_ms, why=None, close=True):
+        ln = self.learners.pop(sid, None)
+        if ln is None:
+            return
+        self.acks.pop(sid, None)
+        self._syncs = collections.deque(s for s in self._syncs if s[1] != sid)
+        if close:
+            self._w_close.append((sid, True))
+
+    def _leader_tick(self, now_ms):
+        for ln in list(self.learners.values()):
+            limit_passed = (now_ms - ln.heard_ms > self.p.sync_ms) if ln.phase == "uptodate" \
+                else (now_ms > ln.deadline_ms)
+            if limit_passed:
+                self._drop_learner(ln.sid, now_ms, "timed out in %s" % ln.phase)
+        if self.phase != "established":
+            if now_ms > self._phase_deadline_ms:
+                self._step_down(now_ms, "timed out in %s" % self.phase)
+            return
+        if now_ms < self._next_ping_ms:
+            return
+        self._next_ping_ms = now_ms + self.p.tick_ms // 2
+        alive = [s for s, ln in self.learners.items()
+                 if ln.acked_newleader and now_ms - ln.heard_ms <= self.p.sync_ms]
+        if not self._voters_in(alive):
+            return self._step_down(now_ms, "only %s of the voters %s are in sync"
+                                   % (sorted(alive + [self.myid]), sorted(self.voters)))
+        for ln in self.learners.values():
+            if ln.synced:
+                self._send(ln.sid, LPing())
+
+    def _try_commit(self):
+        if self.phase != "established":
+            return
+        point = zab.commit_point(self.acks, self.voters)
+        if point <= self.committed_zxid:
+            return
+        self.committed_zxid = point
+        for ln in self.learners.values():
+            if ln.synced:
+                self._send(ln.sid, Commit(point))
+        self._advance_apply()
+        self._answer_syncs()
+
+    def _sync_request(self, sid, req_id):
+        if self.phase != "established":
+            return
+        self._syncs.append((self.last_zxid, sid, req_id))
+        self._answer_syncs()
+
+    def _answer_syncs(self):
+        # A learner waits for the committed target; the leader's own client for applied.
+        while self._syncs:
+            target, sid, req_id = self._syncs[0]
+            if target > self.committed_zxid:
+                break
+            self._syncs.popleft()
+            if sid is None:
+                self._w_syncs.append((req_id, target))
+            else:
+                self._send(sid, SyncDone(req_id, target))
