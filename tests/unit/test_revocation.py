@@ -20,7 +20,11 @@ from zkpy.security import revocation as rv
 from zkpy.server.revocation import CRL_RECHECK_MS, Checker
 from zkpy.testing import tlsstores as ts
 
-NOW_MS = int(time.time() * 1000)
+
+
+def _now_ms():
+    # per call: a module-level "now" is stale by the time a long run reaches these tests
+    return int(time.time() * 1000)
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +80,8 @@ def test_urls(pki):
 def test_crl_good_and_revoked(pki):
     ca, good, bad = pki["ca"], pki["good"].cert, pki["bad"].cert
     crl = ts.make_crl(ca, [bad])
-    assert rv.crl_status(good, ca.cert, crl, NOW_MS) == rv.Status(rv.GOOD)
-    st = rv.crl_status(bad, ca.cert, crl, NOW_MS)
+    assert rv.crl_status(good, ca.cert, crl, _now_ms()) == rv.Status(rv.GOOD)
+    st = rv.crl_status(bad, ca.cert, crl, _now_ms())
     assert st.state == rv.REVOKED and "keyCompromise" in st.why and "CRL" in st.why
     # PEM or DER, as served
     der = crl.public_bytes(serialization.Encoding.DER)
@@ -85,7 +89,7 @@ def test_crl_good_and_revoked(pki):
     assert rv.parse_crl(der) == rv.parse_crl(pem) == crl
     # removeFromCRL takes a certificate off a (delta) list: not revoked
     off = ts.make_crl(ca, [bad], reason=x509.ReasonFlags.remove_from_crl)
-    assert rv.crl_status(bad, ca.cert, off, NOW_MS).state == rv.GOOD
+    assert rv.crl_status(bad, ca.cert, off, _now_ms()).state == rv.GOOD
 
 
 @pytest.mark.parametrize("case, words", [
@@ -103,7 +107,7 @@ def test_crl_that_cannot_be_used(pki, case, words):
         "other_key": lambda: ts.make_crl(pki["impostor"], [bad]),
         "other_issuer": lambda: ts.make_crl(ts.make_ca("elsewhere"), [bad]),
     }[case]()
-    st = rv.crl_status(bad, ca.cert, crl, NOW_MS)
+    st = rv.crl_status(bad, ca.cert, crl, _now_ms())
     assert st.state == rv.UNKNOWN and words in st.why, st
 
 
@@ -112,13 +116,13 @@ def test_crl_without_next_update_is_never_current():
     class Crl:
         last_update_utc = datetime.datetime.now(datetime.timezone.utc)
         next_update_utc = None
-    assert not rv.crl_fresh(Crl, NOW_MS)
+    assert not rv.crl_fresh(Crl, _now_ms())
 
 
 def test_crl_within_the_clock_skew_is_current(pki):
     ca, bad = pki["ca"], pki["bad"].cert
     late = ts.make_crl(ca, [bad], this_update_s=-7200, next_update_s=-14 * 60)
-    assert rv.crl_status(bad, ca.cert, late, NOW_MS).state == rv.REVOKED
+    assert rv.crl_status(bad, ca.cert, late, _now_ms()).state == rv.REVOKED
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,34 +154,34 @@ def test_ocsp_request_names_the_certificate(pki):
 
 def test_ocsp_answers(pki):
     ca, good, bad = pki["ca"], pki["good"].cert, pki["bad"].cert
-    assert rv.ocsp_status(good, ca.cert, _response(good, ca.cert, ca), NOW_MS) == \
+    assert rv.ocsp_status(good, ca.cert, _response(good, ca.cert, ca), _now_ms()) == \
         rv.Status(rv.GOOD)
     st = rv.ocsp_status(bad, ca.cert, _response(bad, ca.cert, ca, ocsp.OCSPCertStatus.REVOKED),
-                        NOW_MS)
+                        _now_ms())
     assert st.state == rv.REVOKED and "keyCompromise" in st.why and "OCSP" in st.why
     st = rv.ocsp_status(bad, ca.cert, _response(bad, ca.cert, ca, ocsp.OCSPCertStatus.UNKNOWN),
-                        NOW_MS)
+                        _now_ms())
     assert st.state == rv.UNKNOWN and "does not know" in st.why
     # an answer about another certificate
-    st = rv.ocsp_status(good, ca.cert, _response(bad, ca.cert, ca), NOW_MS)
+    st = rv.ocsp_status(good, ca.cert, _response(bad, ca.cert, ca), _now_ms())
     assert st.state == rv.UNKNOWN and "no answer" in st.why
     # out of date
     st = rv.ocsp_status(good, ca.cert, _response(good, ca.cert, ca, this_update_s=-7200,
-                                                 next_update_s=-3600), NOW_MS)
+                                                 next_update_s=-3600), _now_ms())
     assert st.state == rv.UNKNOWN and "out of date" in st.why
     # not a successful response
     failed = ocsp.OCSPResponseBuilder.build_unsuccessful(
         ocsp.OCSPResponseStatus.UNAUTHORIZED).public_bytes(serialization.Encoding.DER)
-    st = rv.ocsp_status(good, ca.cert, failed, NOW_MS)
+    st = rv.ocsp_status(good, ca.cert, failed, _now_ms())
     assert st.state == rv.UNKNOWN and "UNAUTHORIZED" in st.why
-    assert rv.ocsp_status(good, ca.cert, b"junk", NOW_MS).state == rv.UNKNOWN
+    assert rv.ocsp_status(good, ca.cert, b"junk", _now_ms()).state == rv.UNKNOWN
 
 
 def test_ocsp_signer(pki):
     ca, good = pki["ca"], pki["good"].cert
     # signed by another key under the CA's name: refused
     forged = _response(good, ca.cert, pki["impostor"])   # the CA's name, another key
-    st = rv.ocsp_status(good, ca.cert, forged, NOW_MS)
+    st = rv.ocsp_status(good, ca.cert, forged, _now_ms())
     assert st.state == rv.UNKNOWN and "signature" in st.why
     # a delegated responder: issued by the CA with id-kp-OCSPSigning, sent in the response
     key = ts._key("ec")
@@ -195,10 +199,10 @@ def test_ocsp_signer(pki):
 
     delegated = responder(ExtendedKeyUsageOID.OCSP_SIGNING)
     ok = _response(good, ca.cert, delegated, certs=[delegated.cert])
-    assert rv.ocsp_status(good, ca.cert, ok, NOW_MS).state == rv.GOOD
+    assert rv.ocsp_status(good, ca.cert, ok, _now_ms()).state == rv.GOOD
     plain = responder(ExtendedKeyUsageOID.CLIENT_AUTH)
     st = rv.ocsp_status(good, ca.cert, _response(good, ca.cert, plain, certs=[plain.cert]),
-                        NOW_MS)
+                        _now_ms())
     assert st.state == rv.UNKNOWN and "authorized" in st.why
 
 
@@ -243,7 +247,7 @@ def test_checker_with_file_crls(pki, tmp_path):
     good = ts.make_cert(ca, "good", crl_urls=[url]).cert
     bad = ts.make_cert(ca, "bad", crl_urls=[url]).cert
     ts.write_crl(path, ts.make_crl(ca, [bad]))
-    clock = [NOW_MS]
+    clock = [_now_ms()]
     checker = Checker(rv.Mode(True, False), timeout=2.0, now_ms=lambda: clock[0])
 
     async def check(cert):
