@@ -206,7 +206,8 @@ def test_make_cluster_refuses_unknown_kind_and_topology(tmp_path):
 
 
 def test_missing_apache_without_install_says_how(monkeypatch, tmp_path):
-    monkeypatch.setattr(servers, "JAVA_DIR", tmp_path)
+    from zkpy.testing import harness
+    monkeypatch.setattr(harness, "JAVA_DIR", tmp_path)   # where apache_missing() looks
     assert "zookeeper.jar" in servers.apache_missing()
     with pytest.raises(servers.ServerError, match="apt-get install -y zookeeper"):
         servers.ensure_apache(log=lambda m: None, install=False)
