@@ -70,7 +70,7 @@ setup_kwargs = dict(
     ext_modules=_extensions(),
     cmdclass={"build_ext": OptionalBuildExt},
     entry_points={"console_scripts": ["zkpy-server=zkpy.cli.server:main",
-                                      "zkpy-bench=zkpy.bench.loadgen:main",
+                                      "zkpy-bench=zkpy.bench.command:main",
                                       "zkpy-cluster=zkpy.cli.cluster:main"]},
     zip_safe=False,
 )

@@ -3,9 +3,9 @@
 `Ensemble(kind, tmpdir, servers=3, observers=0, extra_cfg=None, proxies=False)`: N members of kind
 "zkpy" or "apache", each its own process, directory, zoo.cfg (server.N lines) and myid, every
 port (client, quorum, election) picked free on 127.0.0.1. Members are tests/compat/servers.py's
-ZkpyServer / ApacheZkServer (same command lines, env, log handling, atexit cleanup) with the
-ensemble's keys added to their config and a start that does not wait for a quorum; the
-ensemble's `start()` waits for it.
+ZkpyServer / ApacheZkServer (same command lines, env, log handling) made members by
+zkpy.testing.harness's EnsembleMember (myid, a start that does not wait for a quorum) with the
+ensemble's keys added to their config; the ensemble's `start()` waits for it (harness.wait_formed).
 
 With `proxies=True`, member i reaches member j (quorum and election port) through a `Proxy` of
 its own: member i's zoo.cfg names proxy ports in the server.j lines (its own line keeps its real
@@ -27,13 +27,13 @@ dialed by the learner through its proxy, and it decides who serves.
 """
 
 import os
-import signal
 import socket
 import threading
 import time
 
 from compat import servers as zkservers
-from compat.servers import ServerStartError, free_port, four_letter
+from zkpy.testing import harness
+from zkpy.testing.harness import free_ports, srvr_mode  # noqa: F401 (srvr_mode: re-exported)
 
 ENSEMBLE_TICK_MS = 500
 START_TIMEOUT = 60.0
@@ -257,29 +257,12 @@ def _close_pair(socks):
 # members
 
 
-def srvr_mode(text):
-    """The value of srvr's `Mode:` line, or None (no answer, not serving)."""
-    for line in (text or "").splitlines():
-        if line.startswith("Mode:"):
-            return line.split(":", 1)[1].strip()
-    return None
+class _MemberMixin(harness.EnsembleMember):
+    """What an ensemble member adds to servers.py's server classes: the ensemble's keys."""
 
-
-class _MemberMixin:
-    """What an ensemble member adds to servers.py's server classes."""
-
-    def _init_member(self, ensemble, sid, role):
+    def _init_member(self, ensemble, sid, role, peer_port, election_port):
         self.ensemble = ensemble
-        self.sid = sid
-        self.role = role                 # "participant" or "observer"
-        self.peer_port = None            # set by the ensemble (all ports picked together)
-        self.election_port = None
-        self._paused = False
-        self.keep_config = False
-
-    @property
-    def client_port(self):
-        return self.port
+        self.init_member(sid, peer_port, election_port, role)
 
     def config(self):
         cfg = super().config()
@@ -292,97 +275,7 @@ class _MemberMixin:
             cfg["peerType"] = "observer"
         for other in ens.members:
             cfg["server.%d" % other.sid] = ens.server_line(self, other)
-        for k, v in self.extra_cfg.items():   # a test's own keys win over the ensemble's
-            if v is None:
-                cfg.pop(k, None)
-            else:
-                cfg[k] = str(v)
-        return cfg
-
-    def write_config(self):
-        # keep_config: a start uses the zoo.cfg the member has (after a reconfig, the server
-        # rewrote it to point at its zoo.cfg.dynamic.<version>), not the ensemble's lines.
-        if not (self.keep_config and self.cfg_path.exists()):
-            super().write_config()
-        (self.data_dir / "myid").write_text("%d\n" % self.sid)
-
-    def _wait_ready(self, timeout):
-        """Wait until the client port answers (a member alone cannot serve: no quorum yet)."""
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                code = self._reap()
-                raise ServerStartError(
-                    "%s member %d exited with %s during start\n--- log tail (%s) ---\n%s"
-                    % (self.kind, self.sid, code, self.log_path, self.log_tail()))
-            try:
-                four_letter(self.port, "srvr", timeout=2.0)
-                return
-            except OSError as e:
-                last = repr(e)
-            time.sleep(0.05)
-        self.kill()
-        raise ServerStartError("%s member %d not answering on %s after %.0fs (last: %s)\n"
-                               "--- log tail (%s) ---\n%s"
-                               % (self.kind, self.sid, self.hosts, timeout, last, self.log_path,
-                                  self.log_tail()))
-
-    def start(self, timeout=zkservers.START_TIMEOUT):
-        self._paused = False
-        return super().start(timeout)
-
-    def pause(self):
-        """SIGSTOP the member's process group (a long GC pause, a hung VM)."""
-        self._signal(signal.SIGSTOP)
-        self._paused = True
-
-    def resume(self):
-        self._signal(signal.SIGCONT)
-        self._paused = False
-
-    @property
-    def paused(self):
-        return self._paused and self.running()
-
-    def stop(self, timeout=zkservers.STOP_TIMEOUT):
-        if self.proc is not None and self._paused:
-            self.resume()             # a stopped process would never act on the SIGTERM
-        return super().stop(timeout)
-
-    def kill(self):
-        self._paused = False
-        return super().kill()
-
-    def srvr(self, timeout=2.0):
-        try:
-            return four_letter(self.port, "srvr", timeout=timeout)
-        except OSError:
-            return None
-
-    def mode(self, timeout=2.0):
-        """'leader', 'follower', 'observer', 'standalone', or None (down, not serving)."""
-        if not self.running() or self._paused:
-            return None
-        return srvr_mode(self.srvr(timeout))
-
-    def wait_mode(self, modes=("leader", "follower", "observer"), timeout=30.0):
-        """Wait until mode() is one of `modes`; returns it, or raises ServerStartError."""
-        if isinstance(modes, str):
-            modes = (modes,)
-        deadline = time.monotonic() + timeout
-        mode = None
-        while time.monotonic() < deadline:
-            mode = self.mode()
-            if mode in modes:
-                return mode
-            if not self.running():
-                raise ServerStartError("%s member %d is not running\n--- log tail ---\n%s"
-                                       % (self.kind, self.sid, self.log_tail()))
-            time.sleep(0.05)
-        raise ServerStartError("%s member %d: mode %r after %.0fs, wanted %s\n--- log tail "
-                               "---\n%s" % (self.kind, self.sid, mode, timeout, "/".join(modes),
-                                            self.log_tail()))
+        return harness.merge_cfg(cfg, self.extra_cfg)   # a test's own keys win over the ensemble's
 
     def __repr__(self):
         return "<%s member %d %s %s>" % (self.kind, self.sid, self.hosts, self.role)
@@ -403,16 +296,7 @@ MEMBER_CLASSES = {"zkpy": ZkpyMember, "apache": ApacheMember}
 # the ensemble
 
 
-class EnsembleError(ServerStartError):
-    pass
-
-
-def _free_ports(n):
-    """n distinct free ports (free_port() can hand out the same port twice in a row)."""
-    ports = set()
-    while len(ports) < n:
-        ports.add(free_port())
-    return list(ports)
+EnsembleError = harness.EnsembleError
 
 
 class Ensemble:
@@ -427,7 +311,7 @@ class Ensemble:
         self.root = os.fspath(tmpdir)
         self.extra_cfg = dict(extra_cfg or {})
         total = servers + observers
-        ports = _free_ports(3 * total)
+        ports = free_ports(3 * total)
         self.members = []
         for i in range(total):
             sid = i + 1
@@ -435,8 +319,7 @@ class Ensemble:
             cls = MEMBER_CLASSES[kind]
             m = cls(os.path.join(self.root, "zk%d" % sid), self.extra_cfg,
                     port=ports[3 * i])
-            m._init_member(self, sid, role)
-            m.peer_port, m.election_port = ports[3 * i + 1], ports[3 * i + 2]
+            m._init_member(self, sid, role, ports[3 * i + 1], ports[3 * i + 2])
             self._member_setup(m, (member_cfg or {}).get(sid), server_jvmflags, java_env)
             self.members.append(m)
         # proxies[(i, j)] = (quorum proxy, election proxy): member i's way to member j.
@@ -446,7 +329,7 @@ class Ensemble:
                 for b in self.members:
                     if a is b:
                         continue
-                    lp, le = _free_ports(2)
+                    lp, le = free_ports(2)
                     self.proxies[(a.sid, b.sid)] = (
                         Proxy(lp, b.peer_port, "proxy %d->%d quorum" % (a.sid, b.sid)),
                         Proxy(le, b.election_port, "proxy %d->%d election" % (a.sid, b.sid)))
@@ -472,11 +355,10 @@ class Ensemble:
         if self.proxies:
             raise RuntimeError("add_member() does not set up proxies")
         sid = len(self.members) + 1
-        port, peer, election = _free_ports(3)
+        port, peer, election = free_ports(3)
         m = MEMBER_CLASSES[self.kind](os.path.join(self.root, "zk%d" % sid), self.extra_cfg,
                                       port=port)
-        m._init_member(self, sid, role)
-        m.peer_port, m.election_port = peer, election
+        m._init_member(self, sid, role, peer, election)
         self._member_setup(m, extra_cfg, server_jvmflags, java_env)
         self.members.append(m)
         return m
@@ -489,10 +371,7 @@ class Ensemble:
         else:
             qp, ep = self.proxies[(viewer.sid, member.sid)]
             peer, election = qp.listen_port, ep.listen_port
-        line = "127.0.0.1:%d:%d" % (peer, election)
-        if member.role == "observer":
-            line += ":observer"
-        return line
+        return harness.server_line(peer, election, member.role == "observer")
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self, timeout=START_TIMEOUT):
@@ -509,27 +388,7 @@ class Ensemble:
 
     def wait_healthy(self, timeout=START_TIMEOUT, members=None):
         """Wait until every member reports leader/follower/observer, exactly one leader."""
-        members = members or self.members
-        deadline = time.monotonic() + timeout
-        modes = {}
-        while True:
-            modes = {m.sid: m.mode() for m in members}
-            if any(mode == "standalone" for mode in modes.values()) and len(self.members) > 1:
-                bad = [sid for sid, mode in modes.items() if mode == "standalone"]
-                raise EnsembleError(
-                    "%s member %d runs standalone: its server.N lines were ignored\n"
-                    "--- log tail ---\n%s" % (self.kind, bad[0], self.member(bad[0]).log_tail()))
-            leaders = [sid for sid, mode in modes.items() if mode == "leader"]
-            if all(modes.values()) and len(leaders) == 1:
-                return self.member(leaders[0])
-            dead = [m for m in members if not m.running() and not m.paused]
-            if dead:
-                raise EnsembleError("%s member %d is not running\n--- log tail ---\n%s"
-                                    % (self.kind, dead[0].sid, dead[0].log_tail()))
-            if time.monotonic() >= deadline:
-                raise EnsembleError("%s ensemble not formed after %.0fs: modes %s\n%s"
-                                    % (self.kind, timeout, modes, self.log_tails()))
-            time.sleep(0.05)
+        return harness.wait_formed(members or self.members, timeout, self.members)
 
     def stop(self):
         for m in self.members:
@@ -554,14 +413,7 @@ class Ensemble:
 
     def leader(self, timeout=0.0):
         """The member whose srvr says Mode: leader (waits up to `timeout` for one), or None."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for m in self.members:
-                if m.mode() == "leader":
-                    return m
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(0.05)
+        return harness.find_leader(self.members, timeout)
 
     def followers(self):
         return [m for m in self.members if m.mode() == "follower"]
@@ -601,9 +453,7 @@ class Ensemble:
         return {m.sid: m.mode() for m in self.members}
 
     def log_tails(self, lines=25):
-        return "\n".join("--- %s member %d (%s) ---\n%s" % (m.kind, m.sid, m.log_path,
-                                                           m.log_tail(lines))
-                         for m in self.members)
+        return harness.log_tails(self.members, lines)
 
     def __repr__(self):
         return "<Ensemble %s %s>" % (self.kind, self.hosts())

@@ -11,7 +11,6 @@ share one 3-member ensemble with proxies (`ens`, healed and restarted before eac
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 import uuid
@@ -27,7 +26,8 @@ from compat.ensemble import (ENSEMBLE_TICK_MS, SESSION_TIMEOUT, Ensemble, KazooC
                              listening_ports, restore, srvr_mode)
 from compat.test_ensemble import Writer, wait_new_leader
 from conftest import selected_targets
-from zkpy.bench.servers import free_port
+from compat.servers import free_port
+from zkpy.testing import harness
 from zkpy.storage.txnlog import list_log_files
 
 TICK_S = ENSEMBLE_TICK_MS / 1000.0
@@ -212,15 +212,7 @@ class LogTail:
 
 def start_no_wait(m):
     """Start a member's process without waiting for its client port (servers.py's start does)."""
-    m._paused = False
-    m.write_config()
-    m._log_file = open(m.log_path, "ab")
-    m._log_file.write(b"==== start (no wait) " + " ".join(m.command()).encode() + b"\n")
-    m._log_file.flush()
-    m.proc = subprocess.Popen(m.command(), cwd=m.root, env=m.env(), stdin=subprocess.DEVNULL,
-                              stdout=m._log_file, stderr=subprocess.STDOUT,
-                              start_new_session=True)
-    zkservers._LIVE.add(m)
+    m.spawn("(no wait) ")
 
 
 def log_files(member):
@@ -553,70 +545,32 @@ class _Netns:
             _ip("netns", "del", ns)
 
 
-class _NsMember:
+class _NsMember(harness.EnsembleMember, harness.ServerProcess):
     """One member in its own namespace: zoo.cfg with its own address, started by ip netns exec."""
 
     def __init__(self, kind, root, sid, ns, addr, peers, port):
-        self.kind, self.sid, self.ns, self.addr = kind, sid, ns, addr
-        self.root = root
-        self.data_dir = root / "data"
-        self.cfg_path = root / "zoo.cfg"
-        self.log_path = root / "server.log"
-        self.port = port
-        self.proc = None
-        self.data_dir.mkdir(parents=True)
-        (self.data_dir / "myid").write_text("%d\n" % sid)
-        lines = ["tickTime=%d" % ENSEMBLE_TICK_MS, "initLimit=10", "syncLimit=5",
-                 "dataDir=%s" % self.data_dir, "clientPort=%d" % port,
-                 "clientPortAddress=%s" % addr, "4lw.commands.whitelist=*",
-                 "admin.enableServer=false"]
-        lines += ["server.%d=%s:%d:%d" % p for p in peers]
-        self.cfg_path.write_text("\n".join(lines) + "\n")
+        super().__init__(root, port=port)
+        self.kind, self.ns, self.host, self.peers = kind, ns, addr, peers
+        self.init_member(sid, None, None)
 
-    @property
-    def hosts(self):
-        return "%s:%d" % (self.addr, self.port)
+    def config(self):
+        cfg = {"tickTime": str(ENSEMBLE_TICK_MS), "initLimit": "10", "syncLimit": "5",
+               "dataDir": str(self.data_dir), "clientPort": str(self.port),
+               "clientPortAddress": self.host, "4lw.commands.whitelist": "*",
+               "admin.enableServer": "false"}
+        for sid, addr, peer, election in self.peers:
+            cfg["server.%d" % sid] = harness.server_line(peer, election, host=addr)
+        return cfg
 
     def command(self):
-        if self.kind == "zkpy":
-            cmd = zkservers.ZkpyServer(self.root / "unused").command()
-        else:
-            cmd = zkservers.ApacheZkServer(self.root / "unused").command()
-        cmd[-1] = str(self.cfg_path)
-        return ["ip", "netns", "exec", self.ns] + cmd
+        server = zkservers.SERVER_CLASSES[self.kind](self.root / "unused")
+        return ["ip", "netns", "exec", self.ns] + server.command()[:-1] + [str(self.cfg_path)]
+
+    def env(self):
+        return zkservers.ZkpyServer(self.root / "unused").env()
 
     def start(self):
-        env = zkservers.ZkpyServer(self.root / "unused").env()
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.command(), cwd=self.root, env=env,
-                                     stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-
-    def kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait(10)
-        if self.proc is not None:
-            self._log.close()
-        self.proc = None
-
-    def mode(self):
-        if self.proc is None or self.proc.poll() is not None:
-            return None
-        try:
-            return srvr_mode(zkservers.four_letter(self.port, "srvr", host=self.addr,
-                                                   timeout=2.0))
-        except OSError:
-            return None
-
-    def log_tail(self, n=30):
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
+        self.spawn()
 
 
 @pytest.fixture
@@ -649,16 +603,7 @@ def test_ensemble_across_network_namespaces(ens_kind, netns, tmp_path):
         return {m.sid: m.mode() for m in members}
 
     def wait_formed(live, timeout):
-        deadline = time.monotonic() + timeout
-        while True:
-            md = {m.sid: m.mode() for m in live}
-            if all(md.values()) and list(md.values()).count("leader") == 1:
-                return [m for m in live if md[m.sid] == "leader"][0]
-            if time.monotonic() > deadline:
-                pytest.fail("no ensemble across namespaces after %.0f s: %s\n%s" % (
-                    timeout, md, "\n".join("--- %d ---\n%s" % (m.sid, m.log_tail())
-                                           for m in members)))
-            time.sleep(0.1)
+        return harness.wait_formed(live, timeout, members)
 
     clients_made = []
     try:

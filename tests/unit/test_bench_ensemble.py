@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from zkpy.bench import compare, failover, loadgen, servers
+from zkpy.bench import command, compare, failover, servers
 
 
 # --- member configs ---------------------------------------------------------------------------
@@ -91,7 +91,7 @@ def test_srvr_mode():
 # --- compare --topology ------------------------------------------------------------------------
 
 def _compare_settings(*argv):
-    args = loadgen._parser().parse_args(["compare"] + list(argv))
+    args = command._parser().parse_args(["compare"] + list(argv))
     return compare.settings_from_args(args)
 
 
@@ -194,7 +194,7 @@ def test_failed_rep_is_flagged():
 
 
 def _failover_settings(*argv):
-    args = loadgen._parser().parse_args(["failover"] + list(argv))
+    args = command._parser().parse_args(["failover"] + list(argv))
     return failover.settings_from_args(args)
 
 
@@ -215,10 +215,10 @@ def test_bad_failover_settings(argv):
 
 
 def test_bad_failover_settings_exit_2(capsys):
-    assert loadgen.main(["failover", "--servers", "etcd"]) == 2
+    assert command.main(["failover", "--servers", "etcd"]) == 2
     assert "ERROR" in capsys.readouterr().err
 
 
 def test_failover_subcommand_is_registered():
-    args = loadgen._parser().parse_args(["failover", "--reps", "2"])
+    args = command._parser().parse_args(["failover", "--reps", "2"])
     assert isinstance(args, argparse.Namespace) and args.cmd == "failover" and args.reps == 2

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from zkpy.bench import compare, loadgen, servers
+from zkpy.bench import command, compare, loadgen, servers
 from zkpy.proto import consts
 
 
@@ -134,7 +134,7 @@ def test_progress_line_says_errors():
 # --- arguments --------------------------------------------------------------------------------
 
 def _settings(*argv):
-    args = loadgen._parser().parse_args(["compare"] + list(argv))
+    args = command._parser().parse_args(["compare"] + list(argv))
     return compare.settings_from_args(args)
 
 
@@ -177,7 +177,7 @@ def test_unknown_topology_is_an_argparse_error(capsys):
 
 
 def test_bad_settings_exit_2(capsys):
-    assert loadgen.main(["compare", "--servers", "zkpy"]) == 2
+    assert command.main(["compare", "--servers", "zkpy"]) == 2
     assert "ERROR" in capsys.readouterr().err
 
 
@@ -206,7 +206,8 @@ def test_make_cluster_refuses_unknown_kind_and_topology(tmp_path):
 
 
 def test_missing_apache_without_install_says_how(monkeypatch, tmp_path):
-    monkeypatch.setattr(servers, "JAVA_DIR", tmp_path)
+    from zkpy.testing import harness
+    monkeypatch.setattr(harness, "JAVA_DIR", tmp_path)   # where apache_missing() looks
     assert "zookeeper.jar" in servers.apache_missing()
     with pytest.raises(servers.ServerError, match="apt-get install -y zookeeper"):
         servers.ensure_apache(log=lambda m: None, install=False)
@@ -231,7 +232,7 @@ QUICK_LOAD = ["--duration", "0.3", "--warmup", "0.1", "--prewarm", "0.2", "--rou
 
 def test_compare_two_null_servers(tmp_path, capsys):
     out = tmp_path / "out"
-    code = loadgen.main(["compare", "--servers", "null,null", "--workloads",
+    code = command.main(["compare", "--servers", "null,null", "--workloads",
                          "create-1KiB,getdata,delete,latency", "--out", str(out),
                          "--data-dir", str(tmp_path), "--no-chart"] + QUICK_LOAD)
     cap = capsys.readouterr()
@@ -261,7 +262,7 @@ def test_compare_with_errors_fails_loudly(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(servers, "make_cluster", failing)
     out = tmp_path / "out"
-    code = loadgen.main(["compare", "--servers", "null,null", "--workloads", "getdata",
+    code = command.main(["compare", "--servers", "null,null", "--workloads", "getdata",
                          "--out", str(out), "--data-dir", str(tmp_path), "--no-chart"]
                         + QUICK_LOAD[:-2] + ["--prewarm", "0"])
     cap = capsys.readouterr()

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from zkpy.bench import compare, loadgen
+from zkpy.bench import command, compare, loadgen
 from zkpy.proto import codec, consts, records
 
 
@@ -178,7 +178,7 @@ def test_one_second_run_against_null_server(null_server, tmp_path):
 def test_cli_create_run_writes_json(null_server, tmp_path, capsys):
     out = tmp_path / "r.json"
     host = "%s:%d" % null_server[0]
-    rc = loadgen.main(["run", "--hosts", host, "--workload", "create", "--processes", "2",
+    rc = command.main(["run", "--hosts", host, "--workload", "create", "--processes", "2",
                        "--sessions", "4", "--depth", "4", "--duration", "0.3", "--warmup", "0",
                        "--json", str(out), "--label", "null", "-q"])
     assert rc == 0
@@ -194,7 +194,7 @@ def test_error_replies_are_loud_and_fail_the_run(capsys):
     # This null server answers every getData with NONODE: the run must exit 1 and say so.
     proc, port = loadgen.start_null_server(fail_op=consts.OP_GET_DATA)
     try:
-        rc = loadgen.main(["run", "--hosts", "127.0.0.1:%d" % port, "--workload", "mixed",
+        rc = command.main(["run", "--hosts", "127.0.0.1:%d" % port, "--workload", "mixed",
                            "--processes", "1", "--sessions", "2", "--depth", "2",
                            "--duration", "0.3", "--warmup", "0", "-q"])
     finally:
@@ -210,7 +210,7 @@ def test_unreachable_server_is_an_error(capsys):
     proc.terminate()
     proc.join(5)
     # Nothing listens there any more: the run cannot even set up.
-    rc = loadgen.main(["run", "--hosts", "127.0.0.1:%d" % port, "--duration", "0.2", "-q"])
+    rc = command.main(["run", "--hosts", "127.0.0.1:%d" % port, "--duration", "0.2", "-q"])
     assert rc == 2
     assert "ERROR" in capsys.readouterr().err
 
@@ -351,5 +351,5 @@ def test_tls_client_refuses_a_server_its_ca_did_not_sign(tls_files, tmp_path):
 
 
 def test_cli_tls_options_need_all_three(capsys):
-    rc = loadgen.main(["run", "--hosts", "127.0.0.1:1", "--tls-ca", "ca.pem", "-q"])
+    rc = command.main(["run", "--hosts", "127.0.0.1:1", "--tls-ca", "ca.pem", "-q"])
     assert rc == 2 and "--tls-cert" in capsys.readouterr().err

@@ -5,7 +5,7 @@ import argparse
 
 import pytest
 
-from zkpy.bench import loadgen, scaling
+from zkpy.bench import command, scaling
 
 ROLLUP = """\
 55d0c0a00000-7ffd5e9f1000 ---p 00000000 00:00 0                          [rollup]
@@ -153,7 +153,7 @@ def test_plan_covers_every_step_in_order():
 
 
 def test_the_scaling_subcommand_is_hooked_and_settings_parse():
-    args = loadgen._parser().parse_args(["scaling", "--sessions", "1,10", "--sizes",
+    args = command._parser().parse_args(["scaling", "--sessions", "1,10", "--sizes",
                                          "100_000,10000", "--out", "/tmp/x"])
     assert args.cmd == "scaling"
     s = scaling.settings_from_args(args)

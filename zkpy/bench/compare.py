@@ -2,7 +2,7 @@
 
 Owns two commands:
 
-``zkpy-bench compare`` (also ``bench/compare``; the subcommand is hooked into zkpy.bench.loadgen's
+``zkpy-bench compare`` (also ``bench/compare``; the subcommand is hooked into zkpy.bench.command's
 parser, and `add_compare_parser` / `compare_main` live here): installs Apache ZooKeeper 3.8 if
 missing, starts zkpy and ZooKeeper with equivalent configs (zkpy.bench.servers), runs every
 workload of `CASES` against each in turn (A B A B ..., `--rounds` times), prints one progress

@@ -1,6 +1,7 @@
 """zkpy-bench: a ZooKeeper wire-protocol load generator, and a null server to measure it.
 
-Owns the `zkpy-bench` command (console script ``zkpy-bench=zkpy.bench.loadgen:main``)::
+Owns `zkpy-bench run` and `zkpy-bench serve-null`; zkpy.bench.command is the `zkpy-bench` command
+(``python -m zkpy.bench.loadgen`` still runs it)::
 
     zkpy-bench run --hosts 127.0.0.1:2181 --workload getdata --processes 2 --sessions 32 \\
                    --depth 16 --duration 10 --value-size 100 --znodes 1000 [--json out.json]
@@ -12,8 +13,9 @@ Owns the `zkpy-bench` command (console script ``zkpy-bench=zkpy.bench.loadgen:ma
     zkpy-bench compare --topology ensemble3 # the same against 3-node pseudo-clusters
     zkpy-bench failover ...                 # kill -9 of a 3-node ensemble's leader (.failover)
 
-Nothing in zkpy imports this module. It imports zkpy.proto (codec, records, consts) and
-zkpy.errors only, and does I/O freely (sockets, processes, files).
+Nothing in the server imports this module. It imports zkpy.proto (codec, records, consts) and
+zkpy.errors only (no other zkpy.bench module: they import it), and does I/O freely (sockets,
+processes, files).
 
 How it stays out of the way of the server it measures:
   - it speaks jute directly (zkpy.proto.codec builds every request body once per znode, ahead
@@ -53,7 +55,6 @@ Any error reply, lost connection or protocol violation (a reply xid out of order
 the run then prints a loud ERROR line and exits 1.
 """
 
-import argparse
 import collections
 import json
 import math
@@ -1150,9 +1151,8 @@ def format_report(r):
                r["depth"], r["processes"], r["errors"]))
 
 
-def _parser():
-    ap = argparse.ArgumentParser(prog="zkpy-bench", description=__doc__.split("\n")[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
+def add_run_parsers(sub):
+    """The `run` and `serve-null` subcommands, on zkpy-bench's parser (zkpy.bench.command)."""
     run = sub.add_parser("run", help="drive a server and report ops/s and latency")
     run.add_argument("--hosts", default="127.0.0.1:2181",
                      help="host:port[,host:port...]; sessions are spread over them")
@@ -1185,33 +1185,10 @@ def _parser():
     null.add_argument("--processes", type=int, default=1)
     null.add_argument("--fail-op", type=int, metavar="OP",
                       help="answer requests of this op code with NONODE (tests the error path)")
-    from zkpy.bench import compare as _compare   # here: compare imports this module
-    _compare.add_compare_parser(sub)
-    from zkpy.bench import scaling as _scaling
-    _scaling.add_scaling_parser(sub)
-    from zkpy.bench import failover as _failover
-    _failover.add_failover_parser(sub)
-    sub.add_parser("cpu", add_help=False,
-                   help="CPU time per operation of the server's and the load's processes "
-                        "(zkpy-bench cpu --help)")
-    return ap
 
 
-def main(argv=None):
-    rest = sys.argv[1:] if argv is None else list(argv)
-    if rest[:1] == ["cpu"]:   # its own argument parser (zkpy.bench.cpu)
-        from zkpy.bench import cpu as _cpu
-        return _cpu.main(rest[1:])
-    args = _parser().parse_args(argv)
-    if args.cmd == "compare":
-        from zkpy.bench import compare as _compare
-        return _compare.compare_main(args, argv)
-    if args.cmd == "scaling":
-        from zkpy.bench import scaling as _scaling
-        return _scaling.scaling_main(args, argv)
-    if args.cmd == "failover":
-        from zkpy.bench import failover as _failover
-        return _failover.failover_main(args, argv)
+def run_main(args, argv=None):
+    """`zkpy-bench run` and `zkpy-bench serve-null` with their parsed arguments."""
     if args.cmd == "serve-null":
         print("null server on %s:%d (%d processes)" % (args.host, args.port, args.processes),
               file=sys.stderr, flush=True)
@@ -1259,5 +1236,6 @@ def main(argv=None):
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":   # python -m zkpy.bench.loadgen: the whole zkpy-bench command
+    from zkpy.bench.command import main
     sys.exit(main())

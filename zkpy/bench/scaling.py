@@ -406,7 +406,7 @@ def timed_restart(server, path, timeout=120.0, poll_s=0.01, how="kill9", cold=Fa
         drop_page_cache()
     t0 = time.monotonic()
     server.proc = subprocess.Popen(server.command(), cwd=server.root, env=server.env(),
-                                   stdin=subprocess.DEVNULL, stdout=server._log,
+                                   stdin=subprocess.DEVNULL, stdout=server._log_file,
                                    stderr=subprocess.STDOUT, start_new_session=True)
     while time.monotonic() - t0 < timeout:
         if probe_getdata(server.port, path):

@@ -1,8 +1,10 @@
-"""Start and stop the servers that `zkpy-bench compare` measures.
+"""The servers that `zkpy-bench compare` measures, and their topologies.
 
-Owns the benchmark's process harness: zkpy (``python -m zkpy.cli.server start-foreground``,
-the same interpreter and zkpy package as the benchmark itself), Apache ZooKeeper 3.8 (Debian's
-jars run with QuorumPeerMain), and zkpy-bench's own null server, each behind one interface
+Owns what the benchmark adds to zkpy.testing.harness (which starts, waits for and stops the
+processes: zkpy as ``python -m zkpy.cli.server start-foreground`` with the same interpreter and
+zkpy package as the benchmark itself, Apache ZooKeeper 3.8 as Debian's jars run with
+QuorumPeerMain): the comparison's zoo.cfg, the JVM options of a fair run, zkpy-bench's own null
+server, installing Apache ZooKeeper, TLS material, each server behind one interface
 (`BenchServer`), grouped into a `Cluster` per topology. Only zkpy.bench imports this module;
 it lives in the package (not in tests/) so that the console script works from an installed
 zkpy. It does I/O freely (processes, sockets, files, apt-get).
@@ -19,7 +21,7 @@ server whose clients all come over TLS: `tls_config`, stores from `tls_material`
 directory, dataDir/myid, free client, quorum and election ports, and the same server.N lines
 (`ensemble_config`). zkpy members run with ``workers=1`` (three servers share the cores),
 Apache members with -Xmx512m. `Cluster.start()` starts every member, then waits until `srvr`
-says one is ``Mode: leader`` and the others ``Mode: follower``; `Cluster.leader()` and
+says one is ``Mode: leader`` and the others have a Mode (followers); `Cluster.leader()` and
 `EnsembleMember.kill()` serve the failover measurement (zkpy.bench.failover).
 
 TLS ("tls"): `tls_material(base_dir)` makes, once per base directory (so once per comparison run,
@@ -35,14 +37,14 @@ benchmark uses the secure port (`Cluster.tls`: the client's files).
 """
 
 import os
-import random
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
+
+from zkpy.testing import harness
+from zkpy.testing.harness import (  # noqa: F401 (part of this module's interface)
+    APACHE_JARS, apache_missing, four_letter, free_port, free_ports, srvr_mode)
 
 __all__ = [
     "TOPOLOGIES", "SERVER_KINDS", "ServerError", "BenchServer", "ZkpyServer", "ApacheServer",
@@ -55,15 +57,6 @@ TOPOLOGIES = ("standalone", "ensemble3", "tls")
 ENSEMBLE_SIZE = 3
 SERVER_KINDS = ("zkpy", "apache", "null")
 
-JAVA_DIR = Path("/usr/share/java")
-# Named one by one (as tests/compat/servers.py does): a wildcard classpath would pull in every
-# slf4j binding in /usr/share/java and slf4j would pick one at random.
-APACHE_JARS = (
-    "zookeeper.jar", "zookeeper-jute.jar", "slf4j-api.jar", "slf4j-simple.jar",
-    "netty-handler.jar", "netty-common.jar", "netty-buffer.jar", "netty-transport.jar",
-    "netty-transport-native-epoll.jar", "netty-transport-native-unix-common.jar",
-    "netty-codec.jar", "netty-resolver.jar", "metrics-core.jar", "snappy-java.jar",
-)
 # The JVM's default JIT and GC (the compat tests' -XX:TieredStopAtLevel=1 and SerialGC would
 # handicap it here), a heap well above what the runs need.
 APACHE_JVM_OPTS = ("-Xmx1g", "-Dzookeeper.jmx.log4j.disable=true")
@@ -72,75 +65,9 @@ APACHE_ENSEMBLE_JVM_OPTS = ("-Xmx512m", "-Dzookeeper.jmx.log4j.disable=true")
 APT_PACKAGE = "zookeeper"
 
 START_TIMEOUT = 60.0
-STOP_TIMEOUT = 10.0
-NOT_SERVING = "not currently serving"
+STOP_TIMEOUT = harness.STOP_TIMEOUT
 
-# The directory holding the zkpy package: the server runs the same code as the benchmark.
-_ZKPY_PARENT = str(Path(__file__).resolve().parents[2])
-
-
-class ServerError(Exception):
-    """A server could not be installed, started or found serving."""
-
-
-_HANDED_OUT = set()   # ports free_port() gave this process: never given twice
-_LOW_PORT = 10000     # free_port() picks from here up to the kernel's ephemeral range
-_RANDOM = random.Random()   # its own: tests reseed the global one (hypothesis)
-
-
-def _ephemeral_range():
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            lo, hi = (int(x) for x in f.read().split())
-        return lo, hi
-    except (OSError, ValueError):
-        return None
-
-
-def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago, for a server to listen on.
-
-    Taken below the kernel's ephemeral range when it can: a port the kernel hands out (bind to
-    port 0) can be taken as the local port of any outgoing connection -- a client of another
-    test, the load generator -- between this call and the server's bind ("Address already in
-    use"); ports below the range are only ever taken by a bind. Never the same port twice in
-    one process."""
-    rng = _ephemeral_range()
-    if rng is not None and rng[0] > _LOW_PORT + 1000:
-        for _ in range(200):
-            port = _RANDOM.randrange(_LOW_PORT, rng[0])
-            if port in _HANDED_OUT:
-                continue
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            _HANDED_OUT.add(port)
-            return port
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
-
-
-def four_letter(port, cmd, host="127.0.0.1", timeout=3.0):
-    """Send a four-letter word on the client port; the whole text answer."""
-    with socket.create_connection((host, port), timeout=timeout) as s:
-        s.sendall(cmd.encode("ascii"))
-        chunks = []
-        while True:
-            try:
-                data = s.recv(65536)
-            except ConnectionResetError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-    return b"".join(chunks).decode("utf-8", "replace")
+ServerError = harness.ServerError
 
 
 def common_config(data_dir, port, tick_ms=2000):
@@ -168,7 +95,7 @@ def ensemble_config(data_dir, port, members, tick_ms=2000, init_limit=10, sync_l
     cfg["initLimit"] = str(init_limit)
     cfg["syncLimit"] = str(sync_limit)
     for sid, quorum_port, election_port in sorted(members):
-        cfg["server.%d" % sid] = "127.0.0.1:%d:%d" % (quorum_port, election_port)
+        cfg["server.%d" % sid] = harness.server_line(quorum_port, election_port)
     return cfg
 
 
@@ -226,26 +153,7 @@ def tls_config(material, secure_port):
     }
 
 
-def srvr_mode(text):
-    """The value of srvr's ``Mode:`` line ("leader", "follower", "standalone", ...) or None
-    (no answer, or "not currently serving requests")."""
-    if not text or NOT_SERVING in text:
-        return None
-    for line in text.splitlines():
-        if line.startswith("Mode:"):
-            return line.split(":", 1)[1].strip()
-    return None
-
-
 # --- Apache ZooKeeper installation --------------------------------------------------------
-
-def apache_missing():
-    """None when java and the Debian jars are there, else what is missing (a sentence)."""
-    missing = [j for j in APACHE_JARS if not (JAVA_DIR / j).exists()]
-    if shutil.which("java") is None:
-        missing.insert(0, "java")
-    return ("missing " + ", ".join(missing)) if missing else None
-
 
 def ensure_apache(log=print, install=True):
     """Install Debian's Apache ZooKeeper (apt-get install -y zookeeper) if it is missing.
@@ -279,117 +187,35 @@ def ensure_apache(log=print, install=True):
 
 # --- servers ------------------------------------------------------------------------------
 
-class BenchServer:
-    """One server process with its own directory, zoo.cfg, log and port.
+class BenchServer(harness.ServerProcess):
+    """One server process with its own directory, zoo.cfg, log and port (harness.ServerProcess)
+    with the comparison's zoo.cfg (`common_config`); `start()` waits until ``srvr`` says it
+    serves requests and keeps the version it names."""
 
-    Subclasses give `command()`; `start()` waits until ``srvr`` says it serves requests.
-    The process runs in its own session, so stop() reaches anything it forks (zkpy's
-    workers) and nothing else.
-    """
-
-    kind = "?"
     name = "?"        # for tables: subclasses name the product
+    tls = None        # a loadgen.TlsFiles when clients must use TLS (TlsServer)
 
     def __init__(self, root, port=None, tick_ms=2000, extra_cfg=None):
-        self.root = Path(root)
-        self.data_dir = self.root / "data"
-        self.cfg_path = self.root / "zoo.cfg"
-        self.log_path = self.root / "server.log"
-        self.port = port or free_port()
+        super().__init__(root, port=port, extra_cfg=extra_cfg)
         self.tick_ms = tick_ms
-        self.extra_cfg = dict(extra_cfg or {})
-        self.proc = None
         self.version = None
-        self._log = None
-
-    tls = None        # a loadgen.TlsFiles when clients must use TLS (TlsServer)
 
     @property
     def addrs(self):
         return [("127.0.0.1", self.port)]
 
     def config(self):
-        cfg = common_config(self.data_dir, self.port, self.tick_ms)
-        cfg.update(self.extra_cfg)
-        return cfg
-
-    def command(self):
-        raise NotImplementedError
-
-    def env(self):
-        return dict(os.environ)
-
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
+        return harness.merge_cfg(common_config(self.data_dir, self.port, self.tick_ms),
+                                 self.extra_cfg)
 
     def start(self, timeout=START_TIMEOUT):
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.cfg_path.write_text("".join("%s=%s\n" % kv for kv in self.config().items()))
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.command(), cwd=self.root, env=self.env(),
-                                     stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        self._wait_serving(timeout)
-        return self
+        return super().start(timeout)
 
-    def _wait_serving(self, timeout):
-        # Apache answers ruok as soon as the port is bound, before its database is loaded;
-        # srvr says "Mode: standalone" only once requests are served.
-        deadline = time.monotonic() + timeout
-        last = ""
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                code = self.proc.returncode
-                self.stop()
-                raise ServerError("%s exited with %s during start; log %s:\n%s"
-                                  % (self.kind, code, self.log_path, self.log_tail()))
-            try:
-                last = four_letter(self.port, "srvr")
-                if "Mode:" in last and NOT_SERVING not in last:
-                    for line in last.splitlines():
-                        if line.lower().startswith("zookeeper version:"):
-                            self.version = line.split(":", 1)[1].strip()
-                    return
-            except OSError as e:
-                last = repr(e)
-            time.sleep(0.2)
-        self.stop()
-        raise ServerError("%s on 127.0.0.1:%d not serving after %.0f s (last answer %r); "
-                          "log %s:\n%s" % (self.kind, self.port, timeout, last, self.log_path,
-                                           self.log_tail()))
-
-    def _signal(self, sig):
-        try:
-            os.killpg(self.proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    def stop(self, timeout=STOP_TIMEOUT):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self._signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        self._signal(signal.SIGKILL)      # the rest of the group, if anything is left
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
-        self.proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def log_tail(self, lines=30):
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+    def ready(self, timeout):
+        super().ready(timeout)
+        for line in self.last_srvr.splitlines():
+            if line.lower().startswith("zookeeper version:"):
+                self.version = line.split(":", 1)[1].strip()
 
     def describe(self):
         return "%s on 127.0.0.1:%d, dataDir %s" % (" ".join(self.command_summary()),
@@ -398,22 +224,16 @@ class BenchServer:
     def command_summary(self):
         return self.command()
 
-    def __repr__(self):
-        return "<%s 127.0.0.1:%d %s>" % (type(self).__name__, self.port, self.root)
-
 
 class ZkpyServer(BenchServer):
     kind = "zkpy"
     name = "zkpy"
 
     def command(self):
-        return [sys.executable, "-m", "zkpy.cli.server", "start-foreground",
-                str(self.cfg_path)]
+        return harness.zkpy_command(self.cfg_path)
 
     def env(self):
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (_ZKPY_PARENT, env.get("PYTHONPATH", "")) if p)
+        env = harness.zkpy_env()
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
@@ -430,15 +250,12 @@ class ApacheServer(BenchServer):
     jvm_opts = APACHE_JVM_OPTS
 
     def command(self):
-        cp = ":".join(str(JAVA_DIR / j) for j in APACHE_JARS)
-        return (["java"] + list(self.jvm_opts)
-                + ["-cp", cp, "org.apache.zookeeper.server.quorum.QuorumPeerMain",
-                   str(self.cfg_path)])
+        return harness.apache_command(self.cfg_path, self.jvm_opts)
 
     def command_summary(self):
-        return (["java"] + list(self.jvm_opts)
-                + ["-cp", "<%d Debian jars>" % len(APACHE_JARS),
-                   "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(self.cfg_path)])
+        cmd = self.command()
+        cmd[cmd.index("-cp") + 1] = "<%d Debian jars>" % len(APACHE_JARS)
+        return cmd
 
 
 class NullServer(BenchServer):
@@ -484,62 +301,21 @@ class NullServer(BenchServer):
 _CLASSES = {"zkpy": ZkpyServer, "apache": ApacheServer, "null": NullServer}
 
 
-class EnsembleMember:
-    """What an ensemble member adds to a BenchServer: its myid, quorum and election ports, the
-    server.N lines of the whole ensemble, dataDir/myid. Its start() returns once the client
-    port answers (a member alone has no quorum); Cluster.start() waits for the ensemble."""
+class EnsembleMember(harness.EnsembleMember):
+    """What an ensemble member adds to a BenchServer: the server.N lines of the whole ensemble
+    (`ensemble_config`) besides harness.EnsembleMember's myid and client-port-only start;
+    Cluster.start() waits for the ensemble."""
 
     def _init_member(self, sid, peer_port, election_port, init_limit=10, sync_limit=5):
-        self.sid = sid
-        self.peer_port = peer_port
-        self.election_port = election_port
+        self.init_member(sid, peer_port, election_port)
         self.init_limit = init_limit
         self.sync_limit = sync_limit
         self.ensemble = []          # [(myid, quorum port, election port)], set by the builder
 
     def config(self):
-        cfg = ensemble_config(self.data_dir, self.port, self.ensemble, self.tick_ms,
-                              self.init_limit, self.sync_limit)
-        cfg.update(self.extra_cfg)
-        return cfg
-
-    def start(self, timeout=START_TIMEOUT):
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        (self.data_dir / "myid").write_text("%d\n" % self.sid)
-        return BenchServer.start(self, timeout)
-
-    def _wait_serving(self, timeout):
-        # Only that the process is up and its client port answers srvr (with anything).
-        deadline = time.monotonic() + timeout
-        last = ""
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                code = self.proc.returncode
-                self.stop()
-                raise ServerError("%s member %d exited with %s during start; log %s:\n%s"
-                                  % (self.kind, self.sid, code, self.log_path, self.log_tail()))
-            try:
-                four_letter(self.port, "srvr", timeout=2.0)
-                return
-            except OSError as e:
-                last = repr(e)
-            time.sleep(0.1)
-        self.stop()
-        raise ServerError("%s member %d on 127.0.0.1:%d not answering after %.0f s (%s); "
-                          "log %s:\n%s" % (self.kind, self.sid, self.port, timeout, last,
-                                            self.log_path, self.log_tail()))
-
-    def srvr(self, timeout=2.0):
-        try:
-            return four_letter(self.port, "srvr", timeout=timeout)
-        except OSError:
-            return None
-
-    def mode(self, timeout=2.0):
-        """"leader", "follower", ... or None (not running, not answering, not serving)."""
-        if not self.running():
-            return None
-        return srvr_mode(self.srvr(timeout))
+        return harness.merge_cfg(ensemble_config(self.data_dir, self.port, self.ensemble,
+                                                 self.tick_ms, self.init_limit, self.sync_limit),
+                                 self.extra_cfg)
 
     def kill(self):
         """kill -9 of the member's process group (zkpy: the core and its workers); waits
@@ -547,11 +323,7 @@ class EnsembleMember:
         if self.proc is None:
             return None
         t = time.monotonic()
-        self._signal(signal.SIGKILL)
-        try:
-            self.proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            pass
+        super().kill()
         return t
 
     def describe(self):
@@ -589,12 +361,11 @@ class TlsServer:
     def config(self):
         cfg = common_config(self.data_dir, self.port, self.tick_ms)
         cfg.update(tls_config(self.material, self.secure_port))
-        cfg.update(self.extra_cfg)
-        return cfg
+        return harness.merge_cfg(cfg, self.extra_cfg)
 
-    def _wait_serving(self, timeout):
+    def ready(self, timeout):
         t0 = time.monotonic()
-        BenchServer._wait_serving(self, timeout)
+        BenchServer.ready(self, timeout)
         from zkpy.bench import loadgen
         deadline = t0 + timeout
         last = ""
@@ -682,44 +453,22 @@ class Cluster:
 
     def wait_formed(self, timeout=START_TIMEOUT, members=None):
         """Wait until exactly one of `members` (default all) says Mode: leader and the others
-        Mode: follower; returns the leader. ServerError on a member that exits or runs
-        standalone, or after `timeout` s."""
-        members = list(members or self.members)
-        deadline = time.monotonic() + timeout
-        while True:
-            modes = self.modes(members)
-            leaders = [m for m in members if modes[m.sid] == "leader"]
-            if len(leaders) == 1 and all(modes[m.sid] == "follower"
-                                         for m in members if m is not leaders[0]):
-                for line in (leaders[0].srvr() or "").splitlines():
-                    if line.lower().startswith("zookeeper version:"):
-                        for m in self.members:
-                            m.version = line.split(":", 1)[1].strip()
-                if self.kind == "zkpy":
-                    import zkpy
-                    for m in self.members:
-                        m.version = getattr(zkpy, "__version__", None) or m.version
-                return leaders[0]
-            bad = [m for m in members if modes[m.sid] == "standalone"]
-            if bad:
-                raise ServerError("%s member %d runs standalone: it ignored its server.N "
-                                  "lines; log %s:\n%s" % (self.kind, bad[0].sid,
-                                                          bad[0].log_path, bad[0].log_tail()))
-            dead = [m for m in members if not m.running()]
-            if dead:
-                raise ServerError("%s member %d is not running; log %s:\n%s" % (
-                    self.kind, dead[0].sid, dead[0].log_path, dead[0].log_tail()))
-            if time.monotonic() >= deadline:
-                raise ServerError("%s ensemble not formed after %.0f s: modes %s\n%s"
-                                  % (self.kind, timeout, modes, self.log_tails()))
-            time.sleep(0.1)
+        have a Mode too (harness.wait_formed); returns the leader. ServerError on a member
+        that exits or runs standalone, or after `timeout` s."""
+        leader = harness.wait_formed(list(members or self.members), timeout, self.members)
+        for line in (leader.srvr() or "").splitlines():
+            if line.lower().startswith("zookeeper version:"):
+                for m in self.members:
+                    m.version = line.split(":", 1)[1].strip()
+        if self.kind == "zkpy":
+            import zkpy
+            for m in self.members:
+                m.version = getattr(zkpy, "__version__", None) or m.version
+        return leader
 
     def leader(self):
         """The member whose srvr says Mode: leader, or None."""
-        for m in self.members:
-            if isinstance(m, EnsembleMember) and m.mode() == "leader":
-                return m
-        return None
+        return harness.find_leader([m for m in self.members if isinstance(m, EnsembleMember)])
 
     def stop(self):
         for m in self.members:
@@ -740,22 +489,12 @@ def _standalone(kind, base_dir, label, tick_ms, **kw):
     return [_CLASSES[kind](Path(base_dir) / label, tick_ms=tick_ms, **kw)]
 
 
-def _free_ports(n):
-    """n distinct free ports (free_port() can hand out the same port twice in a row)."""
-    ports = []
-    while len(ports) < n:
-        p = free_port()
-        if p not in ports:
-            ports.append(p)
-    return ports
-
-
 def _ensemble3(kind, base_dir, label, tick_ms, init_limit=10, sync_limit=5, ports=None,
                **kw):
     if kind not in _MEMBER_CLASSES:
         raise ValueError("topology ensemble3 needs a real server kind (zkpy or apache), "
                          "not %r" % kind)
-    ports = list(ports or _free_ports(3 * ENSEMBLE_SIZE))
+    ports = list(ports or free_ports(3 * ENSEMBLE_SIZE))
     extra = dict(ZKPY_MEMBER_CFG) if kind == "zkpy" else {}
     extra.update(kw.pop("extra_cfg", None) or {})
     members = []

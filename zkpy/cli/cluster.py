@@ -22,6 +22,10 @@ zkpy members run as daemons through `python -m zkpy.cli.server start|stop CFG` (
 ZooKeeper 3.8 instead (Debian's jars, QuorumPeerMain; pidfile DIR/zk<i>/zookeeper_server.pid, log
 DIR/zk<i>/zookeeper.out), so the same cluster can be built out of the real thing.
 
+The command lines, zoo.cfg / server.N / myid, srvr and "is Apache ZooKeeper installed" are
+zkpy.testing.harness's, shared with the tests and the benchmarks; this module keeps the daemon
+verbs, pidfiles and cluster.json. It does not import zkpy.bench.
+
 Exit status: 0 on success; 1 when a command could not do what it was asked (a member did not
 start, `status` finds a member down or not serving); 2 for usage and setup errors.
 """
@@ -37,6 +41,8 @@ import sys
 import time
 from pathlib import Path
 
+from zkpy.testing import harness
+
 DEFAULT_DIR = "./zkpy-cluster"
 DEFAULT_BASE_CLIENT_PORT = 2181
 FIRST_PEER_PORT = 2222
@@ -45,13 +51,7 @@ META_FILE = "cluster.json"
 IMPLS = ("zkpy", "apache")
 START_WAIT = 60.0
 STOP_WAIT = 30.0
-APACHE_JVM_OPTS = ("-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-                   "-Dzookeeper.jmx.log4j.disable=true", "-Dzookeeper.preAllocSize=1024",
-                   "-Dorg.slf4j.simpleLogger.showDateTime=true")
-NOT_SERVING = "not currently serving"
-
-# The directory holding the zkpy package: members run the same code as this command.
-_ZKPY_PARENT = str(Path(__file__).resolve().parents[2])
+APACHE_HINT = "apt-get install -y zookeeper zookeeper-bin"
 
 
 class ClusterError(Exception):
@@ -78,23 +78,21 @@ def member_ports(i, base_client_port=DEFAULT_BASE_CLIENT_PORT):
 
 def member_config(member, members, root, tick_time):
     """zoo.cfg text for one member (a dict from cluster.json) of `members`."""
-    lines = [
-        "tickTime=%d" % tick_time,
-        "initLimit=10",
-        "syncLimit=5",
-        "dataDir=%s" % (root / ("zk%d" % member["id"]) / "data"),
-        "clientPort=%d" % member["client_port"],
-        "4lw.commands.whitelist=*",
-        "admin.enableServer=false",
-    ]
+    cfg = {
+        "tickTime": tick_time,
+        "initLimit": 10,
+        "syncLimit": 5,
+        "dataDir": root / ("zk%d" % member["id"]) / "data",
+        "clientPort": member["client_port"],
+        "4lw.commands.whitelist": "*",
+        "admin.enableServer": "false",
+    }
     if member["role"] == "observer":
-        lines.append("peerType=observer")
+        cfg["peerType"] = "observer"
     for m in members:
-        line = "server.%d=127.0.0.1:%d:%d" % (m["id"], m["peer_port"], m["election_port"])
-        if m["role"] == "observer":
-            line += ":observer"
-        lines.append(line)
-    return "\n".join(lines) + "\n"
+        cfg["server.%d" % m["id"]] = harness.server_line(m["peer_port"], m["election_port"],
+                                                        m["role"] == "observer")
+    return harness.format_cfg(cfg)
 
 
 class Member:
@@ -166,9 +164,7 @@ class Member:
         return pid
 
     def env(self):
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (_ZKPY_PARENT, env.get("PYTHONPATH", "")) if p)
+        env = harness.zkpy_env()     # members run the same zkpy as this command
         env["ZOO_LOG_DIR"] = str(self.dir)
         return env
 
@@ -200,9 +196,9 @@ class Member:
         return self._start_apache()
 
     def _start_zkpy(self):
-        cmd = [sys.executable, "-m", "zkpy.cli.server", "start", str(self.cfg)]
-        res = subprocess.run(cmd, env=self.env(), stdin=subprocess.DEVNULL,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        res = subprocess.run(harness.zkpy_command(self.cfg, "start"), env=self.env(),
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT)
         pid = self.pid()
         if res.returncode != 0 or pid is None:
             raise ClusterError("%s: zkpy server did not start (exit %d): %s\n--- %s ---\n%s"
@@ -212,21 +208,14 @@ class Member:
         _out("%s: started zkpy (pid %d, client port %d)" % (self.name, pid, self.client_port))
         return pid
 
-    def apache_command(self):
-        from zkpy.bench.servers import APACHE_JARS, JAVA_DIR
-        cp = ":".join(str(JAVA_DIR / j) for j in APACHE_JARS)
-        return (["java"] + list(APACHE_JVM_OPTS)
-                + ["-cp", cp, "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(self.cfg)])
-
     def _start_apache(self):
-        from zkpy.bench.servers import apache_missing
-        why = apache_missing()
+        why = harness.apache_missing()
         if why:
-            raise ClusterError("Apache ZooKeeper 3.8 is not installed (%s): "
-                               "apt-get install -y zookeeper zookeeper-bin" % why)
+            raise ClusterError("Apache ZooKeeper 3.8 is not installed (%s): %s"
+                               % (why, APACHE_HINT))
         with open(self.log_path, "ab") as log:
-            proc = subprocess.Popen(self.apache_command(), cwd=self.dir, env=self.env(),
-                                    stdin=subprocess.DEVNULL, stdout=log,
+            proc = subprocess.Popen(harness.apache_command(self.cfg), cwd=self.dir,
+                                    env=self.env(), stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
         self.pidfile.write_text("%d\n" % proc.pid)
         # The client port is bound before the leader election starts: wait for it.
@@ -257,10 +246,9 @@ class Member:
         if self.paused(pid):
             self.signal(signal.SIGCONT)     # a stopped process would never see the SIGTERM
         if self.cluster.impl == "zkpy":
-            subprocess.run([sys.executable, "-m", "zkpy.cli.server", "stop", str(self.cfg)],
-                           env=self.env(), stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           timeout=timeout + 70)
+            subprocess.run(harness.zkpy_command(self.cfg, "stop"), env=self.env(),
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=timeout + 70)
         else:
             self.signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
@@ -301,19 +289,14 @@ class Member:
     # -- inspection -----------------------------------------------------------------------
     def srvr(self, timeout=2.0):
         """The `srvr` answer, or None when nothing answers on the client port."""
-        from zkpy.bench.servers import four_letter
         try:
-            return four_letter(self.client_port, "srvr", timeout=timeout)
+            return harness.four_letter(self.client_port, "srvr", timeout=timeout)
         except OSError:
             return None
 
     def mode(self):
         """'leader', 'follower', 'observer', 'standalone', or None (down or not serving)."""
-        text = self.srvr()
-        for line in (text or "").splitlines():
-            if line.startswith("Mode:"):
-                return line.split(":", 1)[1].strip()
-        return None
+        return harness.srvr_mode(self.srvr())
 
     def status_line(self):
         pid = self.pid()
@@ -332,15 +315,12 @@ class Member:
                 ok = not (line.strip() == "Mode: standalone"
                           and len(self.cluster.participants()) > 1)
                 return head + "  pid %-7d %s" % (pid, line.strip()), ok
-        if NOT_SERVING in text:
+        if harness.NOT_SERVING in text:
             return head + "  pid %-7d not serving (no quorum)" % pid, False
         return head + "  pid %-7d no Mode line in srvr: %r" % (pid, text[:80]), False
 
     def log_tail(self, lines=20):
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return harness.log_tail(self.log_path, lines)
 
 
 class Cluster:
@@ -436,11 +416,10 @@ def cmd_init(args):
             raise ClusterError("%s: members %s are running; stop them first"
                                % (root, " ".join(running)))
     if args.impl == "apache":
-        from zkpy.bench.servers import apache_missing
-        why = apache_missing()
+        why = harness.apache_missing()
         if why:
-            raise ClusterError("--impl apache: Apache ZooKeeper 3.8 is not installed (%s): "
-                               "apt-get install -y zookeeper zookeeper-bin" % why)
+            raise ClusterError("--impl apache: Apache ZooKeeper 3.8 is not installed (%s): %s"
+                               % (why, APACHE_HINT))
     members = []
     for i in range(1, total + 1):
         client, peer, election = member_ports(i, args.base_client_port)
@@ -452,7 +431,7 @@ def cmd_init(args):
         mdir = root / ("zk%d" % m["id"])
         (mdir / "data").mkdir(parents=True, exist_ok=True)
         (mdir / "zoo.cfg").write_text(member_config(m, members, root, args.tick_time))
-        (mdir / "data" / "myid").write_text("%d\n" % m["id"])
+        harness.write_myid(mdir / "data", m["id"])
     meta = {"impl": args.impl, "tick_time": args.tick_time,
             "base_client_port": args.base_client_port, "members": members}
     (root / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
