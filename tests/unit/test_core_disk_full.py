@@ -24,6 +24,7 @@ from zkpy.config import parse_config
 from zkpy.proto import codec, consts
 from zkpy.proto import records as r
 from zkpy.server import core as core_mod
+from zkpy.server.pipeline import common as final_mod   # APPLY_RETRY_S lives there
 from zkpy.server.core import Core
 from zkpy.storage.lmdb_tree import LmdbTree
 from zkpy.tree import txns
@@ -189,7 +190,7 @@ def test_log_full_fails_requests_and_rolls_back(tmp_path, monkeypatch, caplog):
 def test_lmdb_commit_fails_txns_wait_new_writes_refused(tmp_path, monkeypatch, caplog, kind):
     """(panic: LMDB's fatal environment error -- the core reopens the environment to retry.)"""
     h = Harness(tmp_path)
-    monkeypatch.setattr(core_mod, "APPLY_RETRY_S", 0.05)
+    monkeypatch.setattr(final_mod, "APPLY_RETRY_S", 0.05)
     map_full = kind == "map-full"
 
     async def main():
@@ -230,7 +231,7 @@ def test_lmdb_stalled_and_log_full_together(tmp_path, monkeypatch):
     """maxBatchSize=1: /s1 is logged (batch k) and its apply fails; /s2's append (batch k+1,
     already under way) fails. /s1 must stay in the overlay (it is durable), /s2 must not."""
     h = Harness(tmp_path, "maxBatchSize=1\n")
-    monkeypatch.setattr(core_mod, "APPLY_RETRY_S", 0.05)
+    monkeypatch.setattr(final_mod, "APPLY_RETRY_S", 0.05)
 
     async def main():
         await h.start()

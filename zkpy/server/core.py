@@ -11,11 +11,14 @@ origin implements
                                          server's: True for a session on a read-only server)
     batch(zxid, events, replies)        committed(zxid)        close_conn(conn_id)
 
-Write path, as in ZooKeeper's processor chain:
+Write path, as in ZooKeeper's processor chain (zkpy.server.pipeline: one module per stage, each
+stating what it may assume and what it hands on; Core is made of the three):
     prep   validate against the committed tree + outstanding changes (PendingOverlay), assign the
            next zxid, produce a txn (an ERROR txn for a failed request, which still takes a zxid);
     sync   append the txn to the log; the group committer fsyncs many txns at once;
     final  after the fsync: apply the batch in one LMDB write txn, fire watches, then reply.
+This module keeps the front door (connect, request: reads, the fused common writes, sync), the
+sessions, the timers (expiry, containers, checkpoints) and the start and stop.
 Reads run against the committed LMDB state; a read queued behind a write of its own session runs
 only after that write was answered (per-session FIFO, see Connection).
 
@@ -28,7 +31,6 @@ import functools
 import logging
 import operator
 import os
-import shutil
 import struct
 import time
 
@@ -40,13 +42,19 @@ from zkpy.proto import codec, consts
 from zkpy.proto import records as r
 from zkpy.proto.twins import compiled_twin
 from zkpy.server.audit import AuditLog
+from zkpy.server.pipeline.common import (CONFIG_NODE, LOG_RETRY_S, encode_reply, free_space, log,
+                                         now_ms, rw)
+from zkpy.server.pipeline.final import FinalStage
+from zkpy.server.pipeline.final import node_reply_frame, node_reply_frame_pure  # noqa: F401
+from zkpy.server.pipeline.prep import PrepStage
+from zkpy.server.pipeline.sync import SyncStage
 from zkpy.server.sessions import SessionTable, session_password
 from zkpy.storage.groupcommit import GroupCommitter
 from zkpy.storage.lmdb_tree import LmdbTree
 from zkpy.storage.txnlog import TxnLog, append_bound, fsync_dir
 from zkpy.tree import acl as acls
 from zkpy.tree import datatree, txns
-from zkpy.tree.overlay import PendingOverlay, replay
+from zkpy.tree.overlay import PendingOverlay
 
 _WRITE_REQUESTS = {
     consts.OP_CREATE_CONTAINER: r.CreateRequest,
@@ -59,79 +67,14 @@ _WRITE_REQUESTS = {
     consts.OP_RECONFIG: r.ReconfigRequest,
 }
 
-log = logging.getLogger("zkpy.server")
-
-_encode_reply = codec.encode_reply_frame
+_encode_reply = encode_reply
+_free_space = free_space   # (zkpy.server.standalone)
 _ZERO_PASSWD = b"\0" * 16
 # After a checkpoint the log starts a new file once the current one holds this much: recovery
 # reads from the file holding the checkpoint's zxid on, and purge removes whole files.
 LOG_ROLL_AT_CHECKPOINT_BYTES = 4 << 20
 _I32 = struct.Struct(">i")
-CONFIG_NODE = "/zookeeper/config"
 ALL_CONNECTIONS = 0xFFFFFFFF   # close_conn(ALL_CONNECTIONS): every connection of the origin
-APPLY_RETRY_S = 0.5   # while LMDB cannot be written: how often the waiting txns are retried
-LOG_RETRY_S = 0.5     # an ensemble member's log that cannot be written: how often it is retried
-
-
-_CREATE_OPS = (consts.OP_CREATE, consts.OP_CREATE2, consts.OP_CREATE_CONTAINER,
-               consts.OP_CREATE_TTL)
-_CREATE2_REPLY_OPS = (consts.OP_CREATE2, consts.OP_CREATE_CONTAINER, consts.OP_CREATE_TTL)
-
-
-def _prep_create_in_multi(ttl, extended_types, enforce_quota=False):
-    def prep(view, session_id, cxid, now_ms, path, data, acl, flags, auth=None):
-        return datatree.prep_create(view, session_id, cxid, now_ms, path, data, acl, flags,
-                                    auth=auth, ttl=ttl, extended_types=extended_types,
-                                    enforce_quota=enforce_quota, quota_warn=log.warning)
-    return prep
-
-
-def _prep_set_data_in_multi(enforce_quota):
-    def prep(view, session_id, cxid, now_ms, path, data, version, auth=None):
-        return datatree.prep_set_data(view, session_id, cxid, now_ms, path, data, version,
-                                      auth=auth, enforce_quota=enforce_quota,
-                                      quota_warn=log.warning)
-    return prep
-
-
-def _rw(client_flag):
-    """The readOnly byte of a read-write server's ConnectResponse (None: the client sent none)."""
-    return None if client_flag is None else False
-
-
-def _refuse(view, session_id, cxid, now_ms, code, auth=None):
-    raise ZkError(code)
-
-
-def now_ms():
-    return int(time.time() * 1000)
-
-
-def _free_space(directory):
-    """'N bytes free in <directory>', for the log lines of a full disk."""
-    try:
-        return "%d bytes free in %s" % (shutil.disk_usage(directory).free, directory)
-    except OSError as e:
-        return "free space of %s unknown: %s" % (directory, e)
-
-
-_time = time.time   # Core._fused calls it inline: a Python frame less per write
-
-
-def _stat(node):
-    return r.Stat(*node.wire_stat())
-
-
-def node_reply_frame(xid, zxid, path, node):
-    """A write's reply frame carrying `node`'s Stat: SetDataResponse (path None) or
-    Create2Response(path). The compiled twin (zkpy.proto._fastcodec) skips the records."""
-    if path is None:
-        return _encode_reply(xid, zxid, 0, r.SetDataResponse(_stat(node)))
-    return _encode_reply(xid, zxid, 0, r.Create2Response(path, _stat(node)))
-
-
-node_reply_frame_pure = node_reply_frame
-node_reply_frame = compiled_twin("node_reply_frame", node_reply_frame_pure)
 
 
 def create_request_fields(body):
@@ -168,27 +111,7 @@ _FUSED = {
 }
 
 
-def _multi_reply(xid, zxid, ops, subs, nodes):
-    """A multi's reply: one result per op (MultiResponse); a failed multi is error results only,
-    under a ReplyHeader with err 0 (as Apache ZooKeeper 3.8 answers)."""
-    if any(sub.type == txns.ERROR for sub in subs):
-        results = [(consts.OP_ERROR, sub.err, None) for sub in subs]
-    else:
-        results = []
-        for op, sub, node in zip(ops, subs, nodes):
-            if op == consts.OP_CREATE:
-                results.append((op, 0, r.CreateResponse(sub.path)))
-            elif op in _CREATE2_REPLY_OPS:
-                results.append((op, 0, r.Create2Response(sub.path, _stat(node))))
-            elif op == consts.OP_SET_DATA:
-                results.append((op, 0, r.SetDataResponse(_stat(node))))
-            else:
-                results.append((op, 0, None))
-    body = codec.encode_reply_header(xid, zxid, 0) + codec.encode_multi_response(results)
-    return len(body).to_bytes(4, "big") + body
-
-
-class Core(object):
+class Core(PrepStage, SyncStage, FinalStage):
     def __init__(self, config):
         self.config = config
         # The x509 ACL scheme exists while its provider does (zkpy.server.tls.x509_enabled).
@@ -443,79 +366,6 @@ class Core(object):
 
     # ------------------------------------------------------------------ write pipeline
 
-    def _assign(self, txn):
-        """prep -> sync: give txn the next zxid and apply it to the overlay. Returns (zxid,
-        prepped): what applying it to the committed state will do, worked out here once --
-        (the overlay's recorded changes, its watch events, its node) -- for _apply to replay
-        (see zkpy.tree.overlay), or None when the overlay could not."""
-        zxid = self.next_zxid
-        self.next_zxid += 1
-        overlay = self.overlay
-        overlay.begin(zxid)
-        events, node = datatree.apply(overlay, zxid, txn)
-        ops = overlay.end()
-        if ops is None:   # _apply works it out on the committed state
-            return zxid, None
-        return zxid, (ops, events, node)
-
-    def submit(self, txn, token, origin=0, req_id=0):
-        """Log txn under the next zxid; in an ensemble (leader) also propose it to the learners.
-        origin/req_id: the learner whose client asked (the leader holds no token for it)."""
-        if self.quorum is not None and not self.quorum.can_propose():
-            raise ZkError(errors.CONNECTIONLOSS, "not leading")
-        payload = txns.encode(txn)  # before _assign: a failure must not leave the overlay ahead
-        zxid, prepped = self._assign(txn)
-        self._logged(zxid, txn, payload, token, prepped, origin, req_id)
-        return zxid
-
-    def _logged(self, zxid, txn, payload, token, prepped, origin=0, req_id=0):
-        self.committer.submit(zxid, payload, zxid)
-        self._pending.append((zxid, txn, token, prepped))
-        if self.quorum is not None:
-            self.quorum.proposed(zxid, payload, origin, req_id)
-
-    def _fused(self, fused, session_id, xid, args, ids, token):
-        """A common write, prep and overlay apply in one (datatree.fused_*: `fused`, called with
-        `args`); False when it is not that common: the caller takes the general path
-        (prep_request, submit), which gives the same txn or the error."""
-        session = self.sessions.sessions.get(session_id)
-        if session is None or session.closing or (self.quorum is not None
-                                                  and not self.quorum.can_propose()):
-            return False
-        zxid = self.next_zxid
-        overlay = self.overlay
-        overlay.begin(zxid)
-        done = fused(overlay, zxid, session_id, xid, int(_time() * 1000), *args,
-                     (ids, self.config.skip_acl))
-        if done is None:
-            return False
-        txn, events, node = done
-        # encode after the overlay changed (submit encodes first): a fused txn holds only what
-        # the request decoder made -- str path, bytes data, an ACL fixup took -- which it takes
-        payload = txns.encode(txn)
-        self.next_zxid = zxid + 1
-        ops = overlay.end()
-        self._logged(zxid, txn, payload, token, None if ops is None else (ops, events, node))
-        return True
-
-    def log_txn(self, zxid, txn, payload, token=None):
-        """A learner: log a txn the leader proposed (applied once committed and durable)."""
-        self.committer.submit(zxid, payload, zxid)
-        self._pending.append((zxid, txn, token, None))
-        self.next_zxid = zxid + 1
-
-    def load_unapplied(self):
-        """The txns in the log past LMDB (never known committed here): queue them for apply,
-        as durable. Returns their (zxid, payload) list. An ensemble member calls this once its
-        log agrees with the leader's (TRUNC done)."""
-        out = list(self.txnlog.read_after(self.last_zxid))
-        for zxid, payload in out:
-            self._pending.append((zxid, txns.decode(payload), None, None))
-        last = out[-1][0] if out else self.last_zxid
-        self.durable_zxid = max(self.durable_zxid, last)
-        self.next_zxid = max(self.next_zxid, last + 1)
-        return out
-
     async def install_snapshot(self, chunks):
         """A learner's SNAP sync: the leader's LMDB state replaces ours (one LMDB txn, in a
         thread), the old log goes (LmdbTree.install_snapshot's sequence), and the core's view,
@@ -546,298 +396,7 @@ class Core(object):
         self.txnlog.reset()
         self.tree.clear_log_reset()
 
-    def reset_pipeline(self):
-        """Forget every txn not yet applied (they stay in the log) and the prep overlay: a
-        change of role in an ensemble. Call after committer.flush()."""
-        self._pending.clear()
-        self.overlay = self._new_overlay()
-        self.overlay.applied(self.last_zxid)
-        self.durable_zxid = self.commit_zxid = self.last_zxid
-        self._syncs = []
-        for session in self.sessions.sessions.values():
-            session.closing = False   # a closeSession not applied yet may never commit
-
-    def commit(self, zxid):
-        """An ensemble committed every txn up to zxid: apply those that are durable here."""
-        if zxid > self.commit_zxid:
-            self.commit_zxid = zxid
-        self._apply_ready()
-
-    def _apply_ready(self):
-        if self.apply_error is not None:
-            return   # LMDB cannot be written: _retry_apply tries again
-        upto = min(self.durable_zxid, self.commit_zxid)
-        pending = self._pending
-        if not pending or pending[0][0] > upto:
-            return
-        if pending[-1][0] <= upto:  # all of them (the usual case standalone)
-            batch = list(pending)
-            pending.clear()
-        else:
-            batch = []
-            while pending and pending[0][0] <= upto:
-                batch.append(pending.popleft())
-        self._apply(batch)
-
-    def prep_request(self, session_id, xid, op, req, ids=()):
-        """prep: turn a client write into a txn; a request error becomes an ERROR txn."""
-        t = now_ms()
-        view = self.overlay
-        auth = (ids, self.config.skip_acl)
-        try:
-            session = self.sessions.sessions.get(session_id)
-            if session is None or session.closing:
-                raise ZkError(errors.SESSIONEXPIRED)
-            if op in _CREATE_OPS:
-                if type(req) is tuple:   # create_request_fields (see request())
-                    path, data, acl, flags = req
-                    ttl = -1
-                else:
-                    acl = [(a.perms, a.id.scheme, a.id.id) for a in (req.acl or ())]
-                    path, data, flags, ttl = req.path, req.data, req.flags, getattr(req, "ttl", -1)
-                self._check_path_size(path)
-                return datatree.prep_create(view, session_id, xid, t, path, data, acl, flags,
-                                            auth=auth, ttl=ttl,
-                                            extended_types=self.config.extended_types_enabled,
-                                            enforce_quota=self.config.enforce_quota,
-                                            quota_warn=log.warning)
-            if op == consts.OP_DELETE:
-                return datatree.prep_delete(view, session_id, xid, t, req.path, req.version,
-                                            auth=auth)
-            if op == consts.OP_SET_DATA:
-                return datatree.prep_set_data(view, session_id, xid, t, req.path, req.data,
-                                              req.version, auth=auth,
-                                              enforce_quota=self.config.enforce_quota,
-                                              quota_warn=log.warning)
-            if op == consts.OP_SET_ACL:
-                acl = [(a.perms, a.id.scheme, a.id.id) for a in (req.acl or ())]
-                return datatree.prep_set_acl(view, session_id, xid, t, req.path, acl,
-                                             req.version, auth=auth)
-            if op == consts.OP_RECONFIG:
-                return self._prep_reconfig(view, session_id, xid, t, req, auth)
-            if op == consts.OP_MULTI:
-                return datatree.prep_multi(view, session_id, xid, t,
-                                           [self._multi_op(o, rec) for o, rec in req],
-                                           auth=auth)
-            raise AssertionError("not a write op: %d" % op)
-        except ZkError as e:
-            return txns.Txn(txns.ERROR, session_id, xid, t, err=e.code)
-
-    def _prep_reconfig(self, view, session_id, xid, t, req, auth):
-        """reconfig: a setData of /zookeeper/config (version -1) holding the new membership,
-        as ZooKeeper logs it; the ensemble switches to it when the txn is applied."""
-        if not self.config.reconfig_enabled:
-            raise ZkError(errors.RECONFIGDISABLED, "reconfig is disabled (reconfigEnabled)")
-        if self.quorum is None:
-            raise ZkError(errors.UNIMPLEMENTED, "reconfig of a standalone server")
-        node = view.get(CONFIG_NODE)
-        # ZooKeeper's order: the request is checked (RECONFIGINPROGRESS, BADVERSION,
-        # BADARGUMENTS, NEWCONFIGNOQUORUM) before the ACL of /zookeeper/config (NOAUTH), which
-        # the leader runs last, before it takes the reconfig on.
-        text = self.quorum.prep_reconfig(
-            req, lambda: acls.check(node.acl, acls.WRITE, auth[0], auth[1], CONFIG_NODE))
-        return txns.Txn(txns.SET_DATA, session_id, xid, t, path=CONFIG_NODE,
-                        data=text.encode("utf-8"), version=-1)
-
-    def _multi_op(self, op, rec):
-        """(op, prep function, args) for one op of a multi."""
-        if op in _CREATE_OPS:
-            self._check_path_size(rec.path)
-            acl = [(a.perms, a.id.scheme, a.id.id) for a in (rec.acl or ())]
-            return op, _prep_create_in_multi(getattr(rec, "ttl", -1),
-                                             self.config.extended_types_enabled,
-                                             self.config.enforce_quota), \
-                (rec.path, rec.data, acl, rec.flags)
-        if op == consts.OP_DELETE:
-            return op, datatree.prep_delete, (rec.path, rec.version)
-        if op == consts.OP_SET_DATA:
-            return op, _prep_set_data_in_multi(self.config.enforce_quota), \
-                (rec.path, rec.data, rec.version)
-        if op == consts.OP_CHECK:
-            return op, datatree.prep_check, (rec.path, rec.version)
-        return op, _refuse, (errors.BADARGUMENTS,)
-
-    def _path_fits(self, path):
-        try:
-            self._check_path_size(path)
-        except ZkError:
-            return False
-        return True
-
-    def _check_path_size(self, path):
-        if path is None:
-            return
-        # LMDB keys are at most max_key_size (511) bytes; the ephemeral index adds 8 and a
-        # sequential suffix 10. ZooKeeper has no such limit; a longer path is refused up front.
-        if (len(path) if path.isascii() else len(path.encode("utf-8"))) + 18 \
-                > self.tree.max_key_size:
-            raise ZkError(errors.BADARGUMENTS, "path longer than %d bytes"
-                          % (self.tree.max_key_size - 18))
-
-    def _on_durable(self, zxids):
-        """sync done: the txns of `zxids` are fsynced (or forceSync=no). Standalone, that makes
-        them committed; in an ensemble the quorum decides (a learner acks them)."""
-        if self.log_error is not None:
-            if self.quorum is not None:
-                log.info("the transaction log in %s takes writes again: the waiting txns are "
-                         "logged, accepting writes", self.log_error.directory)
-                self.quorum.log_stalled(False)
-            else:
-                log.info("the transaction log in %s takes writes again (%d txn(s) failed "
-                         "meanwhile)", self.log_error.directory, self._log_failed_txns)
-            self.log_error = None
-            self._log_failed_txns = 0
-            self._expiry_failed.clear()
-        self.durable_zxid = zxids[-1]
-        if self.quorum is None:
-            self.commit_zxid = self.durable_zxid
-        else:
-            self.quorum.durable(self.durable_zxid)
-        self._apply_ready()
-
-    def _apply(self, tokens):
-        """final: every txn in `tokens` is durable and committed; apply, notify, reply.
-
-        Order, for the guarantees across worker processes:
-          1. apply the batch in the LMDB write txn and commit it;
-          2. send every frontend the batch (events, and its replies);
-          3. tell every frontend it is committed: replies leave, and reads that must see the
-             batch (read-your-writes, or anything answered before the read came in) may run.
-        A frontend whose snapshot shows the batch before its events arrived (between 1 and 2)
-        waits for them (Frontend.can_read), so no client reads data before the event announcing
-        it. Committing first means a failed commit (dataDir full, LMDB map full) has sent
-        nothing: the frontends never hold a batch that is not in LMDB, so reads go on while the
-        core retries (_stall). Replies may leave in step 2: their txns are durable in the log.
-        """
-        try:
-            results, last = self._commit_batch(tokens)
-        except lmdb.Error as e:
-            self._stall(tokens, e)
-            return
-        self.last_zxid = last
-        self._renew_read()
-        self.overlay.applied(last)
-        events = []
-        replies = {}
-        after = []
-        for zxid, txn, token, zxid_events, node in results:
-            events += zxid_events
-            self._finish(zxid, txn, token, node, replies, after)
-            if (self.quorum is not None and txn.type == txns.SET_DATA
-                    and txn.path == CONFIG_NODE):
-                after.append(lambda zxid=zxid, data=txn.data:
-                             self.quorum.config_applied(zxid, data))
-        while self._syncs and self._syncs[0][0] <= last:
-            s = self._syncs.pop(0)
-            replies.setdefault(s[1], []).append((s[2], s[3], False, s[4]))
-        # Each frontend fires the watches before it sends the replies, so a client sees the
-        # event before it can see the data that triggered it (Programmer's Guide, "Ordering").
-        # Over a copy: a worker found gone while its batch is written leaves self.origins
-        # (Supervisor.worker_lost) and must not make the next one miss the batch.
-        origins = tuple(self.origins)
-        for origin in origins:
-            origin.batch(last, events, replies.get(origin, ()))
-        self._txns_since_checkpoint += len(tokens)
-        for origin in origins:
-            origin.committed(last)
-        for fn in after:
-            fn()
-
-    def _commit_batch(self, tokens):
-        """Apply `tokens` to LMDB in one write txn and commit it: (results, last zxid). Raises
-        lmdb.Error with LMDB unchanged (the txn aborted); nothing else is changed either, so
-        the same batch can be applied again."""
-        wv = self.tree.write()
-        results = []
-        last = self.last_zxid
-        try:
-            for zxid, txn, token, prepped in tokens:
-                if prepped is None:   # logged without prep (a learner, a restart), or inexact
-                    zxid_events, node = datatree.apply(wv, zxid, txn)
-                    results.append((zxid, txn, token, zxid_events, node))
-                else:
-                    ops, zxid_events, node = prepped
-                    replay(wv, ops)
-                    results.append((zxid, txn, token, zxid_events, node))
-                last = zxid
-            wv.set_last_zxid(last)
-            wv.commit()
-        except BaseException:
-            try:
-                wv.abort()   # (after a failed commit LMDB has ended the txn already)
-            except lmdb.Error:
-                pass
-            raise
-        return results, last
-
     # ------------------------------------------------------------------ full or failing disk
-
-    def _stall(self, tokens, exc):
-        """The LMDB commit of `tokens` failed (dataDir full, map full, I/O error): they are
-        durable in the log, so they are not answered with an error -- they stay pending (their
-        clients wait) and the apply is retried every APPLY_RETRY_S; meanwhile new writes are
-        refused with SYSTEMERROR before they are logged (request, connect). One ERROR line."""
-        self._pending.extendleft(reversed(tokens))
-        self.apply_error = exc
-        if self._stalled_since is None:
-            self._stalled_since = time.monotonic()
-            path = self.tree.path if self.tree is not None else self.config.data_dir
-            if isinstance(exc, lmdb.MapFullError):
-                why = ("the LMDB map is full (lmdbMapSize=%d bytes): raise lmdbMapSize in %s and "
-                       "restart" % (self.config.lmdb_map_size, self.config.path))
-            else:
-                why = "%s (%s)" % (exc, _free_space(self.config.data_dir))
-            log.error("cannot apply txns 0x%x..0x%x to the database in %s: %s; they are durable "
-                      "in the transaction log and wait (retried every %.1fs); new writes fail "
-                      "with SystemError meanwhile, reads go on", tokens[0][0], tokens[-1][0],
-                      path, why, APPLY_RETRY_S)
-        if self._retry_handle is None:
-            self._retry_handle = asyncio.get_running_loop().call_later(APPLY_RETRY_S,
-                                                                      self._retry_apply)
-
-    def _retry_apply(self):
-        self._retry_handle = None
-        exc = self.apply_error
-        if exc is None:
-            return
-        if isinstance(exc, lmdb.PanicError):
-            # LMDB's fatal environment error (a failed meta page write): only a new environment
-            # handle can write again. Readers in the worker processes have their own.
-            try:
-                self._reopen_tree()
-            except lmdb.Error as e:
-                log.error("reopening the database in %s: %s", self.config.data_dir, e)
-                self._retry_handle = asyncio.get_running_loop().call_later(
-                    APPLY_RETRY_S, self._retry_apply)
-                return
-        self.apply_error = None
-        self._apply_ready()
-        if self.apply_error is None:
-            log.info("the database in %s takes writes again after %.1fs: applied the waiting "
-                     "txns up to 0x%x, accepting writes", self.config.data_dir,
-                     time.monotonic() - self._stalled_since, self.last_zxid)
-            self._stalled_since = None
-
-    def _reopen_tree(self):
-        old = self.tree
-        if self._rtxn is not None:
-            try:
-                self._rtxn.abort()
-            except lmdb.Error:
-                pass
-            self._rtxn = None
-        try:
-            old.close(checkpoint=False)
-        except lmdb.Error:
-            pass
-        # As it is, not back to its checkpoint: the workers have it open, and what it holds
-        # past the checkpoint is what this core applied (LmdbTree checkpoints it first thing).
-        self.tree = LmdbTree(old.path, map_size=self.config.lmdb_map_size, restore=False)
-        self._renew_read()
-        for origin in self.origins:   # workers=0: the in-process frontend reads this tree
-            if getattr(origin, "tree", None) is old:
-                origin.reopened(self.tree)
-        log.info("reopened the database in %s after a fatal LMDB error", old.path)
 
     def _writes_refused(self):
         """Why this server's clients' new writes fail now (None: they do not): LMDB cannot be
@@ -867,145 +426,6 @@ class Core(object):
         data = _encode_reply(xid, self.last_zxid, errors.SYSTEMERROR)
         origin.batch(self.last_zxid, (), ((conn_id, entry_id, False, data),))
         origin.committed(self.last_zxid)
-
-    def _on_log_failed(self, zxids, exc):
-        """GroupCommitter.on_failed: the log could not take the txns `zxids` (a failed batch and
-        everything queued after it, in zxid order) and was cut back. None is durable: forget
-        them -- next_zxid and the prep overlay go back to what is logged -- and answer each
-        with SYSTEMERROR (a createSession: its connection closes). Reads go on; the next write
-        tries the log again. (An ensemble member keeps and retries them: _on_log_stalled.)"""
-        if self.quorum is not None or not zxids:
-            return False
-        first = zxids[0]
-        keep = collections.deque()
-        failed = []
-        for entry in self._pending:
-            (failed if entry[0] >= first else keep).append(entry)
-        # The bookkeeping first, the answers after: an answer can bring the next request in
-        # (workers=0 calls back into request()), which must find the pipeline rolled back.
-        self._pending = keep
-        self.next_zxid = first
-        self.overlay = self._new_overlay()
-        self.overlay.applied(self.last_zxid)
-        for zxid, txn, _, _ in keep:   # durable, waiting for LMDB (_stall): still ahead of prep
-            self.overlay.begin(zxid)
-            datatree.apply(self.overlay, zxid, txn)
-            self.overlay.end()
-        self._log_failed_txns += len(failed)
-        if self.log_error is None:
-            self.log_error = exc
-            log.error("cannot write the transaction log in %s: %s (%s); writes fail with "
-                      "SystemError until it can be written again, reads go on", exc.directory,
-                      exc.error, _free_space(exc.directory))
-        replies = {}
-        closing = []
-        for zxid, txn, token, _ in failed:
-            t = txn.type
-            if t == txns.CLOSE_SESSION:
-                session = self.sessions.get(txn.session_id)
-                if session is not None:
-                    session.closing = False   # expiry tries again
-                if token is None:
-                    self._expiry_failed.add(txn.session_id)
-            if token is None:
-                continue
-            if t == txns.CREATE_SESSION:
-                origin, conn_id, read_only = token
-                log.warning("closing a new connection: its session 0x%x could not be logged "
-                            "(%s)", txn.session_id, exc)
-                closing.append((origin, conn_id, read_only))
-                continue
-            origin, conn_id, entry_id, xid, _ = token
-            replies.setdefault(origin, []).append(
-                (conn_id, entry_id, False, _encode_reply(xid, self.last_zxid, errors.SYSTEMERROR)))
-        top = self.next_zxid - 1
-        if self._syncs and self._syncs[-1][0] > top:
-            # A sync waited for txns that are gone: it waits for what was logged before them.
-            syncs = []
-            for target, origin, conn_id, entry_id, data, xid, path in self._syncs:
-                if target > top:
-                    target = top
-                    data = _encode_reply(xid, top, 0, r.SyncResponse(path))
-                syncs.append((target, origin, conn_id, entry_id, data, xid, path))
-            self._syncs = syncs
-            while self._syncs and self._syncs[0][0] <= self.last_zxid:
-                s = self._syncs.pop(0)
-                replies.setdefault(s[1], []).append((s[2], s[3], False, s[4]))
-        for origin, rs in replies.items():
-            origin.batch(self.last_zxid, (), rs)
-            origin.committed(self.last_zxid)
-        for origin, conn_id, read_only in closing:
-            origin.connected(conn_id, 2, 0, 0, b"", read_only)
-        return True
-
-    def _on_log_stalled(self, exc):
-        """GroupCommitter.on_stalled (an ensemble member): the log could not take a batch and
-        was cut back. Its txns were proposed under their zxids (to the learners, or by the
-        leader), so they are kept and the append retried every LOG_RETRY_S: nothing is acked
-        for them meanwhile (the leader commits on the other voters' acks; what it commits is
-        applied here only once logged here). This server's clients' new writes and sessions
-        fail with SystemError until the log takes writes again; reads go on. One ERROR line;
-        _on_durable logs the end."""
-        self.log_error = exc
-        self.quorum.log_stalled(True)
-        log.error("cannot write the transaction log in %s: %s (%s); the txns from 0x%x wait "
-                  "and are retried every %.1fs; writes to this server fail with SystemError "
-                  "until it can be written again, reads go on", exc.directory, exc.error,
-                  _free_space(exc.directory), self.durable_zxid + 1, LOG_RETRY_S)
-
-    def _finish(self, zxid, txn, token, node, replies, after):
-        t = txn.type
-        if t == txns.CREATE_SESSION:
-            session = self.sessions.get(txn.session_id)   # a leader tracks it from prep on
-            if session is None:
-                session = self.sessions.add(txn.session_id, txn.timeout_ms, now_ms())
-            if token is None:   # asked through another server of the ensemble
-                return
-            origin, conn_id, read_only = token
-            session.owner = (origin, conn_id)
-            after.append(lambda: origin.connected(conn_id, 1, txn.session_id, txn.timeout_ms,
-                                                  session_password(txn.session_id),
-                                                  _rw(read_only)))
-            return
-        if t == txns.CLOSE_SESSION:
-            if self.audit is not None and txn.paths:
-                self.audit.ephemerals_deleted(txn.session_id, txn.paths)
-            session = self.sessions.remove(txn.session_id)
-            if token is not None:
-                origin, conn_id, entry_id, xid, _ = token
-                replies.setdefault(origin, []).append(
-                    (conn_id, entry_id, True, _encode_reply(xid, zxid, 0)))
-            elif session is not None and session.owner is not None:
-                origin, conn_id = session.owner
-                log.info("closing connection of expired session 0x%x", txn.session_id)
-                after.append(lambda: origin.close_conn(conn_id))
-            return
-        if token is None:
-            return
-        origin, conn_id, entry_id, xid, req = token
-        op = txn.type
-        if t == txns.ERROR:
-            data = _encode_reply(xid, zxid, txn.err)
-        elif t == txns.CREATE:
-            if req[0] in _CREATE2_REPLY_OPS:
-                data = node_reply_frame(xid, zxid, txn.path, node)
-            else:
-                data = _encode_reply(xid, zxid, 0, r.CreateResponse(txn.path))
-        elif t == txns.SET_DATA:
-            if req[0] == consts.OP_RECONFIG:
-                data = _encode_reply(xid, zxid, 0, r.GetDataResponse(node.data, _stat(node)))
-            else:
-                data = node_reply_frame(xid, zxid, None, node)
-        elif t == txns.SET_ACL:
-            data = _encode_reply(xid, zxid, 0, r.SetACLResponse(_stat(node)))
-        elif t == txns.MULTI:
-            data = _multi_reply(xid, zxid, req[1], txn.subs, node)
-        else:
-            data = _encode_reply(xid, zxid, 0)
-        del op
-        replies.setdefault(origin, []).append((conn_id, entry_id, False, data))
-        if len(req) > 2 and req[2] is not None:   # audit.enable: (request_info, session)
-            self.audit.done(req[3], req[2], txn)
 
     # ------------------------------------------------------------------ requests from frontends
 
@@ -1046,7 +466,7 @@ class Core(object):
         if (session is None or session.closing
                 or bytes(req.passwd or b"") != session_password(req.sessionId)):
             log.info("invalid session 0x%x, probably expired", req.sessionId)
-            origin.connected(conn_id, 0, 0, 0, _ZERO_PASSWD, _rw(read_only))
+            origin.connected(conn_id, 0, 0, 0, _ZERO_PASSWD, rw(read_only))
             return
         old = session.owner
         if old is not None and old != (origin, conn_id):
@@ -1056,7 +476,7 @@ class Core(object):
         session.owner = (origin, conn_id)
         self.touch(req.sessionId)
         origin.connected(conn_id, 1, req.sessionId, self.negotiate_timeout(req.timeOut),
-                         session_password(req.sessionId), _rw(read_only))
+                         session_password(req.sessionId), rw(read_only))
 
     def _connect_read_only(self, origin, conn_id, req):
         """readonlymode.enabled and no quorum: a client that accepts a read-only server gets a
@@ -1227,16 +647,6 @@ class Core(object):
     def negotiate_timeout(self, requested):
         cfg = self.config
         return max(cfg.min_session_timeout_ms, min(cfg.max_session_timeout_ms, requested))
-
-    def close_session(self, session_id, token, cxid=0, origin=0, req_id=0):
-        """closeSession from the client (token; or origin/req_id: a learner's client) or
-        expiry (neither): one logged txn."""
-        session = self.sessions.get(session_id)
-        if session is not None:
-            session.closing = True
-        txn = datatree.prep_close_session(self.overlay, session_id,
-                                          token[3] if token else cxid, now_ms())
-        self.submit(txn, token, origin, req_id)
 
     async def _expire_loop(self):
         """The clock of session expiry: a tick every half tickTime (expire_sessions)."""
