@@ -71,4 +71,4 @@ ZKPY_PURE=1 ZKPY_TEST_TARGETS=zkpy python -m pytest -q -rs -p no:cacheprovider \
   tests/unit/test_framing.py tests/unit/test_ipc.py tests/unit/test_nodecodec.py \
   tests/unit/test_lmdb_tree.py tests/unit/test_txnlog.py tests/unit/test_crc.py \
   tests/compat/test_kazoo_basic.py tests/compat/test_fourletter.py
-ZKPY_TEST_TARGETS=zkpy WORKER_COUNTS="1 4" bash scripts/test_workers_matrix.sh
+ZKPY_TEST_TARGETS=zkpy WORKER_COUNTS="1 4" MATRIX_PARALLEL=1 bash scripts/test_workers_matrix.sh
