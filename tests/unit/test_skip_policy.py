@@ -36,3 +36,15 @@ def test_allowed_skips_pass_only_in_the_pure_run(tmp_path):
 def test_the_repositorys_list_allows_the_pure_runs_skips(tmp_path):
     rules = (TESTS / "allowed_skips.txt").read_text()
     assert _run(tmp_path, rules).returncode == 0
+
+
+def test_an_xfail_is_not_a_skip(tmp_path):
+    """test_sim.py's strict xfail (a known election stall) must not fail the strict run."""
+    env = dict(os.environ, ZKPY_STRICT_SKIPS="1", ZKPY_ALLOWED_SKIPS=str(tmp_path / "none"))
+    (tmp_path / "none").write_text("# nothing allowed\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         str(TESTS / "unit" / "test_sim.py"), "-k", "lockstep"],
+        cwd=str(TESTS.parent), env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert "1 xfailed" in proc.stdout
