@@ -38,7 +38,7 @@ import time
 from zkpy.config import Config
 from zkpy.proto import codec, consts
 from zkpy.proto import records as r
-from zkpy.server import ipc
+from zkpy.workers import ipc
 from zkpy.server.core import Core
 try:
     from zkpy.server.standalone import tune_gc

@@ -14,9 +14,9 @@ import socket
 from zkpy.config import Config
 from zkpy.proto import codec, consts
 from zkpy.proto import records as r
-from zkpy.server import ipc
+from zkpy.workers import ipc
 from zkpy.server.core import Core, now_ms
-from zkpy.server.supervisor import Supervisor, WorkerHandle
+from zkpy.workers.supervisor import Supervisor, WorkerHandle
 
 SID = 0x1234
 ACL = [r.ACL(consts.PERM_ALL, r.Id("world", "anyone"))]

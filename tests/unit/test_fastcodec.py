@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 from zkpy.errors import ClientProtocolError
 from zkpy.proto import codec, consts
 from zkpy.proto import records as r
-from zkpy.server import ipc
+from zkpy.workers import ipc
 from zkpy.server import core
 from zkpy.tree import txns
 from zkpy.tree.datatree import CONTAINER_OWNER, ttl_owner

@@ -118,3 +118,18 @@ def test_bench_modules_have_no_import_cycles():
 def test_cycle_finder_finds_a_cycle():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+
+
+def test_workers_have_a_folder_and_the_server_starts_them_in_one_place():
+    """Issue 16: worker processes, the supervisor and their IPC live in zkpy.workers; below the
+    CLI only the core's process shell (zkpy.server.standalone) starts them, and nothing below
+    the CLI imports the CLI."""
+    for gone in ("zkpy.server.worker", "zkpy.server.supervisor", "zkpy.server.ipc"):
+        assert gone not in MODULES, gone
+    users = sorted(name for name in MODULES
+                   if not name.startswith(("zkpy.workers", "zkpy.cli"))
+                   and any(m.startswith("zkpy.workers") for m in imports(name)))
+    assert users == ["zkpy.server.standalone"], users
+    below_cli = sorted(name for name in MODULES if not name.startswith("zkpy.cli")
+                       and any(m.startswith("zkpy.cli") for m in imports(name)))
+    assert below_cli == [], below_cli

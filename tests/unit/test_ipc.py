@@ -1,4 +1,4 @@
-"""Round trips of every core <-> worker message in zkpy.server.ipc: encode, split the stream with
+"""Round trips of every core <-> worker message in zkpy.workers.ipc: encode, split the stream with
 Decoder.feed (whole, byte at a time, several messages glued together), decode.
 
 Pure: no sockets, no processes.
@@ -6,7 +6,7 @@ Pure: no sockets, no processes.
 
 import pytest
 
-from zkpy.server import ipc
+from zkpy.workers import ipc
 
 # (name, encoded frame, expected (type, fields) after decode)
 MESSAGES = [

@@ -12,7 +12,7 @@ twin and gives byte-for-byte the same answer (tests/unit/test_fastcodec.py runs 
     write_request_ok(op, data, off)             (those decoders succeed: the worker's check)
     split_frames(data, need, max_len)           zkpy.proto.framing.FrameDecoder.feed's loop
     ipc_decode(frame), ipc_batch(zxid, events, replies), ipc_request(...)
-                                                zkpy.server.ipc.decode / batch / request
+                                                zkpy.workers.ipc.decode / batch / request
     log_records(records, last_zxid)             zkpy.storage.txnlog.encode_records
     copy_node(node)                             zkpy.tree.node.Node.copy
 

@@ -2,7 +2,7 @@
 
 One Frontend lives in each worker process (or in the core process when workers=0). It owns its
 connections, their watch tables and a read-only LMDB transaction; it talks to the core through a
-*link* (in-process calls, or the IPC socket of zkpy.server.worker):
+*link* (in-process calls, or the IPC socket of zkpy.workers.worker):
 
     link.connect(conn_id, request_bytes, read_only)
     link.request(conn_id, entry_id, session_id, xid, op, body)   writes, closeSession, sync

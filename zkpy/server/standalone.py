@@ -1,7 +1,7 @@
 """The server process: the core, its frontends, signals; in an ensemble also its QuorumPeer.
 
 With workers=N (default: the number of cores) the core spawns N worker processes and hands them
-the client connections (zkpy.server.supervisor); with workers=0 one frontend serves clients inside
+the client connections (zkpy.workers.supervisor); with workers=0 one frontend serves clients inside
 the core process. On SIGTERM/SIGINT: stop accepting connections and reading requests, wait until
 every request taken is durable (standalone: applied and answered too), close the connections,
 stop the workers, flush the log, checkpoint LMDB, exit 0.
@@ -85,7 +85,7 @@ class InProcess(object):
 
     async def start(self):
         from zkpy.server import tls
-        from zkpy.server.supervisor import bind_listener, listen_specs
+        from zkpy.workers.supervisor import bind_listener, listen_specs
         cfg = self.config
         per_ip = self.per_ip
         loop = asyncio.get_running_loop()
@@ -227,7 +227,7 @@ async def serve(config, ready=None):
     stop = asyncio.Event()
     core.on_fatal = lambda exc: stop.set()
     if config.workers:
-        from zkpy.server.supervisor import Supervisor
+        from zkpy.workers.supervisor import Supervisor
         front = Supervisor(core, config)
     else:
         front = InProcess(core, config)

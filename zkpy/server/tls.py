@@ -6,7 +6,7 @@ server-side ssl.SSLContext built from the ssl.* keys (Java protocol and cipher s
 to OpenSSL's), the x509 identity of a client certificate (X509AuthenticationProvider: the subject
 as Java's X500Principal.getName() prints it, RFC 2253), and reloading the stores when their files
 change on disk (client.certReload). No sockets here: the core and the workers wrap connections
-with the context this module builds (zkpy.server.supervisor, zkpy.server.worker,
+with the context this module builds (zkpy.workers.supervisor, zkpy.workers.worker,
 zkpy.server.standalone).
 
 Every problem with the configuration is a TlsError naming the zoo.cfg key it comes from; the

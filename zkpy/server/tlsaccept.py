@@ -1,7 +1,7 @@
 """Accepted sockets that speak TLS: telling them from plaintext on a unified port, wrapping them.
 
-Used by the core's accept loop (zkpy.server.supervisor: it peeks, then hands the socket over
-with a "tls" flag), by the workers (zkpy.server.worker: they do the handshake) and by the
+Used by the core's accept loop (zkpy.workers.supervisor: it peeks, then hands the socket over
+with a "tls" flag), by the workers (zkpy.workers.worker: they do the handshake) and by the
 in-process frontend of workers=0 (zkpy.server.standalone). The SSLContext comes from
 zkpy.server.tls.ServerTls. A handshake that fails or never completes closes its connection
 with one log line naming the reason; nothing else is affected. With ssl.crl / ssl.ocsp the

@@ -6,7 +6,7 @@ TLS reaches a worker, which asks the core for the same answer: FOUR_LETTER), and
 the socket with those bytes to a worker, round robin (SCM_RIGHTS over a datagram socket pair). So
 maxClientCnxns is counted across all workers, and the 4lw see the whole server. After the
 handoff the client talks to its worker only; the worker reaches the core over its control socket
-(zkpy.server.ipc). A worker that dies is restarted; its clients reconnect and keep their sessions.
+(zkpy.workers.ipc). A worker that dies is restarted; its clients reconnect and keep their sessions.
 """
 
 import asyncio
@@ -20,8 +20,9 @@ import sys
 
 from zkpy.admin import fourletter
 from zkpy.proto.framing import is_four_letter_word
-from zkpy.server import ipc, tlsaccept
-from zkpy.server.worker import RESET_CONNECTIONS, RESET_SERVER
+from zkpy.server import tlsaccept
+from zkpy.workers import ipc
+from zkpy.workers.worker import RESET_CONNECTIONS, RESET_SERVER
 
 log = logging.getLogger("zkpy.supervisor")
 
@@ -154,7 +155,7 @@ class Supervisor(object):
         loop = asyncio.get_running_loop()
         core_ctrl, worker_ctrl = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         core_hand, worker_hand = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-        cmd = [sys.executable, "-m", "zkpy.server.worker", os.path.abspath(self.config.path),
+        cmd = [sys.executable, "-m", "zkpy.workers.worker", os.path.abspath(self.config.path),
                "--worker-id", str(handle.worker_id),
                "--ctrl-fd", str(worker_ctrl.fileno()), "--handoff-fd", str(worker_hand.fileno())]
         handle.proc = subprocess.Popen(cmd, pass_fds=(worker_ctrl.fileno(), worker_hand.fileno()))
@@ -370,7 +371,7 @@ class Supervisor(object):
             return ""
 
     async def _four_letter_for(self, worker, req_id, cmd, peer):
-        # A word a worker read inside TLS (see zkpy.server.worker): answered as on the
+        # A word a worker read inside TLS (see zkpy.workers.worker): answered as on the
         # plaintext port, and the text goes back for the worker to write and close.
         text = await self.four_letter_text(cmd, peer)
         if worker.alive:

@@ -1,8 +1,8 @@
 """A worker process: client connections, their watches, and reads from read-only LMDB.
 
 Started by the core's supervisor as
-    python -m zkpy.server.worker CFG --worker-id N --ctrl-fd A --handoff-fd B
-with two inherited UNIX sockets: a stream for the messages of zkpy.server.ipc, and a datagram
+    python -m zkpy.workers.worker CFG --worker-id N --ctrl-fd A --handoff-fd B
+with two inherited UNIX sockets: a stream for the messages of zkpy.workers.ipc, and a datagram
 socket on which the core hands over accepted client sockets (SCM_RIGHTS). The worker exits when
 the core goes away (EOF on the control socket) or says SHUTDOWN; it ignores SIGINT and SIGTERM.
 A clean stop is PAUSE (read no more requests; answer PAUSED), the core's drain, then SHUTDOWN.
@@ -19,7 +19,8 @@ import socket
 import sys
 
 from zkpy.config import DEFAULT_LMDB_MAP_SIZE, load_config
-from zkpy.server import ipc, tlsaccept
+from zkpy.server import tlsaccept
+from zkpy.workers import ipc
 from zkpy.server.connection import Connection, close_connections
 from zkpy.server.frontend import Frontend
 from zkpy.storage.lmdb_tree import LmdbTree
@@ -223,7 +224,7 @@ def _server_tls(config):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="zkpy.server.worker")
+    p = argparse.ArgumentParser(prog="zkpy.workers.worker")
     p.add_argument("config")
     p.add_argument("--worker-id", type=int, required=True)
     p.add_argument("--ctrl-fd", type=int, required=True)
