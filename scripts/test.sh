@@ -63,12 +63,13 @@ fi
 # why each test skipped (-rs).
 export ZKPY_STRICT_SKIPS=${ZKPY_STRICT_SKIPS:-1}
 python -m pytest -q -rs
-# The pure twins (ZKPY_PURE=1): the codec, data tree, IPC and storage unit tests, and kazoo
-# against a server running the pure code (envi says which twins run).
+# The pure twins (ZKPY_PURE=1): the unit tests (but those of the bench tools and the simulator,
+# which run no compiled code) and kazoo against a server running the pure code (envi says which
+# twins run).
 echo "==== pure twins (ZKPY_PURE=1)"
-ZKPY_PURE=1 ZKPY_TEST_TARGETS=zkpy python -m pytest -q -rs -p no:cacheprovider \
-  tests/unit/test_codec.py tests/unit/test_fastcodec.py tests/unit/test_datatree.py \
-  tests/unit/test_framing.py tests/unit/test_ipc.py tests/unit/test_nodecodec.py \
-  tests/unit/test_lmdb_tree.py tests/unit/test_txnlog.py tests/unit/test_crc.py \
+ZKPY_PURE=1 ZKPY_TEST_TARGETS=zkpy python -m pytest -q -rs -p no:cacheprovider tests/unit \
+  --ignore=tests/unit/test_sim.py --ignore=tests/unit/test_compare.py \
+  --ignore-glob='tests/unit/test_bench_*' --ignore=tests/unit/test_scaling.py \
+  --ignore=tests/unit/test_loadgen.py --ignore=tests/unit/test_skip_policy.py \
   tests/compat/test_kazoo_basic.py tests/compat/test_fourletter.py
 ZKPY_TEST_TARGETS=zkpy WORKER_COUNTS="1 4" MATRIX_PARALLEL=1 bash scripts/test_workers_matrix.sh
