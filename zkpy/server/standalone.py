@@ -105,16 +105,9 @@ class InProcess(object):
             loop.add_reader(sock.fileno(), self._accept, sock, kind)
 
     def _accept(self, listener, kind):
+        from zkpy.workers.supervisor import accept_ready
         loop = asyncio.get_running_loop()
-        while True:
-            try:
-                sock, addr = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as e:
-                log.warning("accept failed: %s", e)
-                return
-            sock.setblocking(False)
+        for sock, addr in accept_ready(listener):
             loop.create_task(self._serve(sock, "%s:%d" % addr[:2], kind))
 
     async def _serve(self, sock, peer, kind):

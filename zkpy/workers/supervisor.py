@@ -43,6 +43,21 @@ def listen_specs(config):
     return specs
 
 
+def accept_ready(listener):
+    """The connections waiting on a non-blocking listening socket, as (socket, address), each
+    set non-blocking; stops when none is left (a failed accept is logged and ends the round)."""
+    while True:
+        try:
+            sock, addr = listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            log.warning("accept failed: %s", e)
+            return
+        sock.setblocking(False)
+        yield sock, addr
+
+
 def bind_listener(host, port, config):
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -271,15 +286,7 @@ class Supervisor(object):
 
     def _accept(self, listener, kind):
         loop = asyncio.get_running_loop()
-        while True:
-            try:
-                sock, addr = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as e:
-                log.warning("accept failed: %s", e)
-                return
-            sock.setblocking(False)
+        for sock, addr in accept_ready(listener):
             ip = addr[0]
             limit = self.config.max_client_cnxns
             if limit and self.per_ip.get(ip, 0) >= limit:
