@@ -49,7 +49,10 @@ ROLE_OBSERVER = "observer"
 
 @dataclass(frozen=True)
 class ServerSpec:
-    """One `server.N=host:peer:election[:role][;[addr:]port]` line."""
+    """One `server.N=host:peer:election[|host:peer:election...][:role][;[addr:]port]` line.
+
+    host / peer_port / election_port are the first address pair; more_addresses the others, as
+    (host, peer_port, election_port), when multiAddress.enabled allows them."""
     id: int
     host: str
     peer_port: int
@@ -57,10 +60,27 @@ class ServerSpec:
     role: str = ROLE_PARTICIPANT
     client_address: str = None  # None: no client part on the line
     client_port: int = None
+    more_addresses: tuple = ()
+
+    def addresses(self):
+        """Every (host, peer_port, election_port) pair, in the order of the line."""
+        return ((self.host, self.peer_port, self.election_port),) + tuple(self.more_addresses)
+
+    def quorum_addresses(self):
+        return [(h, p) for h, p, _ in self.addresses()]
+
+    def election_addresses(self):
+        return [(h, e) for h, _, e in self.addresses()]
 
     def to_config_value(self):
-        """The value as ZooKeeper's QuorumServer.toString writes it (membership, /zookeeper/config)."""
-        text = "%s:%d:%d:%s" % (_bracket(self.host), self.peer_port, self.election_port, self.role)
+        """The value as ZooKeeper's QuorumServer.toString writes it (membership, /zookeeper/config):
+        the pairs `|`-joined, the quorum and the election addresses each sorted by host."""
+        pairs = self.addresses()
+        quorum = sorted(((h, p) for h, p, _ in pairs), key=lambda a: a[0])
+        election = sorted(((h, e) for h, _, e in pairs), key=lambda a: a[0])
+        text = "|".join("%s:%d:%d" % (_bracket(q[0]), q[1], e[1])
+                        for q, e in zip(quorum, election))
+        text += ":" + self.role
         if self.client_port is not None:
             text += ";%s:%d" % (_bracket(self.client_address or "0.0.0.0"), self.client_port)
         return text
@@ -124,6 +144,10 @@ class Config:
     container_max_per_minute: int = 10000
     container_max_never_used_interval_ms: int = 0
     readonly_mode_enabled: bool = False
+    # multiAddress.*: server lines with several `|`-joined address pairs (ZooKeeper 3.6+)
+    multi_address_enabled: bool = False
+    multi_address_reachability_check_enabled: bool = True
+    multi_address_reachability_check_timeout_ms: int = 1000   # MultipleAddresses.DEFAULT_TIMEOUT
     # client authentication (issue 15; zkpy.security)
     sasl_provider: bool = False          # authProvider.N=...SASLAuthenticationProvider
     jaas_path: str = None                # -Djava.security.auth.login.config
@@ -578,6 +602,10 @@ _KEYS = {
     "znode.container.maxPerMinute": ("container_max_per_minute", _positive),
     "znode.container.maxNeverUsedIntervalMs": ("container_max_never_used_interval_ms", _nonneg),
     "readonlymode.enabled": ("readonly_mode_enabled", _bool),
+    "multiAddress.enabled": ("multi_address_enabled", _bool),
+    "multiAddress.reachabilityCheckEnabled": ("multi_address_reachability_check_enabled", _bool),
+    "multiAddress.reachabilityCheckTimeoutMs": ("multi_address_reachability_check_timeout_ms",
+                                                _positive),
     # workers=0 serves clients inside the core process (no worker processes).
     "workers": ("workers", _nonneg),
     "commitMaxBytes": ("commit_max_bytes", _positive),
@@ -765,7 +793,6 @@ _ACCEPTED_KEYS = frozenset([
     "snapshot.compression.method", "serverCnxnFactory", "observerMasterPort",
     "quorum.cnxn.threads.size", "admin.snapshot.enabled", "admin.restore.enabled",
     "admin.rateLimiterIntervalInMS", "emulate353TTLNodes",
-    "multiAddress.reachabilityCheckTimeoutMs", "multiAddress.reachabilityCheckEnabled",
     "requestThrottleLimit", "requestThrottleStallTime", "requestThrottleDropStale",
     "requestStaleLatencyCheck", "requestStaleConnectionCheck", "throttledOpWaitTime",
     "maxResponseCacheSize", "maxGetChildrenResponseCacheSize", "largeRequestMaxBytes",
@@ -777,7 +804,7 @@ _ACCEPTED_PREFIXES = ("metricsProvider.", "jvm.pause.", "connection", "nio.", "n
 
 # Valid ZooKeeper keys whose feature zkpy lacks: the user expects an effect, so say it is ignored.
 # None of them is about security (those stop the server: _check_security).
-_UNSUPPORTED_KEYS = frozenset(["oraclePath", "multiAddress.enabled"])
+_UNSUPPORTED_KEYS = frozenset(["oraclePath"])
 _UNSUPPORTED_PREFIXES = ()
 
 
@@ -903,36 +930,52 @@ def _check_security(key, value, ctx):
 # ---------------------------------------------------------------------------------------------
 # server.N
 
-def parse_server_spec(sid, value, key=None, line=None, path="<string>"):
-    """Parse the value of `server.<sid>`; QuorumPeer.QuorumServer(long, String) rules."""
+MULTI_ADDRESS_KEY = "multiAddress.enabled"
+
+
+def parse_server_spec(sid, value, key=None, line=None, path="<string>", multi_address=False):
+    """Parse the value of `server.<sid>`; QuorumPeer.QuorumServer(long, String) rules.
+
+    With multi_address (multiAddress.enabled=true) the server part may list several
+    `|`-separated host:port:port[:type] pairs; without it such a line is refused."""
     key = key or "server.%d" % sid
 
     def fail(message):
         return ConfigError("%s: %s" % (key, message), key=key, line=line, path=path)
 
     wrong_format = ("%r does not have the form host:port:port[:participant|:observer]"
-                    "[;[host:]port]" % value)
+                    "[|host:port:port...][;[host:]port]" % value)
     parts = value.split(";")
     if len(parts) > 2:
         raise fail(wrong_format)
-    if "|" in parts[0]:
-        # ZooKeeper needs multiAddress.enabled=true for this, which is off by default.
-        raise fail("multiple addresses are not supported: %r" % value)
-    server = _host_and_ports(parts[0])
-    if server is None or not 3 <= len(server) <= 4:
-        raise fail(wrong_format)
-    host = server[0]
-    if not host:
-        raise fail(wrong_format)
-    peer_port = _spec_port(server[1], fail, host)
-    election_port = _spec_port(server[2], fail, host)
-    if peer_port == election_port:
-        raise fail("quorum and election port must be different (both %d)" % peer_port)
-    role = ROLE_PARTICIPANT
-    if len(server) == 4:
-        role = server[3].strip().lower()
-        if role not in (ROLE_PARTICIPANT, ROLE_OBSERVER):
-            raise fail("unrecognised peertype %r" % server[3])
+    texts = parts[0].split("|")
+    if len(texts) > 1 and not multi_address:
+        raise fail("Multiple address feature is disabled, but multiple addresses were "
+                   "specified for sid %d (set %s=true to allow them)" % (sid, MULTI_ADDRESS_KEY))
+    pairs = []
+    role = None
+    for text in texts:
+        server = _host_and_ports(text)
+        if server is None or not 3 <= len(server) <= 4:
+            raise fail(wrong_format)
+        host = server[0].strip()
+        if not host:
+            raise fail(wrong_format)
+        peer_port = _spec_port(server[1], fail, host)
+        election_port = _spec_port(server[2], fail, host)
+        if peer_port == election_port:
+            raise fail("quorum and election port must be different (both %d)" % peer_port)
+        if len(server) == 4:
+            this_role = server[3].strip().lower()
+            if this_role not in (ROLE_PARTICIPANT, ROLE_OBSERVER):
+                raise fail("unrecognised peertype %r" % server[3])
+            if role is not None and this_role != role:
+                raise fail("Multiple addresses should have similar roles: %s vs %s"
+                           % (role, this_role))
+            role = this_role
+        pair = (host, peer_port, election_port)
+        if pair not in pairs:   # MultipleAddresses is a set
+            pairs.append(pair)
     client_address = client_port = None
     if len(parts) == 2:
         client = _host_and_ports(parts[1].strip())
@@ -942,7 +985,9 @@ def parse_server_spec(sid, value, key=None, line=None, path="<string>"):
         if not client_address:
             raise fail(wrong_format)
         client_port = _spec_port(client[-1], fail, client_address)
-    return ServerSpec(sid, host, peer_port, election_port, role, client_address, client_port)
+    host, peer_port, election_port = pairs[0]
+    return ServerSpec(sid, host, peer_port, election_port, role or ROLE_PARTICIPANT,
+                      client_address, client_port, tuple(pairs[1:]))
 
 
 def _host_and_ports(s):
@@ -1003,13 +1048,18 @@ def parse_config(text, path="<string>", default_workers=1, myid=None, dynamic_te
     groups = {}        # group.N: gid -> (sids), hierarchical quorums
     weights = {}       # weight.N: sid -> weight
     has_dynamic_file = "dynamicConfigFile" in last
+    # read before the server lines, wherever it is in the file
+    multi_address = False
+    if MULTI_ADDRESS_KEY in last:
+        ctx.line = last[MULTI_ADDRESS_KEY][1]
+        multi_address = _bool(MULTI_ADDRESS_KEY, last[MULTI_ADDRESS_KEY][0], ctx)
     for key, (value, line) in last.items():
         ctx.line = line
         if key.startswith("server."):
             if has_dynamic_file:
                 raise ctx.error(key, "must be in a separate dynamic config file")
             sid = _server_id(key, ctx)
-            servers[sid] = parse_server_spec(sid, value, key, line, path)
+            servers[sid] = parse_server_spec(sid, value, key, line, path, multi_address)
             server_lines[sid] = line
         elif key.startswith(("group.", "weight.")):
             _quorum_group_or_weight(key, value, ctx, groups, weights, lines)
@@ -1021,7 +1071,8 @@ def parse_config(text, path="<string>", default_workers=1, myid=None, dynamic_te
     _client_auth(values, ctx, jaas_text, jaas_path, jvm_flags, lines)
 
     if dynamic_text is not None:
-        version, dyn_servers = parse_dynamic_config(dynamic_text, dynamic_path or "<dynamic>")
+        version, dyn_servers = parse_dynamic_config(dynamic_text, dynamic_path or "<dynamic>",
+                                                    multi_address)
         servers.update(dyn_servers)
         if version is not None:
             values["config_version"] = version
@@ -1475,7 +1526,7 @@ def _check_groups(groups, weights, servers, lines, path):
                               line=lines.get(key), path=path)
 
 
-def parse_dynamic_config(text, path="<dynamic>"):
+def parse_dynamic_config(text, path="<dynamic>", multi_address=False):
     """Parse a dynamic config file: returns (version or None, {id: ServerSpec}).
 
     Only server.N, version and (unsupported, warned nowhere) group/weight lines are allowed, as in
@@ -1488,7 +1539,7 @@ def parse_dynamic_config(text, path="<dynamic>"):
         ctx.line = line
         if key.startswith("server."):
             sid = _server_id(key, ctx)
-            servers[sid] = parse_server_spec(sid, value, key, line, path)
+            servers[sid] = parse_server_spec(sid, value, key, line, path, multi_address)
         elif key == "version":
             try:
                 version = int(value, 16)

@@ -389,12 +389,84 @@ def test_server_spec_variants():
 @pytest.mark.parametrize("value", [
     "zk1:2888", "zk1:2888:3888:participant:x", "zk1:2888:3888:leader", "zk1:abc:3888",
     "zk1:2888:2888", "zk1:2888:3888;a:b:c", "zk1:2888:3888;x", "zk1:2888:3888;1;2",
-    "zk1:2888:3888|zk1b:2888:3888", ":2888:3888", "zk1:2888:70000",
+    "zk1:2888:3888|zk1b:2889:3889", ":2888:3888", "zk1:2888:70000",
 ])
 def test_server_spec_malformed(value):
     with pytest.raises(ConfigError) as info:
         parse_server_spec(1, value, line=9, path="z.cfg")
     assert info.value.key == "server.1" and info.value.line == 9
+
+
+# --- multiAddress.enabled: several address pairs on a server line (ZooKeeper 3.6+) -------------
+
+MULTI = ("tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir=/d\n"
+         "server.1=10.0.1.1:2888:3888|10.0.0.1:2889:3889;2181\n"
+         "server.2=10.0.0.2:2888:3888|10.0.1.2:2889:3889:observer;2181\n"
+         "server.3=h3:2888:3888\n")
+
+
+def test_multi_address_spec_keeps_every_pair():
+    s = parse_server_spec(1, "a:1:2|b:3:4:observer|[::1]:5:6;2181", multi_address=True)
+    assert (s.host, s.peer_port, s.election_port, s.role) == ("a", 1, 2, "observer")
+    assert s.addresses() == (("a", 1, 2), ("b", 3, 4), ("::1", 5, 6))
+    assert s.quorum_addresses() == [("a", 1), ("b", 3), ("::1", 5)]
+    assert s.election_addresses() == [("a", 2), ("b", 4), ("::1", 6)]
+    # QuorumServer.toString: quorum and election addresses each sorted by host, `|`-joined
+    assert s.to_config_value() == "[::1]:5:6|a:1:2|b:3:4:observer;0.0.0.0:2181"
+    again = parse_server_spec(1, s.to_config_value(), multi_address=True)
+    assert set(again.addresses()) == set(s.addresses()) and again.role == s.role
+    # a single pair prints as before
+    assert parse_server_spec(2, "h:1:2", multi_address=True).to_config_value() == \
+        "h:1:2:participant"
+
+
+@pytest.mark.parametrize("value", [
+    "a:1:2|b:3", "a:1:2|b:3:3", "a:1:2:observer|b:3:4:participant", "a:1:2|:3:4",
+    "a:1:2|b:3:x",
+])
+def test_multi_address_spec_malformed(value):
+    with pytest.raises(ConfigError) as info:
+        parse_server_spec(1, value, line=9, path="z.cfg", multi_address=True)
+    assert info.value.key == "server.1" and info.value.line == 9
+
+
+def test_multi_address_disabled_is_zookeepers_error():
+    e = error_of(MULTI.replace("dataDir=/d\n", "dataDir=/d\nmultiAddress.enabled=false\n"),
+                 myid=1)
+    assert (e.path, e.line, e.key) == ("conf/zoo.cfg", 6, "server.1")
+    assert str(e).startswith("conf/zoo.cfg:6: server.1: Multiple address feature is disabled, "
+                             "but multiple addresses were specified for sid 1")
+    assert "multiAddress.enabled=true" in str(e)
+    assert error_of(MULTI, myid=1).key == "server.1"   # the default is false
+
+
+def test_multi_address_enabled_anywhere_in_the_file():
+    c = parse_config(MULTI + "multiAddress.enabled=true\n"
+                     "multiAddress.reachabilityCheckEnabled=false\n"
+                     "multiAddress.reachabilityCheckTimeoutMs=250\n", "z.cfg", myid=1)
+    assert c.multi_address_enabled
+    assert not c.multi_address_reachability_check_enabled
+    assert c.multi_address_reachability_check_timeout_ms == 250
+    assert not [w for w in c.warnings if "multiAddress" in w]
+    assert c.servers[1].quorum_addresses() == [("10.0.1.1", 2888), ("10.0.0.1", 2889)]
+    assert c.servers[2].role == "observer"
+    conf = c.to_conf_text()
+    assert "electionPort=3888\nquorumPort=2888\n" in conf
+    assert ("server.1=10.0.0.1:2889:3889|10.0.1.1:2888:3888:participant;0.0.0.0:2181\n"
+            "server.2=10.0.0.2:2888:3888|10.0.1.2:2889:3889:observer;0.0.0.0:2181\n"
+            "server.3=h3:2888:3888:participant\nversion=0") in conf
+    d = parse_config(BASE.replace("clientPort=2181\n", "") +
+                     "initLimit=5\nsyncLimit=2\nmultiAddress.enabled=yes\n"
+                     "dynamicConfigFile=/d/zoo.cfg.dynamic.100\n", "z.cfg", myid=1,
+                     dynamic_text=MULTI.split("dataDir=/d\n")[1] + "version=100\n",
+                     dynamic_path="/d/zoo.cfg.dynamic.100")
+    assert d.servers[2].election_addresses() == [("10.0.0.2", 3888), ("10.0.1.2", 3889)]
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "x"])
+def test_multi_address_timeout_must_be_positive(value):
+    e = error_of(BASE + "multiAddress.reachabilityCheckTimeoutMs=%s\n" % value)
+    assert e.key == "multiAddress.reachabilityCheckTimeoutMs" and e.line == 3
 
 
 def test_ensemble_config_and_client_port_from_server_line():

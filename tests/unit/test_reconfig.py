@@ -62,3 +62,16 @@ def test_refusals(joining, leaving, cur, code):
     with pytest.raises(ZkError) as e:
         reconfig.plan(THREE, 0x100000004, joining, leaving, None, cur)
     assert e.value.code == code
+
+
+def test_multi_address_members():
+    spec = "server.4=127.0.0.2:1:2|127.0.0.1:3:4:participant;42184"
+    with pytest.raises(ZkError) as e:
+        reconfig.plan(THREE, 5, spec, None, None, -1)
+    assert e.value.code == errors.BADARGUMENTS and "multiAddress.enabled" in str(e.value)
+    four = reconfig.plan(THREE, 5, spec, None, None, -1, multi_address=True)
+    text = reconfig.config_text(four, 6)
+    assert text.split("\n")[3] == \
+        "server.4=127.0.0.1:3:4|127.0.0.2:1:2:participant;0.0.0.0:42184"
+    version, servers = reconfig.parse_config_text(text)
+    assert version == 6 and reconfig.same_membership(servers, four)

@@ -34,13 +34,14 @@ class Follower(object):
         deadline = time.monotonic() + max(self.peer.init_s, 1.0)
         while True:
             try:
-                reader, writer = await self.peer.security.connect(
-                    spec.host, spec.peer_port, 2.0, "quorum")
+                reader, writer = await self.peer.security.connect_any(
+                    spec.quorum_addresses(), 2.0, "quorum")
                 return PeerConn(reader, writer)
             except (OSError, asyncio.TimeoutError, Refused) as e:
                 if time.monotonic() > deadline:
-                    raise StepDown("cannot reach leader %d at %s:%d: %s"
-                                   % (self.leader_id, spec.host, spec.peer_port, e))
+                    raise StepDown("cannot reach leader %d at %s: %s"
+                                   % (self.leader_id, ", ".join(
+                                       "%s:%d" % a for a in spec.quorum_addresses()), e))
                 await asyncio.sleep(0.2)
 
     async def run(self):

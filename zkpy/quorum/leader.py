@@ -223,7 +223,8 @@ class Leader(object):
             raise ZkError(errors.RECONFIGINPROGRESS)
         new = reconfig.plan(peer.servers, peer.config_version, req.joiningServers,
                             req.leavingServers, req.newMembers, req.curConfigId,
-                            hierarchical=peer.rule is not None)
+                            hierarchical=peer.rule is not None,
+                            multi_address=peer.config.multi_address_enabled)
         voters = reconfig.voters_of(new)
         synced = [s for s, ln in self.learners.items() if ln.acked_newleader]
         if not self._voters_in(synced, voters):

@@ -187,18 +187,38 @@ class QuorumPeer(object):
         me = self.servers[self.myid]
         host = me.host if me.host not in ("localhost",) else "127.0.0.1"
         loop = asyncio.get_running_loop()
-        bind = host if host != "0.0.0.0" else None
-        self._servers.append(await self.security.listen(bind, me.election_port,
-                                                        self._election_conn, "election"))
-        self._servers.append(await self.security.listen(bind, me.peer_port,
-                                                        self._learner_conn, "quorum"))
+        await self._listen(me.election_addresses(), self._election_conn, "election")
+        await self._listen(me.quorum_addresses(), self._learner_conn, "quorum")
         self._tasks.append(loop.create_task(self._run(), name="zkpy-quorum"))
-        log.info("ensemble member %d of %s: election port %d, quorum port %d", self.myid,
-                 sorted(self.servers), me.election_port, me.peer_port)
+        log.info("ensemble member %d of %s: election %s, quorum %s", self.myid,
+                 sorted(self.servers),
+                 " ".join("%s:%d" % a for a in me.election_addresses()),
+                 " ".join("%s:%d" % a for a in me.quorum_addresses()))
         if self.security.tls is not None and self.security.connect_tls:
             why = await self.security.tls.check_own_name(host)
             if why is not None:
                 log.warning("%s", why)
+
+    async def _listen(self, addresses, handler, name):
+        """Listen on every address of this server's line (multiAddress). One that cannot be
+        bound (an interface that is down, a port taken) is logged and skipped while another
+        of the kind is bound, so peers reach us there (ZooKeeper's Listener exits instead);
+        with none bound the last error is raised."""
+        error = None
+        bound = 0
+        for host, port in addresses:
+            host = "127.0.0.1" if host == "localhost" else host
+            try:
+                self._servers.append(await self.security.listen(
+                    host if host != "0.0.0.0" else None, port, handler, name))
+                bound += 1
+            except OSError as e:
+                error = e
+                if len(addresses) > 1:
+                    log.warning("cannot listen for %s connections on %s:%d: %s", name, host,
+                                port, e)
+        if not bound:
+            raise error
 
     async def stop(self):
         self._stopping = True
@@ -348,8 +368,8 @@ class QuorumPeer(object):
                         # drops writes while it shuts down instead of failing them.
                         writer = None
                     if writer is None:
-                        reader, writer = await self.security.connect(
-                            spec.host, spec.election_port, 2.0, "election")
+                        reader, writer = await self.security.connect_any(
+                            spec.election_addresses(), 2.0, "election")
                         # Servers that do not know us answer on this connection.
                         self._tasks.append(asyncio.get_running_loop().create_task(
                             self._election_conn(reader, writer)))

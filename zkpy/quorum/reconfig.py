@@ -3,7 +3,8 @@ request makes of it (ZooKeeper 3.5+ PrepRequestProcessor "case OpCode.reconfig")
 
 The membership is a dict {sid: zkpy.config.ServerSpec}; its text is what ZooKeeper stores in
 /zookeeper/config and in zoo.cfg.dynamic.<version>: one `server.N=host:quorumPort:electionPort:role
-[;clientAddr:clientPort]` line per server, in id order, then `version=<hex>`, where the version is
+[;clientAddr:clientPort]` line per server (several `|`-joined
+address pairs with multiAddress.enabled), in id order, then `version=<hex>`, where the version is
 the zxid of the txn that made the membership (no trailing newline).
 """
 
@@ -22,7 +23,8 @@ def config_text(servers, version, groups=None, weights=None):
 def parse_config_text(text):
     """(version, servers) of a /zookeeper/config text; ValueError when it is not one."""
     try:
-        version, servers = parse_dynamic_config(text, CONFIG_NODE)
+        # The leader checked every line against multiAddress.enabled before it committed them.
+        version, servers = parse_dynamic_config(text, CONFIG_NODE, multi_address=True)
     except ConfigError as e:
         raise ValueError(str(e))
     if not servers:
@@ -43,7 +45,7 @@ def _bad(message):
     return ZkError(errors.BADARGUMENTS, message)
 
 
-def _parse_specs(text):
+def _parse_specs(text, multi_address):
     """'server.1=h:p:e;c,server.2=...' (comma or newline separated) -> {sid: ServerSpec}."""
     out = {}
     for item in text.replace("\n", ",").split(","):
@@ -60,13 +62,14 @@ def _parse_specs(text):
             # ZooKeeper's prep fails with a NumberFormatException: MARSHALLINGERROR.
             raise ZkError(errors.MARSHALLINGERROR, "not a server id: %r" % key)
         try:
-            out[sid] = parse_server_spec(sid, value.strip(), key)
+            out[sid] = parse_server_spec(sid, value.strip(), key, multi_address=multi_address)
         except (ValueError, ConfigError) as e:
             raise _bad("bad server spec %r: %s" % (item, e))
     return out
 
 
-def plan(servers, version, joining, leaving, new_members, cur_config_id, hierarchical=False):
+def plan(servers, version, joining, leaving, new_members, cur_config_id, hierarchical=False,
+         multi_address=False):
     """The membership a ReconfigRequest asks for; raises ZkError as ZooKeeper answers:
     BADVERSION when curConfigId (not -1) is not the current version, MARSHALLINGERROR for a
     server id that is not a number, BADARGUMENTS for specs that do not parse or a result with
@@ -82,7 +85,7 @@ def plan(servers, version, joining, leaving, new_members, cur_config_id, hierarc
                    "non-majority quorum system" if not new_members else
                    "zkpy does not reconfigure hierarchical quorums (group.N / weight.N)")
     if new_members:
-        new = _parse_specs(new_members)
+        new = _parse_specs(new_members, multi_address)
     else:
         new = dict(servers)
         for item in (leaving or "").split(","):
@@ -92,7 +95,7 @@ def plan(servers, version, joining, leaving, new_members, cur_config_id, hierarc
                     new.pop(int(item), None)
                 except ValueError:
                     raise ZkError(errors.MARSHALLINGERROR, "not a server id: %r" % item)
-        new.update(_parse_specs(joining or ""))
+        new.update(_parse_specs(joining or "", multi_address))
     if len(voters_of(new)) < 2:
         raise _bad("a reconfig must leave at least 2 voting members (standaloneEnabled)")
     return new

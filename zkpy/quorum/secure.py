@@ -65,6 +65,7 @@ class QuorumSecurity(object):
         self.handshake_timeout = min(tls.HANDSHAKE_TIMEOUT_S, 5.0)
         self._logged = {}
         self._tasks = set()
+        self._working = {}   # (name, addresses) -> the address that took the last connection
 
     # -- logging
 
@@ -241,6 +242,36 @@ class QuorumSecurity(object):
             writer.close()
             raise
         return reader, writer
+
+    async def connect_any(self, addresses, timeout, name):
+        """A connection to one of a server's [(host, port)] (multiAddress.enabled: ZooKeeper
+        picks a reachable one): they are tried in order, the one that worked last time first,
+        each for at most multiAddress.reachabilityCheckTimeoutMs when there are several and
+        multiAddress.reachabilityCheckEnabled; the first that connects wins. Raises what
+        connect raises for the last one tried."""
+        addresses = list(addresses)
+        assert addresses, "a server has at least one address"
+        key = None
+        if len(addresses) > 1:
+            key = (name, tuple(addresses))
+            good = self._working.get(key)
+            if good in addresses:
+                addresses.remove(good)
+                addresses.insert(0, good)
+            if self.config.multi_address_reachability_check_enabled:
+                timeout = min(timeout,
+                              self.config.multi_address_reachability_check_timeout_ms / 1000.0)
+        error = None
+        for host, port in addresses:
+            try:
+                reader, writer = await self.connect(host, port, timeout, name)
+            except (OSError, asyncio.TimeoutError, Refused) as e:
+                error = e
+                continue
+            if key is not None:
+                self._working[key] = (host, port)
+            return reader, writer
+        raise error
 
     async def learner_auth(self, reader, writer):
         """The connecting side (QuorumAuthLearner)."""
