@@ -62,8 +62,18 @@ def zkcli(server, *args, stdin=None, cwd, timeout=60):
 
 
 def after_connect(lines):
+    """What zkCli printed for its commands: the lines after its SyncConnected event, plus any
+    command output that came before it. zkCli's event thread prints the event while its main
+    thread may already print a one-shot command's result ("[zookeeper]" before the event, on a
+    loaded machine), so what precedes the event is kept but for the banner, the connection's
+    WATCHER:: line and blank lines."""
     assert CONNECTED in lines, "zkCli never connected:\n" + "\n".join(lines)
-    return lines[lines.index(CONNECTED) + 1:]
+    at = lines.index(CONNECTED)
+    start = next((i + 1 for i, line in enumerate(lines[:at]) if line.startswith("Connecting to ")),
+                 0)
+    early = [line for line in lines[start:at] if line and line != "WATCHER::"
+             and not line.startswith(("Welcome to ZooKeeper!", "JLine support is"))]
+    return early + lines[at + 1:]
 
 
 def assert_in_order(lines, expected):
