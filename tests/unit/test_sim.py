@@ -188,3 +188,123 @@ def test_early_newleader_ack_loses_data_and_the_simulator_sees_it(kind, monkeypa
     monkeypatch.setattr(zm.Member, "_maybe_ack_newleader", _early_ack)
     with pytest.raises((sim.Violation, zm.BrokenInvariant)):
         _resync_scenario(kind)
+
+
+# -- a full disk (LOGSTATE / REFUSED) ------------------------------------------------------------
+
+def test_seeded_runs_with_disks_filling_up_often():
+    for seed in range(40):
+        s = sim.run_seed(seed, full_every_ms=300, full_ms=(200, 2000), faults_ms=4000,
+                         calm_ms=5000)
+        assert s.fault_log["full"] > 0
+
+
+def _established(seed=3):
+    s = _quiet_sim(seed)
+    assert s.run_until(lambda: s.leader() is not None, 3000)
+    _acked_more(s, 5, 3000)
+    L = s.leader()
+    return s, L, [x for x in s.ids if x != L]
+
+
+def _fill(s, sid):
+    s.disks[sid].full_until = 1 << 40
+
+
+def _stalled(s, *sids):
+    return all(s.disks[x].stalled for x in sids)
+
+
+def test_a_full_disk_on_one_follower_leaves_writes_to_the_others():
+    s, L, (F, G) = _established()
+    _fill(s, F)
+    assert s.run_until(lambda: _stalled(s, F), s.now + 2000)
+    m = s.members[F]
+    assert m.stalled and not m.forward(999, (1, 999))    # its own clients' writes are refused
+    assert s.run_until(lambda: s.members[L].learners[F].stalled, s.now + 100)   # LOGSTATE
+    assert s.members[L].writes_refused() is None          # L and G are a quorum
+    acked_f = s.disks[F].last_synced_zxid()
+    _acked_more(s, 10, 3000)                              # L and G commit them
+    assert s.disks[F].last_synced_zxid() == acked_f       # F acked nothing more
+    assert s.disks[F].applied_zxid <= acked_f
+    s.disks[F].full_until = 0
+    assert s.run_until(lambda: not _stalled(s, F), s.now + 1000)
+    assert s.run_until(lambda: not s.members[L].learners[F].stalled, s.now + 100)
+    _acked_more(s, 5, 3000)
+    s.clients_on = False
+    s.run_until(lambda: False, s.now + 1000)
+    s.check_converged()
+
+
+def test_no_quorum_of_writable_logs_refuses_writes_until_a_disk_has_room():
+    s, L, (F, G) = _established()
+    _fill(s, F)
+    _fill(s, G)
+    assert s.run_until(lambda: _stalled(s, F, G), s.now + 3000)
+    leader = s.members[L]
+    assert s.run_until(lambda: leader.writes_refused() is not None, s.now + 1000)
+    assert "can write its transaction log" in leader.writes_refused()
+    refused = s.fault_log["refused"]
+    acked = len(s.acked)
+    s.run_until(lambda: False, s.now + 3000)
+    assert s.fault_log["refused"] > refused               # clients told, not left waiting
+    assert len(s.acked) <= acked + 2 * len(s.clients)     # only the ones already in flight
+    assert leader.propose((1, 10 ** 6), 0, 0, s.now) is None
+    assert s.leader() == L                                # refusing, not stepping down
+    s.disks[G].full_until = 0
+    assert s.run_until(lambda: leader.writes_refused() is None, s.now + 1000)
+    _acked_more(s, 10, 3000)
+    s.disks[F].full_until = 0
+    s.clients_on = False
+    s.run_until(lambda: False, s.now + 1000)
+    s.check_converged()
+
+
+def test_a_learner_stalled_at_its_newleader_ack_tells_the_leader():
+    # Nothing to sync (its log is durable and the leader's), but its disk is full: the
+    # LOGSTATE follows the NEWLEADER ACK, as soon as the leader listens.
+    s, L, (F, G) = _established()
+    s.clients_on = False
+    s.run_until(lambda: False, s.now + 500)
+    s.crash_now(F)
+    s.run_until(lambda: False, s.now + 1)
+    s.restart(F)
+    _fill(s, F)
+    s.members[F].log_stalled(True, s.now)
+    s.disks[F].stalled = True
+    sent = []
+    s.on_send = lambda src, dst, msg: sent.append(msg) if src == F else None
+    assert s.run_until(lambda: s.members[F].serving, s.now + 3000)
+    assert zm.LogState(True) in sent
+    assert s.members[L].learners[F].stalled
+
+
+# -- session touches in PING ---------------------------------------------------------------------
+
+def test_a_learners_touches_reach_the_leaders_ready():
+    s, L, (F, G) = _established()
+    s.clients_on = False
+    s.run_until(lambda: False, s.now + 500)     # the clients' own touches go first
+    reported = []
+    orig = s._carry_out
+
+    def carry_out(sid, m, r):
+        if sid == L:
+            reported.extend(r.touched)
+        orig(sid, m, r)
+    s._carry_out = carry_out
+    s.members[F].touch(77)
+    s.members[F].touch(78)
+    s.members[G].touch(78)
+    s.members[L].touch(79)          # the leader's own sessions: its driver's business
+    s.touch_given |= {77, 78}
+    s.run_until(lambda: False, s.now + 500)
+    assert sorted(reported) == [77, 78, 78]
+    reported.clear()
+    s.run_until(lambda: False, s.now + 500)
+    assert reported == []           # each touch is carried once
+
+
+def test_seeded_runs_carry_touches():
+    s = sim.run_seed(5, faults_ms=2000, calm_ms=3000, observers=1)
+    assert s.touches_reported > 0

@@ -21,6 +21,11 @@ Driving it (etcd raft's Step / Tick / Ready / Advance, in Zab's words)::
              m.persisted(zxid)                the log durably holds every entry up to zxid
              m.propose(payload, origin, req_id, now_ms) -> zxid or None   (established leader)
              m.forward(req_id, payload) / m.sync(req_id)   a learner's (or leader's) clients
+             m.log_stalled(stalled, now_ms)   my log cannot take appends (a full disk: the
+                                              driver keeps them and retries; True) or takes
+                                              them again (False, before the persisted() call)
+             m.touch(session_id)              a learner's client was heard from (PING)
+             m.writes_refused() -> why or None   whether new writes would be refused now
     output:  r = m.ready()   -- then carry it out in this order, all of it before the next:
              1. r.accepted_epoch, r.current_epoch: write these epoch files (durably) first;
              2. r.truncate_after: drop every log entry after this zxid;
@@ -34,7 +39,8 @@ Driving it (etcd raft's Step / Tick / Ready / Advance, in Zab's words)::
              8. r.role (a RoleChange: serve clients or not), r.requests (the leader preps and
                 proposes these forwarded writes), r.matched (a learner: my forwarded request
                 req_id is txn zxid; reply once applied), r.refused, r.syncs (req_id, zxid:
-                answer the sync once zxid is applied).
+                answer the sync once zxid is applied), r.touched (the leader: session ids its
+                learners' PINGs carried; the driver touches them).
 
 The rules of zkpy.quorum.peer's docstring hold here: a learner acknowledges NEWLEADER only once
 everything it synced is durable and its currentEpoch is written (ZOOKEEPER-3911, -4646, -4785);
@@ -61,16 +67,22 @@ Differences from zkpy.quorum.leader/follower, all on purpose:
     asyncio leader gets this from the flush in _stand_down; here it is explicit);
   * the SNAP is one message carrying the state, not SNAPDATA* + SNAPEND;
   * requests carry an opaque payload; the leader's driver preps it (core.remote_request);
+  * a full disk (LOGSTATE): a member whose log cannot take appends acks nothing until it can
+    (the driver keeps the txns and retries); a learner tells its leader (LogState, once it is
+    acking, as follower.log_stalled); the leader refuses new writes -- propose() returns None,
+    a forwarded Request is answered Refused, as core.remote_request False -- while fewer than
+    a quorum of the voters (itself included) have acked NEWLEADER and can write
+    (leader.writes_refused); a stalled learner refuses its own clients' writes (forward()
+    False, core._writes_refused). Reads and syncs go on;
   * not yet here (left for the next session): reconfig (a membership change committed by the
-    old and the new voters), read-only mode, LOGSTATE / refusing writes on a full disk,
-    session touches in PING (carried, not interpreted), the leader's history loaded from older
-    log files (_fill_history_before: here the history is the log window it was given).
+    old and the new voters), read-only mode, the leader's history loaded from older log files
+    (_fill_history_before: here the history is the log window it was given).
 
 Messages, and the zkpy.quorum.messages type each becomes on the wire:
     FollowerInfo(sid, accepted_epoch, last_zxid, applied_zxid, observer)   FOLLOWERINFO
     AckEpoch(current_epoch, last_zxid)        ACKEPOCH        Ack(zxid)          ACK
     Ping(session_ids)                         PING            Request(req_id, payload) REQUEST
-    Sync(req_id)                              SYNC
+    Sync(req_id)                              SYNC            LogState(stalled)  LOGSTATE
     LeaderInfo(epoch)                         LEADERINFO      Diff(zxid)         DIFF
     Trunc(zxid)                               TRUNC           Snap(zxid, state)  SNAP+SNAPDATA*+SNAPEND
     Proposal(zxid, origin, req_id, payload)   PROPOSAL        NewLeader(zxid)    NEWLEADER
@@ -89,7 +101,8 @@ from zkpy.quorum import zab
 __all__ = ["LOOKING", "FOLLOWING", "LEADING", "OBSERVING", "Params", "Persisted", "Ready",
            "RoleChange", "Member", "FollowerInfo", "AckEpoch", "Ack", "Ping", "Request", "Sync",
            "LeaderInfo", "Diff", "Trunc", "Snap", "Proposal", "NewLeader", "UpToDate",
-           "Commit", "LPing", "SyncDone", "Refused", "LEARNER_MESSAGES", "BrokenInvariant"]
+           "Commit", "LPing", "SyncDone", "Refused", "LogState", "LEARNER_MESSAGES",
+           "BrokenInvariant"]
 
 LOOKING, FOLLOWING, LEADING, OBSERVING = fle.LOOKING, fle.FOLLOWING, fle.LEADING, fle.OBSERVING
 
@@ -135,7 +148,11 @@ class Sync(NamedTuple):
     req_id: int
 
 
-LEARNER_MESSAGES = (FollowerInfo, AckEpoch, Ack, Ping, Request, Sync)
+class LogState(NamedTuple):
+    stalled: bool
+
+
+LEARNER_MESSAGES = (FollowerInfo, AckEpoch, Ack, Ping, Request, Sync, LogState)
 
 
 # -- messages (leader -> learner) -----------------------------------------------------------------
@@ -241,12 +258,13 @@ class Ready(NamedTuple):
     matched: List[Tuple[int, int]]
     refused: List[int]
     syncs: List[Tuple[int, int]]
+    touched: List[int]
 
 
 class _Learner(object):
     """The leader's view of one connected learner (leader._Learner / LearnerHandler)."""
     __slots__ = ("sid", "observer", "accepted_epoch", "last_zxid", "applied_zxid", "phase",
-                 "deadline_ms", "heard_ms", "synced", "acked_newleader", "ack_epoch")
+                 "deadline_ms", "heard_ms", "synced", "acked_newleader", "ack_epoch", "stalled")
 
     def __init__(self, info, now_ms, init_ms):
         self.sid = info.sid
@@ -262,6 +280,7 @@ class _Learner(object):
         self.synced = False          # receives the proposal stream
         self.acked_newleader = False
         self.ack_epoch = None        # (current_epoch, last_zxid) of its ACKEPOCH
+        self.stalled = False         # LOGSTATE: its log cannot be written (it acks nothing)
 
 
 # learner phases: connecting -> syncing (ACKEPOCH sent) -> diffing (DIFF/TRUNC/SNAP seen)
@@ -310,6 +329,8 @@ class Member(object):
         self._held = []              # messages that arrived while the NEWLEADER ack waits
         self._newleader_epoch = None
         self._req_ids_forwarded = set()
+        self._touched = set()        # session ids for the next PING
+        self.stalled = False         # my log cannot take appends (log_stalled)
         # leader side
         self.learners = {}
         self.acks = {}
@@ -339,6 +360,7 @@ class Member(object):
         self._w_matched = []
         self._w_refused = []
         self._w_syncs = []
+        self._w_touched = []
 
     def ready(self):
         """What the driver must do now, in the order of the fields (module docstring)."""
@@ -346,7 +368,7 @@ class Member(object):
         r = Ready(self._w_accepted, self._w_current, self._w_trunc, self._w_snap,
                   self._w_append, self._w_apply, self._w_close, self._w_msgs,
                   role if role != self._role_reported else None, self._w_requests,
-                  self._w_matched, self._w_refused, self._w_syncs)
+                  self._w_matched, self._w_refused, self._w_syncs, self._w_touched)
         self._role_reported = role
         self._reset_ready()
         self._snap_pending = False
@@ -358,6 +380,7 @@ class Member(object):
                     or self._w_trunc is not None or self._w_snap is not None or self._w_append
                     or self._w_apply is not None or self._w_close or self._w_msgs
                     or self._w_requests or self._w_matched or self._w_refused or self._w_syncs
+                    or self._w_touched
                     or RoleChange(self.state, self.leader_id, self.epoch, self.serving)
                     != self._role_reported)
 
@@ -477,7 +500,8 @@ class Member(object):
     def propose(self, payload, origin=0, req_id=0, now_ms=0):
         """The established leader logs a txn and sends it to the learners: its zxid, or None
         when this member cannot propose (the driver answers its client CONNECTIONLOSS)."""
-        if not (self.state == LEADING and self.phase == "established"):
+        if not (self.state == LEADING and self.phase == "established") \
+                or self.writes_refused() is not None:
             return None
         self._counter += 1
         if self._counter > 0xffffffff:
@@ -494,7 +518,7 @@ class Member(object):
 
     def forward(self, req_id, payload):
         """A serving learner's client write goes to the leader; False if not serving."""
-        if not (self.serving and self.state in (FOLLOWING, OBSERVING)):
+        if not (self.serving and self.state in (FOLLOWING, OBSERVING)) or self.stalled:
             return False
         self._send(self.leader_id, Request(req_id, payload))
         return True
@@ -508,6 +532,35 @@ class Member(object):
         else:
             self._send(self.leader_id, Sync(req_id))
         return True
+
+    def log_stalled(self, stalled, now_ms=0):
+        """My log cannot take appends (True: the driver keeps them and retries; nothing more
+        becomes durable meanwhile) or can again (False; then persisted() as usual)."""
+        stalled = bool(stalled)
+        if stalled == self.stalled:
+            return
+        self.stalled = stalled
+        if self.state in (FOLLOWING, OBSERVING) and self._acking:
+            self._send(self.leader_id, LogState(stalled))
+
+    def touch(self, session_id):
+        """A learner's client was heard from: its id goes to the leader with the next PING."""
+        if self.state in (FOLLOWING, OBSERVING):
+            self._touched.add(session_id)
+
+    def writes_refused(self):
+        """Why the established leader takes no new writes now (None: it does, or this is not
+        an established leader): fewer than a quorum of the voters can write their logs
+        (leader.writes_refused; a write would wait for the disks, it is refused instead)."""
+        if not (self.state == LEADING and self.phase == "established"):
+            return None
+        writable = {s for s, ln in self.learners.items() if ln.acked_newleader and not ln.stalled}
+        if not self.stalled:
+            writable.add(self.myid)
+        if zab.is_quorum(writable, self.voters):
+            return None
+        return ("no quorum of the voters %s can write its transaction log (writable: %s)"
+                % (sorted(self.voters), sorted(writable)))
 
     def refuse(self, origin, req_id):
         """The leader's driver did not take a forwarded request (core.remote_request False)."""
@@ -591,6 +644,7 @@ class Member(object):
         self._connect_deadline_ms = now_ms + max(self.p.init_ms, 1000)
         self._acking = False
         self._held = []
+        self._touched = set()
         self._connect(now_ms)
 
     def _connect(self, now_ms):
@@ -662,6 +716,8 @@ class Member(object):
         self._acking = True
         self.phase = "acked"
         self._send(self.leader_id, Ack(self.last_zxid))
+        if self.stalled:
+            self._send(self.leader_id, LogState(True))   # it listens from now on
         held, self._held = self._held, []
         for msg in held:
             if self.phase not in ("acked", "serving"):
@@ -693,7 +749,8 @@ class Member(object):
                 self.committed_zxid = msg.zxid
                 self._advance_apply()
         elif t is LPing:
-            self._send(self.leader_id, Ping())
+            touched, self._touched = self._touched, set()
+            self._send(self.leader_id, Ping(tuple(sorted(touched))))
         elif t is Refused:
             self._w_refused.append(msg.req_id)
         elif t is SyncDone:
@@ -820,10 +877,15 @@ class Member(object):
                 self.acks[src] = msg.zxid
                 self._try_commit()
             elif t is Ping:
-                pass   # session touches: the driver's business (core.sessions.touch)
+                self._w_touched.extend(msg.session_ids)   # the driver touches them
+            elif t is LogState:
+                ln.stalled = bool(msg.stalled)
             elif t is Request:
                 if self.phase == "established":
-                    self._w_requests.append((src, msg.req_id, msg.payload))
+                    if self.writes_refused() is not None:
+                        self._send(src, Refused(msg.req_id))
+                    else:
+                        self._w_requests.append((src, msg.req_id, msg.payload))
             elif t is Sync:
                 self._sync_request(src, msg.req_id)
             else:

@@ -17,11 +17,17 @@ The world:
   * disks: epochs and the applied state (LMDB) are durable when written; log appends are in
     the page cache until a simulated fsync (latency drawn per batch) completes; a crash keeps a
     random prefix of the unsynced appends, optionally with the last one torn (dropped by
-    recovery); a restart builds a new Member from what is on disk;
+    recovery); a restart builds a new Member from what is on disk; a disk can fill up for a
+    while: an fsync then fails, the member is told log_stalled(True), its appends are kept and
+    retried every `retry_ms` (nothing becomes durable, so nothing is acked), and once the
+    disk has room again log_stalled(False) and persisted() (sync.py's _on_log_stalled and
+    _on_durable);
   * clients: each sticks to a member (one ZooKeeper session), writes with up to two in flight
     (to the leader, or forwarded by a learner), reads, and sync+read; a member that stops
     serving fails what is in flight; a member whose applied zxid is below what the client has
-    seen refuses it (ZooKeeper's "client has seen zxid" rule) and the client moves on.
+    seen refuses it (ZooKeeper's "client has seen zxid" rule) and the client moves on; a
+    client heard by a learner touches its session there (Member.touch), and the leader's
+    Ready reports the ids its learners' PINGs carried.
 
 Checked at every step (a Violation names the invariant, the seed and the time):
   one established leader per epoch; applied prefixes never diverge (a hash chain over the
@@ -30,8 +36,9 @@ Checked at every step (a Violation names the invariant, the seed and the time):
   before); zxids strictly increasing in every log; no member acks a zxid its disk has not
   fsynced; per-client FIFO of writes in the applied order; reads never go back in a client's
   view and show exactly the committed state at their zxid; a sync then read sees every write
-  acknowledged before the sync began. Liveness: after the faults stop, a leader is established
-  and a write issued after that commits within `liveness_ms`.
+  acknowledged before the sync began; a leader reports only session touches some learner was
+  given. Liveness: after the faults stop (disks have room again), a leader is established and
+  a write issued after that commits within `liveness_ms`.
 """
 
 import bisect
@@ -76,6 +83,9 @@ class Options(object):
         self.client_every_ms = (5, 60)
         self.check_acks = True           # off only to see what an early ack leads to
         self.tick_jitter = True          # off: every member's timer in lockstep
+        self.full_every_ms = 0           # mean time between disks filling up (0: never)
+        self.full_ms = (50, 1500)        # how long a disk stays full
+        self.retry_ms = 100              # a stalled log's appends are retried this often
         for k, v in kw.items():
             if not hasattr(self, k):
                 raise TypeError("unknown option %s" % k)
@@ -94,6 +104,10 @@ def random_options(rng, **kw):
     o.fsync_ms = (1, rng.choice((2, 20, 80)))
     o.crash_every_ms = rng.choice((0, 600, 1500, 3000))
     o.partition_every_ms = rng.choice((0, 800, 2000))
+    # Faults added later draw from a generator of their own, which leaves the main one where
+    # it was: a seed with them off replays exactly the run it was before they existed.
+    later = random.Random(repr(rng.getstate()))
+    o.full_every_ms = later.choice((0, 0, 600, 2000))
     for k, v in kw.items():
         setattr(o, k, v)
     return o
@@ -121,6 +135,8 @@ class Disk(object):
         self.entries = []          # (zxid, payload)
         self.synced = 0            # entries[:synced] are durable
         self.fsyncs = []           # targets (entry counts) of fsyncs in flight
+        self.full_until = 0        # the disk takes no appends before this time
+        self.stalled = False       # the member was told log_stalled(True)
 
     def last_synced_zxid(self):
         return self.entries[self.synced - 1][0] if self.synced else self.log_start
@@ -163,7 +179,10 @@ class Sim(object):
         self.fifo = {}             # (key, gen, dst) -> last delivery time
         self.cut = set()           # frozenset({a, b}) pairs that cannot talk
         self.faults = 0
-        self.fault_log = {"crash": 0, "partition": 0, "drop": 0, "dup": 0, "torn": 0}
+        self.fault_log = {"crash": 0, "partition": 0, "drop": 0, "dup": 0, "torn": 0,
+                          "full": 0, "stall": 0, "refused": 0}
+        self.touch_given = set()   # session ids touched on some learner
+        self.touches_reported = 0
         # what the checkers know
         self.truth = {0: 0}        # zxid -> chain after applying it
         self.truth_payload = {}
@@ -218,6 +237,8 @@ class Sim(object):
             self.at(self._exp(o.crash_every_ms), "crash")
         if o.partition_every_ms:
             self.at(self._exp(o.partition_every_ms), "partition")
+        if o.full_every_ms:
+            self.at(self._exp(o.full_every_ms), "full")
         for c in self.clients:
             self.at(self.rng.randint(*o.client_every_ms), "client", c.cid)
         self.at(o.faults_ms, "calm")
@@ -341,9 +362,55 @@ class Sim(object):
         d.fsyncs.remove(target)
         target = min(target, len(d.entries))
         if target > d.synced:
+            m = self.members[sid]
+            if self.now < d.full_until:
+                if not d.stalled:
+                    self._stall(sid, d, m)
+                return
+            if d.stalled:
+                d.stalled = False
+                m.log_stalled(False, self.now)
             d.synced = target
-            self.members[sid].persisted(d.entries[target - 1][0], self.now)
+            m.persisted(d.entries[target - 1][0], self.now)
             self._drain(sid)
+
+    def _stall(self, sid, d, m):
+        self.fault_log["stall"] += 1
+        self.log("stall", sid)
+        d.stalled = True
+        m.log_stalled(True, self.now)
+        self._drain(sid)
+        self.at(self.now + self.o.retry_ms, "retry", sid, self.incarnation[sid])
+
+    def _ev_retry(self, sid, inc):
+        """The stalled log's appends are tried again (GroupCommitter's retry)."""
+        if self.incarnation[sid] != inc or sid not in self.members:
+            return
+        d = self.disks[sid]
+        if not d.stalled:
+            return
+        if self.now < d.full_until:
+            self.at(self.now + self.o.retry_ms, "retry", sid, inc)
+            return
+        m = self.members[sid]
+        d.stalled = False
+        self.log("unstall", sid)
+        m.log_stalled(False, self.now)
+        if len(d.entries) > d.synced:
+            d.synced = len(d.entries)
+            m.persisted(d.entries[-1][0], self.now)
+        self._drain(sid)
+
+    def _ev_full(self):
+        if self.now >= self.o.faults_ms:
+            return
+        self.at(self._exp(self.o.full_every_ms), "full")
+        self.faults += 1
+        self.fault_log["full"] += 1
+        sid = self.rng.choice(self.ids)
+        d = self.disks[sid]
+        d.full_until = max(d.full_until, self.now + self.rng.randint(*self.o.full_ms))
+        self.log("disk full", sid, "until", d.full_until)
 
     def _ev_crash(self):
         if self.now >= self.o.faults_ms:
@@ -373,6 +440,7 @@ class Sim(object):
         del d.entries[d.synced + keep:]
         d.synced = len(d.entries)
         d.fsyncs = []
+        d.stalled = False
         for key, c in list(self.conns.items()):
             if sid in key and c[1]:
                 self._break(key)
@@ -414,6 +482,7 @@ class Sim(object):
         """The faults stop: heal everything, restart everyone."""
         self.cut.clear()
         for sid in self.ids:
+            self.disks[sid].full_until = 0     # retried appends go through on the next try
             if sid not in self.members:
                 self._boot(sid)
 
@@ -541,7 +610,13 @@ class Sim(object):
             if w is not None:
                 self.pending[sid][z] = w
         for req_id in r.refused:
+            self.fault_log["refused"] += 1
             self._write_failed(sid, self.forwarded[sid].pop(req_id, None))
+        for session_id in r.touched:
+            if session_id not in self.touch_given:
+                self.fail("leader %d reports a touch of session %d no learner was given"
+                          % (sid, session_id))
+            self.touches_reported += 1
         for req_id, z in r.syncs:
             cid = self.syncs[sid].pop(req_id, None)
             if cid is not None:
@@ -662,6 +737,9 @@ class Sim(object):
             c.member = s
         sid = c.member
         m = self.members[sid]
+        if m.state != zm.LEADING:
+            m.touch(cid)        # the session's id is its client's
+            self.touch_given.add(cid)
         r = self.rng.random()
         if r < 0.6:
             if len(c.writes) >= 2:
@@ -672,6 +750,8 @@ class Sim(object):
             if m.state == zm.LEADING:
                 z = m.propose(p, 0, 0, self.now)
                 if z is None:
+                    if m.writes_refused() is not None:
+                        self.fault_log["refused"] += 1
                     c.writes.pop(c.seq)
                 else:
                     self.pending[sid][z] = p
