@@ -9,7 +9,7 @@ zkpy.testing.sim and tests.
 
 Driving it (etcd raft's Step / Tick / Ready / Advance, in Zab's words)::
 
-    m = Member(myid, voters, Params(...), Persisted(...), observers=...)
+    m = Member(myid, voters, Params(...), Persisted(...), observers=..., config_of=...)
     m.start(now_ms)
     inputs:  m.tick(now_ms)                   time passed (call every few ms; nothing is lost
                                               by calling it late, deadlines are compared)
@@ -67,6 +67,10 @@ Differences from zkpy.quorum.leader/follower, all on purpose:
     asyncio leader gets this from the flush in _stand_down; here it is explicit);
   * the SNAP is one message carrying the state, not SNAPDATA* + SNAPEND;
   * requests carry an opaque payload; the leader's driver preps it (core.remote_request);
+  * reconfig: from a membership txn until the leader applies it, the txns after it also need
+    both quorums (leader._try_commit asks both only of the txn itself; see below).
+
+Also as zkpy.quorum.leader/follower do:
   * a full disk (LOGSTATE): a member whose log cannot take appends acks nothing until it can
     (the driver keeps the txns and retries); a learner tells its leader (LogState, once it is
     acking, as follower.log_stalled); the leader refuses new writes -- propose() returns None,
@@ -74,9 +78,21 @@ Differences from zkpy.quorum.leader/follower, all on purpose:
     a quorum of the voters (itself included) have acked NEWLEADER and can write
     (leader.writes_refused); a stalled learner refuses its own clients' writes (forward()
     False, core._writes_refused). Reads and syncs go on;
-  * not yet here (left for the next session): reconfig (a membership change committed by the
-    old and the new voters), read-only mode, the leader's history loaded from older log files
-    (_fill_history_before: here the history is the log window it was given).
+  * reconfig: `config_of(payload)` (given by the driver; pure) names the voters a txn makes
+    (None: not a membership change; the leader's driver preps /zookeeper/config's text into
+    the payload). propose() of one returns None while another is not yet applied here
+    (RECONFIGINPROGRESS) or fewer than a quorum of the new voters are in sync
+    (NEWCONFIGNOQUORUM). From a membership txn R until it is applied on the leader, a zxid
+    >= R commits only once a quorum of the old voters AND of the new ones have acked it
+    (leader._try_commit; here also the txns after R, not only R), and a new leader whose
+    history holds R needs both quorums' NEWLEADER acks. Every member switches its voter set
+    when it applies R (peer.config_applied); a member out of the voters follows as an
+    observer; a leader out of them steps down (leader.config_applied); a SNAP carries the
+    voters of the state it copies (the driver keeps them with that state, as LMDB keeps
+    /zookeeper/config, and passes them to Member() on a restart);
+  * not yet here (left for the next session): read-only mode, the leader's history loaded
+    from older log files (_fill_history_before: here the history is the log window it was
+    given).
 
 Messages, and the zkpy.quorum.messages type each becomes on the wire:
     FollowerInfo(sid, accepted_epoch, last_zxid, applied_zxid, observer)   FOLLOWERINFO
@@ -84,7 +100,8 @@ Messages, and the zkpy.quorum.messages type each becomes on the wire:
     Ping(session_ids)                         PING            Request(req_id, payload) REQUEST
     Sync(req_id)                              SYNC            LogState(stalled)  LOGSTATE
     LeaderInfo(epoch)                         LEADERINFO      Diff(zxid)         DIFF
-    Trunc(zxid)                               TRUNC           Snap(zxid, state)  SNAP+SNAPDATA*+SNAPEND
+    Trunc(zxid)                               TRUNC           Snap(zxid, state, voters)
+                                                              SNAP+SNAPDATA*+SNAPEND
     Proposal(zxid, origin, req_id, payload)   PROPOSAL        NewLeader(zxid)    NEWLEADER
     UpToDate(zxid)                            UPTODATE        Commit(zxid)       COMMIT
     LPing()                                   LPING           SyncDone(req_id, zxid) SYNCDONE
@@ -172,6 +189,7 @@ class Trunc(NamedTuple):
 class Snap(NamedTuple):
     zxid: int
     state: Any = None
+    voters: Any = None       # the voter set of that state (its /zookeeper/config)
 
 
 class Proposal(NamedTuple):
@@ -289,11 +307,13 @@ class _Learner(object):
 
 
 class Member(object):
-    def __init__(self, myid, voters, params=Params(), persisted=Persisted(), observers=()):
+    def __init__(self, myid, voters, params=Params(), persisted=Persisted(), observers=(),
+                 config_of=None):
         self.myid = myid
         self.voters = voters if isinstance(voters, zab.VoterSet) else zab.voter_set(voters)
         self.observers = frozenset(observers) - self.voters
         self.observer = myid not in self.voters
+        self._config_of = config_of or (lambda payload: None)
         self.p = params
         ps = persisted
         _check(ps.log_start <= max(ps.applied_zxid, ps.log_start), "log start")
@@ -429,9 +449,41 @@ class Member(object):
             return   # the Snap in this batch is taken at the zxid applied so far
         target = min(self.durable_zxid, self.committed_zxid)
         if target > self.applied_zxid:
+            before = self.applied_zxid
             self.applied_zxid = target
             self._w_apply = target
+            for z, voters in self._configs_in(before, target):
+                self._switch_voters(voters)
             self._trim()
+
+    def _configs_in(self, after, upto):
+        """(zxid, voters) of the membership txns in my log within (after, upto]."""
+        out = []
+        for z, p in reversed(self.log):
+            if z <= after:
+                break
+            if z <= upto:
+                v = self._config_of(p)
+                if v is not None:
+                    out.append((z, v))
+        out.reverse()
+        return out
+
+    def _zxid_before(self, zxid):
+        for z, _ in reversed(self.log):
+            if z < zxid:
+                return z
+        return self.history_start
+
+    def _switch_voters(self, voters):
+        """A membership txn is applied here (peer.config_applied)."""
+        known = self.voters | self.observers | frozenset(voters)
+        self.voters = zab.voter_set(voters, self.voters.rule)
+        self.observers = known - self.voters
+        self.observer = self.myid not in self.voters
+        if self.state in (FOLLOWING, OBSERVING):
+            self.state = OBSERVING if self.observer else FOLLOWING
+        # A leader out of the new voters steps down on its next tick (leader.config_applied).
 
     def _trim(self):
         # Keep at most history_max entries, never dropping one not applied (leader.proposed).
@@ -501,8 +553,15 @@ class Member(object):
         """The established leader logs a txn and sends it to the learners: its zxid, or None
         when this member cannot propose (the driver answers its client CONNECTIONLOSS)."""
         if not (self.state == LEADING and self.phase == "established") \
-                or self.writes_refused() is not None:
+                or self.writes_refused() is not None or self.myid not in self.voters:
             return None
+        new_voters = self._config_of(payload)
+        if new_voters is not None:
+            if self._configs_in(self.applied_zxid, self.last_zxid):
+                return None   # RECONFIGINPROGRESS
+            synced = [s for s, ln in self.learners.items() if ln.acked_newleader]
+            if not zab.is_quorum(set(synced) | {self.myid}, zab.voter_set(new_voters)):
+                return None   # NEWCONFIGNOQUORUM
         self._counter += 1
         if self._counter > 0xffffffff:
             self._step_down(now_ms, "zxid counter exhausted")   # a new epoch starts over
@@ -687,6 +746,8 @@ class Member(object):
             t = type(msg)
             if t is Snap:
                 self._install_snapshot(msg.zxid, msg.state)
+                if msg.voters is not None and frozenset(msg.voters) != self.voters:
+                    self._switch_voters(msg.voters)
             elif t is Trunc:
                 self._truncate(msg.zxid)
             elif t is not Diff:
@@ -816,6 +877,9 @@ class Member(object):
             acked.append(self.myid)
         if not zab.is_quorum(acked, self.voters):
             return
+        for _, voters in self._configs_in(self.applied_zxid, self._history_last):
+            if not zab.is_quorum(acked, zab.voter_set(voters)):
+                return   # a membership change in the history: its new voters must have it too
         self.phase = "established"
         self.committed_zxid = max(self.committed_zxid, self._history_last)
         self._counter = 0
@@ -823,6 +887,9 @@ class Member(object):
         self.vote = fle.Vote(self.myid, self.last_zxid, self.current_epoch)
         self._next_ping_ms = now_ms + self.p.tick_ms // 2
         self._advance_apply()
+        if self.myid not in self.voters:
+            # Its history held a membership change without it (leader.config_applied).
+            return self._step_down(now_ms, "not a voter of the membership in my history")
         for ln in list(self.learners.values()):
             self._drive(ln, now_ms)
         self._try_commit()
@@ -919,7 +986,7 @@ class Member(object):
         if kind == zab.SNAP:
             z = self.applied_zxid
             self._snap_pending = True    # the driver fills it with its state at z
-            self._send(ln.sid, Snap(z))
+            self._send(ln.sid, Snap(z, None, self.voters))
         else:
             self._send(ln.sid, (Trunc if kind == zab.TRUNC else Diff)(z))
         for zx, p in self.log:
@@ -942,6 +1009,8 @@ class Member(object):
                 else (now_ms > ln.deadline_ms)
             if limit_passed:
                 self._drop_learner(ln.sid, now_ms, "timed out in %s" % ln.phase)
+        if self.myid not in self.voters:
+            return self._step_down(now_ms, "not a voter of the membership applied")
         if self.phase != "established":
             if now_ms > self._phase_deadline_ms:
                 self._step_down(now_ms, "timed out in %s" % self.phase)
@@ -962,6 +1031,13 @@ class Member(object):
         if self.phase != "established":
             return
         point = zab.commit_point(self.acks, self.voters)
+        for z, voters in self._configs_in(self.applied_zxid, point):
+            # From a membership txn until it is applied here, both quorums must have a txn.
+            new_point = zab.commit_point(self.acks, zab.voter_set(voters))
+            if new_point < z:
+                point = self._zxid_before(z)   # a zxid of the log, not z - 1
+                break
+            point = min(point, new_point)
         if point <= self.committed_zxid:
             return
         self.committed_zxid = point
