@@ -18,6 +18,7 @@ must catch that as lost or diverged data).
 import pytest
 
 from zkpy.quorum import machine as zm
+from zkpy.quorum import zab
 from zkpy.testing import sim
 
 SEEDS = range(250)
@@ -396,3 +397,79 @@ def test_a_leader_removed_by_a_reconfig_steps_down_and_the_new_voters_go_on():
     s.clients_on = False
     s.run_until(lambda: False, s.now + 2000)
     s.check_converged()
+
+
+def _leader_py_try_commit(self):
+    """zkpy.quorum.leader._try_commit's rule: of the txns from a membership txn R on, only R
+    itself waits for a quorum of the new voters; what follows R commits on the old ones."""
+    if self.phase != "established":
+        return
+    point = zab.commit_point(self.acks, self.voters)
+    for z, voters in self._configs_in(self.applied_zxid, point):
+        if zab.commit_point(self.acks, zab.voter_set(voters)) < z:
+            point = self._zxid_before(z)
+        break
+    if point <= self.committed_zxid:
+        return
+    self.committed_zxid = point
+    for ln in self.learners.values():
+        if ln.synced:
+            self._send(ln.sid, zm.Commit(point))
+    self._advance_apply()
+    self._answer_syncs()
+
+
+def _txn_after_reconfig_scenario():
+    """Voters L, F, G; R makes them L, 4, 5 and T follows R at once. L logs R and T in one
+    fsync; G acks both; 4 and 5 ack R only (T waits on their slow disks). When L's disk has
+    them, R has a quorum of the old voters (L, G) and of the new (L, 4, 5); T only of the old.
+    Then L, 4 and 5 crash (4 and 5 losing T); 4 and 5, a quorum of the new voters, go on."""
+    s, L, F, G = _five()
+    s.clients_on = False
+    s.run_until(lambda: False, s.now + 500)
+    s.fsync_ms_of[L] = (300, 300)
+    c = s.clients[0]
+    R = (c.cid, c.seq + 1, tuple(sorted({L, 4, 5})))
+    T = (c.cid, c.seq + 2)
+    c.seq += 2
+    m = s.members[L]
+    zr = m.propose(R, 0, 0, s.now)
+    zt = m.propose(T, 0, 0, s.now)
+    assert zr is not None and zt == zr + 1
+    s.pending[L][zr] = R
+    s.pending[L][zt] = T
+    s._drain(L)
+    slowed = set()
+    while len(slowed) < 2:   # 4 and 5 get R on a fast disk, T on a slow one
+        assert s.run_until(lambda: any(x not in slowed and any(z == zr for z, _ in
+                                                               s.disks[x].entries)
+                                       for x in (4, 5)), s.now + 1000)
+        for x in (4, 5):
+            if x not in slowed and any(z == zr for z, _ in s.disks[x].entries):
+                assert all(z != zt for z, _ in s.disks[x].entries)
+                s.fsync_ms_of[x] = (5000, 5000)
+                slowed.add(x)
+    assert s.run_until(lambda: s.disks[L].synced == len(s.disks[L].entries), s.now + 1000)
+    s.run_until(lambda: False, s.now + 20)
+    assert all(set(s.members[x].voters) == {L, 4, 5} for x in (4, 5))   # R applied there
+    for x in (L, 4, 5):
+        s.crash_now(x, keep_unsynced=0)
+    s.run_until(lambda: False, s.now + 1)
+    for x in (4, 5):
+        s.fsync_ms_of.pop(x)
+        s.restart(x)
+    assert s.run_until(lambda: s.leader() is not None, s.now + 5000)
+    assert s.leader() in (4, 5)
+    return s, zt
+
+
+def test_a_txn_after_a_reconfig_waits_for_the_new_voters_too():
+    s, zt = _txn_after_reconfig_scenario()
+    assert zt not in s.acked
+
+
+def test_leader_py_commit_rule_loses_a_txn_after_a_reconfig(monkeypatch):
+    # The rule of zkpy.quorum.leader._try_commit today: T is acknowledged, and lost.
+    monkeypatch.setattr(zm.Member, "_try_commit", _leader_py_try_commit)
+    with pytest.raises(sim.Violation, match="lacks acknowledged write"):
+        _txn_after_reconfig_scenario()

@@ -28,8 +28,9 @@ The world:
     seen refuses it (ZooKeeper's "client has seen zxid" rule) and the client moves on; a
     client heard by a learner touches its session there (Member.touch), and the leader's
     Ready reports the ids its learners' PINGs carried; now and then (before the faults stop)
-    a client asks for a membership change (`reconfig_every_ms`): one voter added from the servers that are not
-    voters, or one removed while more than 3 are left, as its member sees the voters. A
+    a client asks for a membership change (`reconfig_every_ms`): one voter added from the
+    servers that are not voters, or one removed while more than 3 are left, as its member
+    sees the voters. A
     membership txn's payload is (client, seq, voters); every disk keeps the voters of its
     applied state (as LMDB keeps /zookeeper/config) and a restart starts from them.
 
