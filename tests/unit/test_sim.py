@@ -28,7 +28,8 @@ SEEDS = range(250)
 OLD = dict(full_every_ms=0, reconfig_every_ms=0)
 REGRESSION_SEEDS = [
     # Timers in lockstep: the election stalled for good after a partition healed (below;
-    # now seed 95 shows it, seed 58 did before only FOLLOWERINFO opened connections).
+    # now seed 215 shows it -- 95 did until non-voters were answered once per finalize wait;
+    # seed 58 did before only FOLLOWERINFO opened connections).
     (58, dict(tick_jitter=True, **OLD)),
     # The simulator let a learner's PING open a new connection after a partition broke the
     # old one: the PROPOSAL lost with the old one left a hole in its log (the learner now
@@ -58,7 +59,7 @@ def test_regression_seed(seed, kw):
                           "round. Only timer jitter breaks the tie (the asyncio driver has "
                           "some). Fix: answer a same-round LOOKING vote worse than ours.")
 def test_election_with_timers_in_lockstep_recovers_after_a_partition():
-    sim.run_seed(95, tick_jitter=False, **OLD)
+    sim.run_seed(215, tick_jitter=False, **OLD)
 
 
 def test_a_seed_replays_exactly():
@@ -322,6 +323,26 @@ def test_seeded_runs_with_frequent_reconfigs():
         s = sim.run_seed(seed, reconfig_every_ms=300, observers=2, faults_ms=4000, calm_ms=5000)
         applied += s.fault_log["reconfig_applied"]
     assert applied > 40
+
+
+def test_a_reconfig_does_not_start_an_endless_election_ping_pong():
+    # Seed 519 (reconfig_every_ms=300, observers=2) ran out of memory: 5 had not applied a
+    # reconfig that made 7 a voter. 5 answered 7's LOOKING notifications as an observer's, 7
+    # answered 5's as a stale round's, for good (and duplicates doubled them). A non-voter is
+    # now answered at most once per finalize wait.
+    s = sim.run_seed(519, reconfig_every_ms=300, observers=2)
+    assert s.steps < 100000
+
+
+@pytest.mark.xfail(strict=True, raises=sim.Violation,
+                   reason="views that disagree on the voters can livelock: 3 applied a reconfig "
+                          "that removed it and has the newest (uncommitted) txn; 1, 2 and 5 "
+                          "have not applied it and elect 5, which steps down because a learner "
+                          "(3) has a newer history; 3 cannot lead as a non-voter. ZooKeeper's "
+                          "notifications carry the config (a server adopts a newer one); the "
+                          "machine's do not yet. Next session.")
+def test_a_learner_removed_with_the_newest_history_does_not_stall_the_election():
+    sim.run_seed(451, reconfig_every_ms=300, observers=2)
 
 
 def _reconfig(s, sid, voters):

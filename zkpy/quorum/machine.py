@@ -355,6 +355,7 @@ class Member(object):
         self.learners = {}
         self.acks = {}
         self._held_infos = {}        # sid -> (FollowerInfo, deadline) while LOOKING
+        self._answered_ms = {}       # non-voter -> when my vote last answered it
         self._syncs = collections.deque()   # (target zxid, sid or None, req_id)
         self._counter = 0
         self._next_ping_ms = 0
@@ -667,7 +668,18 @@ class Member(object):
     def _notification(self, n, now_ms):
         el = self.election
         if el is not None:
-            self._election_out(el.receive(n, now_ms), now_ms)
+            out = el.receive(n, now_ms)
+            if n.sender not in self.voters and out:
+                # A non-voter is answered with my vote at most once per finalize wait. Two
+                # servers that disagree on the voters (one applied a reconfig, one did not)
+                # would otherwise ping-pong for good: I answer its LOOKING notification as an
+                # observer's, it answers mine as a stale round's (seed 519, reconfigs often).
+                last = self._answered_ms.get(n.sender)
+                if last is not None and now_ms - last < self.p.finalize_wait_ms:
+                    out = [(d, x) for d, x in out if d != n.sender]
+                else:
+                    self._answered_ms[n.sender] = now_ms
+            self._election_out(out, now_ms)
         elif self.vote is not None and self.state != LOOKING:
             reply = fle.answer(n, self.state, self.vote, self.election_epoch, self.myid)
             if reply is not None:
