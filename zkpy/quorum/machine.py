@@ -9,7 +9,7 @@ zkpy.testing.sim and tests.
 
 Driving it (etcd raft's Step / Tick / Ready / Advance, in Zab's words)::
 
-    m = Member(myid, voters, Params(...), Persisted(...), observers=...)
+    m = Member(myid, voters, Params(...), Persisted(...), observers=..., config_of=...)
     m.start(now_ms)
     inputs:  m.tick(now_ms)                   time passed (call every few ms; nothing is lost
                                               by calling it late, deadlines are compared)
@@ -21,6 +21,11 @@ Driving it (etcd raft's Step / Tick / Ready / Advance, in Zab's words)::
              m.persisted(zxid)                the log durably holds every entry up to zxid
              m.propose(payload, origin, req_id, now_ms) -> zxid or None   (established leader)
              m.forward(req_id, payload) / m.sync(req_id)   a learner's (or leader's) clients
+             m.log_stalled(stalled, now_ms)   my log cannot take appends (a full disk: the
+                                              driver keeps them and retries; True) or takes
+                                              them again (False, before the persisted() call)
+             m.touch(session_id)              a learner's client was heard from (PING)
+             m.writes_refused() -> why or None   whether new writes would be refused now
     output:  r = m.ready()   -- then carry it out in this order, all of it before the next:
              1. r.accepted_epoch, r.current_epoch: write these epoch files (durably) first;
              2. r.truncate_after: drop every log entry after this zxid;
@@ -34,7 +39,8 @@ Driving it (etcd raft's Step / Tick / Ready / Advance, in Zab's words)::
              8. r.role (a RoleChange: serve clients or not), r.requests (the leader preps and
                 proposes these forwarded writes), r.matched (a learner: my forwarded request
                 req_id is txn zxid; reply once applied), r.refused, r.syncs (req_id, zxid:
-                answer the sync once zxid is applied).
+                answer the sync once zxid is applied), r.touched (the leader: session ids its
+                learners' PINGs carried; the driver touches them).
 
 The rules of zkpy.quorum.peer's docstring hold here: a learner acknowledges NEWLEADER only once
 everything it synced is durable and its currentEpoch is written (ZOOKEEPER-3911, -4646, -4785);
@@ -61,18 +67,41 @@ Differences from zkpy.quorum.leader/follower, all on purpose:
     asyncio leader gets this from the flush in _stand_down; here it is explicit);
   * the SNAP is one message carrying the state, not SNAPDATA* + SNAPEND;
   * requests carry an opaque payload; the leader's driver preps it (core.remote_request);
-  * not yet here (left for the next session): reconfig (a membership change committed by the
-    old and the new voters), read-only mode, LOGSTATE / refusing writes on a full disk,
-    session touches in PING (carried, not interpreted), the leader's history loaded from older
-    log files (_fill_history_before: here the history is the log window it was given).
+  * reconfig: from a membership txn until the leader applies it, the txns after it also need
+    both quorums (leader._try_commit asks both only of the txn itself; see below).
+
+Also as zkpy.quorum.leader/follower do:
+  * a full disk (LOGSTATE): a member whose log cannot take appends acks nothing until it can
+    (the driver keeps the txns and retries); a learner tells its leader (LogState, once it is
+    acking, as follower.log_stalled); the leader refuses new writes -- propose() returns None,
+    a forwarded Request is answered Refused, as core.remote_request False -- while fewer than
+    a quorum of the voters (itself included) have acked NEWLEADER and can write
+    (leader.writes_refused); a stalled learner refuses its own clients' writes (forward()
+    False, core._writes_refused). Reads and syncs go on;
+  * reconfig: `config_of(payload)` (given by the driver; pure) names the voters a txn makes
+    (None: not a membership change; the leader's driver preps /zookeeper/config's text into
+    the payload). propose() of one returns None while another is not yet applied here
+    (RECONFIGINPROGRESS) or fewer than a quorum of the new voters are in sync
+    (NEWCONFIGNOQUORUM). From a membership txn R until it is applied on the leader, a zxid
+    >= R commits only once a quorum of the old voters AND of the new ones have acked it
+    (leader._try_commit; here also the txns after R, not only R), and a new leader whose
+    history holds R needs both quorums' NEWLEADER acks. Every member switches its voter set
+    when it applies R (peer.config_applied); a member out of the voters follows as an
+    observer; a leader out of them steps down (leader.config_applied); a SNAP carries the
+    voters of the state it copies (the driver keeps them with that state, as LMDB keeps
+    /zookeeper/config, and passes them to Member() on a restart);
+  * not yet here (left for the next session): read-only mode, the leader's history loaded
+    from older log files (_fill_history_before: here the history is the log window it was
+    given).
 
 Messages, and the zkpy.quorum.messages type each becomes on the wire:
     FollowerInfo(sid, accepted_epoch, last_zxid, applied_zxid, observer)   FOLLOWERINFO
     AckEpoch(current_epoch, last_zxid)        ACKEPOCH        Ack(zxid)          ACK
     Ping(session_ids)                         PING            Request(req_id, payload) REQUEST
-    Sync(req_id)                              SYNC
+    Sync(req_id)                              SYNC            LogState(stalled)  LOGSTATE
     LeaderInfo(epoch)                         LEADERINFO      Diff(zxid)         DIFF
-    Trunc(zxid)                               TRUNC           Snap(zxid, state)  SNAP+SNAPDATA*+SNAPEND
+    Trunc(zxid)                               TRUNC           Snap(zxid, state, voters)
+                                                              SNAP+SNAPDATA*+SNAPEND
     Proposal(zxid, origin, req_id, payload)   PROPOSAL        NewLeader(zxid)    NEWLEADER
     UpToDate(zxid)                            UPTODATE        Commit(zxid)       COMMIT
     LPing()                                   LPING           SyncDone(req_id, zxid) SYNCDONE
@@ -89,7 +118,8 @@ from zkpy.quorum import zab
 __all__ = ["LOOKING", "FOLLOWING", "LEADING", "OBSERVING", "Params", "Persisted", "Ready",
            "RoleChange", "Member", "FollowerInfo", "AckEpoch", "Ack", "Ping", "Request", "Sync",
            "LeaderInfo", "Diff", "Trunc", "Snap", "Proposal", "NewLeader", "UpToDate",
-           "Commit", "LPing", "SyncDone", "Refused", "LEARNER_MESSAGES", "BrokenInvariant"]
+           "Commit", "LPing", "SyncDone", "Refused", "LogState", "LEARNER_MESSAGES",
+           "BrokenInvariant"]
 
 LOOKING, FOLLOWING, LEADING, OBSERVING = fle.LOOKING, fle.FOLLOWING, fle.LEADING, fle.OBSERVING
 
@@ -135,7 +165,11 @@ class Sync(NamedTuple):
     req_id: int
 
 
-LEARNER_MESSAGES = (FollowerInfo, AckEpoch, Ack, Ping, Request, Sync)
+class LogState(NamedTuple):
+    stalled: bool
+
+
+LEARNER_MESSAGES = (FollowerInfo, AckEpoch, Ack, Ping, Request, Sync, LogState)
 
 
 # -- messages (leader -> learner) -----------------------------------------------------------------
@@ -155,6 +189,7 @@ class Trunc(NamedTuple):
 class Snap(NamedTuple):
     zxid: int
     state: Any = None
+    voters: Any = None       # the voter set of that state (its /zookeeper/config)
 
 
 class Proposal(NamedTuple):
@@ -241,12 +276,13 @@ class Ready(NamedTuple):
     matched: List[Tuple[int, int]]
     refused: List[int]
     syncs: List[Tuple[int, int]]
+    touched: List[int]
 
 
 class _Learner(object):
     """The leader's view of one connected learner (leader._Learner / LearnerHandler)."""
     __slots__ = ("sid", "observer", "accepted_epoch", "last_zxid", "applied_zxid", "phase",
-                 "deadline_ms", "heard_ms", "synced", "acked_newleader", "ack_epoch")
+                 "deadline_ms", "heard_ms", "synced", "acked_newleader", "ack_epoch", "stalled")
 
     def __init__(self, info, now_ms, init_ms):
         self.sid = info.sid
@@ -262,6 +298,7 @@ class _Learner(object):
         self.synced = False          # receives the proposal stream
         self.acked_newleader = False
         self.ack_epoch = None        # (current_epoch, last_zxid) of its ACKEPOCH
+        self.stalled = False         # LOGSTATE: its log cannot be written (it acks nothing)
 
 
 # learner phases: connecting -> syncing (ACKEPOCH sent) -> diffing (DIFF/TRUNC/SNAP seen)
@@ -270,11 +307,13 @@ class _Learner(object):
 
 
 class Member(object):
-    def __init__(self, myid, voters, params=Params(), persisted=Persisted(), observers=()):
+    def __init__(self, myid, voters, params=Params(), persisted=Persisted(), observers=(),
+                 config_of=None):
         self.myid = myid
         self.voters = voters if isinstance(voters, zab.VoterSet) else zab.voter_set(voters)
         self.observers = frozenset(observers) - self.voters
         self.observer = myid not in self.voters
+        self._config_of = config_of or (lambda payload: None)
         self.p = params
         ps = persisted
         _check(ps.log_start <= max(ps.applied_zxid, ps.log_start), "log start")
@@ -310,10 +349,13 @@ class Member(object):
         self._held = []              # messages that arrived while the NEWLEADER ack waits
         self._newleader_epoch = None
         self._req_ids_forwarded = set()
+        self._touched = set()        # session ids for the next PING
+        self.stalled = False         # my log cannot take appends (log_stalled)
         # leader side
         self.learners = {}
         self.acks = {}
         self._held_infos = {}        # sid -> (FollowerInfo, deadline) while LOOKING
+        self._answered_ms = {}       # non-voter -> when my vote last answered it
         self._syncs = collections.deque()   # (target zxid, sid or None, req_id)
         self._counter = 0
         self._next_ping_ms = 0
@@ -339,6 +381,7 @@ class Member(object):
         self._w_matched = []
         self._w_refused = []
         self._w_syncs = []
+        self._w_touched = []
 
     def ready(self):
         """What the driver must do now, in the order of the fields (module docstring)."""
@@ -346,7 +389,7 @@ class Member(object):
         r = Ready(self._w_accepted, self._w_current, self._w_trunc, self._w_snap,
                   self._w_append, self._w_apply, self._w_close, self._w_msgs,
                   role if role != self._role_reported else None, self._w_requests,
-                  self._w_matched, self._w_refused, self._w_syncs)
+                  self._w_matched, self._w_refused, self._w_syncs, self._w_touched)
         self._role_reported = role
         self._reset_ready()
         self._snap_pending = False
@@ -358,6 +401,7 @@ class Member(object):
                     or self._w_trunc is not None or self._w_snap is not None or self._w_append
                     or self._w_apply is not None or self._w_close or self._w_msgs
                     or self._w_requests or self._w_matched or self._w_refused or self._w_syncs
+                    or self._w_touched
                     or RoleChange(self.state, self.leader_id, self.epoch, self.serving)
                     != self._role_reported)
 
@@ -406,9 +450,41 @@ class Member(object):
             return   # the Snap in this batch is taken at the zxid applied so far
         target = min(self.durable_zxid, self.committed_zxid)
         if target > self.applied_zxid:
+            before = self.applied_zxid
             self.applied_zxid = target
             self._w_apply = target
+            for z, voters in self._configs_in(before, target):
+                self._switch_voters(voters)
             self._trim()
+
+    def _configs_in(self, after, upto):
+        """(zxid, voters) of the membership txns in my log within (after, upto]."""
+        out = []
+        for z, p in reversed(self.log):
+            if z <= after:
+                break
+            if z <= upto:
+                v = self._config_of(p)
+                if v is not None:
+                    out.append((z, v))
+        out.reverse()
+        return out
+
+    def _zxid_before(self, zxid):
+        for z, _ in reversed(self.log):
+            if z < zxid:
+                return z
+        return self.history_start
+
+    def _switch_voters(self, voters):
+        """A membership txn is applied here (peer.config_applied)."""
+        known = self.voters | self.observers | frozenset(voters)
+        self.voters = zab.voter_set(voters, self.voters.rule)
+        self.observers = known - self.voters
+        self.observer = self.myid not in self.voters
+        if self.state in (FOLLOWING, OBSERVING):
+            self.state = OBSERVING if self.observer else FOLLOWING
+        # A leader out of the new voters steps down on its next tick (leader.config_applied).
 
     def _trim(self):
         # Keep at most history_max entries, never dropping one not applied (leader.proposed).
@@ -477,8 +553,16 @@ class Member(object):
     def propose(self, payload, origin=0, req_id=0, now_ms=0):
         """The established leader logs a txn and sends it to the learners: its zxid, or None
         when this member cannot propose (the driver answers its client CONNECTIONLOSS)."""
-        if not (self.state == LEADING and self.phase == "established"):
+        if not (self.state == LEADING and self.phase == "established") \
+                or self.writes_refused() is not None or self.myid not in self.voters:
             return None
+        new_voters = self._config_of(payload)
+        if new_voters is not None:
+            if self._configs_in(self.applied_zxid, self.last_zxid):
+                return None   # RECONFIGINPROGRESS
+            synced = [s for s, ln in self.learners.items() if ln.acked_newleader]
+            if not zab.is_quorum(set(synced) | {self.myid}, zab.voter_set(new_voters)):
+                return None   # NEWCONFIGNOQUORUM
         self._counter += 1
         if self._counter > 0xffffffff:
             self._step_down(now_ms, "zxid counter exhausted")   # a new epoch starts over
@@ -494,7 +578,7 @@ class Member(object):
 
     def forward(self, req_id, payload):
         """A serving learner's client write goes to the leader; False if not serving."""
-        if not (self.serving and self.state in (FOLLOWING, OBSERVING)):
+        if not (self.serving and self.state in (FOLLOWING, OBSERVING)) or self.stalled:
             return False
         self._send(self.leader_id, Request(req_id, payload))
         return True
@@ -508,6 +592,35 @@ class Member(object):
         else:
             self._send(self.leader_id, Sync(req_id))
         return True
+
+    def log_stalled(self, stalled, now_ms=0):
+        """My log cannot take appends (True: the driver keeps them and retries; nothing more
+        becomes durable meanwhile) or can again (False; then persisted() as usual)."""
+        stalled = bool(stalled)
+        if stalled == self.stalled:
+            return
+        self.stalled = stalled
+        if self.state in (FOLLOWING, OBSERVING) and self._acking:
+            self._send(self.leader_id, LogState(stalled))
+
+    def touch(self, session_id):
+        """A learner's client was heard from: its id goes to the leader with the next PING."""
+        if self.state in (FOLLOWING, OBSERVING):
+            self._touched.add(session_id)
+
+    def writes_refused(self):
+        """Why the established leader takes no new writes now (None: it does, or this is not
+        an established leader): fewer than a quorum of the voters can write their logs
+        (leader.writes_refused; a write would wait for the disks, it is refused instead)."""
+        if not (self.state == LEADING and self.phase == "established"):
+            return None
+        writable = {s for s, ln in self.learners.items() if ln.acked_newleader and not ln.stalled}
+        if not self.stalled:
+            writable.add(self.myid)
+        if zab.is_quorum(writable, self.voters):
+            return None
+        return ("no quorum of the voters %s can write its transaction log (writable: %s)"
+                % (sorted(self.voters), sorted(writable)))
 
     def refuse(self, origin, req_id):
         """The leader's driver did not take a forwarded request (core.remote_request False)."""
@@ -555,7 +668,18 @@ class Member(object):
     def _notification(self, n, now_ms):
         el = self.election
         if el is not None:
-            self._election_out(el.receive(n, now_ms), now_ms)
+            out = el.receive(n, now_ms)
+            if n.sender not in self.voters and out:
+                # A non-voter is answered with my vote at most once per finalize wait. Two
+                # servers that disagree on the voters (one applied a reconfig, one did not)
+                # would otherwise ping-pong for good: I answer its LOOKING notification as an
+                # observer's, it answers mine as a stale round's (seed 519, reconfigs often).
+                last = self._answered_ms.get(n.sender)
+                if last is not None and now_ms - last < self.p.finalize_wait_ms:
+                    out = [(d, x) for d, x in out if d != n.sender]
+                else:
+                    self._answered_ms[n.sender] = now_ms
+            self._election_out(out, now_ms)
         elif self.vote is not None and self.state != LOOKING:
             reply = fle.answer(n, self.state, self.vote, self.election_epoch, self.myid)
             if reply is not None:
@@ -591,6 +715,7 @@ class Member(object):
         self._connect_deadline_ms = now_ms + max(self.p.init_ms, 1000)
         self._acking = False
         self._held = []
+        self._touched = set()
         self._connect(now_ms)
 
     def _connect(self, now_ms):
@@ -633,6 +758,8 @@ class Member(object):
             t = type(msg)
             if t is Snap:
                 self._install_snapshot(msg.zxid, msg.state)
+                if msg.voters is not None and frozenset(msg.voters) != self.voters:
+                    self._switch_voters(msg.voters)
             elif t is Trunc:
                 self._truncate(msg.zxid)
             elif t is not Diff:
@@ -662,6 +789,8 @@ class Member(object):
         self._acking = True
         self.phase = "acked"
         self._send(self.leader_id, Ack(self.last_zxid))
+        if self.stalled:
+            self._send(self.leader_id, LogState(True))   # it listens from now on
         held, self._held = self._held, []
         for msg in held:
             if self.phase not in ("acked", "serving"):
@@ -693,7 +822,8 @@ class Member(object):
                 self.committed_zxid = msg.zxid
                 self._advance_apply()
         elif t is LPing:
-            self._send(self.leader_id, Ping())
+            touched, self._touched = self._touched, set()
+            self._send(self.leader_id, Ping(tuple(sorted(touched))))
         elif t is Refused:
             self._w_refused.append(msg.req_id)
         elif t is SyncDone:
@@ -759,6 +889,9 @@ class Member(object):
             acked.append(self.myid)
         if not zab.is_quorum(acked, self.voters):
             return
+        for _, voters in self._configs_in(self.applied_zxid, self._history_last):
+            if not zab.is_quorum(acked, zab.voter_set(voters)):
+                return   # a membership change in the history: its new voters must have it too
         self.phase = "established"
         self.committed_zxid = max(self.committed_zxid, self._history_last)
         self._counter = 0
@@ -766,6 +899,9 @@ class Member(object):
         self.vote = fle.Vote(self.myid, self.last_zxid, self.current_epoch)
         self._next_ping_ms = now_ms + self.p.tick_ms // 2
         self._advance_apply()
+        if self.myid not in self.voters:
+            # Its history held a membership change without it (leader.config_applied).
+            return self._step_down(now_ms, "not a voter of the membership in my history")
         for ln in list(self.learners.values()):
             self._drive(ln, now_ms)
         self._try_commit()
@@ -820,10 +956,15 @@ class Member(object):
                 self.acks[src] = msg.zxid
                 self._try_commit()
             elif t is Ping:
-                pass   # session touches: the driver's business (core.sessions.touch)
+                self._w_touched.extend(msg.session_ids)   # the driver touches them
+            elif t is LogState:
+                ln.stalled = bool(msg.stalled)
             elif t is Request:
                 if self.phase == "established":
-                    self._w_requests.append((src, msg.req_id, msg.payload))
+                    if self.writes_refused() is not None:
+                        self._send(src, Refused(msg.req_id))
+                    else:
+                        self._w_requests.append((src, msg.req_id, msg.payload))
             elif t is Sync:
                 self._sync_request(src, msg.req_id)
             else:
@@ -857,7 +998,7 @@ class Member(object):
         if kind == zab.SNAP:
             z = self.applied_zxid
             self._snap_pending = True    # the driver fills it with its state at z
-            self._send(ln.sid, Snap(z))
+            self._send(ln.sid, Snap(z, None, self.voters))
         else:
             self._send(ln.sid, (Trunc if kind == zab.TRUNC else Diff)(z))
         for zx, p in self.log:
@@ -880,6 +1021,8 @@ class Member(object):
                 else (now_ms > ln.deadline_ms)
             if limit_passed:
                 self._drop_learner(ln.sid, now_ms, "timed out in %s" % ln.phase)
+        if self.myid not in self.voters:
+            return self._step_down(now_ms, "not a voter of the membership applied")
         if self.phase != "established":
             if now_ms > self._phase_deadline_ms:
                 self._step_down(now_ms, "timed out in %s" % self.phase)
@@ -900,6 +1043,13 @@ class Member(object):
         if self.phase != "established":
             return
         point = zab.commit_point(self.acks, self.voters)
+        for z, voters in self._configs_in(self.applied_zxid, point):
+            # From a membership txn until it is applied here, both quorums must have a txn.
+            new_point = zab.commit_point(self.acks, zab.voter_set(voters))
+            if new_point < z:
+                point = self._zxid_before(z)   # a zxid of the log, not z - 1
+                break
+            point = min(point, new_point)
         if point <= self.committed_zxid:
             return
         self.committed_zxid = point

@@ -17,11 +17,22 @@ The world:
   * disks: epochs and the applied state (LMDB) are durable when written; log appends are in
     the page cache until a simulated fsync (latency drawn per batch) completes; a crash keeps a
     random prefix of the unsynced appends, optionally with the last one torn (dropped by
-    recovery); a restart builds a new Member from what is on disk;
+    recovery); a restart builds a new Member from what is on disk; a disk can fill up for a
+    while: an fsync then fails, the member is told log_stalled(True), its appends are kept and
+    retried every `retry_ms` (nothing becomes durable, so nothing is acked), and once the
+    disk has room again log_stalled(False) and persisted() (sync.py's _on_log_stalled and
+    _on_durable);
   * clients: each sticks to a member (one ZooKeeper session), writes with up to two in flight
     (to the leader, or forwarded by a learner), reads, and sync+read; a member that stops
     serving fails what is in flight; a member whose applied zxid is below what the client has
-    seen refuses it (ZooKeeper's "client has seen zxid" rule) and the client moves on.
+    seen refuses it (ZooKeeper's "client has seen zxid" rule) and the client moves on; a
+    client heard by a learner touches its session there (Member.touch), and the leader's
+    Ready reports the ids its learners' PINGs carried; now and then (before the faults stop)
+    a client asks for a membership change (`reconfig_every_ms`): one voter added from the
+    servers that are not voters, or one removed while more than 3 are left, as its member
+    sees the voters. A
+    membership txn's payload is (client, seq, voters); every disk keeps the voters of its
+    applied state (as LMDB keeps /zookeeper/config) and a restart starts from them.
 
 Checked at every step (a Violation names the invariant, the seed and the time):
   one established leader per epoch; applied prefixes never diverge (a hash chain over the
@@ -30,8 +41,11 @@ Checked at every step (a Violation names the invariant, the seed and the time):
   before); zxids strictly increasing in every log; no member acks a zxid its disk has not
   fsynced; per-client FIFO of writes in the applied order; reads never go back in a client's
   view and show exactly the committed state at their zxid; a sync then read sees every write
-  acknowledged before the sync began. Liveness: after the faults stop, a leader is established
-  and a write issued after that commits within `liveness_ms`.
+  acknowledged before the sync began; a leader reports only session touches some learner was
+  given; an established leader is a voter of the membership it applied (the one-leader and
+  committed-prefix checks cover every server, voter or not, before and after a reconfig).
+  Liveness: after the faults stop (disks have room again), a leader is established and
+  a write issued after that commits within `liveness_ms`.
 """
 
 import bisect
@@ -39,7 +53,6 @@ import heapq
 import random
 
 from zkpy.quorum import machine as zm
-from zkpy.quorum import zab
 from zkpy.quorum.election import Notification
 
 __all__ = ["Violation", "Options", "Sim", "run_seed"]
@@ -76,6 +89,10 @@ class Options(object):
         self.client_every_ms = (5, 60)
         self.check_acks = True           # off only to see what an early ack leads to
         self.tick_jitter = True          # off: every member's timer in lockstep
+        self.full_every_ms = 0           # mean time between disks filling up (0: never)
+        self.full_ms = (50, 1500)        # how long a disk stays full
+        self.retry_ms = 100              # a stalled log's appends are retried this often
+        self.reconfig_every_ms = 0       # mean time between membership change requests
         for k, v in kw.items():
             if not hasattr(self, k):
                 raise TypeError("unknown option %s" % k)
@@ -94,8 +111,16 @@ def random_options(rng, **kw):
     o.fsync_ms = (1, rng.choice((2, 20, 80)))
     o.crash_every_ms = rng.choice((0, 600, 1500, 3000))
     o.partition_every_ms = rng.choice((0, 800, 2000))
+    # Faults added later draw from a generator of their own, which leaves the main one where
+    # it was: a seed with them off replays exactly the run it was before they existed.
+    later = random.Random(repr(rng.getstate()))
+    o.full_every_ms = later.choice((0, 0, 600, 2000))
+    o.reconfig_every_ms = later.choice((0, 0, 500, 2000))
+    spares = later.choice((1, 2))
     for k, v in kw.items():
         setattr(o, k, v)
+    if o.reconfig_every_ms and not o.observers and "observers" not in kw:
+        o.observers = spares      # servers a reconfig can add
     return o
 
 
@@ -103,9 +128,16 @@ _MASK = (1 << 61) - 1
 
 
 def chain_next(chain, zxid, payload):
-    """The applied state's digest after applying (zxid, payload) (payloads: (client, seq))."""
-    c, s = payload
-    return (chain * 1000003 + zxid * 8191 + c * 131071 + s) & _MASK
+    """The applied state's digest after applying (zxid, payload) (payloads: (client, seq), or
+    (client, seq, voters) for a membership change)."""
+    c, s = payload[0], payload[1]
+    v = sum(1 << x for x in payload[2]) if len(payload) > 2 else 0
+    return (chain * 1000003 + zxid * 8191 + c * 131071 + s + v * 524287) & _MASK
+
+
+def config_of(payload):
+    """Member's config_of for the simulated payloads."""
+    return payload[2] if len(payload) > 2 else None
 
 
 class Disk(object):
@@ -121,6 +153,9 @@ class Disk(object):
         self.entries = []          # (zxid, payload)
         self.synced = 0            # entries[:synced] are durable
         self.fsyncs = []           # targets (entry counts) of fsyncs in flight
+        self.voters = frozenset()  # the membership of the applied state
+        self.full_until = 0        # the disk takes no appends before this time
+        self.stalled = False       # the member was told log_stalled(True)
 
     def last_synced_zxid(self):
         return self.entries[self.synced - 1][0] if self.synced else self.log_start
@@ -154,16 +189,20 @@ class Sim(object):
         self.trace = [] if trace else None
         n = o.voters + o.observers
         self.ids = list(range(1, n + 1))
-        self.voters = zab.voter_set(range(1, o.voters + 1))
-        self.observer_ids = frozenset(range(o.voters + 1, n + 1))
         self.disks = {sid: Disk() for sid in self.ids}
+        for d in self.disks.values():
+            d.voters = frozenset(range(1, o.voters + 1))
         self.members = {}          # sid -> Member (absent while crashed)
         self.incarnation = {sid: 0 for sid in self.ids}
         self.conns = {}            # (learner, leader) -> [gen, alive]
         self.fifo = {}             # (key, gen, dst) -> last delivery time
         self.cut = set()           # frozenset({a, b}) pairs that cannot talk
         self.faults = 0
-        self.fault_log = {"crash": 0, "partition": 0, "drop": 0, "dup": 0, "torn": 0}
+        self.fault_log = {"crash": 0, "partition": 0, "drop": 0, "dup": 0, "torn": 0,
+                          "full": 0, "stall": 0, "refused": 0, "reconfig": 0,
+                          "reconfig_applied": 0}
+        self.touch_given = set()   # session ids touched on some learner
+        self.touches_reported = 0
         # what the checkers know
         self.truth = {0: 0}        # zxid -> chain after applying it
         self.truth_payload = {}
@@ -218,6 +257,10 @@ class Sim(object):
             self.at(self._exp(o.crash_every_ms), "crash")
         if o.partition_every_ms:
             self.at(self._exp(o.partition_every_ms), "partition")
+        if o.full_every_ms:
+            self.at(self._exp(o.full_every_ms), "full")
+        if o.reconfig_every_ms:
+            self.at(self._exp(o.reconfig_every_ms), "reconfig")
         for c in self.clients:
             self.at(self.rng.randint(*o.client_every_ms), "client", c.cid)
         self.at(o.faults_ms, "calm")
@@ -281,7 +324,8 @@ class Sim(object):
     def _boot(self, sid):
         self.incarnation[sid] += 1
         d = self.disks[sid]
-        m = zm.Member(sid, self.voters, self.o.params, d.persisted(), observers=self.observer_ids)
+        m = zm.Member(sid, d.voters, self.o.params, d.persisted(),
+                      observers=frozenset(self.ids) - d.voters, config_of=config_of)
         self.members[sid] = m
         m.start(self.now)
         self._drain(sid)
@@ -341,9 +385,55 @@ class Sim(object):
         d.fsyncs.remove(target)
         target = min(target, len(d.entries))
         if target > d.synced:
+            m = self.members[sid]
+            if self.now < d.full_until:
+                if not d.stalled:
+                    self._stall(sid, d, m)
+                return
+            if d.stalled:
+                d.stalled = False
+                m.log_stalled(False, self.now)
             d.synced = target
-            self.members[sid].persisted(d.entries[target - 1][0], self.now)
+            m.persisted(d.entries[target - 1][0], self.now)
             self._drain(sid)
+
+    def _stall(self, sid, d, m):
+        self.fault_log["stall"] += 1
+        self.log("stall", sid)
+        d.stalled = True
+        m.log_stalled(True, self.now)
+        self._drain(sid)
+        self.at(self.now + self.o.retry_ms, "retry", sid, self.incarnation[sid])
+
+    def _ev_retry(self, sid, inc):
+        """The stalled log's appends are tried again (GroupCommitter's retry)."""
+        if self.incarnation[sid] != inc or sid not in self.members:
+            return
+        d = self.disks[sid]
+        if not d.stalled:
+            return
+        if self.now < d.full_until:
+            self.at(self.now + self.o.retry_ms, "retry", sid, inc)
+            return
+        m = self.members[sid]
+        d.stalled = False
+        self.log("unstall", sid)
+        m.log_stalled(False, self.now)
+        if len(d.entries) > d.synced:
+            d.synced = len(d.entries)
+            m.persisted(d.entries[-1][0], self.now)
+        self._drain(sid)
+
+    def _ev_full(self):
+        if self.now >= self.o.faults_ms:
+            return
+        self.at(self._exp(self.o.full_every_ms), "full")
+        self.faults += 1
+        self.fault_log["full"] += 1
+        sid = self.rng.choice(self.ids)
+        d = self.disks[sid]
+        d.full_until = max(d.full_until, self.now + self.rng.randint(*self.o.full_ms))
+        self.log("disk full", sid, "until", d.full_until)
 
     def _ev_crash(self):
         if self.now >= self.o.faults_ms:
@@ -373,6 +463,7 @@ class Sim(object):
         del d.entries[d.synced + keep:]
         d.synced = len(d.entries)
         d.fsyncs = []
+        d.stalled = False
         for key, c in list(self.conns.items()):
             if sid in key and c[1]:
                 self._break(key)
@@ -414,6 +505,7 @@ class Sim(object):
         """The faults stop: heal everything, restart everyone."""
         self.cut.clear()
         for sid in self.ids:
+            self.disks[sid].full_until = 0     # retried appends go through on the next try
             if sid not in self.members:
                 self._boot(sid)
 
@@ -501,11 +593,14 @@ class Sim(object):
             d.fsyncs = [min(t, n) for t in d.fsyncs]
         if r.snapshot is not None:
             z, state = r.snapshot
-            sz, chain = state
+            sz, chain, voters = state
             if sz != z:
                 self.fail("snapshot header 0x%x, state at 0x%x" % (z, sz))
             self._check_chain(sid, z, chain, None)
-            d.applied_zxid, d.chain = z, chain
+            if frozenset(m.voters) != voters:
+                self.fail("member %d installed a SNAP with voters %s but has %s"
+                          % (sid, sorted(voters), sorted(m.voters)))
+            d.applied_zxid, d.chain, d.voters = z, chain, voters
             d.entries, d.synced, d.log_start = [], 0, z
             d.fsyncs = [0 for _ in d.fsyncs]
         if r.append:
@@ -528,7 +623,10 @@ class Sim(object):
                 if d.applied_zxid != msg.zxid:
                     self.fail("member %d: SNAP at 0x%x but applied 0x%x"
                               % (sid, msg.zxid, d.applied_zxid))
-                msg = msg._replace(state=(d.applied_zxid, d.chain))
+                if frozenset(msg.voters) != d.voters:
+                    self.fail("member %d: SNAP with voters %s, its state has %s"
+                              % (sid, sorted(msg.voters), sorted(d.voters)))
+                msg = msg._replace(state=(d.applied_zxid, d.chain, d.voters))
             self._send(sid, dst, msg)
         if r.role is not None:
             self._role(sid, m, r.role)
@@ -541,7 +639,13 @@ class Sim(object):
             if w is not None:
                 self.pending[sid][z] = w
         for req_id in r.refused:
+            self.fault_log["refused"] += 1
             self._write_failed(sid, self.forwarded[sid].pop(req_id, None))
+        for session_id in r.touched:
+            if session_id not in self.touch_given:
+                self.fail("leader %d reports a touch of session %d no learner was given"
+                          % (sid, session_id))
+            self.touches_reported += 1
         for req_id, z in r.syncs:
             cid = self.syncs[sid].pop(req_id, None)
             if cid is not None:
@@ -559,6 +663,8 @@ class Sim(object):
             prev = d.applied_zxid
             d.chain = chain_next(d.chain, z, p)
             d.applied_zxid = z
+            if len(p) > 2:
+                d.voters = frozenset(p[2])
             self._check_chain(sid, z, d.chain, p, prev)
             w = self.pending[sid].pop(z, None)
             if w is not None:
@@ -583,8 +689,11 @@ class Sim(object):
                                               self.truth_last))
         self.truth[z] = chain
         self.truth_payload[z] = payload
+        if len(payload) > 2:
+            self.fault_log["reconfig_applied"] += 1
+            self.log("reconfig committed", z, payload)
         self.truth_last = z
-        cid, seq = payload
+        cid, seq = payload[0], payload[1]
         if seq <= self.truth_seq.get(cid, 0):
             self.fail("client %d's write %d applied after its write %d (FIFO)"
                       % (cid, seq, self.truth_seq[cid]))
@@ -594,6 +703,8 @@ class Sim(object):
         self.log("role", sid, role)
         self.role_of[sid] = role
         if role.state == zm.LEADING and role.serving:
+            if sid not in m.voters:
+                self.fail("leader %d established but not a voter of %s" % (sid, sorted(m.voters)))
             prev = self.established.setdefault(role.epoch, sid)
             if prev != sid:
                 self.fail("two leaders established in epoch 0x%x: %d and %d"
@@ -623,7 +734,7 @@ class Sim(object):
     # ------------------------------------------------------------------ clients
 
     def _write_acked(self, z, p):
-        cid, seq = p
+        cid, seq = p[0], p[1]
         if self.truth_payload.get(z) != p:
             self.fail("write %r acknowledged at 0x%x, committed there: %r"
                       % (p, z, self.truth_payload.get(z)))
@@ -662,6 +773,9 @@ class Sim(object):
             c.member = s
         sid = c.member
         m = self.members[sid]
+        if m.state != zm.LEADING:
+            m.touch(cid)        # the session's id is its client's
+            self.touch_given.add(cid)
         r = self.rng.random()
         if r < 0.6:
             if len(c.writes) >= 2:
@@ -672,6 +786,8 @@ class Sim(object):
             if m.state == zm.LEADING:
                 z = m.propose(p, 0, 0, self.now)
                 if z is None:
+                    if m.writes_refused() is not None:
+                        self.fault_log["refused"] += 1
                     c.writes.pop(c.seq)
                 else:
                     self.pending[sid][z] = p
@@ -690,6 +806,48 @@ class Sim(object):
                 c.reading = (sid, self._req, self.acked_max)
                 self.syncs[sid][self._req] = cid
             self._drain(sid)
+
+    def _ev_reconfig(self):
+        """A client asks its member for a membership change (one voter more or fewer). They
+        stop with the faults: a leader removed steps down, which the liveness bound is not
+        about."""
+        if self.now >= self.o.faults_ms:
+            return
+        self.at(self._exp(self.o.reconfig_every_ms), "reconfig")
+        if not self.clients_on:
+            return
+        c = self.rng.choice(self.clients)
+        if c.member is None or c.member not in self.members \
+                or not self.members[c.member].serving or len(c.writes) >= 2:
+            return
+        sid = c.member
+        m = self.members[sid]
+        voters = set(m.voters)
+        others = sorted(set(self.ids) - voters)
+        if others and (len(voters) <= 3 or self.rng.random() < 0.5):
+            voters.add(self.rng.choice(others))
+        elif len(voters) > 3:
+            voters.remove(self.rng.choice(sorted(voters)))
+        else:
+            return
+        self.fault_log["reconfig"] += 1
+        c.seq += 1
+        p = (c.cid, c.seq, tuple(sorted(voters)))
+        self.log("reconfig asked", sid, p)
+        c.writes[c.seq] = (sid, self.now)
+        if m.state == zm.LEADING:
+            z = m.propose(p, 0, 0, self.now)
+            if z is None:
+                c.writes.pop(c.seq)
+            else:
+                self.pending[sid][z] = p
+        else:
+            self._req += 1
+            if m.forward(self._req, p):
+                self.forwarded[sid][self._req] = p
+            else:
+                c.writes.pop(c.seq)
+        self._drain(sid)
 
     def _read(self, c, sid, floor):
         d = self.disks[sid]
