@@ -421,8 +421,9 @@ def test_a_leader_removed_by_a_reconfig_steps_down_and_the_new_voters_go_on():
 
 
 def _leader_py_try_commit(self):
-    """zkpy.quorum.leader._try_commit's rule: of the txns from a membership txn R on, only R
-    itself waits for a quorum of the new voters; what follows R commits on the old ones."""
+    """zkpy.quorum.leader._try_commit's rule before session 10 fixed it: of the txns from a
+    membership txn R on, only R itself waited for a quorum of the new voters; what followed R
+    committed on the old ones."""
     if self.phase != "established":
         return
     point = zab.commit_point(self.acks, self.voters)
@@ -490,7 +491,8 @@ def test_a_txn_after_a_reconfig_waits_for_the_new_voters_too():
 
 
 def test_leader_py_commit_rule_loses_a_txn_after_a_reconfig(monkeypatch):
-    # The rule of zkpy.quorum.leader._try_commit today: T is acknowledged, and lost.
+    # The rule zkpy.quorum.leader._try_commit had (fixed this session, as the machine's):
+    # T is acknowledged, and lost.
     monkeypatch.setattr(zm.Member, "_try_commit", _leader_py_try_commit)
     with pytest.raises(sim.Violation, match="lacks acknowledged write"):
         _txn_after_reconfig_scenario()

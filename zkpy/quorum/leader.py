@@ -202,9 +202,16 @@ class Leader(object):
             return
         point = zab.commit_point(self.acks, self.peer.voters)
         if self.reconfig is not None and point >= self.reconfig[0]:
-            # A membership change commits on a quorum of the old voters and of the new ones.
-            if zab.commit_point(self.acks, self.reconfig[1]) < self.reconfig[0]:
+            # A membership change commits on a quorum of the old voters and of the new ones,
+            # and so does every txn after it until it is applied here (then the new voters
+            # alone decide). Holding only the change itself to the new voters let a txn right
+            # behind it commit on the old ones, to be lost when the new voters went on without
+            # it (found by the simulator: test_sim's txn-after-reconfig scenario).
+            new_point = zab.commit_point(self.acks, self.reconfig[1])
+            if new_point < self.reconfig[0]:
                 point = self.reconfig[0] - 1
+            else:
+                point = min(point, new_point)
         core = self.core
         if point <= core.commit_zxid:
             return
