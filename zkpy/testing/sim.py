@@ -781,23 +781,7 @@ class Sim(object):
             if len(c.writes) >= 2:
                 return
             c.seq += 1
-            p = (cid, c.seq)
-            c.writes[c.seq] = (sid, self.now)
-            if m.state == zm.LEADING:
-                z = m.propose(p, 0, 0, self.now)
-                if z is None:
-                    if m.writes_refused() is not None:
-                        self.fault_log["refused"] += 1
-                    c.writes.pop(c.seq)
-                else:
-                    self.pending[sid][z] = p
-            else:
-                self._req += 1
-                if m.forward(self._req, p):
-                    self.forwarded[sid][self._req] = p
-                else:
-                    c.writes.pop(c.seq)
-            self._drain(sid)
+            self._submit(c, sid, m, (cid, c.seq), count_refused=True)
         elif r < 0.85 or c.reading is not None:
             self._read(c, sid, None)
         else:
@@ -834,10 +818,18 @@ class Sim(object):
         c.seq += 1
         p = (c.cid, c.seq, tuple(sorted(voters)))
         self.log("reconfig asked", sid, p)
+        self._submit(c, sid, m, p)
+
+    def _submit(self, c, sid, m, p, count_refused=False):
+        """Client c's write p (its c.seq) to member sid: proposed there if it leads, else
+        forwarded; a write the member does not take is forgotten (count_refused: a leader's
+        refusal while no quorum can write its log is counted as a fault seen)."""
         c.writes[c.seq] = (sid, self.now)
         if m.state == zm.LEADING:
             z = m.propose(p, 0, 0, self.now)
             if z is None:
+                if count_refused and m.writes_refused() is not None:
+                    self.fault_log["refused"] += 1
                 c.writes.pop(c.seq)
             else:
                 self.pending[sid][z] = p
