@@ -655,24 +655,32 @@ def test_jvm_flags_side_by_side(zk_targets, tmp_path_factory):
                       "-Dzookeeper.DigestAuthenticationProvider.superDigest=" + SUPER_DIGEST)
     try:
         def run(srv):
-            from kazoo.security import make_acl
             out = [srv.four_letter("conf").startswith("conf is not executed"),
                    srv.four_letter("stat").startswith("Zookeeper version")]
-            owner = _kazoo(srv, auth_data=[("digest", "owner:pw")])
-            owner.start(timeout=10)
-            owner.create("/private", b"p", acl=[make_acl("digest", "owner:x", all=True)])
-            owner.stop()
-            owner.close()
-            admin = _kazoo(srv, auth_data=[("digest", "super:test")])
-            admin.start(timeout=10)
-            out.append(_attempt(lambda: admin.get("/private")[0]))
-            admin.stop()
-            admin.close()
+            out.append(_super_reads_private_node(srv))
             return out
         assert _same({k: run(s) for k, s in sorted(made.items())}) == [True, True, ("ok", b"p")]
     finally:
         for srv in made.values():
             srv.stop()
+
+
+def _super_reads_private_node(srv):
+    """An owner's digest-only node, then the superDigest's "super:test" reads it: the
+    _attempt result (("ok", b"p") when the superDigest flag took effect)."""
+    from kazoo.security import make_acl
+    owner = _kazoo(srv, auth_data=[("digest", "owner:pw")])
+    owner.start(timeout=10)
+    owner.create("/private", b"p", acl=[make_acl("digest", "owner:x", all=True)])
+    owner.stop()
+    owner.close()
+    admin = _kazoo(srv, auth_data=[("digest", "super:test")])
+    admin.start(timeout=10)
+    try:
+        return _attempt(lambda: admin.get("/private")[0])
+    finally:
+        admin.stop()
+        admin.close()
 
 
 def test_flags_from_zookeeper_env_sh_side_by_side(zk_targets, tmp_path_factory):
@@ -695,18 +703,8 @@ def test_flags_from_zookeeper_env_sh_side_by_side(zk_targets, tmp_path_factory):
             made[kind] = srv.start()
 
         def run(srv):
-            from kazoo.security import make_acl
             out = [srv.four_letter("ruok"), srv.four_letter("stat")]
-            owner = _kazoo(srv, auth_data=[("digest", "owner:pw")])
-            owner.start(timeout=10)
-            owner.create("/private", b"p", acl=[make_acl("digest", "owner:x", all=True)])
-            owner.stop()
-            owner.close()
-            admin = _kazoo(srv, auth_data=[("digest", "super:test")])
-            admin.start(timeout=10)
-            out.append(_attempt(lambda: admin.get("/private")[0]))
-            admin.stop()
-            admin.close()
+            out.append(_super_reads_private_node(srv))
             return out
         assert _same({k: run(s) for k, s in sorted(made.items())}) == [
             "imok", "stat is not executed because it is not in the whitelist.\n", ("ok", b"p")]

@@ -42,7 +42,7 @@ from zkpy.proto import codec, consts
 from zkpy.proto import records as r
 from zkpy.proto.twins import compiled_twin
 from zkpy.server.audit import AuditLog
-from zkpy.server.pipeline.common import (CONFIG_NODE, LOG_RETRY_S, encode_reply, free_space, log,
+from zkpy.server.pipeline.common import (CONFIG_NODE, LOG_RETRY_S, encode_reply, log,
                                          now_ms, rw)
 from zkpy.server.pipeline.final import FinalStage
 from zkpy.server.pipeline.final import node_reply_frame, node_reply_frame_pure  # noqa: F401
@@ -68,7 +68,6 @@ _WRITE_REQUESTS = {
 }
 
 _encode_reply = encode_reply
-_free_space = free_space   # (zkpy.server.standalone)
 _ZERO_PASSWD = b"\0" * 16
 # After a checkpoint the log starts a new file once the current one holds this much: recovery
 # reads from the file holding the checkpoint's zxid on, and purge removes whole files.

@@ -20,7 +20,8 @@ from zkpy import ZK_VERSION_STRING
 from zkpy.admin import fourletter
 from zkpy.errors import StorageCorruptError, StorageFullError
 from zkpy.server.connection import Connection, close_connections
-from zkpy.server.core import Core, _free_space
+from zkpy.server.core import Core
+from zkpy.server.pipeline.common import free_space
 from zkpy.server import tlsaccept
 from zkpy.server.frontend import Frontend
 
@@ -179,7 +180,7 @@ async def _open_core(core, config, replay):
     except lmdb.Error as e:
         raise StorageFullError("cannot open or write the database %s: %s (%s)"
                                % (os.path.join(config.data_dir, "zkpy-db"), e,
-                                  _free_space(config.data_dir))) from None
+                                  free_space(config.data_dir))) from None
 
 
 def _ports(config):
