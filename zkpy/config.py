@@ -107,6 +107,9 @@ class Config:
     snap_count: int = 100000
     snap_size_limit_kb: int = 4194304
     txn_log_size_limit_kb: int = -1
+    # txns a leader keeps in memory to sync learners by DIFF (zookeeper.commitLogCount; zkpy's
+    # default is larger than ZooKeeper's 500: it reads no older log files at sync time)
+    commit_log_count: int = 100000
     pre_alloc_size_kb: int = 65536
     force_sync: bool = True
     fsync_warning_threshold_ms: int = 1000
@@ -570,6 +573,7 @@ _KEYS = {
     "snapCount": ("snap_count", _int),
     "snapSizeLimitInKb": ("snap_size_limit_kb", _int),
     "txnLogSizeLimitInKb": ("txn_log_size_limit_kb", _int),
+    "commitLogCount": ("commit_log_count", _positive),
     "preAllocSize": ("pre_alloc_size_kb", _positive),
     "forceSync": ("force_sync", _bool),
     "fsync.warningthresholdms": ("fsync_warning_threshold_ms", _nonneg),
@@ -789,7 +793,7 @@ _QUORUM_SASL_KEYS = {
 # (Keys about security are not here: see _check_security below.)
 _ACCEPTED_KEYS = frozenset([
     "quorumListenOnAllIPs", "leaderServes", "cnxTimeout", "quorumCnxnTimeoutMs", "tcpKeepAlive",
-    "clientTcpKeepAlive", "electionPortBindRetry", "maxTimeToWaitForEpoch", "commitLogCount",
+    "clientTcpKeepAlive", "electionPortBindRetry", "maxTimeToWaitForEpoch",
     "snapshot.compression.method", "serverCnxnFactory", "observerMasterPort",
     "quorum.cnxn.threads.size", "admin.snapshot.enabled", "admin.restore.enabled",
     "admin.rateLimiterIntervalInMS", "emulate353TTLNodes",

@@ -5,8 +5,8 @@ restart, and every acknowledged write must be there.
 
 1. SNAP: a zkpy 3-member pseudo-cluster, all on one crashfs mount, holds a big tree (24 znodes
    of 1000 KiB and 50k small ones: a SNAP of about 35 MB). Before each cut one follower is
-   killed, the log rolls a few times behind it and the leader restarts (a new leader's history
-   starts at its newest log files), so the follower, started again under the load, is synced
+   killed, the log rolls a few times behind it and the leader restarts (a leader's history for
+   DIFF syncs holds only the last commitLogCount=2 txns here), so the follower, started again under the load, is synced
    by SNAP. The power goes while it installs -- per seed: right after its "SNAP: installing"
    line (in the LMDB transaction); as its old log's first file goes (the install committed and
    checkpointed, log_reset_pending set); within 0.2 s of its "FOLLOWING" line (the txns after
@@ -136,6 +136,7 @@ ROLLS = 3                      # big rewrites behind a stopped follower: each it
 SNAP_CFG = {
     "checkpointIntervalMs": "500",
     "txnLogSizeLimitInKb": "64",     # each 1000 KiB write ends a log file
+    "commitLogCount": "2",           # a leader keeps 2 applied txns in memory for DIFF syncs
     "autopurge.purgeInterval": "1s",
 }
 INSTALLING = "SNAP: installing"
@@ -247,8 +248,8 @@ def test_power_cut_during_snap_install(crashfs, tmp_path):
 
     def resync(target, others, rng, rewrites):
         """Kill `target` (a follower), roll the log behind it, restart the leader: the next
-        leader's history starts at its newest log files, so the target's next start is synced
-        by SNAP. Returns the others' hosts."""
+        leader's history (commitLogCount) ends before the target's last txn, so the target's
+        next start is synced by SNAP. Returns the others' hosts."""
         target.kill()
         zk = powercut.client(ens.hosts(others))
         try:

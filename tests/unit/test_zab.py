@@ -61,7 +61,8 @@ def test_messages_round_trip():
         m.ping([1, -2, 3]),
         m.request(7, 0x1234, 9, 5, b"body", [("digest", "u:x"), ("ip", "1.2.3.4")]),
         m.proposal(z(5, 11), 2, 7, b"\x00txn"),
-        m.snap_data(b"chunk"), m.snap_end(), m.lping(), m.sync_done(3, z(5, 2)),
+        m.snap(z(5, 4), {3, 1, 2}), m.snap_data(b"chunk"), m.snap_end(), m.lping(),
+        m.sync_done(3, z(5, 2)),
         m.one(m.LOGSTATE, 1), m.one(m.REFUSED, 8),
     ]
     dec = m.Decoder()
@@ -76,6 +77,7 @@ def test_messages_round_trip():
         (m.PING, ([1, -2, 3],)),
         (m.REQUEST, (7, 0x1234, 9, 5, b"body", (("digest", "u:x"), ("ip", "1.2.3.4")))),
         (m.PROPOSAL, (z(5, 11), 2, 7, b"\x00txn")),
+        (m.SNAP, (z(5, 4), (1, 2, 3))),
         (m.SNAPDATA, (b"chunk",)), (m.SNAPEND, ()), (m.LPING, ()),
         (m.SYNCDONE, (3, z(5, 2))),
         (m.LOGSTATE, (1,)), (m.REFUSED, (8,)),
@@ -83,7 +85,7 @@ def test_messages_round_trip():
 
 
 @pytest.mark.parametrize("body", [b"", b"\x63", b"\x03\x00", m.one(m.ACK, 1)[4:] + b"x",
-                                  m.ping([1])[4:-1], b"\x1a" + b"\x00" * 24 + b"\xff\xff\xff\xff"])
+                                  m.ping([1])[4:-1], m.snap(1, [1, 2])[4:-1], b"\x1a" + b"\x00" * 24 + b"\xff\xff\xff\xff"])
 def test_bad_messages_are_protocol_errors(body):
     with pytest.raises(m.ProtocolError):
         m.decode(body)

@@ -25,6 +25,7 @@ Driving it (etcd raft's Step / Tick / Ready / Advance, in Zab's words)::
                                               driver keeps them and retries; True) or takes
                                               them again (False, before the persisted() call)
              m.touch(session_id)              a learner's client was heard from (PING)
+             m.abandon(now_ms, why)           the driver cannot carry the role on: step down
              m.writes_refused() -> why or None   whether new writes would be refused now
     output:  r = m.ready()   -- then carry it out in this order, all of it before the next:
              1. r.accepted_epoch, r.current_epoch: write these epoch files (durably) first;
@@ -235,6 +236,7 @@ class Params(NamedTuple):
     connect_retry_ms: int = 200       # Follower.run: the leader turned us away, retry
     learner_wait_ms: int = 2000       # QuorumPeer._learner_conn: a LOOKING server waits
     history_max: int = 100000         # leader.HISTORY_MAX (commitLogCount)
+    read_only_after_ms: Optional[int] = None   # readonlymode.enabled: max(2 s, tickTime)
 
     @property
     def init_ms(self):
@@ -260,6 +262,8 @@ class RoleChange(NamedTuple):
     leader: Optional[int]
     epoch: Optional[int]
     serving: bool
+    read_only: bool = False   # no quorum for read_only_after_ms: serve read-only sessions
+    term: int = 0             # elections started so far: a new one means the role was left
 
 
 class Ready(NamedTuple):
@@ -322,10 +326,17 @@ class Member(object):
         self.applied_zxid = ps.applied_zxid
         self.log = collections.deque(ps.entries)     # the in-memory window of the log
         self.history_start = ps.log_start            # the window holds every txn after this
+        # (zxid, voters) of the membership txns of the log not yet applied (config_of, asked
+        # once per entry as it is appended)
+        self._config_txns = []
         last = ps.log_start
-        for z, _ in ps.entries:
+        for z, p in ps.entries:
             _check(z > last, "log zxids not increasing at 0x%x" % z)
             last = z
+            if z > ps.applied_zxid:
+                v = self._config_of(p)
+                if v is not None:
+                    self._config_txns.append((z, v))
         self.last_zxid = max(last, ps.applied_zxid)
         self.durable_zxid = self.last_zxid
         self.committed_zxid = self.applied_zxid
@@ -341,6 +352,9 @@ class Member(object):
         self.vote = None
         self._look_pending = False
         self._started = False
+        self._looks = 0              # RoleChange.term
+        self._looking_since = 0
+        self.read_only = False
         # learner side
         self._heard_ms = 0
         self._connect_deadline_ms = 0
@@ -383,9 +397,13 @@ class Member(object):
         self._w_syncs = []
         self._w_touched = []
 
+    def _role(self):
+        return RoleChange(self.state, self.leader_id, self.epoch, self.serving,
+                          self.read_only and not self.serving, self._looks)
+
     def ready(self):
         """What the driver must do now, in the order of the fields (module docstring)."""
-        role = RoleChange(self.state, self.leader_id, self.epoch, self.serving)
+        role = self._role()
         r = Ready(self._w_accepted, self._w_current, self._w_trunc, self._w_snap,
                   self._w_append, self._w_apply, self._w_close, self._w_msgs,
                   role if role != self._role_reported else None, self._w_requests,
@@ -402,8 +420,7 @@ class Member(object):
                     or self._w_apply is not None or self._w_close or self._w_msgs
                     or self._w_requests or self._w_matched or self._w_refused or self._w_syncs
                     or self._w_touched
-                    or RoleChange(self.state, self.leader_id, self.epoch, self.serving)
-                    != self._role_reported)
+                    or self._role() != self._role_reported)
 
     def _send(self, dest, msg):
         self._w_msgs.append((dest, msg))
@@ -416,18 +433,23 @@ class Member(object):
         self.current_epoch = epoch
         self._w_current = epoch
 
-    def _append(self, zxid, payload):
+    def _append(self, zxid, payload, voters=False):
         _check(zxid > self.last_zxid, "member %d: appending 0x%x after 0x%x"
                % (self.myid, zxid, self.last_zxid))
         self.log.append((zxid, payload))
         self.last_zxid = zxid
         self._w_append.append((zxid, payload))
+        if voters is False:
+            voters = self._config_of(payload)
+        if voters is not None:
+            self._config_txns.append((zxid, voters))
 
     def _truncate(self, zxid):
         _check(zxid >= self.applied_zxid, "member %d: TRUNC to 0x%x below applied 0x%x"
                % (self.myid, zxid, self.applied_zxid))
         while self.log and self.log[-1][0] > zxid:
             self.log.pop()
+        self._config_txns = [(z, v) for z, v in self._config_txns if z <= zxid]
         self.last_zxid = min(self.last_zxid, zxid)
         self.durable_zxid = min(self.durable_zxid, zxid)
         # Entries of this batch past zxid are never written; earlier ones are past the disk's
@@ -439,6 +461,7 @@ class Member(object):
     def _install_snapshot(self, zxid, state):
         _check(self._w_trunc is None, "TRUNC and SNAP in one Ready")
         self.log.clear()
+        self._config_txns = []
         self.history_start = zxid
         self.last_zxid = self.durable_zxid = self.applied_zxid = self.committed_zxid = zxid
         self._w_append = []
@@ -455,20 +478,24 @@ class Member(object):
             self._w_apply = target
             for z, voters in self._configs_in(before, target):
                 self._switch_voters(voters)
+            if self._config_txns and self._config_txns[0][0] <= target:
+                self._config_txns = [(z, v) for z, v in self._config_txns if z > target]
             self._trim()
 
     def _configs_in(self, after, upto):
-        """(zxid, voters) of the membership txns in my log within (after, upto]."""
-        out = []
-        for z, p in reversed(self.log):
-            if z <= after:
-                break
-            if z <= upto:
-                v = self._config_of(p)
-                if v is not None:
-                    out.append((z, v))
-        out.reverse()
-        return out
+        """(zxid, voters) of the membership txns in my log within (after, upto]; `after` is
+        never below the applied zxid (the list forgets applied ones)."""
+        return [(z, v) for z, v in self._config_txns if after < z <= upto]
+
+    def reconfig_in_progress(self):
+        """A membership txn is in my log and not yet applied (RECONFIGINPROGRESS)."""
+        return bool(self._config_txns)
+
+    def in_sync_quorum(self, voters):
+        """A quorum of `voters` has acked NEWLEADER (is in sync with me), or I am not leading
+        (NEWCONFIGNOQUORUM when not)."""
+        synced = {s for s, ln in self.learners.items() if ln.acked_newleader}
+        return zab.is_quorum(synced | {self.myid}, zab.voter_set(voters, self.voters.rule))
 
     def _zxid_before(self, zxid):
         for z, _ in reversed(self.log):
@@ -500,6 +527,9 @@ class Member(object):
         self._look(now_ms)
 
     def tick(self, now_ms):
+        if not self.serving and not self.read_only and self.p.read_only_after_ms is not None \
+                and now_ms - self._looking_since >= self.p.read_only_after_ms:
+            self.read_only = True   # peer._read_only_later: no quorum, serve read-only
         if self.state == LOOKING:
             for sid, (_, deadline) in list(self._held_infos.items()):
                 if now_ms >= deadline:
@@ -558,17 +588,14 @@ class Member(object):
             return None
         new_voters = self._config_of(payload)
         if new_voters is not None:
-            if self._configs_in(self.applied_zxid, self.last_zxid):
-                return None   # RECONFIGINPROGRESS
-            synced = [s for s, ln in self.learners.items() if ln.acked_newleader]
-            if not zab.is_quorum(set(synced) | {self.myid}, zab.voter_set(new_voters)):
-                return None   # NEWCONFIGNOQUORUM
+            if self.reconfig_in_progress() or not self.in_sync_quorum(new_voters):
+                return None   # RECONFIGINPROGRESS, NEWCONFIGNOQUORUM
         self._counter += 1
         if self._counter > 0xffffffff:
             self._step_down(now_ms, "zxid counter exhausted")   # a new epoch starts over
             return None
         zxid = zab.make_zxid(self.epoch, self._counter)
-        self._append(zxid, payload)
+        self._append(zxid, payload, new_voters)
         prop = Proposal(zxid, origin, req_id, payload)
         for ln in self.learners.values():
             if ln.synced:
@@ -622,6 +649,12 @@ class Member(object):
         return ("no quorum of the voters %s can write its transaction log (writable: %s)"
                 % (sorted(self.voters), sorted(writable)))
 
+    def abandon(self, now_ms, why):
+        """The driver cannot carry this role on (a SNAP it could not send or install, a local
+        failure): leave it and look for a leader again."""
+        if self.state != LOOKING:
+            self._step_down(now_ms, why)
+
     def refuse(self, origin, req_id):
         """The leader's driver did not take a forwarded request (core.remote_request False)."""
         if self.state == LEADING and origin in self.learners:
@@ -631,8 +664,13 @@ class Member(object):
 
     def _set_role(self, state, leader=None, epoch=None, serving=False):
         self.state, self.leader_id, self.epoch, self.serving = state, leader, epoch, serving
+        if serving:
+            self.read_only = False
 
     def _look(self, now_ms):
+        if not self._look_pending:
+            self._looks += 1
+            self._looking_since = now_ms
         self._set_role(LOOKING)
         self.phase = None
         self.vote = None
@@ -802,6 +840,7 @@ class Member(object):
         self._advance_apply()
         self.phase = "serving"
         self.serving = True
+        self.read_only = False
         self.vote = fle.Vote(self.leader_id, self.last_zxid, self.current_epoch)
 
     def _dispatch(self, msg, now_ms):
@@ -896,6 +935,7 @@ class Member(object):
         self.committed_zxid = max(self.committed_zxid, self._history_last)
         self._counter = 0
         self.serving = True
+        self.read_only = False
         self.vote = fle.Vote(self.myid, self.last_zxid, self.current_epoch)
         self._next_ping_ms = now_ms + self.p.tick_ms // 2
         self._advance_apply()

@@ -25,8 +25,9 @@ leader -> learner
     DIFF         (21) zxid:i64        the learner's log is a prefix of the leader's up to zxid;
                                       the missing txns follow as PROPOSALs
     TRUNC        (22) zxid:i64        drop every txn after zxid, then as DIFF
-    SNAP         (23) zxid:i64        a copy of the leader's LMDB at zxid follows (SNAPDATA*,
-                                      then SNAPEND), then PROPOSALs after zxid
+    SNAP         (23) zxid:i64 count:u32 voter:i64*   a copy of the leader's LMDB at zxid
+                                      follows (SNAPDATA*, then SNAPEND), then PROPOSALs after
+                                      zxid; the voters are those of that state's membership
     SNAPDATA     (24) chunk:blob
     SNAPEND      (25)
     PROPOSAL     (26) zxid:i64 origin:i64 req_id:i64 payload:blob   (origin: the server whose
@@ -75,7 +76,7 @@ _REQ = struct.Struct(">qqii")
 _PROP = struct.Struct(">qqq")
 
 # Messages whose whole body is one i64.
-_ONE_I64 = (ACK, LEADERINFO, DIFF, TRUNC, SNAP, NEWLEADER, UPTODATE, COMMIT, SYNC, LOGSTATE,
+_ONE_I64 = (ACK, LEADERINFO, DIFF, TRUNC, NEWLEADER, UPTODATE, COMMIT, SYNC, LOGSTATE,
             REFUSED)
 
 
@@ -92,7 +93,7 @@ def _blob(b):
 
 
 def one(mtype, zxid):
-    """ACK, LEADERINFO, DIFF, TRUNC, SNAP, NEWLEADER, UPTODATE, COMMIT, SYNC, LOGSTATE,
+    """ACK, LEADERINFO, DIFF, TRUNC, NEWLEADER, UPTODATE, COMMIT, SYNC, LOGSTATE,
     REFUSED."""
     assert mtype in _ONE_I64
     return _frame(mtype, _Q.pack(zxid))
@@ -125,6 +126,12 @@ def request(req_id, session_id, xid, op, body, ids=()):
 
 def proposal(zxid, origin, req_id, payload):
     return _frame(PROPOSAL, _PROP.pack(zxid, origin, req_id) + _blob(payload))
+
+
+def snap(zxid, voters):
+    voters = sorted(voters)
+    return _frame(SNAP, _Q.pack(zxid) + _U32.pack(len(voters))
+                  + b"".join(_Q.pack(v) for v in voters))
 
 
 def snap_data(chunk):
@@ -184,6 +191,12 @@ def decode(frame):
         out = (sid, accepted, last, applied, bool(observer))
     elif mtype in (ACKEPOCH, SYNCDONE):
         out = r.take(_QQ)
+    elif mtype == SNAP:
+        zxid = r.take(_Q)[0]
+        n = r.take(_U32)[0]
+        if n > (len(frame) - r.o) // 8:
+            raise ProtocolError("SNAP voter count %d past the message" % n)
+        out = (zxid, tuple(r.take(_Q)[0] for _ in range(n)))
     elif mtype == PING:
         n = r.take(_U32)[0]
         if n > (len(frame) - r.o) // 8:
