@@ -4,8 +4,8 @@ Owns what a member knows and decides: its role (LOOKING / FOLLOWING / LEADING / 
 its epochs, the in-memory window of its log, what is durable, committed and applied, and, when
 it leads, its learners, their acks and the commit point. It never touches a socket, a file, a
 clock or a random source, and it imports only the pure quorum modules (election, zab). Time
-comes in as ``now_ms``. Imported by the quorum driver (next: zkpy.quorum.peer's successor),
-zkpy.testing.sim and tests.
+comes in as ``now_ms``. Driven by zkpy.quorum.peer (the server: sockets, timers, the log,
+LMDB) and zkpy.testing.sim (the simulator); imported by tests.
 
 Driving it (etcd raft's Step / Tick / Ready / Advance, in Zab's words)::
 
@@ -43,12 +43,12 @@ Driving it (etcd raft's Step / Tick / Ready / Advance, in Zab's words)::
                 answer the sync once zxid is applied), r.touched (the leader: session ids its
                 learners' PINGs carried; the driver touches them).
 
-The rules of zkpy.quorum.peer's docstring hold here: a learner acknowledges NEWLEADER only once
+The rules: a learner acknowledges NEWLEADER only once
 everything it synced is durable and its currentEpoch is written (ZOOKEEPER-3911, -4646, -4785);
 it acknowledges a proposal only once it is durable; only committed entries are applied (apply
 up to min(durable, committed)), so TRUNC never undoes applied state (asserted).
 
-What each role does mirrors zkpy.quorum.leader / follower (the asyncio roles of today):
+What each role does (ZooKeeper's Leader / LearnerHandler / Follower / Observer):
   * leader: discovery (a quorum of FOLLOWERINFO within initLimit, epoch = max accepted + 1,
     a quorum of ACKEPOCH, step down if an acker has a newer history), its whole log becomes the
     new epoch's history, learners synced by zab.sync_plan (DIFF / TRUNC / SNAP + PROPOSALs),
@@ -58,42 +58,39 @@ What each role does mirrors zkpy.quorum.leader / follower (the asyncio roles of 
   * learner: FOLLOWERINFO (reconnecting every 200 ms for max(initLimit, 1 s) while the leader
     turns it away), LEADERINFO -> acceptedEpoch, ACKEPOCH, DIFF/TRUNC/SNAP + PROPOSALs until
     NEWLEADER, persist, currentEpoch, ACK, UPTODATE -> serving; initLimit between messages
-    before serving, syncLimit after;
+    before serving, syncLimit after; PINGs carry the session ids its clients were heard from;
   * a LOOKING member holds a learner's connection up to 2 s in case it is about to lead;
-  * stepping down waits until the log is durable before the election starts (the real driver
-    flushes the committer in _stand_down), commit knowledge is dropped (reset_pipeline).
+  * stepping down waits until the log is durable before the election starts (the driver
+    flushes its log when RoleChange.term moves on), commit knowledge is dropped;
+  * read-only mode (Params.read_only_after_ms, readonlymode.enabled): not serving for that
+    long -> RoleChange.read_only, until serving again;
+  * the history for DIFF syncs is the log window: every entry not yet applied, and at most
+    Params.history_max (commitLogCount) applied ones; the driver gives Member() the entries of
+    its newest log files at a start.
 
-Differences from zkpy.quorum.leader/follower, all on purpose:
-  * the leader counts itself in the NEWLEADER quorum only once its history is durable (the
-    asyncio leader gets this from the flush in _stand_down; here it is explicit);
-  * the SNAP is one message carrying the state, not SNAPDATA* + SNAPEND;
-  * requests carry an opaque payload; the leader's driver preps it (core.remote_request);
-  * reconfig: from a membership txn until the leader applies it, the txns after it also need
-    both quorums (leader._try_commit asks both only of the txn itself; see below).
+Two choices of zkpy's own:
+  * the leader counts itself in the NEWLEADER quorum only once its history is durable;
+  * the SNAP is one message carrying the state and its voters (on the wire SNAP + SNAPDATA*
+    + SNAPEND; the driver puts them together).
 
-Also as zkpy.quorum.leader/follower do:
+Also:
   * a full disk (LOGSTATE): a member whose log cannot take appends acks nothing until it can
     (the driver keeps the txns and retries); a learner tells its leader (LogState, once it is
-    acking, as follower.log_stalled); the leader refuses new writes -- propose() returns None,
-    a forwarded Request is answered Refused, as core.remote_request False -- while fewer than
-    a quorum of the voters (itself included) have acked NEWLEADER and can write
-    (leader.writes_refused); a stalled learner refuses its own clients' writes (forward()
-    False, core._writes_refused). Reads and syncs go on;
+    acking); the leader refuses new writes -- propose() returns None, a forwarded Request is
+    answered Refused -- while fewer than a quorum of the voters (itself included) have acked
+    NEWLEADER and can write (writes_refused); a stalled learner refuses its own clients'
+    writes (forward() False). Reads and syncs go on;
   * reconfig: `config_of(payload)` (given by the driver; pure) names the voters a txn makes
     (None: not a membership change; the leader's driver preps /zookeeper/config's text into
     the payload). propose() of one returns None while another is not yet applied here
-    (RECONFIGINPROGRESS) or fewer than a quorum of the new voters are in sync
-    (NEWCONFIGNOQUORUM). From a membership txn R until it is applied on the leader, a zxid
-    >= R commits only once a quorum of the old voters AND of the new ones have acked it
-    (leader._try_commit; here also the txns after R, not only R), and a new leader whose
-    history holds R needs both quorums' NEWLEADER acks. Every member switches its voter set
-    when it applies R (peer.config_applied); a member out of the voters follows as an
-    observer; a leader out of them steps down (leader.config_applied); a SNAP carries the
-    voters of the state it copies (the driver keeps them with that state, as LMDB keeps
-    /zookeeper/config, and passes them to Member() on a restart);
-  * not yet here (left for the next session): read-only mode, the leader's history loaded
-    from older log files (_fill_history_before: here the history is the log window it was
-    given).
+    (RECONFIGINPROGRESS, reconfig_in_progress()) or fewer than a quorum of the new voters are
+    in sync (NEWCONFIGNOQUORUM, in_sync_quorum()). From a membership txn R until it is applied
+    on the leader, every zxid >= R commits only once a quorum of the old voters AND of the new
+    ones have acked it, and a new leader whose history holds R needs both quorums' NEWLEADER
+    acks. Every member switches its voter set when it applies R; a member out of the voters
+    follows as an observer; a leader out of them steps down; a SNAP carries the voters of the
+    state it copies (the driver keeps them with that state, as LMDB keeps /zookeeper/config,
+    and passes them to Member() on a restart).
 
 Messages, and the zkpy.quorum.messages type each becomes on the wire:
     FollowerInfo(sid, accepted_epoch, last_zxid, applied_zxid, observer)   FOLLOWERINFO
@@ -235,7 +232,7 @@ class Params(NamedTuple):
     max_notification_interval_ms: int = 2000
     connect_retry_ms: int = 200       # Follower.run: the leader turned us away, retry
     learner_wait_ms: int = 2000       # QuorumPeer._learner_conn: a LOOKING server waits
-    history_max: int = 100000         # leader.HISTORY_MAX (commitLogCount)
+    history_max: int = 100000         # commitLogCount (zkpy's default; ZooKeeper's 500)
     read_only_after_ms: Optional[int] = None   # readonlymode.enabled: max(2 s, tickTime)
 
     @property
@@ -284,7 +281,7 @@ class Ready(NamedTuple):
 
 
 class _Learner(object):
-    """The leader's view of one connected learner (leader._Learner / LearnerHandler)."""
+    """The leader's view of one connected learner (ZooKeeper's LearnerHandler)."""
     __slots__ = ("sid", "observer", "accepted_epoch", "last_zxid", "applied_zxid", "phase",
                  "deadline_ms", "heard_ms", "synced", "acked_newleader", "ack_epoch", "stalled")
 
@@ -511,10 +508,10 @@ class Member(object):
         self.observer = self.myid not in self.voters
         if self.state in (FOLLOWING, OBSERVING):
             self.state = OBSERVING if self.observer else FOLLOWING
-        # A leader out of the new voters steps down on its next tick (leader.config_applied).
+        # A leader out of the new voters steps down on its next tick.
 
     def _trim(self):
-        # Keep at most history_max entries, never dropping one not applied (leader.proposed).
+        # Keep at most history_max entries, never dropping one not applied.
         log = self.log
         while len(log) > self.p.history_max and log[0][0] <= self.applied_zxid:
             self.history_start = log.popleft()[0]
@@ -529,7 +526,7 @@ class Member(object):
     def tick(self, now_ms):
         if not self.serving and not self.read_only and self.p.read_only_after_ms is not None \
                 and now_ms - self._looking_since >= self.p.read_only_after_ms:
-            self.read_only = True   # peer._read_only_later: no quorum, serve read-only
+            self.read_only = True   # no quorum: serve read-only sessions
         if self.state == LOOKING:
             for sid, (_, deadline) in list(self._held_infos.items()):
                 if now_ms >= deadline:
@@ -638,7 +635,7 @@ class Member(object):
     def writes_refused(self):
         """Why the established leader takes no new writes now (None: it does, or this is not
         an established leader): fewer than a quorum of the voters can write their logs
-        (leader.writes_refused; a write would wait for the disks, it is refused instead)."""
+        (a write would wait for the disks; it is refused instead)."""
         if not (self.state == LEADING and self.phase == "established"):
             return None
         writable = {s for s, ln in self.learners.items() if ln.acked_newleader and not ln.stalled}
@@ -676,7 +673,7 @@ class Member(object):
         self.vote = None
         self.election = None
         if self.durable_zxid < self.last_zxid:
-            # peer._stand_down flushes the log before the next election: wait for it.
+            # the driver flushes the log before the next election: wait for it.
             self._look_pending = True
             return
         self._look_pending = False
@@ -808,7 +805,7 @@ class Member(object):
                 self._newleader_epoch = self.epoch
                 self.phase = "newleader"
                 self._maybe_ack_newleader(now_ms)
-            elif type(msg) is not LPing:   # not answered before NEWLEADER (follower.py)
+            elif type(msg) is not LPing:   # not answered before NEWLEADER (as Learner.syncWithLeader)
                 self._dispatch(msg, now_ms)
         elif phase == "newleader":
             self._held.append(msg)   # read after the ACK, as the asyncio follower does
@@ -940,7 +937,7 @@ class Member(object):
         self._next_ping_ms = now_ms + self.p.tick_ms // 2
         self._advance_apply()
         if self.myid not in self.voters:
-            # Its history held a membership change without it (leader.config_applied).
+            # Its history held a membership change without it.
             return self._step_down(now_ms, "not a voter of the membership in my history")
         for ln in list(self.learners.values()):
             self._drive(ln, now_ms)
@@ -957,7 +954,7 @@ class Member(object):
     def _from_learner(self, src, msg, now_ms):
         if type(msg) is FollowerInfo:
             if self.state == LOOKING:
-                # It may have decided on us a moment before we did (peer._learner_conn).
+                # It may have decided on us a moment before we did.
                 self._held_infos[src] = (msg, now_ms + self.p.learner_wait_ms)
             elif self.state != LEADING:
                 self._w_close.append((src, True))
