@@ -218,6 +218,14 @@ class Election:
         elif total_order(n.vote, self.proposal, self.voters):
             self._set_proposal(n.vote)
             out = self._broadcast()
+        elif not self.observer and total_order(self.proposal, n.vote, self.voters):
+            # A worse vote of this round: tell its sender ours (zkpy's addition; ZooKeeper
+            # stays quiet). Its server may be the one that never heard the better votes (a
+            # partition lost them), re-sending its vote every interval -- which keeps every
+            # other server's quiet timer from expiring, so nobody re-sends the better one:
+            # with timers in lockstep the election never ends (simulator seed 215). It adopts
+            # ours at once (total order), so this never ping-pongs.
+            out = [(n.sender, self.current())]
         self.recv[n.sender] = (n.vote, LOOKING)
         self._check_recv_quorum(now_ms)
         return [] if self.decided else out

@@ -50,7 +50,7 @@ up to min(durable, committed)), so TRUNC never undoes applied state (asserted).
 
 What each role does (ZooKeeper's Leader / LearnerHandler / Follower / Observer):
   * leader: discovery (a quorum of FOLLOWERINFO within initLimit, epoch = max accepted + 1,
-    a quorum of ACKEPOCH, step down if an acker has a newer history), its whole log becomes the
+    a quorum of ACKEPOCH; a learner whose history is newer is dropped), its whole log becomes the
     new epoch's history, learners synced by zab.sync_plan (DIFF / TRUNC / SNAP + PROPOSALs),
     NEWLEADER, a quorum of ACKs (it counts itself once its history is durable) -> established:
     everything in its log committed, UPTODATE, then PROPOSAL / ACK / COMMIT, LPING every half
@@ -901,11 +901,6 @@ class Member(object):
         if self.phase != "epoch" or not self._voters_in(
                 s for s, ln in self.learners.items() if ln.ack_epoch is not None):
             return
-        mine = (self.current_epoch, self.last_zxid)
-        for ln in self.learners.values():
-            if ln.ack_epoch is not None and ln.ack_epoch > mine:
-                return self._step_down(now_ms, "follower %d has a newer history %r than mine %r"
-                                       % (ln.sid, ln.ack_epoch, mine))
         # My whole log is the new epoch's initial history; committed once a quorum has it.
         self._history_last = self.last_zxid
         self.acks[self.myid] = self.durable_zxid
@@ -972,7 +967,17 @@ class Member(object):
         if ln.phase == "epoch":
             if t is not AckEpoch:
                 return self._drop_learner(src, now_ms, "expected ACKEPOCH, got %r" % (msg,))
-            ln.ack_epoch = (msg.current_epoch, msg.last_zxid)
+            ack = (msg.current_epoch, msg.last_zxid)
+            mine = (self.current_epoch, self.last_zxid)
+            if self.phase == "epoch" and ack > mine:
+                # ZooKeeper's waitForEpochAck, "Follower is ahead of the leader": that learner
+                # is dropped and the leader goes on with the others (or times out, and a new
+                # election follows). Stepping down instead livelocked when the learner ahead
+                # cannot lead (a non-voter: simulator seeds 451, 231). Once the leader is past
+                # this phase a learner ahead is not checked: its sync TRUNCs what it has beyond.
+                return self._drop_learner(src, now_ms, "follower %d is ahead of the leader: %r "
+                                          "> %r" % (src, ack, mine))
+            ln.ack_epoch = ack
             ln.last_zxid = msg.last_zxid
             ln.phase = "ackepoch"
             ln.deadline_ms = now_ms + self.p.init_ms
