@@ -3,6 +3,7 @@
 
     python scripts/simulate.py --seeds 10000 --start 0       # seeds 0..9999
     python scripts/simulate.py --start 58 --seeds 1 -v       # replay one, with its trace tail
+    python scripts/simulate.py --seeds 1000000 --jobs 2      # overnight, on every core
 
 Exit status 1 if any seed failed. A failing seed becomes a regression test in
 tests/unit/test_sim.py (REGRESSION_SEEDS).
@@ -24,7 +25,11 @@ def main(argv=None):
     ap.add_argument("--faults-ms", type=int, default=None, help="fault phase length")
     ap.add_argument("--calm-ms", type=int, default=None, help="calm phase length")
     ap.add_argument("-v", "--verbose", action="store_true", help="trace a failing seed")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="processes (seeds in blocks of 1000; no per-fault totals)")
     a = ap.parse_args(argv)
+    if a.jobs > 1:
+        return _parallel(a)
     kw = {}
     if a.faults_ms is not None:
         kw["faults_ms"] = a.faults_ms
@@ -53,6 +58,29 @@ def main(argv=None):
     print("seeds %d..%d: %d failed; %d steps in %.1f s (%.0f steps/s); faults %d %s"
           % (a.start, a.start + a.seeds - 1, failed, steps, dt, steps / max(dt, 1e-9), faults,
              " ".join("%s=%d" % kv for kv in sorted(totals.items()))))
+    return 1 if failed else 0
+
+
+def _parallel(a):
+    kw = {}
+    if a.faults_ms is not None:
+        kw["faults_ms"] = a.faults_ms
+    if a.calm_ms is not None:
+        kw["calm_ms"] = a.calm_ms
+    t0 = time.monotonic()
+    steps = faults = 0
+    failed = []
+    end = a.start + a.seeds
+    for lo in range(a.start, end, 1000):
+        f, st, fa = sim.run_many(range(lo, min(lo + 1000, end)), jobs=a.jobs, **kw)
+        for seed, what in f:
+            print("FAIL seed %d: %s" % (seed, what), flush=True)
+        failed += f
+        steps += st
+        faults += fa
+    dt = time.monotonic() - t0
+    print("seeds %d..%d: %d failed; %d steps in %.1f s (%.0f steps/s); faults %d"
+          % (a.start, end - 1, len(failed), steps, dt, steps / max(dt, 1e-9), faults))
     return 1 if failed else 0
 
 

@@ -15,13 +15,16 @@ record, once more with the learner acking NEWLEADER before its disk has the txns
 must catch that as lost or diverged data).
 """
 
+import os
+
 import pytest
 
 from zkpy.quorum import machine as zm
 from zkpy.quorum import zab
 from zkpy.testing import sim
 
-SEEDS = range(250)
+# ZKPY_SIM_SEEDS: how many seeded runs (over one process per CPU); scripts/simulate.py runs more.
+SEEDS = range(int(os.environ.get("ZKPY_SIM_SEEDS", "2000")))
 # Seeds that once failed (scripts/simulate.py), run with the options they failed with.
 # The faults added since (full disks, reconfigs) draw from a generator of their own: with them
 # off (OLD), a seed's options are the ones it had before they existed.
@@ -39,10 +42,10 @@ REGRESSION_SEEDS = [
 ]
 
 
-@pytest.mark.parametrize("chunk", range(5))
-def test_seeded_runs_keep_every_invariant(chunk):
-    for seed in SEEDS[chunk::5]:
-        sim.run_seed(seed, faults_ms=4000, calm_ms=5000)
+def test_seeded_runs_keep_every_invariant():
+    failed, steps, faults = sim.run_many(SEEDS, faults_ms=4000, calm_ms=5000)
+    print("%d seeds: %d steps, %d faults injected" % (len(SEEDS), steps, faults))
+    assert not failed, "\n".join("seed %d: %s" % f for f in failed)
 
 
 @pytest.mark.parametrize("seed, kw", REGRESSION_SEEDS)

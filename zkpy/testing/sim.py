@@ -893,3 +893,45 @@ def run_seed(seed, **kw):
     sim = Sim(seed, opts)
     sim.rng = rng
     return sim.run()
+
+
+def run_seeds(seeds, **kw):
+    """Run every seed of `seeds`: ([(seed, "Type: message")] of the failures, steps, faults).
+    The unit a process pool hands out (run_many)."""
+    failed = []
+    steps = faults = 0
+    for seed in seeds:
+        try:
+            s = run_seed(seed, **kw)
+            steps += s.steps
+            faults += s.faults
+        except Exception as e:  # noqa: BLE001 - every kind of failure, with its seed
+            failed.append((seed, "%s: %s" % (type(e).__name__, e)))
+    return failed, steps, faults
+
+
+def run_many(seeds, jobs=None, **kw):
+    """run_seeds over `jobs` processes (default: one per CPU): (failures sorted by seed, steps,
+    faults)."""
+    import concurrent.futures
+    import multiprocessing
+    import os
+    seeds = list(seeds)
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(seeds)))
+    if jobs == 1:
+        return run_seeds(seeds, **kw)
+    parts = [seeds[i::jobs * 4] for i in range(jobs * 4)]
+    failed, steps, faults = [], 0, 0
+    with concurrent.futures.ProcessPoolExecutor(
+            jobs, mp_context=multiprocessing.get_context("fork")) as ex:
+        for f, st, fa in ex.map(_run_seeds_kw, [(part, kw) for part in parts]):
+            failed += f
+            steps += st
+            faults += fa
+    return sorted(failed), steps, faults
+
+
+def _run_seeds_kw(args):
+    seeds, kw = args
+    return run_seeds(seeds, **kw)
+
