@@ -534,13 +534,15 @@ def test_session_and_ephemeral_survive_member_kill9(ens, clients):
     session_id = c.client_id[0]
     assert "sid=0x%x" % session_id in home.four_letter("cons")    # connected to `home`
     st = None
+    lost = threading.Event()   # kazoo saw the connection go (a read may race the kill)
+    c.add_listener(lambda state: lost.set() if state != KazooState.CONNECTED else None)
     home.kill()
     t0 = time.monotonic()
     deadline = t0 + SESSION_TIMEOUT
     while time.monotonic() < deadline:
         try:
             st = c.exists_async(base + "/eph").get(timeout=2)
-            if c.state == KazooState.CONNECTED:
+            if lost.is_set() and c.state == KazooState.CONNECTED:
                 break
         except (KazooException, KazooTimeoutError):
             pass

@@ -515,10 +515,20 @@ def test_notification_round_trips_with_the_documented_layout():
         == Notification(4, LOOKING, NO_VOTE, 1)
 
 
-@pytest.mark.parametrize("size", [0, 40, 42])
+@pytest.mark.parametrize("size", [0, 40])
 def test_notification_of_wrong_length_is_rejected(size):
     with pytest.raises(ValueError, match="%d bytes, expected 41" % size):
         decode_notification(bytes(size))
+
+
+def test_notification_carries_the_senders_config():
+    n = Notification(4, FOLLOWING, Vote(2, 9, 1), 3, (0x100000005, frozenset({1, 2, 4})))
+    b = encode_notification(n)
+    assert len(b) == 41 + 12 + 3 * 8
+    assert decode_notification(b) == n
+    for bad in (b[:45], b[:-1], b + bytes(8)):
+        with pytest.raises(ValueError, match="config"):
+            decode_notification(bad)
 
 
 def test_notification_with_unknown_state_is_rejected():

@@ -14,7 +14,8 @@ without a quorum of followers, or a follower that cannot reach its leader, goes 
 and starts a new Election with ``election_epoch`` set to its last logical clock).
 
 Simplified compared with FastLeaderElection.java:
-- one voting view (no reconfig during an election); hierarchical quorums (zab.Hierarchical)
+- one voting view per Election: a newer config heard in a notification is adopted by the
+  member (zkpy.quorum.machine), which starts a new Election; hierarchical quorums (zab.Hierarchical)
   as ZooKeeper's QuorumHierarchical, carried by the voters' zab.VoterSet;
 - our own vote is recorded in the received-votes table directly instead of being delivered to
   ourselves through the connection manager;
@@ -30,7 +31,8 @@ Simplified compared with FastLeaderElection.java:
 Notification wire format (our own, not ZooKeeper's; big-endian)::
 
     notification := int64 sender, int8 state, int64 leader, int64 zxid,
-                    int64 peer_epoch, int64 election_epoch        ; exactly 41 bytes
+                    int64 peer_epoch, int64 election_epoch        ; 41 bytes
+                    [int64 config_version, uint32 count, int64 voter*count]   ; its config
     state        := 0 LOOKING | 1 FOLLOWING | 2 LEADING | 3 OBSERVING   ; ServerState ordinals
 """
 
@@ -60,11 +62,14 @@ class Vote(NamedTuple):
 
 
 class Notification(NamedTuple):
-    """What peers exchange during election; election_epoch is the round's logical clock."""
+    """What peers exchange during election; election_epoch is the round's logical clock;
+    config the sender's membership as (version, voter ids), or None (ZooKeeper's notification
+    carries its config bytes the same way: a LOOKING server adopts a newer one)."""
     sender: int
     state: int
     vote: Vote
     election_epoch: int
+    config: Optional[Tuple[int, FrozenSet[int]]] = None
 
 
 # An observer's proposal (getInitId / getInitLastLoggedZxid / getPeerEpoch use Long.MIN_VALUE
@@ -105,8 +110,9 @@ class Election:
     def __init__(self, myid: int, voters: Iterable[int], last_zxid: int, current_epoch: int,
                  observer: bool = False, finalize_wait_ms: int = 200,
                  max_notification_interval_ms: int = 2000, election_epoch: int = 0,
-                 observers: Iterable[int] = ()):
+                 observers: Iterable[int] = (), config=None):
         self.myid = myid
+        self.config = config   # (version, voters) sent with every notification, or None
         # (a zab.VoterSet keeps its quorum rule: hierarchical quorums)
         self.voters: FrozenSet[int] = voters if isinstance(voters, frozenset) \
             else frozenset(voters)
@@ -141,7 +147,7 @@ class Election:
         """Our current notification: LOOKING with our proposal, or, once decided, our state
         and the vote we decided on (what ``answer`` needs)."""
         vote = self.decided[1] if self.decided else self.proposal
-        return Notification(self.myid, self.state, vote, self.election_epoch)
+        return Notification(self.myid, self.state, vote, self.election_epoch, self.config)
 
     def _broadcast(self) -> Outgoing:
         n = self.current()
@@ -295,7 +301,7 @@ class Election:
 
 
 def answer(n: Notification, my_state: int, my_vote: Vote, my_election_epoch: int,
-           myid: int) -> Optional[Notification]:
+           myid: int, config=None) -> Optional[Notification]:
     """What a server that is not LOOKING sends back to a notification `n`.
 
     A LOOKING sender gets the vote we follow, our state and our election epoch (WorkerReceiver,
@@ -305,25 +311,45 @@ def answer(n: Notification, my_state: int, my_vote: Vote, my_election_epoch: int
     assert my_state != LOOKING, "answer() is for servers that are not looking"
     if n.state != LOOKING or n.sender == myid:
         return None
-    return Notification(myid, my_state, my_vote, my_election_epoch)
+    return Notification(myid, my_state, my_vote, my_election_epoch, config)
 
 
 _NOTIFICATION = struct.Struct(">qbqqqq")
 NOTIFICATION_BYTES = _NOTIFICATION.size  # 41
+_CONFIG_HEAD = struct.Struct(">qI")
+_SID = struct.Struct(">q")
+MAX_CONFIG_VOTERS = 255
 
 
 def encode_notification(n: Notification) -> bytes:
     """The 41-byte wire form of `n` (grammar in the module docstring)."""
     v = n.vote
-    return _NOTIFICATION.pack(n.sender, n.state, v.leader, v.zxid, v.peer_epoch,
-                              n.election_epoch)
+    out = _NOTIFICATION.pack(n.sender, n.state, v.leader, v.zxid, v.peer_epoch,
+                             n.election_epoch)
+    if n.config is not None:
+        version, voters = n.config
+        voters = sorted(voters)
+        out += _CONFIG_HEAD.pack(version, len(voters)) + b"".join(_SID.pack(s) for s in voters)
+    return out
 
 
 def decode_notification(b) -> Notification:
     """Parse a 41-byte notification; ValueError on a wrong length or an unknown state."""
-    if len(b) != NOTIFICATION_BYTES:
+    if len(b) < NOTIFICATION_BYTES:
         raise ValueError("notification: %d bytes, expected %d" % (len(b), NOTIFICATION_BYTES))
-    sender, state, leader, zxid, peer_epoch, election_epoch = _NOTIFICATION.unpack(b)
+    sender, state, leader, zxid, peer_epoch, election_epoch = _NOTIFICATION.unpack_from(b)
     if state not in STATE_NAMES:
         raise ValueError("notification from %d: unknown state %d" % (sender, state))
-    return Notification(sender, state, Vote(leader, zxid, peer_epoch), election_epoch)
+    config = None
+    if len(b) > NOTIFICATION_BYTES:
+        o = NOTIFICATION_BYTES
+        if len(b) < o + _CONFIG_HEAD.size:
+            raise ValueError("notification from %d: a truncated config" % sender)
+        version, count = _CONFIG_HEAD.unpack_from(b, o)
+        o += _CONFIG_HEAD.size
+        if count > MAX_CONFIG_VOTERS or len(b) != o + count * _SID.size:
+            raise ValueError("notification from %d: a config of %d voters in %d bytes"
+                             % (sender, count, len(b) - o))
+        config = (version, frozenset(_SID.unpack_from(b, o + i * _SID.size)[0]
+                                     for i in range(count)))
+    return Notification(sender, state, Vote(leader, zxid, peer_epoch), election_epoch, config)

@@ -309,11 +309,15 @@ class _Learner(object):
 
 class Member(object):
     def __init__(self, myid, voters, params=Params(), persisted=Persisted(), observers=(),
-                 config_of=None):
+                 config_of=None, config_version=0):
         self.myid = myid
         self.voters = voters if isinstance(voters, zab.VoterSet) else zab.voter_set(voters)
         self.observers = frozenset(observers) - self.voters
         self.observer = myid not in self.voters
+        # The version of the voter set: the zxid of the membership txn that made it (a SNAP's
+        # zxid for the voters it carried), sent with every election notification.
+        self.config_version = config_version
+        self._applied_config = (config_version, self.voters)   # that of the applied state
         self._config_of = config_of or (lambda payload: None)
         self.p = params
         ps = persisted
@@ -474,7 +478,9 @@ class Member(object):
             self.applied_zxid = target
             self._w_apply = target
             for z, voters in self._configs_in(before, target):
-                self._switch_voters(voters)
+                self._applied_config = (z, frozenset(voters))
+                if z > self.config_version:   # not older than one adopted in an election
+                    self._switch_voters(voters, z)
             if self._config_txns and self._config_txns[0][0] <= target:
                 self._config_txns = [(z, v) for z, v in self._config_txns if z > target]
             self._trim()
@@ -500,8 +506,10 @@ class Member(object):
                 return z
         return self.history_start
 
-    def _switch_voters(self, voters):
-        """A membership txn is applied here (peer.config_applied)."""
+    def _switch_voters(self, voters, version):
+        """A membership txn is applied here, a SNAP brought other voters, or an election
+        notification a newer config."""
+        self.config_version = max(self.config_version, version)
         known = self.voters | self.observers | frozenset(voters)
         self.voters = zab.voter_set(voters, self.voters.rule)
         self.observers = known - self.voters
@@ -664,8 +672,8 @@ class Member(object):
         if serving:
             self.read_only = False
 
-    def _look(self, now_ms):
-        if not self._look_pending:
+    def _look(self, now_ms, new_term=True):
+        if not self._look_pending and new_term:
             self._looks += 1
             self._looking_since = now_ms
         self._set_role(LOOKING)
@@ -681,9 +689,25 @@ class Member(object):
                           observer=self.observer, finalize_wait_ms=self.p.finalize_wait_ms,
                           max_notification_interval_ms=self.p.max_notification_interval_ms,
                           election_epoch=self.election_epoch,
-                          observers=self.observers | ({self.myid} if self.observer else set()))
+                          observers=self.observers | ({self.myid} if self.observer else set()),
+                          config=self._config_note())
         self.election = el
         self._election_out(el.start(now_ms), now_ms)
+
+    def _config_note(self):
+        return (self.config_version, frozenset(self.voters))
+
+    def _adopt(self, config, now_ms):
+        """A LOOKING member heard a newer config (applied by its sender, so committed): take
+        its voters and start the election over with them (ZooKeeper's WorkerReceiver:
+        processReconfig, "restarting leader election")."""
+        version, voters = config
+        if frozenset(voters) == self.voters:
+            self.config_version = version
+            self.election.config = self._config_note()
+            return
+        self._switch_voters(voters, version)
+        self._look(now_ms, new_term=False)
 
     def _election_out(self, out, now_ms):
         for dest, n in out:
@@ -701,6 +725,9 @@ class Member(object):
                 self._follow(leader, el.state, now_ms)
 
     def _notification(self, n, now_ms):
+        if self.election is not None and n.config is not None \
+                and n.config[0] > self.config_version:
+            self._adopt(n.config, now_ms)
         el = self.election
         if el is not None:
             out = el.receive(n, now_ms)
@@ -716,7 +743,8 @@ class Member(object):
                     self._answered_ms[n.sender] = now_ms
             self._election_out(out, now_ms)
         elif self.vote is not None and self.state != LOOKING:
-            reply = fle.answer(n, self.state, self.vote, self.election_epoch, self.myid)
+            reply = fle.answer(n, self.state, self.vote, self.election_epoch, self.myid,
+                               self._config_note())
             if reply is not None:
                 self._send(n.sender, reply)
 
@@ -793,8 +821,10 @@ class Member(object):
             t = type(msg)
             if t is Snap:
                 self._install_snapshot(msg.zxid, msg.state)
-                if msg.voters is not None and frozenset(msg.voters) != self.voters:
-                    self._switch_voters(msg.voters)
+                if msg.voters is not None:
+                    self._applied_config = (msg.zxid, frozenset(msg.voters))
+                    if msg.zxid > self.config_version:   # else I adopted a newer one
+                        self._switch_voters(msg.voters, msg.zxid)
             elif t is Trunc:
                 self._truncate(msg.zxid)
             elif t is not Diff:
@@ -1040,7 +1070,7 @@ class Member(object):
         if kind == zab.SNAP:
             z = self.applied_zxid
             self._snap_pending = True    # the driver fills it with its state at z
-            self._send(ln.sid, Snap(z, None, self.voters))
+            self._send(ln.sid, Snap(z, None, self._applied_config[1]))
         else:
             self._send(ln.sid, (Trunc if kind == zab.TRUNC else Diff)(z))
         for zx, p in self.log:

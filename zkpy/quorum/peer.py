@@ -80,7 +80,7 @@ class QuorumPeer(object):
             read_only_after_ms=max(2000, tick) if config.readonly_mode_enabled else None)
         self.member = zm.Member(self.myid, voters, params, self._persisted(),
                                 observers=set(self.servers) - voters,
-                                config_of=self._config_of)
+                                config_of=self._config_of, config_version=self.config_version)
         self._accepted = {}            # sid -> Link a learner opened to me
         self._leader_link = None       # the Link I opened to my leader
         self._leader_sid = None
@@ -795,7 +795,7 @@ class QuorumPeer(object):
             while True:
                 head = await reader.readexactly(4)
                 n = int.from_bytes(head, "big")
-                if n > 1024:
+                if n > 4096:
                     raise ValueError("notification of %d bytes" % n)
                 note = fle.decode_notification(await reader.readexactly(n))
                 self._notification(note, writer)

@@ -154,6 +154,7 @@ class Disk(object):
         self.synced = 0            # entries[:synced] are durable
         self.fsyncs = []           # targets (entry counts) of fsyncs in flight
         self.voters = frozenset()  # the membership of the applied state
+        self.config_version = 0    # the zxid that made it (a SNAP's zxid for a SNAP's)
         self.full_until = 0        # the disk takes no appends before this time
         self.stalled = False       # the member was told log_stalled(True)
 
@@ -325,7 +326,8 @@ class Sim(object):
         self.incarnation[sid] += 1
         d = self.disks[sid]
         m = zm.Member(sid, d.voters, self.o.params, d.persisted(),
-                      observers=frozenset(self.ids) - d.voters, config_of=config_of)
+                      observers=frozenset(self.ids) - d.voters, config_of=config_of,
+                      config_version=d.config_version)
         self.members[sid] = m
         m.start(self.now)
         self._drain(sid)
@@ -597,10 +599,11 @@ class Sim(object):
             if sz != z:
                 self.fail("snapshot header 0x%x, state at 0x%x" % (z, sz))
             self._check_chain(sid, z, chain, None)
-            if frozenset(m.voters) != voters:
+            if frozenset(m.voters) != voters and m.config_version <= z:
+                # (a newer config adopted in an election is kept)
                 self.fail("member %d installed a SNAP with voters %s but has %s"
                           % (sid, sorted(voters), sorted(m.voters)))
-            d.applied_zxid, d.chain, d.voters = z, chain, voters
+            d.applied_zxid, d.chain, d.voters, d.config_version = z, chain, voters, z
             d.entries, d.synced, d.log_start = [], 0, z
             d.fsyncs = [0 for _ in d.fsyncs]
         if r.append:
@@ -664,7 +667,7 @@ class Sim(object):
             d.chain = chain_next(d.chain, z, p)
             d.applied_zxid = z
             if len(p) > 2:
-                d.voters = frozenset(p[2])
+                d.voters, d.config_version = frozenset(p[2]), z
             self._check_chain(sid, z, d.chain, p, prev)
             w = self.pending[sid].pop(z, None)
             if w is not None:
