@@ -1,9 +1,9 @@
 """A TCP proxy on 127.0.0.1 that can cut, stall and heal a link: partitions between ensemble
-members (tests/compat/ensemble.py's proxies=True) without touching the kernel's network.
+members (zkpy.testing.ensemble's proxies=True) without touching the kernel's network.
 
 Owns `Proxy` (one listening port forwarded to one target port, a thread per direction) and the
 one thread that makes every proxy listen only while its target does. Imports nothing of zkpy;
-only test code uses it. It does socket I/O and runs threads.
+only test code and zkpy.testing.ensemble use it. It does socket I/O and runs threads.
 """
 
 import socket
