@@ -163,11 +163,12 @@ def zkpy_command(cfg_path, verb="start-foreground"):
     return [sys.executable, "-m", "zkpy.cli.server", verb, str(cfg_path)]
 
 
-def zkpy_env(env=None):
-    """A copy of `env` (default os.environ) whose PYTHONPATH starts with this zkpy's parent."""
+def zkpy_env(env=None, parent=ZKPY_PARENT):
+    """A copy of `env` (default os.environ) whose PYTHONPATH starts with `parent`: the
+    directory holding the zkpy package to run (default this one)."""
     env = dict(os.environ if env is None else env)
     env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (ZKPY_PARENT, env.get("PYTHONPATH", "")) if p)
+        p for p in (parent, env.get("PYTHONPATH", "")) if p)
     return env
 
 
@@ -528,16 +529,21 @@ class ServerProcess:
 # --- the two kinds of server -------------------------------------------------------------
 
 class ZkpyServer(ServerProcess):
-    """zkpy-server start-foreground zoo.cfg, run by this interpreter with this zkpy; it reads
-    SERVER_JVMFLAGS, java.env and zookeeper-env.sh itself."""
+    """zkpy-server start-foreground zoo.cfg, run by this interpreter with this zkpy (or the one
+    in `zkpy_parent`: another checkout, for an A/B run); it reads SERVER_JVMFLAGS, java.env and
+    zookeeper-env.sh itself."""
 
     kind = "zkpy"
+
+    def __init__(self, root, extra_cfg=None, port=None, zkpy_parent=ZKPY_PARENT, **kw):
+        super().__init__(root, extra_cfg, port, **kw)
+        self.zkpy_parent = zkpy_parent
 
     def command(self):
         return zkpy_command(self.cfg_path)
 
     def env(self):
-        env = zkpy_env()
+        env = zkpy_env(parent=self.zkpy_parent)
         env["PYTHONUNBUFFERED"] = "1"
         # Only what this server was given: not the caller's own JVM flags or conf directory.
         for name in ("SERVER_JVMFLAGS", "JVMFLAGS", "ZOOCFGDIR"):
