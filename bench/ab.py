@@ -16,14 +16,16 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, HERE)
+# This checkout's harness runs either checkout's servers.
+from zkpy.testing.ensemble import Ensemble  # noqa: E402
+from zkpy.testing.harness import ZkpyServer  # noqa: E402
 
 # name: (workload, sessions, depth)
 PLAN = {
@@ -36,68 +38,20 @@ PLAN = {
     "latency": ("latency", 1, 1),
 }
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# Beside the harness's zoo.cfg (tickTime 2000, 127.0.0.1, forceSync's default): no connection
+# limit. Ensembles: initLimit 10, syncLimit 5.
+DEFAULTS = {"maxClientCnxns": "0"}
 
 
-def _spawn(code, root, cfg_text):
-    os.makedirs(os.path.join(root, "data"), exist_ok=True)
-    cfg = os.path.join(root, "zoo.cfg")
-    with open(cfg, "w") as f:
-        f.write(cfg_text)
-    env = dict(os.environ, PYTHONPATH=os.path.abspath(code), PYTHONUNBUFFERED="1")
-    log = open(os.path.join(root, "server.log"), "ab")
-    return subprocess.Popen([sys.executable, "-m", "zkpy.cli.server", "start-foreground", cfg],
-                            cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-
-
-def _wait_serving(port, what, modes=(b"standalone", b"leader", b"follower")):
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.sendall(b"srvr")
-                reply = s.recv(4096)
-                if any(b"Mode: " + m in reply for m in modes):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("%s did not start serving" % what)
-
-
-_COMMON = ("tickTime=2000\ndataDir=%s\nclientPort=%d\nclientPortAddress=127.0.0.1\n"
-           "maxClientCnxns=0\n4lw.commands.whitelist=*\nadmin.enableServer=false\n")
-
-
-def start(code, root, port):
-    """One standalone server of checkout `code`: [(client port, process)]."""
-    proc = _spawn(code, root, _COMMON % (os.path.join(root, "data"), port))
-    _wait_serving(port, "the server of %s (%s)" % (code, root))
-    return [(port, proc)]
-
-
-def start_ensemble(code, root, n=3):
-    """A pseudo-cluster of n members of checkout `code` (initLimit 10, syncLimit 5)."""
-    ports = [(free_port(), free_port(), free_port()) for _ in range(n)]
-    lines = "".join("server.%d=127.0.0.1:%d:%d\n" % (i + 1, q, e)
-                    for i, (_, q, e) in enumerate(ports))
-    members = []
-    for i, (client, _, _) in enumerate(ports):
-        mroot = os.path.join(root, "zk%d" % (i + 1))
-        data = os.path.join(mroot, "data")
-        os.makedirs(data)
-        with open(os.path.join(data, "myid"), "w") as f:
-            f.write("%d\n" % (i + 1))
-        members.append((client, _spawn(code, mroot, _COMMON % (data, client)
-                                       + "initLimit=10\nsyncLimit=5\n" + lines)))
-    for client, _ in members:
-        _wait_serving(client, "a member of %s (%s)" % (code, root), (b"leader", b"follower"))
-    return members
+def start(code, root, ensemble):
+    """A server of checkout `code`, or a 3-node pseudo-cluster of it, started and serving:
+    (client ports, a function that stops it)."""
+    kw = {"defaults": DEFAULTS, "zkpy_parent": os.path.abspath(code)}
+    if ensemble:
+        ens = Ensemble("zkpy", root, servers=3, **kw).start()
+        return [m.port for m in ens.members], ens.stop
+    server = ZkpyServer(root, **kw).start(60)
+    return [server.port], server.stop
 
 
 def run(ports, workload, sessions, depth, duration, warmup, out):
@@ -124,20 +78,19 @@ def main():
                     help="3-node pseudo-clusters, sessions spread over the members")
     args = ap.parse_args()
     base = tempfile.mkdtemp(prefix="zkpy-ab-")
-    servers = {}
+    ports, stops = {}, []
     try:
         for label, code in (("A", args.a), ("B", args.b)):
-            root = os.path.join(base, label)
-            servers[label] = start_ensemble(code, root) if args.ensemble \
-                else start(code, root, free_port())
+            ports[label], stop = start(code, os.path.join(base, label), args.ensemble)
+            stops.append(stop)
         results = {}
         for name in args.workloads.split(","):
             workload, sessions, depth = PLAN[name]
             for rnd in range(args.rounds):
                 order = ("A", "B") if rnd % 2 == 0 else ("B", "A")
                 for label in order:
-                    rep = run([p for p, _ in servers[label]], workload, sessions, depth,
-                              args.duration, args.warmup, os.path.join(base, "r.json"))
+                    rep = run(ports[label], workload, sessions, depth, args.duration,
+                              args.warmup, os.path.join(base, "r.json"))
                     results.setdefault((name, label), []).append(rep)
                     print("%s %s round %d: %.0f ops/s p50 %.3f p99 %.3f ms"
                           % (name, label, rnd + 1, rep["ops_per_sec"], rep["p50_ms"],
@@ -160,14 +113,8 @@ def main():
             print("| %s (%d x %d) | %.0f | %.0f | %.2f | %.3f / %.3f | %.3f / %.3f |"
                   % (name, sessions, depth, a, b, b / a if a else 0, ap50, ap99, bp50, bp99))
     finally:
-        procs = [proc for members in servers.values() for _, proc in members]
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        for stop in stops:
+            stop()
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -1,18 +1,16 @@
-"""The compatibility tests' servers: zkpy and Apache ZooKeeper with the tests' zoo.cfg, JVM flags
-and environment, and the availability checks the fixtures turn into pytest skips.
+"""The compatibility tests' servers: zkpy and Apache ZooKeeper with the tests' zoo.cfg defaults,
+and the availability checks the fixtures turn into pytest skips.
 
-`ZkpyServer` (our server, run as `python -m zkpy.cli.server start-foreground zoo.cfg`) and
-`ApacheZkServer` (Debian's Apache ZooKeeper 3.8 jars run with QuorumPeerMain) have one interface:
-zkpy.testing.harness's ServerProcess (start and wait, stop, kill, log, four-letter words, atexit
-cleanup), which this module re-exports for the tests. Only test code imports this module.
-
-Both servers get the same zoo.cfg (keys below plus `extra_cfg`) and listen on 127.0.0.1 only.
+The servers are zkpy.testing.harness's ZkpyServer (`python -m zkpy.cli.server start-foreground
+zoo.cfg`) and ApacheServer (Debian's Apache ZooKeeper 3.8 jars run with QuorumPeerMain): one
+interface (start and wait, stop, kill, log, four-letter words, atexit cleanup), the same zoo.cfg,
+127.0.0.1 only. This module adds what only the tests want (`cfg_defaults`: ZKPY_TEST_WORKERS)
+and builds them with `make_server`. Only test code imports this module.
 """
 
 import importlib.util
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 from zkpy.testing import harness
@@ -60,106 +58,20 @@ def zkpy_unavailable():
 # ---------------------------------------------------------------------------------------------
 
 
-class _Server(harness.ServerProcess):
-    """The tests' zoo.cfg and JVM flags; subclasses say which command runs it."""
-
-    def __init__(self, tmpdir, extra_cfg=None, port=None, server_jvmflags=None, java_env=None,
-                 zookeeper_env=None):
-        super().__init__(tmpdir, port=port, extra_cfg=extra_cfg)
-        # ZooKeeper's JVM flags as an operator passes them: SERVER_JVMFLAGS in the environment,
-        # conf/zookeeper-env.sh and conf/java.env beside zoo.cfg (sourced by zkEnv.sh, in that
-        # order). zkpy-server reads them itself; the Apache server gets the words zkServer.sh
-        # would put on its java command line.
-        self.server_jvmflags = server_jvmflags
-        self.java_env = java_env
-        self.zookeeper_env = zookeeper_env
-        self.root.mkdir(parents=True, exist_ok=True)
-
-    def config(self):
-        cfg = {
-            "tickTime": "2000",
-            "dataDir": str(self.data_dir),
-            "clientPort": str(self.port),
-            "clientPortAddress": "127.0.0.1",
-            "maxClientCnxns": "60",
-            "4lw.commands.whitelist": "*",
-            "admin.enableServer": "false",
-        }
-        # None removes a default key (e.g. to test the 4lw default whitelist).
-        return harness.merge_cfg(cfg, self.extra_cfg)
-
-    def write_config(self):
-        super().write_config()
-        for name, text in (("java.env", self.java_env), ("zookeeper-env.sh", self.zookeeper_env)):
-            env_file = self.root / name
-            if text is not None:
-                env_file.write_text(text)
-            elif env_file.exists():
-                env_file.unlink()
-
-    def jvm_flag_words(self):
-        """The words zkServer.sh passes to java: "$SERVER_JVMFLAGS $JVMFLAGS" after sourcing
-        zookeeper-env.sh and java.env (bash does the sourcing here, as zkEnv.sh would)."""
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-        if self.server_jvmflags is not None:
-            env["SERVER_JVMFLAGS"] = self.server_jvmflags
-        script = 'echo "$SERVER_JVMFLAGS $JVMFLAGS"'
-        if self.java_env is not None:
-            script = '. "%s"; %s' % (self.root / "java.env", script)
-        if self.zookeeper_env is not None:
-            script = '. "%s"; %s' % (self.root / "zookeeper-env.sh", script)
-        out = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True,
-                             check=True).stdout
-        return out.split()
+def cfg_defaults(kind):
+    """The tests' zoo.cfg keys beside the harness's. ZKPY_TEST_WORKERS=N runs every zkpy server
+    with N worker processes (0: none, clients served in the core process), so the whole suite
+    can run per worker count (scripts/test_workers_matrix.sh); a test's own extra_cfg
+    `workers` wins."""
+    workers = os.environ.get("ZKPY_TEST_WORKERS", "").strip()
+    return {"workers": workers} if kind == "zkpy" and workers else {}
 
 
-class ZkpyServer(_Server):
-    kind = "zkpy"
-
-    def config(self):
-        cfg = super().config()
-        # ZKPY_TEST_WORKERS=N runs every zkpy server with N worker processes (0: none, clients
-        # served in the core process), so the whole suite can run per worker count
-        # (scripts/test_workers_matrix.sh). A test's own extra_cfg `workers` wins.
-        workers = os.environ.get("ZKPY_TEST_WORKERS", "").strip()
-        if workers and "workers" not in self.extra_cfg:
-            cfg["workers"] = workers
-        return cfg
-
-    def command(self):
-        return harness.zkpy_command(self.cfg_path)
-
-    def env(self):
-        env = harness.zkpy_env()
-        env["PYTHONUNBUFFERED"] = "1"
-        env.pop("SERVER_JVMFLAGS", None)
-        env.pop("JVMFLAGS", None)
-        env.pop("ZOOCFGDIR", None)
-        if self.server_jvmflags is not None:
-            env["SERVER_JVMFLAGS"] = self.server_jvmflags
-        return env
-
-
-# zoo.cfg keys that Apache ZooKeeper reads only as JVM system properties (-Dkey=value).
-JAVA_ONLY_PROPERTIES = ("readonlymode.enabled",)
-
-
-class ApacheZkServer(_Server):
-    kind = "apache"
-
-    def command(self):
-        return harness.apache_command(self.cfg_path, list(harness.APACHE_SMALL_JVM_OPTS) + [
-            # ZooKeeper reads these only as system properties without the "zookeeper." prefix
-            # that zoo.cfg keys get (ContainerManager, QuorumPeer's readonlymode.enabled); zkpy
-            # reads them from zoo.cfg.
-            "-D%s=%s" % (k, v) for k, v in self.extra_cfg.items()
-            if (k.startswith("znode.container.") or k in JAVA_ONLY_PROPERTIES) and v is not None
-        ] + self.jvm_flag_words())
-
-
-SERVER_CLASSES = {"zkpy": ZkpyServer, "apache": ApacheZkServer}
 UNAVAILABLE = {"zkpy": zkpy_unavailable, "apache": apache_unavailable}
 
 
 def make_server(kind, tmpdir, extra_cfg=None, **kwargs):
-    return SERVER_CLASSES[kind](tmpdir, extra_cfg, **kwargs)
+    """A server of `kind` ("zkpy" or "apache") in `tmpdir`, not started; kwargs as
+    harness.ServerProcess takes them (port, server_jvmflags, java_env, zookeeper_env)."""
+    return harness.SERVER_CLASSES[kind](tmpdir, extra_cfg, defaults=cfg_defaults(kind),
+                                        **kwargs)

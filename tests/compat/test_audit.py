@@ -79,7 +79,7 @@ def test_audit_log_side_by_side(tmp_path):
         reason = zkservers.UNAVAILABLE[kind]()
         if reason:
             pytest.skip(reason)
-        srv = zkservers.SERVER_CLASSES[kind](tmp_path / kind, {"audit.enable": "true"})
+        srv = zkservers.make_server(kind, tmp_path / kind, {"audit.enable": "true"})
         srv.start()
         try:
             _scenario(srv.hosts)
@@ -98,7 +98,7 @@ def test_no_audit_lines_unless_enabled(tmp_path):
     reason = zkservers.zkpy_unavailable()
     if reason:
         pytest.skip(reason)
-    srv = zkservers.ZkpyServer(tmp_path / "zkpy", {})
+    srv = zkservers.make_server("zkpy", tmp_path / "zkpy", {})
     srv.start()
     try:
         _scenario(srv.hosts)

@@ -27,6 +27,7 @@ from compat.ensemble import (ENSEMBLE_TICK_MS, SESSION_TIMEOUT, Ensemble, KazooC
 from compat.test_ensemble import Writer, wait_new_leader
 from conftest import selected_targets
 from compat.servers import free_port
+from zkpy.testing import ensemble as zkensemble
 from zkpy.testing import harness
 
 TICK_S = ENSEMBLE_TICK_MS / 1000.0
@@ -531,13 +532,14 @@ class _Netns:
             _ip("netns", "del", ns)
 
 
-class _NsMember(harness.EnsembleMember, harness.ServerProcess):
+class _NsMember(zkensemble.EnsembleMember, harness.ServerProcess):
     """One member in its own namespace: zoo.cfg with its own address, started by ip netns exec."""
 
     def __init__(self, kind, root, sid, ns, addr, peers, port):
         super().__init__(root, port=port)
         self.kind, self.ns, self.host, self.peers = kind, ns, addr, peers
         self.init_member(sid, None, None)
+        self._plain = zkservers.make_server(kind, root / "unused")   # its command and env
 
     def config(self):
         cfg = {"tickTime": str(ENSEMBLE_TICK_MS), "initLimit": "10", "syncLimit": "5",
@@ -549,11 +551,10 @@ class _NsMember(harness.EnsembleMember, harness.ServerProcess):
         return cfg
 
     def command(self):
-        server = zkservers.SERVER_CLASSES[self.kind](self.root / "unused")
-        return ["ip", "netns", "exec", self.ns] + server.command()[:-1] + [str(self.cfg_path)]
+        return ["ip", "netns", "exec", self.ns] + self._plain.command()[:-1] + [str(self.cfg_path)]
 
     def env(self):
-        return zkservers.ZkpyServer(self.root / "unused").env()
+        return self._plain.env()
 
     def start(self):
         self.spawn()
@@ -589,7 +590,7 @@ def test_ensemble_across_network_namespaces(ens_kind, netns, tmp_path):
         return {m.sid: m.mode() for m in members}
 
     def wait_formed(live, timeout):
-        return harness.wait_formed(live, timeout, members)
+        return zkensemble.wait_formed(live, timeout, members)
 
     clients_made = []
     try:

@@ -4,8 +4,8 @@ Every server of each selected kind gets the same zoo.cfg and the same JAAS file,
 ZooKeeper operators pass it: zkpy-server reads SERVER_JVMFLAGS
 (-Djava.security.auth.login.config=..., -Dzookeeper.superUser=...) and conf/java.env itself;
 Apache ZooKeeper 3.8 gets the words zkServer.sh would put on its java command line
-(servers.ApacheZkServer.jvm_flag_words). Each check runs a client against each server and
-asserts the transcripts are equal, and equal to what ZooKeeper answers:
+(zkpy.testing.harness.ServerProcess.jvm_flag_words). Each check runs a client against each
+server and asserts the transcripts are equal, and equal to what ZooKeeper answers:
 
 - kazoo (sasl_options DIGEST-MD5): right password logs in; wrong password or unknown user:
   AUTHFAILED and the connection closed (kazoo: AuthFailedError, state AUTH_FAILED);
@@ -719,10 +719,11 @@ def test_refused_flag_stops_zkpy_naming_it(zk_targets, tmp_path, where):
         pytest.skip("zkpy not selected or unavailable")
     flag = "-Dzookeeper.authProvider.2=com.example.MyProvider"
     if where == "java.env":
-        srv = zkservers.ZkpyServer(tmp_path, java_env="# flags\nJVMFLAGS=\"-Xmx1g %s\"\n" % flag)
+        srv = zkservers.make_server("zkpy", tmp_path,
+                                    java_env="# flags\nJVMFLAGS=\"-Xmx1g %s\"\n" % flag)
         prefix = "%s:2 (JVMFLAGS): %s: authProvider.2: " % (tmp_path / "java.env", flag)
     else:
-        srv = zkservers.ZkpyServer(tmp_path, server_jvmflags="-Xmx1g " + flag)
+        srv = zkservers.make_server("zkpy", tmp_path, server_jvmflags="-Xmx1g " + flag)
         prefix = "environment variable SERVER_JVMFLAGS: %s: authProvider.2: " % flag
     with pytest.raises(zkservers.ServerStartError):
         srv.start(timeout=20)
@@ -735,7 +736,7 @@ def test_refused_flag_stops_zkpy_naming_it(zk_targets, tmp_path, where):
 def test_zkpy_java_env_unreadable_line_stops(zk_targets, tmp_path):
     if "zkpy" not in zk_targets or zkservers.zkpy_unavailable():
         pytest.skip("zkpy not selected or unavailable")
-    srv = zkservers.ZkpyServer(tmp_path, java_env="SERVER_JVMFLAGS=$(cat /etc/zk-flags)\n")
+    srv = zkservers.make_server("zkpy", tmp_path, java_env="SERVER_JVMFLAGS=$(cat /etc/zk-flags)\n")
     with pytest.raises(zkservers.ServerStartError):
         srv.start(timeout=20)
     assert ("zkpy-server: invalid config: %s:1: cannot read this line without running it"

@@ -210,9 +210,9 @@ def test_zkpy_refuses_to_start_without_the_service_key(tmp_path, kdc):
     jaas = tmp_path / "jaas.conf"
     jaas.write_text(SERVER_JAAS % {"keytab": kdc.keytabs["bob"],
                                    "principal": kdc.principal(SERVICE)})
-    srv = zkservers.ZkpyServer(tmp_path / "zkpy", {"authProvider.1": SASL_PROVIDER},
-                               server_jvmflags="-Djava.security.auth.login.config=%s "
-                               "-Djava.security.krb5.conf=%s" % (jaas, kdc.krb5_conf))
+    srv = zkservers.make_server("zkpy", tmp_path / "zkpy", {"authProvider.1": SASL_PROVIDER},
+                                 server_jvmflags="-Djava.security.auth.login.config=%s "
+                                 "-Djava.security.krb5.conf=%s" % (jaas, kdc.krb5_conf))
     with pytest.raises(zkservers.ServerStartError):
         srv.start(timeout=20)
     lines = [ln for ln in srv.log_text().splitlines() if "cannot start" in ln]

@@ -62,7 +62,7 @@ def test_zkpy_server_refuses_to_start_naming_key_and_line(zk_targets, tmp_path, 
         "authProvider.1=" + SASL_PROVIDER,
     ]
     cfg.write_text("\n".join(lines) + "\n")
-    server = zkservers.ZkpyServer(tmp_path / "unused")
+    server = zkservers.make_server("zkpy", tmp_path / "unused")
     proc = subprocess.run(
         [sys.executable, "-m", "zkpy.cli.server", "start-foreground", str(cfg)],
         cwd=str(tmp_path), env=server.env(), stdin=subprocess.DEVNULL, capture_output=True,

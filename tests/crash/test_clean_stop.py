@@ -34,7 +34,7 @@ import time
 
 import pytest
 
-from compat.servers import REPO_ROOT, ZkpyServer, zkpy_unavailable
+from compat.servers import REPO_ROOT, make_server, zkpy_unavailable
 from crash.kazoo_clients import close
 
 pytestmark = [pytest.mark.timeout(90)]
@@ -210,7 +210,7 @@ def server(tmp_path, request):
     reason = zkpy_unavailable()
     if reason:
         pytest.skip(reason)
-    srv = ZkpyServer(tmp_path / "zkpy", {"tickTime": "500", "workers": request.param})
+    srv = make_server("zkpy", tmp_path / "zkpy", {"tickTime": "500", "workers": request.param})
     request.node._zk_servers = [srv]  # conftest attaches the log tail to a failure report
     yield srv
     srv.stop()

@@ -27,7 +27,7 @@ import time
 
 import pytest
 
-from compat.servers import ServerStartError, ZkpyServer, zkpy_unavailable
+from compat.servers import ServerStartError, make_server, zkpy_unavailable
 from crash import kazoo_clients
 from crash.kazoo_clients import close
 
@@ -64,7 +64,7 @@ def servers(request):
     request.node._zk_servers = started   # conftest attaches the log tails to a failure report
 
     def make(root, cfg, data_dir=None):
-        srv = ZkpyServer(root, dict(cfg, tickTime="500"))
+        srv = make_server("zkpy", root, dict(cfg, tickTime="500"))
         if data_dir is not None:
             srv.data_dir = data_dir   # (the harness checks a server by its dataDir)
         started.append(srv)

@@ -86,8 +86,7 @@ def test_damaged_standalone_stops_with_one_message(tmp_path, damage):
     import subprocess
     import sys
 
-    from compat.servers import ZkpyServer
-    srv = ZkpyServer(tmp_path / "zkpy")
+    srv = zkservers.make_server("zkpy", tmp_path / "zkpy")
     srv.start()
     try:
         zk = client(srv.hosts)

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from compat.servers import ZkpyServer, zkpy_unavailable
+from compat.servers import make_server, zkpy_unavailable
 from crash.kazoo_clients import client, close
 
 pytestmark = [pytest.mark.timeout(60)]
@@ -35,7 +35,7 @@ def server(tmp_path, request):
     reason = zkpy_unavailable()
     if reason:
         pytest.skip(reason)
-    srv = ZkpyServer(tmp_path / "zkpy", {"tickTime": "500"})
+    srv = make_server("zkpy", tmp_path / "zkpy", {"tickTime": "500"})
     request.node._zk_servers = [srv]  # conftest attaches the log tail to a failure report
     yield srv
     srv.stop()

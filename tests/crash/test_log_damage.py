@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from compat.servers import ZkpyServer, zkpy_unavailable
+from compat.servers import make_server, zkpy_unavailable
 from crash.kazoo_clients import client, close
 from zkpy.storage import txnlog
 
@@ -26,7 +26,7 @@ def server(tmp_path, request):
     reason = zkpy_unavailable()
     if reason:
         pytest.skip(reason)
-    srv = ZkpyServer(tmp_path / "zkpy")
+    srv = make_server("zkpy", tmp_path / "zkpy")
     request.node._zk_servers = [srv]
     yield srv
     srv.stop()

@@ -38,7 +38,7 @@ def _skip_unless(kind):
 @pytest.mark.parametrize("kind", ["zkpy", "apache"])
 def test_standalone_power_cut(kind, crashfs, tmp_path):
     _skip_unless(kind)
-    srv = zkservers.SERVER_CLASSES[kind](tmp_path / kind, _cfg(kind))
+    srv = zkservers.make_server(kind, tmp_path / kind, _cfg(kind))
     srv.data_dir = crashfs.mountpoint / "data"
     srv.start()
 

@@ -405,7 +405,7 @@ PURGE_CFG = {
 
 def test_power_cut_during_log_purge(crashfs, tmp_path):
     _skip_unless_zkpy()
-    srv = zkservers.ZkpyServer(tmp_path / "zkpy", PURGE_CFG)
+    srv = zkservers.make_server("zkpy", tmp_path / "zkpy", PURGE_CFG)
     srv.data_dir = crashfs.mountpoint / "data"
     # names reach crashfs's backing directory at once: watched there, not through the mount
     log_dir = crashfs.backing / "data" / "zkpy-log"

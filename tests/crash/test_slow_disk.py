@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from compat.servers import ZkpyServer, zkpy_unavailable
+from compat.servers import make_server, zkpy_unavailable
 
 pytestmark = [pytest.mark.timeout(60)]
 
@@ -27,9 +27,9 @@ def test_fsync_over_threshold_warns_and_counts(tmp_path):
         pytest.skip(reason)
     from kazoo.client import KazooClient
 
-    with ZkpyServer(tmp_path / "fast") as fast:
+    with make_server("zkpy", tmp_path / "fast") as fast:
         assert _count(fast) == 0
-    srv = ZkpyServer(tmp_path / "slow", {"fsync.warningthresholdms": "0"})
+    srv = make_server("zkpy", tmp_path / "slow", {"fsync.warningthresholdms": "0"})
     with srv:
         zk = KazooClient(hosts=srv.hosts, timeout=10.0)
         zk.start(timeout=15)
@@ -59,7 +59,7 @@ def test_really_slow_disk_slows_writes_and_breaks_nothing(tmp_path, crashfs, del
         pytest.skip(reason)
     from kazoo.client import KazooClient
 
-    srv = ZkpyServer(tmp_path / "srv", {"fsync.warningthresholdms": "40",
+    srv = make_server("zkpy", tmp_path / "srv", {"fsync.warningthresholdms": "40",
                                         "checkpointIntervalMs": "500"})
     srv.data_dir = crashfs.mountpoint / "data"
     srv.start()

@@ -11,13 +11,16 @@ from zkpy.bench import command, compare, failover, servers
 
 # --- member configs ---------------------------------------------------------------------------
 
-def test_ensemble_config_adds_limits_and_one_server_line_per_member():
-    cfg = servers.ensemble_config("/d", 2181, [(2, 12, 13), (1, 10, 11), (3, 14, 15)],
-                                  tick_ms=500, init_limit=10, sync_limit=5)
-    base = servers.common_config("/d", 2181, 500)
-    assert {k: v for k, v in cfg.items() if not k.startswith("server.")} == base
+def test_member_config_is_the_standalone_one_plus_one_server_line_per_member(tmp_path):
+    ports = list(range(20001, 20010))
+    c = servers.make_cluster("apache", "ensemble3", tmp_path, label="e", tick_ms=500, ports=ports)
+    s = servers.make_cluster("apache", "standalone", tmp_path, label="s", tick_ms=500)
+    cfg, base = c.members[1].config(), s.members[0].config()
+    drop = ("dataDir", "clientPort")
+    assert {k: v for k, v in cfg.items() if not k.startswith("server.") and k not in drop} == \
+        {k: v for k, v in base.items() if k not in drop}
     assert [k for k in cfg if k.startswith("server.")] == ["server.1", "server.2", "server.3"]
-    assert cfg["server.2"] == "127.0.0.1:12:13"
+    assert cfg["server.2"] == "127.0.0.1:20005:20006" and cfg["clientPort"] == "20004"
     assert cfg["tickTime"] == "500" and cfg["initLimit"] == "10" and cfg["syncLimit"] == "5"
 
 

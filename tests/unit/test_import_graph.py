@@ -4,7 +4,8 @@ Every module under zkpy/ is parsed with ast (not imported) and every `import x` 
 y` at any depth (inside functions too) counts, except under `if __name__ == "__main__":` (what
 `python -m` runs is not an import of the module). Issue 16: the pseudo-cluster command does not
 import the benchmark package, one harness (zkpy.testing.harness) starts servers for tests,
-benchmarks and zkpy-cluster, and the bench modules import each other without cycles.
+benchmarks and zkpy-cluster, one ensemble class (zkpy.testing.ensemble) builds on it, neither
+imports pytest or kazoo, and the bench modules import each other without cycles.
 """
 
 import ast
@@ -39,8 +40,9 @@ def _walk(node):
         yield from _walk(child)
 
 
-def imports(name):
-    """The zkpy modules `name` imports (a `from pkg import sub` names pkg.sub when it is one)."""
+def imports(name, zkpy_only=True):
+    """The zkpy modules `name` imports (a `from pkg import sub` names pkg.sub when it is one);
+    every module it imports with zkpy_only=False."""
     path = MODULES[name]
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
@@ -55,7 +57,7 @@ def imports(name):
             for a in node.names:
                 sub = "%s.%s" % (base, a.name)
                 found.add(sub if sub in MODULES else base)
-    return {m for m in found if m == "zkpy" or m.startswith("zkpy.")}
+    return {m for m in found if not zkpy_only or m == "zkpy" or m.startswith("zkpy.")}
 
 
 def _in(name, package):
@@ -80,6 +82,17 @@ def test_zkpy_cluster_uses_the_harness_not_the_benchmark():
 def test_harness_imports_nothing_from_zkpy():
     # It runs servers, it is not one: tests, zkpy.bench and zkpy-cluster build on it.
     assert imports("zkpy.testing.harness") == set()
+
+
+def test_the_one_ensemble_builds_on_the_harness_without_pytest_or_kazoo():
+    # Issue 16: zkpy.testing.ensemble is the ensemble of the tests, zkpy.bench and zkpy-cluster;
+    # what needs pytest or kazoo stays in tests/compat.
+    assert imports("zkpy.testing.ensemble") == {"zkpy.testing.harness", "zkpy.testing.proxy"}
+    assert imports("zkpy.testing.proxy") == set()
+    for name in ("zkpy.testing.harness", "zkpy.testing.ensemble", "zkpy.testing.proxy"):
+        bad = sorted(m for m in imports(name, zkpy_only=False)
+                     if m.split(".")[0] in ("pytest", "kazoo"))
+        assert not bad, "%s imports %s" % (name, ", ".join(bad))
 
 
 def _cycle(graph):

@@ -417,7 +417,8 @@ def run_once(kind, tick_ms, base_dir, sessions=6, warm=3.0, after=1.0, timeout=6
         time.sleep(warm)
         ports_at_kill = [w.port for w in writers]
         acked_before = sum(len(w.acks) for w in writers)
-        t_kill = leader.kill()
+        t_kill = time.monotonic()
+        leader.kill()                   # kill -9 of its process group; waits for the process
         survivors = [m for m in cluster.members if m is not leader]
         log("  %s tick %d rep %d: killed leader (member %d) after %d acked writes; "
             "sessions on ports %s" % (label, tick_ms, rep, leader.sid, acked_before,

@@ -1,28 +1,29 @@
 """The servers that `zkpy-bench compare` measures, and their topologies.
 
-Owns what the benchmark adds to zkpy.testing.harness (which starts, waits for and stops the
-processes: zkpy as ``python -m zkpy.cli.server start-foreground`` with the same interpreter and
+Owns what the benchmark adds to zkpy.testing, whose harness starts, waits for and stops the
+processes (zkpy as ``python -m zkpy.cli.server start-foreground`` with the same interpreter and
 zkpy package as the benchmark itself, Apache ZooKeeper 3.8 as Debian's jars run with
-QuorumPeerMain): the comparison's zoo.cfg, the JVM options of a fair run, zkpy-bench's own null
-server, installing Apache ZooKeeper, TLS material, each server behind one interface
-(`BenchServer`), grouped into a `Cluster` per topology. Only zkpy.bench imports this module;
-it lives in the package (not in tests/) so that the console script works from an installed
-zkpy. It does I/O freely (processes, sockets, files, apt-get).
+QuorumPeerMain) and whose Ensemble runs the pseudo-cluster: the comparison's zoo.cfg, the JVM
+options of a fair run, zkpy-bench's own null server, installing Apache ZooKeeper, TLS material,
+how a report names a server (`describe`), and the servers of one side grouped into a `Cluster`
+per topology. Only zkpy.bench imports this module; it lives in the package (not in tests/) so
+that the console script works from an installed zkpy. It does I/O freely (processes, sockets,
+files, apt-get).
 
-Equivalent configs: every real server gets the same zoo.cfg keys (`common_config`): the same
-tickTime, forceSync=yes (Apache reads unknown zoo.cfg keys as ``zookeeper.<key>`` system
-properties, so the key means the same to both), no AdminServer, no connection limit, and a
-dataDir under one base directory, so both write to the same disk. zkpy's ``workers`` is left
-at its default (one per CPU).
+Equivalent configs: every real server gets the same zoo.cfg keys: the harness's (dataDir under
+one base directory, so both write to the same disk; clientPort on 127.0.0.1; no AdminServer)
+and `bench_cfg`'s: the same tickTime, no connection limit, forceSync=yes (Apache reads unknown
+zoo.cfg keys as ``zookeeper.<key>`` system properties, so the key means the same to both).
+zkpy's ``workers`` is left at its default (one per CPU).
 
 Topologies: `make_cluster(kind, topology, base_dir)`: "standalone" (one server), "tls" (one
 server whose clients all come over TLS: `tls_config`, stores from `tls_material`) and
-"ensemble3", a 3-node pseudo-cluster on 127.0.0.1: members with myid 1-3, each its own
-directory, dataDir/myid, free client, quorum and election ports, and the same server.N lines
-(`ensemble_config`). zkpy members run with ``workers=1`` (three servers share the cores),
+"ensemble3", a 3-node pseudo-cluster on 127.0.0.1 (zkpy.testing.ensemble.Ensemble: members with
+myid 1-3, each its own directory, dataDir/myid, free client, quorum and election ports, and the
+same server.N lines). zkpy members run with ``workers=1`` (three servers share the cores),
 Apache members with -Xmx512m. `Cluster.start()` starts every member, then waits until `srvr`
-says one is ``Mode: leader`` and the others have a Mode (followers); `Cluster.leader()` and
-`EnsembleMember.kill()` serve the failover measurement (zkpy.bench.failover).
+says one is ``Mode: leader`` and the others have a Mode (followers); `Cluster.leader()` and a
+member's kill() serve the failover measurement (zkpy.bench.failover).
 
 TLS ("tls"): `tls_material(base_dir)` makes, once per base directory (so once per comparison run,
 shared by both sides), a CA, a server certificate for localhost / 127.0.0.1 and a client
@@ -42,15 +43,14 @@ import subprocess
 import time
 from pathlib import Path
 
-from zkpy.testing import harness
+from zkpy.testing import ensemble, harness
 from zkpy.testing.harness import (  # noqa: F401 (part of this module's interface)
-    APACHE_JARS, apache_missing, four_letter, free_port, free_ports, srvr_mode)
+    APACHE_JARS, apache_missing, four_letter, free_port, srvr_mode)
 
 __all__ = [
-    "TOPOLOGIES", "SERVER_KINDS", "ServerError", "BenchServer", "ZkpyServer", "ApacheServer",
-    "NullServer", "Cluster", "make_cluster", "common_config", "apache_missing",
-    "ensure_apache", "four_letter", "free_port", "ensemble_config", "srvr_mode",
-    "EnsembleMember", "ENSEMBLE_SIZE", "TlsMaterial", "tls_material", "tls_config",
+    "TOPOLOGIES", "SERVER_KINDS", "ServerError", "NullServer", "Cluster", "make_cluster",
+    "bench_cfg", "describe", "apache_missing", "ensure_apache", "four_letter", "free_port",
+    "srvr_mode", "ENSEMBLE_SIZE", "TlsMaterial", "tls_material", "tls_config",
 ]
 
 TOPOLOGIES = ("standalone", "ensemble3", "tls")
@@ -63,6 +63,8 @@ APACHE_JVM_OPTS = ("-Xmx1g", "-Dzookeeper.jmx.log4j.disable=true")
 # Three JVMs on one machine: half the heap each (a run needs far less).
 APACHE_ENSEMBLE_JVM_OPTS = ("-Xmx512m", "-Dzookeeper.jmx.log4j.disable=true")
 APT_PACKAGE = "zookeeper"
+# zkpy's own key for its members: one worker process each (3 servers share the machine).
+ZKPY_MEMBER_CFG = {"workers": "1"}
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = harness.STOP_TIMEOUT
@@ -70,33 +72,18 @@ STOP_TIMEOUT = harness.STOP_TIMEOUT
 ServerError = harness.ServerError
 
 
-def common_config(data_dir, port, tick_ms=2000):
-    """The zoo.cfg keys every real server of a comparison gets (an ordered dict)."""
-    return {
-        "tickTime": str(tick_ms),
-        "initLimit": "10",
-        "syncLimit": "5",
-        "dataDir": str(data_dir),
-        "clientPort": str(port),
-        "clientPortAddress": "127.0.0.1",
-        "maxClientCnxns": "0",
-        "forceSync": "yes",
-        "admin.enableServer": "false",
-        "4lw.commands.whitelist": "*",
-    }
+def bench_cfg(tick_ms=2000):
+    """The zoo.cfg keys every real server of a comparison gets beside the harness's."""
+    return {"tickTime": str(tick_ms), "initLimit": "10", "syncLimit": "5",
+            "maxClientCnxns": "0", "forceSync": "yes"}
 
 
-def ensemble_config(data_dir, port, members, tick_ms=2000, init_limit=10, sync_limit=5):
-    """zoo.cfg keys of one ensemble member: `common_config` plus initLimit/syncLimit and one
-    ``server.N=127.0.0.1:quorumPort:electionPort`` line per member of `members`, a list of
-    (myid, quorum port, election port). The same for every member but dataDir/clientPort, and
-    the same for both kinds."""
-    cfg = common_config(data_dir, port, tick_ms)
-    cfg["initLimit"] = str(init_limit)
-    cfg["syncLimit"] = str(sync_limit)
-    for sid, quorum_port, election_port in sorted(members):
-        cfg["server.%d" % sid] = harness.server_line(quorum_port, election_port)
-    return cfg
+def _server_kw(kind, tick_ms, jvm_opts=APACHE_JVM_OPTS):
+    """What a real server of `kind` takes from the benchmark: zoo.cfg defaults, JVM options."""
+    kw = {"defaults": bench_cfg(tick_ms)}
+    if kind == "apache":
+        kw["jvm_opts"] = jvm_opts
+    return kw
 
 
 class TlsMaterial:
@@ -142,8 +129,8 @@ def tls_material(base_dir):
 
 
 def tls_config(material, secure_port):
-    """zoo.cfg keys, beside `common_config`, of a server whose clients come over TLS on
-    127.0.0.1:`secure_port` (the same for both kinds)."""
+    """zoo.cfg keys, beside the harness's and `bench_cfg`, of a server whose clients come over
+    TLS on 127.0.0.1:`secure_port` (the same for both kinds)."""
     return {
         "secureClientPort": str(secure_port),
         "secureClientPortAddress": "127.0.0.1",
@@ -187,89 +174,23 @@ def ensure_apache(log=print, install=True):
 
 # --- servers ------------------------------------------------------------------------------
 
-class BenchServer(harness.ServerProcess):
-    """One server process with its own directory, zoo.cfg, log and port (harness.ServerProcess)
-    with the comparison's zoo.cfg (`common_config`); `start()` waits until ``srvr`` says it
-    serves requests and keeps the version it names."""
-
-    name = "?"        # for tables: subclasses name the product
-    tls = None        # a loadgen.TlsFiles when clients must use TLS (TlsServer)
-
-    def __init__(self, root, port=None, tick_ms=2000, extra_cfg=None):
-        super().__init__(root, port=port, extra_cfg=extra_cfg)
-        self.tick_ms = tick_ms
-        self.version = None
-
-    @property
-    def addrs(self):
-        return [("127.0.0.1", self.port)]
-
-    def config(self):
-        return harness.merge_cfg(common_config(self.data_dir, self.port, self.tick_ms),
-                                 self.extra_cfg)
-
-    def start(self, timeout=START_TIMEOUT):
-        return super().start(timeout)
-
-    def ready(self, timeout):
-        super().ready(timeout)
-        for line in self.last_srvr.splitlines():
-            if line.lower().startswith("zookeeper version:"):
-                self.version = line.split(":", 1)[1].strip()
-
-    def describe(self):
-        return "%s on 127.0.0.1:%d, dataDir %s" % (" ".join(self.command_summary()),
-                                                    self.port, self.data_dir)
-
-    def command_summary(self):
-        return self.command()
-
-
-class ZkpyServer(BenchServer):
-    kind = "zkpy"
-    name = "zkpy"
-
-    def command(self):
-        return harness.zkpy_command(self.cfg_path)
-
-    def env(self):
-        env = harness.zkpy_env()
-        env["PYTHONUNBUFFERED"] = "1"
-        return env
-
-    def start(self, timeout=START_TIMEOUT):
-        super().start(timeout)
-        import zkpy
-        self.version = getattr(zkpy, "__version__", None) or self.version
-        return self
-
-
-class ApacheServer(BenchServer):
-    kind = "apache"
-    name = "ZooKeeper"
-    jvm_opts = APACHE_JVM_OPTS
-
-    def command(self):
-        return harness.apache_command(self.cfg_path, self.jvm_opts)
-
-    def command_summary(self):
-        cmd = self.command()
-        cmd[cmd.index("-cp") + 1] = "<%d Debian jars>" % len(APACHE_JARS)
-        return cmd
-
-
-class NullServer(BenchServer):
+class NullServer:
     """zkpy-bench's null server (answers every request at once): the load generator's
-    ceiling, and a stand-in for real servers in tests of the comparison itself."""
+    ceiling, and a stand-in for real servers in tests of the comparison itself. It runs in a
+    process of zkpy.bench.loadgen's, not under the harness."""
 
     kind = "null"
-    name = "null"
+    host = harness.LOCALHOST
+    version = "zkpy-bench null server"
 
-    def __init__(self, root=None, port=None, tick_ms=2000, extra_cfg=None, fail_op=None):
-        super().__init__(root or "/nonexistent", port=1, tick_ms=tick_ms)
-        self.port = None
+    def __init__(self, fail_op=None):
         self.fail_op = fail_op
-        self.version = "zkpy-bench null server"
+        self.proc = None
+        self.port = None
+
+    @property
+    def addr(self):
+        return (self.host, self.port)
 
     def start(self, timeout=START_TIMEOUT):
         from zkpy.bench import loadgen
@@ -291,81 +212,30 @@ class NullServer(BenchServer):
                 self.proc.join()
             self.proc = None
 
-    def describe(self):
-        return "zkpy-bench null server on 127.0.0.1:%s" % (self.port or "<any free port>")
-
-    def command(self):
-        return ["zkpy-bench", "serve-null"]
-
-
-_CLASSES = {"zkpy": ZkpyServer, "apache": ApacheServer, "null": NullServer}
-
-
-class EnsembleMember(harness.EnsembleMember):
-    """What an ensemble member adds to a BenchServer: the server.N lines of the whole ensemble
-    (`ensemble_config`) besides harness.EnsembleMember's myid and client-port-only start;
-    Cluster.start() waits for the ensemble."""
-
-    def _init_member(self, sid, peer_port, election_port, init_limit=10, sync_limit=5):
-        self.init_member(sid, peer_port, election_port)
-        self.init_limit = init_limit
-        self.sync_limit = sync_limit
-        self.ensemble = []          # [(myid, quorum port, election port)], set by the builder
-
-    def config(self):
-        return harness.merge_cfg(ensemble_config(self.data_dir, self.port, self.ensemble,
-                                                 self.tick_ms, self.init_limit, self.sync_limit),
-                                 self.extra_cfg)
-
-    def kill(self):
-        """kill -9 of the member's process group (zkpy: the core and its workers); waits
-        for the process. Returns the monotonic time just before the signal."""
-        if self.proc is None:
-            return None
-        t = time.monotonic()
-        super().kill()
-        return t
-
-    def describe(self):
-        return "member %d: %s" % (self.sid, BenchServer.describe(self))
-
-
-class ZkpyMember(EnsembleMember, ZkpyServer):
-    pass
-
-
-class ApacheMember(EnsembleMember, ApacheServer):
-    jvm_opts = APACHE_ENSEMBLE_JVM_OPTS
-
-
-_MEMBER_CLASSES = {"zkpy": ZkpyMember, "apache": ApacheMember}
-# zkpy's own key for its members: one worker process each (3 servers share the machine).
-ZKPY_MEMBER_CFG = {"workers": "1"}
-
 
 class TlsServer:
-    """What the tls topology adds to a BenchServer: the TLS keys (`tls_config`), the secure
+    """What the tls topology adds to a harness server: the TLS keys (`tls_config`), the secure
     port as the clients' address, and a start that waits for a TLS session too."""
 
     negotiated = None     # "TLSv1.2 ECDHE-ECDSA-AES256-GCM-SHA384": the probe session's
 
-    def _init_tls(self, material, secure_port=None):
+    def init_tls(self, material, secure_port=None):
         self.material = material
         self.secure_port = secure_port or free_port()
         self.tls = material.client
 
     @property
-    def addrs(self):
-        return [("127.0.0.1", self.secure_port)]
+    def addr(self):
+        return (self.host, self.secure_port)
 
     def config(self):
-        cfg = common_config(self.data_dir, self.port, self.tick_ms)
+        cfg = super().config()
         cfg.update(tls_config(self.material, self.secure_port))
         return harness.merge_cfg(cfg, self.extra_cfg)
 
     def ready(self, timeout):
         t0 = time.monotonic()
-        BenchServer.ready(self, timeout)
+        super().ready(timeout)
         from zkpy.bench import loadgen
         deadline = t0 + timeout
         last = ""
@@ -373,7 +243,7 @@ class TlsServer:
             if self.proc.poll() is not None:
                 break
             try:
-                probe = loadgen.SyncClient(self.addrs[0], tls=self.tls)
+                probe = loadgen.SyncClient(self.addr, tls=self.tls)
                 (proto, (cipher, _, _)) = probe.sock.version()
                 self.negotiated = "%s %s" % (proto, cipher)
                 probe.close()
@@ -389,31 +259,50 @@ class TlsServer:
                           % (self.kind, self.port, self.secure_port, timeout, last, code,
                              self.log_path, self.log_tail()))
 
-    def describe(self):
-        return ("%s on 127.0.0.1:%d (TLS%s; clientPort %d for srvr only), dataDir %s, stores %s"
-                % (" ".join(self.command_summary()), self.secure_port,
-                   " " + self.negotiated if self.negotiated else "", self.port, self.data_dir,
-                   self.material.dir))
 
-
-class ZkpyTlsServer(TlsServer, ZkpyServer):
+class ZkpyTlsServer(TlsServer, harness.ZkpyServer):
     pass
 
 
-class ApacheTlsServer(TlsServer, ApacheServer):
+class ApacheTlsServer(TlsServer, harness.ApacheServer):
     pass
 
 
 _TLS_CLASSES = {"zkpy": ZkpyTlsServer, "apache": ApacheTlsServer}
 
 
-class Cluster:
-    """The servers of one side of the comparison; the load is spread over all of them."""
+def describe(server):
+    """How a report names one server: its command line (Debian's jar list shortened), where
+    its clients connect, its dataDir; an ensemble member's myid first."""
+    if isinstance(server, NullServer):
+        return "zkpy-bench null server on 127.0.0.1:%s" % (server.port or "<any free port>")
+    cmd = server.command()
+    if "-cp" in cmd:
+        cmd[cmd.index("-cp") + 1] = "<%d Debian jars>" % len(APACHE_JARS)
+    if isinstance(server, TlsServer):
+        return ("%s on %s:%d (TLS%s; clientPort %d for srvr only), dataDir %s, stores %s"
+                % (" ".join(cmd), server.host, server.secure_port,
+                   " " + server.negotiated if server.negotiated else "", server.port,
+                   server.data_dir, server.material.dir))
+    text = "%s on %s:%d, dataDir %s" % (" ".join(cmd), server.host, server.port, server.data_dir)
+    if isinstance(server, ensemble.EnsembleMember):
+        return "member %d: %s" % (server.sid, text)
+    return text
 
-    def __init__(self, label, topology, members):
+
+class Cluster:
+    """The servers of one side of the comparison; the load is spread over all of them.
+    `ensemble`: the zkpy.testing.ensemble.Ensemble they form (ensemble3), else None; `tls`: the
+    client's TLS files (loadgen.TlsFiles) when sessions must use TLS, else None; `version`:
+    what the servers say they are, once started."""
+
+    def __init__(self, label, topology, members, ensemble=None, tls=None):
         self.label = label
         self.topology = topology
         self.members = list(members)
+        self.ensemble = ensemble
+        self.tls = tls
+        self.version = None
 
     @property
     def kind(self):
@@ -421,56 +310,50 @@ class Cluster:
 
     @property
     def addrs(self):
-        return [a for m in self.members for a in m.addrs]
-
-    @property
-    def version(self):
-        return self.members[0].version
-
-    @property
-    def tls(self):
-        """The client's TLS files (loadgen.TlsFiles) when sessions must use TLS, else None."""
-        return self.members[0].tls
+        return [m.addr for m in self.members]
 
     @property
     def is_ensemble(self):
-        return len(self.members) > 1 and all(isinstance(m, EnsembleMember)
-                                             for m in self.members)
+        return self.ensemble is not None
 
     def start(self, timeout=START_TIMEOUT):
-        try:
-            for m in self.members:
-                m.start()
-            if self.is_ensemble:
-                self.wait_formed(timeout)
-        except BaseException:
-            self.stop()
-            raise
+        """Start every server; an ensemble also waits for its leader (Ensemble.start). Stops
+        them all when that fails."""
+        if self.ensemble is not None:
+            self.ensemble.start(timeout)
+        else:
+            try:
+                for m in self.members:
+                    m.start(timeout)
+            except BaseException:
+                self.stop()
+                raise
+        self.version = self._version()
         return self
 
-    def modes(self, members=None):
-        return {m.sid: m.mode() for m in (members or self.members)}
-
-    def wait_formed(self, timeout=START_TIMEOUT, members=None):
-        """Wait until exactly one of `members` (default all) says Mode: leader and the others
-        have a Mode too (harness.wait_formed); returns the leader. ServerError on a member
-        that exits or runs standalone, or after `timeout` s."""
-        leader = harness.wait_formed(list(members or self.members), timeout, self.members)
-        for line in (leader.srvr() or "").splitlines():
-            if line.lower().startswith("zookeeper version:"):
-                for m in self.members:
-                    m.version = line.split(":", 1)[1].strip()
+    def _version(self):
+        if self.kind == "null":
+            return NullServer.version
         if self.kind == "zkpy":
             import zkpy
-            for m in self.members:
-                m.version = getattr(zkpy, "__version__", None) or m.version
-        return leader
+            if getattr(zkpy, "__version__", None):
+                return zkpy.__version__
+        for line in (self.members[0].srvr() or "").splitlines():
+            if line.lower().startswith("zookeeper version:"):
+                return line.split(":", 1)[1].strip()
+        return None
+
+    def modes(self, members=None):
+        return self.ensemble.modes(members)
 
     def leader(self):
         """The member whose srvr says Mode: leader, or None."""
-        return harness.find_leader([m for m in self.members if isinstance(m, EnsembleMember)])
+        return self.ensemble.leader()
 
     def stop(self):
+        if self.ensemble is not None:
+            self.ensemble.stop()
+            return
         for m in self.members:
             m.stop()
 
@@ -478,37 +361,31 @@ class Cluster:
         return all(m.running() for m in self.members)
 
     def describe(self):
-        return "; ".join(m.describe() for m in self.members)
+        return "; ".join(describe(m) for m in self.members)
 
     def log_tails(self):
-        return "\n".join("--- %s (%s) ---\n%s" % (m.kind, m.log_path, m.log_tail())
-                         for m in self.members if m.kind != "null")
+        return harness.log_tails([m for m in self.members if m.kind != "null"], 40)
 
 
 def _standalone(kind, base_dir, label, tick_ms, **kw):
-    return [_CLASSES[kind](Path(base_dir) / label, tick_ms=tick_ms, **kw)]
+    if kind == "null":
+        return Cluster(label, "standalone", [NullServer(**kw)])
+    server = harness.SERVER_CLASSES[kind](Path(base_dir) / label, **_server_kw(kind, tick_ms),
+                                          **kw)
+    return Cluster(label, "standalone", [server])
 
 
 def _ensemble3(kind, base_dir, label, tick_ms, init_limit=10, sync_limit=5, ports=None,
-               **kw):
-    if kind not in _MEMBER_CLASSES:
+               extra_cfg=None):
+    if kind not in ensemble.MEMBER_CLASSES:
         raise ValueError("topology ensemble3 needs a real server kind (zkpy or apache), "
                          "not %r" % kind)
-    ports = list(ports or free_ports(3 * ENSEMBLE_SIZE))
     extra = dict(ZKPY_MEMBER_CFG) if kind == "zkpy" else {}
-    extra.update(kw.pop("extra_cfg", None) or {})
-    members = []
-    for i in range(ENSEMBLE_SIZE):
-        sid = i + 1
-        client, peer, election = ports[3 * i:3 * i + 3]
-        m = _MEMBER_CLASSES[kind](Path(base_dir) / label / ("zk%d" % sid), port=client,
-                                  tick_ms=tick_ms, extra_cfg=extra, **kw)
-        m._init_member(sid, peer, election, init_limit, sync_limit)
-        members.append(m)
-    lines = [(m.sid, m.peer_port, m.election_port) for m in members]
-    for m in members:
-        m.ensemble = lines
-    return members
+    extra.update(extra_cfg or {})
+    ens = ensemble.Ensemble(kind, Path(base_dir) / label, servers=ENSEMBLE_SIZE, extra_cfg=extra,
+                            tick_ms=tick_ms, init_limit=init_limit, sync_limit=sync_limit,
+                            ports=ports, **_server_kw(kind, tick_ms, APACHE_ENSEMBLE_JVM_OPTS))
+    return Cluster(label, "ensemble3", ens.members, ensemble=ens)
 
 
 def _tls(kind, base_dir, label, tick_ms, secure_port=None, **kw):
@@ -516,21 +393,20 @@ def _tls(kind, base_dir, label, tick_ms, secure_port=None, **kw):
         raise ValueError("topology tls needs a real server kind (zkpy or apache), not %r"
                          % kind)
     material = tls_material(base_dir)
-    server = _TLS_CLASSES[kind](Path(base_dir) / label, tick_ms=tick_ms, **kw)
-    server._init_tls(material, secure_port)
-    return [server]
+    server = _TLS_CLASSES[kind](Path(base_dir) / label, **_server_kw(kind, tick_ms), **kw)
+    server.init_tls(material, secure_port)
+    return Cluster(label, "tls", [server], tls=material.client)
 
 
-# topology -> builder(kind, base_dir, label, tick_ms, **kw) -> [BenchServer]
+# topology -> builder(kind, base_dir, label, tick_ms, **kw) -> Cluster
 _BUILDERS = {"standalone": _standalone, "ensemble3": _ensemble3, "tls": _tls}
 
 
 def make_cluster(kind, topology="standalone", base_dir="/tmp", label=None, tick_ms=2000,
                  **kw):
     """A not yet started Cluster of `kind` servers ("zkpy", "apache", "null")."""
-    if kind not in _CLASSES:
-        raise ValueError("unknown server kind %r (one of %s)" % (kind, ", ".join(_CLASSES)))
+    if kind not in SERVER_KINDS:
+        raise ValueError("unknown server kind %r (one of %s)" % (kind, ", ".join(SERVER_KINDS)))
     if topology not in _BUILDERS:
         raise ValueError("unknown topology %r (one of %s)" % (topology, ", ".join(_BUILDERS)))
-    label = label or kind
-    return Cluster(label, topology, _BUILDERS[topology](kind, base_dir, label, tick_ms, **kw))
+    return _BUILDERS[topology](kind, base_dir, label or kind, tick_ms, **kw)

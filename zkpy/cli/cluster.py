@@ -22,9 +22,10 @@ zkpy members run as daemons through `python -m zkpy.cli.server start|stop CFG` (
 ZooKeeper 3.8 instead (Debian's jars, QuorumPeerMain; pidfile DIR/zk<i>/zookeeper_server.pid, log
 DIR/zk<i>/zookeeper.out), so the same cluster can be built out of the real thing.
 
-The command lines, zoo.cfg / server.N / myid, srvr and "is Apache ZooKeeper installed" are
-zkpy.testing.harness's, shared with the tests and the benchmarks; this module keeps the daemon
-verbs, pidfiles and cluster.json. It does not import zkpy.bench.
+The command lines, srvr and "is Apache ZooKeeper installed" are zkpy.testing.harness's, and the
+members' zoo.cfg / server.N / myid are those of zkpy.testing.ensemble's Ensemble, shared with
+the tests and the benchmarks; this module keeps the daemon verbs, pidfiles and cluster.json. It
+does not import zkpy.bench.
 
 Exit status: 0 on success; 1 when a command could not do what it was asked (a member did not
 start, `status` finds a member down or not serving); 2 for usage and setup errors.
@@ -42,6 +43,7 @@ import time
 from pathlib import Path
 
 from zkpy.testing import harness
+from zkpy.testing.ensemble import Ensemble
 
 DEFAULT_DIR = "./zkpy-cluster"
 DEFAULT_BASE_CLIENT_PORT = 2181
@@ -74,25 +76,6 @@ def member_ports(i, base_client_port=DEFAULT_BASE_CLIENT_PORT):
     offset = base_client_port - DEFAULT_BASE_CLIENT_PORT
     peer = FIRST_PEER_PORT + PEER_PORT_STEP * (i - 1) + offset
     return base_client_port + i - 1, peer, peer + 1
-
-
-def member_config(member, members, root, tick_time):
-    """zoo.cfg text for one member (a dict from cluster.json) of `members`."""
-    cfg = {
-        "tickTime": tick_time,
-        "initLimit": 10,
-        "syncLimit": 5,
-        "dataDir": root / ("zk%d" % member["id"]) / "data",
-        "clientPort": member["client_port"],
-        "4lw.commands.whitelist": "*",
-        "admin.enableServer": "false",
-    }
-    if member["role"] == "observer":
-        cfg["peerType"] = "observer"
-    for m in members:
-        cfg["server.%d" % m["id"]] = harness.server_line(m["peer_port"], m["election_port"],
-                                                        m["role"] == "observer")
-    return harness.format_cfg(cfg)
 
 
 class Member:
@@ -420,18 +403,17 @@ def cmd_init(args):
         if why:
             raise ClusterError("--impl apache: Apache ZooKeeper 3.8 is not installed (%s): %s"
                                % (why, APACHE_HINT))
-    members = []
-    for i in range(1, total + 1):
-        client, peer, election = member_ports(i, args.base_client_port)
-        members.append({"id": i, "client_port": client, "peer_port": peer,
-                        "election_port": election,
-                        "role": "observer" if i > args.servers else "participant"})
-    root.mkdir(parents=True, exist_ok=True)
-    for m in members:
-        mdir = root / ("zk%d" % m["id"])
-        (mdir / "data").mkdir(parents=True, exist_ok=True)
-        (mdir / "zoo.cfg").write_text(member_config(m, members, root, args.tick_time))
-        harness.write_myid(mdir / "data", m["id"])
+    # The members' zoo.cfg as the harness writes an ensemble's (DIR/zk<i>: zoo.cfg, data/myid),
+    # with the admin guide's ports; clients may come from any address.
+    ens = Ensemble(args.impl, root, servers=args.servers, observers=args.observers,
+                   tick_ms=args.tick_time, extra_cfg={"clientPortAddress": None},
+                   ports=[p for i in range(1, total + 1)
+                          for p in member_ports(i, args.base_client_port)])
+    for m in ens.members:
+        harness.write_cfg(m.cfg_path, m.config())
+        harness.write_myid(m.data_dir, m.sid)
+    members = [{"id": m.sid, "client_port": m.port, "peer_port": m.peer_port,
+                "election_port": m.election_port, "role": m.role} for m in ens.members]
     meta = {"impl": args.impl, "tick_time": args.tick_time,
             "base_client_port": args.base_client_port, "members": members}
     (root / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")

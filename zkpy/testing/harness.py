@@ -5,16 +5,18 @@ words and srvr's Mode, Debian's Apache ZooKeeper (jars, java, "is it installed",
 line), zkpy's command line and environment, zoo.cfg / server.N / myid writing, and
 `ServerProcess`: one server in its own directory and process group, started (retried when
 another process took its port first), waited for until it serves, stopped (SIGTERM, then
-SIGKILL), killed, paused, with its log. `EnsembleMember` adds a member's myid, ports and a start
-that waits only for the client port (a member alone has no quorum); `wait_formed` waits for an
-ensemble's leader.
+SIGKILL), killed, paused, with its log. `ZkpyServer` and `ApacheServer` are the two kinds of
+server (`SERVER_CLASSES`), with the same zoo.cfg: the keys below, then the caller's `defaults`
+(the tests' and the benchmark's choices), then its `extra_cfg`. Both take ZooKeeper's JVM flags
+as an operator passes them (SERVER_JVMFLAGS, conf/java.env, conf/zookeeper-env.sh).
+Ensembles of them are zkpy.testing.ensemble's.
 
 Used by tests/compat (pytest fixtures and skips on top), zkpy.bench (the comparison's topologies,
-TLS) and zkpy-cluster (daemon verbs, cluster.json). It must never import those, nor anything of
-zkpy but the package path: it runs servers, it is not one. It does I/O freely (processes,
-sockets, files).
+TLS), zkpy.testing.ensemble and zkpy-cluster (daemon verbs, cluster.json). It must never import
+those, nor anything of zkpy but the package path: it runs servers, it is not one. It does I/O
+freely (processes, sockets, files).
 
-    s = MyServer(tmp, port=None, extra_cfg={...})   # a subclass giving config() and command()
+    s = ZkpyServer(tmp, extra_cfg={...}, port=None)     # or ApacheServer
     s.start(); s.four_letter("mntr"); s.mode(); s.stop(); s.kill(); s.log_tail()
 """
 
@@ -58,10 +60,6 @@ APACHE_SMALL_JVM_OPTS = ("-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=
 
 class ServerError(RuntimeError):
     """A server could not be installed, started or found serving."""
-
-
-class EnsembleError(ServerError):
-    """An ensemble did not form: a member exited, ran standalone, or no leader in time."""
 
 
 # --- ports -------------------------------------------------------------------------------
@@ -165,11 +163,12 @@ def zkpy_command(cfg_path, verb="start-foreground"):
     return [sys.executable, "-m", "zkpy.cli.server", verb, str(cfg_path)]
 
 
-def zkpy_env(env=None):
-    """A copy of `env` (default os.environ) whose PYTHONPATH starts with this zkpy's parent."""
+def zkpy_env(env=None, parent=ZKPY_PARENT):
+    """A copy of `env` (default os.environ) whose PYTHONPATH starts with `parent`: the
+    directory holding the zkpy package to run (default this one)."""
     env = dict(os.environ if env is None else env)
     env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (ZKPY_PARENT, env.get("PYTHONPATH", "")) if p)
+        p for p in (parent, env.get("PYTHONPATH", "")) if p)
     return env
 
 
@@ -213,6 +212,12 @@ def log_tail(path, lines=40):
     return "\n".join(text.splitlines()[-lines:])
 
 
+def log_tails(servers, lines=25):
+    """The log tail of each of `servers`, under a line naming it."""
+    return "\n".join("--- %s (%s) ---\n%s" % (s.what, s.log_path, s.log_tail(lines))
+                     for s in servers)
+
+
 # --- one server process ------------------------------------------------------------------
 
 # Servers still running when the interpreter exits (a test run cut short) are killed here.
@@ -231,19 +236,30 @@ def _kill_leftovers():
 class ServerProcess:
     """One server process in its own directory (root: zoo.cfg, data/, server.log).
 
-    Subclasses give `config()` (zoo.cfg keys) and `command()`. The process runs in its own
-    session, so stop() and kill() reach anything it forks (zkpy's workers) and nothing else.
+    Subclasses give `command()`. The process runs in its own session, so stop() and kill()
+    reach anything it forks (zkpy's workers) and nothing else.
+
+    zoo.cfg is `config()`: the keys every server here gets, then `defaults`, then `extra_cfg`
+    (a None value removes a key). server_jvmflags, java_env and zookeeper_env are ZooKeeper's
+    JVM flags as an operator passes them: SERVER_JVMFLAGS in the environment,
+    conf/zookeeper-env.sh and conf/java.env beside zoo.cfg (sourced by zkEnv.sh, in that order).
     """
 
     kind = "?"
 
-    def __init__(self, root, port=None, extra_cfg=None):
+    def __init__(self, root, extra_cfg=None, port=None, defaults=None, server_jvmflags=None,
+                 java_env=None, zookeeper_env=None):
         self.root = Path(root)
         self.data_dir = self.root / "data"
         self.cfg_path = self.root / "zoo.cfg"
         self.log_path = self.root / "server.log"
+        self.defaults = dict(defaults or {})
         self.extra_cfg = dict(extra_cfg or {})
+        self.server_jvmflags = server_jvmflags
+        self.java_env = java_env
+        self.zookeeper_env = zookeeper_env
         self.host = LOCALHOST           # the client port's address (config() writes it)
+        self.root.mkdir(parents=True, exist_ok=True)   # a caller may put files there first
         self._auto_port = port is None
         self.port = port or free_port()
         self.proc = None
@@ -261,8 +277,23 @@ class ServerProcess:
     def hosts(self):
         return "%s:%d" % (self.host, self.port)
 
+    @property
+    def addr(self):
+        """(host, client port), as a socket connects to it."""
+        return (self.host, self.port)
+
     def config(self):
-        raise NotImplementedError
+        """zoo.cfg as an ordered dict: the keys below, `defaults`, `extra_cfg`."""
+        cfg = {
+            "tickTime": "2000",
+            "dataDir": str(self.data_dir),
+            "clientPort": str(self.port),
+            "clientPortAddress": self.host,
+            "4lw.commands.whitelist": "*",
+            "admin.enableServer": "false",
+        }
+        merge_cfg(cfg, self.defaults)
+        return merge_cfg(cfg, self.extra_cfg)
 
     def command(self):
         raise NotImplementedError
@@ -273,6 +304,29 @@ class ServerProcess:
     def write_config(self):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         write_cfg(self.cfg_path, self.config())
+        for name, text in (("java.env", self.java_env), ("zookeeper-env.sh", self.zookeeper_env)):
+            env_file = self.root / name
+            if text is not None:
+                env_file.write_text(text)
+            elif env_file.exists():
+                env_file.unlink()
+
+    def jvm_flag_words(self):
+        """The words zkServer.sh passes to java: "$SERVER_JVMFLAGS $JVMFLAGS" after sourcing
+        zookeeper-env.sh and java.env (bash does the sourcing here, as zkEnv.sh would)."""
+        if self.server_jvmflags is None and self.java_env is None and self.zookeeper_env is None:
+            return []
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        if self.server_jvmflags is not None:
+            env["SERVER_JVMFLAGS"] = self.server_jvmflags
+        script = 'echo "$SERVER_JVMFLAGS $JVMFLAGS"'
+        if self.java_env is not None:
+            script = '. "%s"; %s' % (self.root / "java.env", script)
+        if self.zookeeper_env is not None:
+            script = '. "%s"; %s' % (self.root / "zookeeper-env.sh", script)
+        out = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True,
+                             check=True).stdout
+        return out.split()
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
@@ -472,82 +526,56 @@ class ServerProcess:
         return "<%s %s %s>" % (type(self).__name__, self.hosts, self.root)
 
 
-# --- ensembles ---------------------------------------------------------------------------
+# --- the two kinds of server -------------------------------------------------------------
 
-class EnsembleMember:
-    """What a member adds to a ServerProcess (mixed in before it): its myid, quorum and election
-    ports, its role, dataDir/myid, and a start that returns once the client port answers (a
-    member alone cannot serve). With keep_config, a start keeps the zoo.cfg the server has
-    (after a reconfig it rewrote it to point at its zoo.cfg.dynamic.<version>)."""
+class ZkpyServer(ServerProcess):
+    """zkpy-server start-foreground zoo.cfg, run by this interpreter with this zkpy (or the one
+    in `zkpy_parent`: another checkout, for an A/B run); it reads SERVER_JVMFLAGS, java.env and
+    zookeeper-env.sh itself."""
 
-    keep_config = False
+    kind = "zkpy"
 
-    def init_member(self, sid, peer_port, election_port, role="participant"):
-        self.sid = sid
-        self.peer_port = peer_port
-        self.election_port = election_port
-        self.role = role                 # "participant" or "observer"
-        return self
+    def __init__(self, root, extra_cfg=None, port=None, zkpy_parent=ZKPY_PARENT, **kw):
+        super().__init__(root, extra_cfg, port, **kw)
+        self.zkpy_parent = zkpy_parent
 
-    @property
-    def what(self):
-        return "%s member %d" % (self.kind, self.sid)
+    def command(self):
+        return zkpy_command(self.cfg_path)
 
-    @property
-    def client_port(self):
-        return self.port
-
-    def write_config(self):
-        if not (self.keep_config and self.cfg_path.exists()):
-            super().write_config()
-        write_myid(self.data_dir, self.sid)
-
-    def ready(self, timeout):
-        self._wait(timeout, self._answering, "not answering", interval=0.05)
+    def env(self):
+        env = zkpy_env(parent=self.zkpy_parent)
+        env["PYTHONUNBUFFERED"] = "1"
+        # Only what this server was given: not the caller's own JVM flags or conf directory.
+        for name in ("SERVER_JVMFLAGS", "JVMFLAGS", "ZOOCFGDIR"):
+            env.pop(name, None)
+        if self.server_jvmflags is not None:
+            env["SERVER_JVMFLAGS"] = self.server_jvmflags
+        return env
 
 
-def wait_formed(members, timeout=START_TIMEOUT, ensemble=None):
-    """Wait until every one of `members` has a Mode and exactly one is leader; returns it.
-
-    EnsembleError when a member is down (and not paused), runs standalone in an ensemble of
-    more than one (`ensemble`: every member, default `members`; their log tails on timeout), or
-    after `timeout` s."""
-    ensemble = list(ensemble or members)
-    kind = members[0].kind
-    deadline = time.monotonic() + timeout
-    while True:
-        modes = {m.sid: m.mode() for m in members}
-        standalone = [m for m in members if modes[m.sid] == "standalone"]
-        if standalone and len(ensemble) > 1:
-            raise EnsembleError("%s runs standalone: its server.N lines were ignored\n"
-                                "--- log tail (%s) ---\n%s" % (standalone[0].what,
-                                                               standalone[0].log_path,
-                                                               standalone[0].log_tail()))
-        leaders = [m for m in members if modes[m.sid] == "leader"]
-        if all(modes.values()) and len(leaders) == 1:
-            return leaders[0]
-        dead = [m for m in members if not m.running() and not m.paused]
-        if dead:
-            raise EnsembleError("%s is not running\n--- log tail (%s) ---\n%s"
-                                % (dead[0].what, dead[0].log_path, dead[0].log_tail()))
-        if time.monotonic() >= deadline:
-            raise EnsembleError("%s ensemble not formed after %.0fs: modes %s\n%s"
-                                % (kind, timeout, modes, log_tails(ensemble)))
-        time.sleep(0.05)
+# zoo.cfg keys that Apache ZooKeeper reads only as JVM system properties (-Dkey=value).
+JAVA_ONLY_PROPERTIES = ("readonlymode.enabled",)
 
 
-def find_leader(members, timeout=0.0):
-    """The member whose srvr says Mode: leader (waits up to `timeout` for one), or None."""
-    deadline = time.monotonic() + timeout
-    while True:
-        for m in members:
-            if m.mode() == "leader":
-                return m
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(0.05)
+class ApacheServer(ServerProcess):
+    """Debian's Apache ZooKeeper: java `jvm_opts` ... QuorumPeerMain zoo.cfg, with the words
+    zkServer.sh would add (jvm_flag_words)."""
+
+    kind = "apache"
+
+    def __init__(self, root, extra_cfg=None, port=None, jvm_opts=APACHE_SMALL_JVM_OPTS, **kw):
+        super().__init__(root, extra_cfg, port, **kw)
+        self.jvm_opts = tuple(jvm_opts)
+
+    def command(self):
+        cfg = merge_cfg(dict(self.defaults), self.extra_cfg)
+        return apache_command(self.cfg_path, list(self.jvm_opts) + [
+            # ZooKeeper reads these only as system properties without the "zookeeper." prefix
+            # that zoo.cfg keys get (ContainerManager, QuorumPeer's readonlymode.enabled); zkpy
+            # reads them from zoo.cfg.
+            "-D%s=%s" % (k, v) for k, v in cfg.items()
+            if k.startswith("znode.container.") or k in JAVA_ONLY_PROPERTIES
+        ] + self.jvm_flag_words())
 
 
-def log_tails(servers, lines=25):
-    return "\n".join("--- %s (%s) ---\n%s" % (s.what, s.log_path, s.log_tail(lines))
-                     for s in servers)
+SERVER_CLASSES = {"zkpy": ZkpyServer, "apache": ApacheServer}
