@@ -46,6 +46,17 @@ class Link(object):
             self.frames.extend(self.decoder.feed(data))
         return m.decode(self.frames.popleft())
 
+    async def recv_many(self):
+        """Every frame read so far (at least one), decoded: the caller feeds them all to the
+        state machine and carries out one Ready for the lot."""
+        while not self.frames:
+            data = await self.reader.read(1 << 20)
+            if not data:
+                raise ConnectionError("connection closed by the peer")
+            self.frames.extend(self.decoder.feed(data))
+        frames, self.frames = self.frames, collections.deque()
+        return [m.decode(f) for f in frames]
+
     def send(self, data):
         """Queue a frame; everything queued in one pass of the loop goes out in one write."""
         if self.closed:
@@ -152,6 +163,8 @@ _FROM_LEADER = {
 
 
 def from_learner(mtype, fields):
+    if mtype == m.ACK:
+        return zm.Ack(fields[0])
     conv = _FROM_LEARNER.get(mtype)
     if conv is None:
         raise m.ProtocolError("%s is not a learner's message" % m.NAMES.get(mtype, mtype))
@@ -159,6 +172,10 @@ def from_learner(mtype, fields):
 
 
 def from_leader(mtype, fields):
+    if mtype == m.PROPOSAL:
+        return zm.Proposal(*fields)
+    if mtype == m.COMMIT:
+        return zm.Commit(fields[0])
     conv = _FROM_LEADER.get(mtype)
     if conv is None:
         raise m.ProtocolError("%s is not a leader's message" % m.NAMES.get(mtype, mtype))

@@ -168,6 +168,7 @@ class LogState(NamedTuple):
 
 
 LEARNER_MESSAGES = (FollowerInfo, AckEpoch, Ack, Ping, Request, Sync, LogState)
+_LEARNER_TYPES = frozenset(LEARNER_MESSAGES)
 
 
 # -- messages (leader -> learner) -----------------------------------------------------------------
@@ -369,6 +370,8 @@ class Member(object):
         # leader side
         self.learners = {}
         self.acks = {}
+        self._wgen = 0               # bumped when what writes_refused() reads changes
+        self._wcache = (-1, None)
         self._held_infos = {}        # sid -> (FollowerInfo, deadline) while LOOKING
         self._answered_ms = {}       # non-voter -> when my vote last answered it
         self._syncs = collections.deque()   # (target zxid, sid or None, req_id)
@@ -421,7 +424,13 @@ class Member(object):
                     or self._w_apply is not None or self._w_close or self._w_msgs
                     or self._w_requests or self._w_matched or self._w_refused or self._w_syncs
                     or self._w_touched
-                    or self._role() != self._role_reported)
+                    or self._role_changed())
+
+    def _role_changed(self):
+        r = self._role_reported
+        return (r is None or r.state != self.state or r.serving != self.serving
+                or r.term != self._looks or r.leader != self.leader_id or r.epoch != self.epoch
+                or r.read_only != (self.read_only and not self.serving))
 
     def _send(self, dest, msg):
         self._w_msgs.append((dest, msg))
@@ -435,8 +444,9 @@ class Member(object):
         self._w_current = epoch
 
     def _append(self, zxid, payload, voters=False):
-        _check(zxid > self.last_zxid, "member %d: appending 0x%x after 0x%x"
-               % (self.myid, zxid, self.last_zxid))
+        if zxid <= self.last_zxid:
+            raise BrokenInvariant("member %d: appending 0x%x after 0x%x"
+                                  % (self.myid, zxid, self.last_zxid))
         self.log.append((zxid, payload))
         self.last_zxid = zxid
         self._w_append.append((zxid, payload))
@@ -446,8 +456,9 @@ class Member(object):
             self._config_txns.append((zxid, voters))
 
     def _truncate(self, zxid):
-        _check(zxid >= self.applied_zxid, "member %d: TRUNC to 0x%x below applied 0x%x"
-               % (self.myid, zxid, self.applied_zxid))
+        if zxid < self.applied_zxid:
+            raise BrokenInvariant("member %d: TRUNC to 0x%x below applied 0x%x"
+                                  % (self.myid, zxid, self.applied_zxid))
         while self.log and self.log[-1][0] > zxid:
             self.log.pop()
         self._config_txns = [(z, v) for z, v in self._config_txns if z <= zxid]
@@ -512,6 +523,7 @@ class Member(object):
         self.config_version = max(self.config_version, version)
         known = self.voters | self.observers | frozenset(voters)
         self.voters = zab.voter_set(voters, self.voters.rule)
+        self._wgen += 1
         self.observers = known - self.voters
         self.observer = self.myid not in self.voters
         if self.state in (FOLLOWING, OBSERVING):
@@ -548,9 +560,12 @@ class Member(object):
             self._learner_tick(now_ms)
 
     def receive(self, src, msg, now_ms):
-        if isinstance(msg, fle.Notification):
+        t = type(msg)
+        if t is Proposal or t is Commit:    # the stream's bulk first
+            self._from_leader(src, msg, now_ms)
+        elif t is fle.Notification:
             self._notification(msg, now_ms)
-        elif isinstance(msg, LEARNER_MESSAGES):
+        elif t in _LEARNER_TYPES:
             self._from_learner(src, msg, now_ms)
         else:
             self._from_leader(src, msg, now_ms)
@@ -632,6 +647,7 @@ class Member(object):
         if stalled == self.stalled:
             return
         self.stalled = stalled
+        self._wgen += 1
         if self.state in (FOLLOWING, OBSERVING) and self._acking:
             self._send(self.leader_id, LogState(stalled))
 
@@ -644,6 +660,14 @@ class Member(object):
         """Why the established leader takes no new writes now (None: it does, or this is not
         an established leader): fewer than a quorum of the voters can write their logs
         (a write would wait for the disks; it is refused instead)."""
+        gen, why = self._wcache
+        if gen == self._wgen:
+            return why
+        why = self._writes_refused()
+        self._wcache = (self._wgen, why)
+        return why
+
+    def _writes_refused(self):
         if not (self.state == LEADING and self.phase == "established"):
             return None
         writable = {s for s, ln in self.learners.items() if ln.acked_newleader and not ln.stalled}
@@ -669,6 +693,7 @@ class Member(object):
 
     def _set_role(self, state, leader=None, epoch=None, serving=False):
         self.state, self.leader_id, self.epoch, self.serving = state, leader, epoch, serving
+        self._wgen += 1
         if serving:
             self.read_only = False
 
@@ -756,6 +781,7 @@ class Member(object):
             for sid in list(self.learners):
                 self._w_close.append((sid, True))
             self.learners.clear()
+            self._wgen += 1
             self.acks.clear()
             self._syncs.clear()
             self._history_last = None
@@ -876,10 +902,10 @@ class Member(object):
             # A leader's log has no holes: the next txn of its epoch, or the first of a later
             # one (ZOOKEEPER-4925: a learner must refuse a discontinuous proposal stream).
             last = self.last_zxid
-            _check(msg.zxid == last + 1 or (zab.epoch_of(msg.zxid) > zab.epoch_of(last)
-                                             and msg.zxid & 0xffffffff == 1),
-                   "member %d: proposal 0x%x after 0x%x leaves a hole"
-                   % (self.myid, msg.zxid, last))
+            if not (msg.zxid == last + 1 or (zab.epoch_of(msg.zxid) > zab.epoch_of(last)
+                                             and msg.zxid & 0xffffffff == 1)):
+                raise BrokenInvariant("member %d: proposal 0x%x after 0x%x leaves a hole"
+                                      % (self.myid, msg.zxid, last))
             self._append(msg.zxid, msg.payload)
             if msg.origin == self.myid:
                 self._w_matched.append((msg.req_id, msg.zxid))
@@ -904,6 +930,7 @@ class Member(object):
         self.phase = "discovery"
         self._phase_deadline_ms = now_ms + self.p.init_ms
         self.learners = {}
+        self._wgen += 1
         self.acks = {}
         self._syncs.clear()
         self._history_last = None
@@ -954,6 +981,7 @@ class Member(object):
             if not zab.is_quorum(acked, zab.voter_set(voters)):
                 return   # a membership change in the history: its new voters must have it too
         self.phase = "established"
+        self._wgen += 1
         self.committed_zxid = max(self.committed_zxid, self._history_last)
         self._counter = 0
         self.serving = True
@@ -973,6 +1001,7 @@ class Member(object):
             self._w_close.append((src, True))
             return
         self.learners[src] = _Learner(info, now_ms, self.p.init_ms)
+        self._wgen += 1
         self.acks.pop(src, None)
         self._drive(self.learners[src], now_ms)
 
@@ -1018,6 +1047,7 @@ class Member(object):
                 return self._drop_learner(src, now_ms, "expected the NEWLEADER ACK, got %r"
                                           % (msg,))
             ln.acked_newleader = True
+            self._wgen += 1
             ln.phase = "acked"
             ln.deadline_ms = now_ms + self.p.init_ms
             self.acks[src] = msg.zxid
@@ -1031,6 +1061,7 @@ class Member(object):
                 self._w_touched.extend(msg.session_ids)   # the driver touches them
             elif t is LogState:
                 ln.stalled = bool(msg.stalled)
+                self._wgen += 1
             elif t is Request:
                 if self.phase == "established":
                     if self.writes_refused() is not None:
@@ -1080,6 +1111,7 @@ class Member(object):
 
     def _drop_learner(self, sid, now_ms, why=None, close=True):
         ln = self.learners.pop(sid, None)
+        self._wgen += 1
         if ln is None:
             return
         self.acks.pop(sid, None)

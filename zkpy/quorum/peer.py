@@ -654,24 +654,28 @@ class QuorumPeer(object):
                 return
             link.attach(reader, writer)
             snap = None
+            mb = self.member
             while True:
-                mtype, f = await link.recv()
-                if snap is not None:
-                    if mtype == m.SNAPDATA:
-                        snap[2].append(f[0])
+                for mtype, f in await link.recv_many():
+                    if snap is not None:
+                        if mtype == m.SNAPDATA:
+                            snap[2].append(f[0])
+                            continue
+                        if mtype != m.SNAPEND:
+                            raise m.ProtocolError("expected SNAPDATA, got %s"
+                                                  % m.NAMES.get(mtype))
+                        msg, snap = zm.Snap(snap[0], snap[2], snap[1]), None
+                    elif mtype == m.SNAP:
+                        snap = (f[0], f[1], [])
                         continue
-                    if mtype != m.SNAPEND:
-                        raise m.ProtocolError("expected SNAPDATA, got %s" % m.NAMES.get(mtype))
-                    msg, snap = zm.Snap(snap[0], snap[2], snap[1]), None
-                elif mtype == m.SNAP:
-                    snap = (f[0], f[1], [])
-                    continue
-                else:
-                    msg = from_leader(mtype, f)
+                    else:
+                        msg = from_leader(mtype, f)
+                    if link.closed:
+                        break
+                    mb.receive(sid, msg, now_ms())
+                self._pump()
                 if link.closed:
                     return
-                self.member.receive(sid, msg, now_ms())
-                self._pump()
         except asyncio.CancelledError:
             raise
         except (OSError, asyncio.TimeoutError, secure.Refused, m.ProtocolError) as e:
@@ -695,16 +699,23 @@ class QuorumPeer(object):
             self._accepted[sid] = link
             if old is not None:
                 old.close()
-            msg = from_learner(mtype, f)
+            self.member.receive(sid, from_learner(mtype, f), now_ms())
+            self._pump()
+            mb = self.member
             while True:
+                frames = await link.recv_many()
                 if link.closed:
                     return
-                self.member.receive(sid, msg, now_ms())
+                t = now_ms()
+                for mtype, f in frames:
+                    if mtype == m.FOLLOWERINFO:
+                        raise m.ProtocolError("a second FOLLOWERINFO")
+                    mb.receive(sid, from_learner(mtype, f), t)
+                    if link.closed:
+                        break
                 self._pump()
-                mtype, f = await link.recv()
-                if mtype == m.FOLLOWERINFO:
-                    raise m.ProtocolError("a second FOLLOWERINFO")
-                msg = from_learner(mtype, f)
+                if link.closed:
+                    return
         except asyncio.CancelledError:
             raise
         except (OSError, asyncio.TimeoutError, m.ProtocolError) as e:
