@@ -81,6 +81,11 @@ class Link(object):
         for data in held:
             self.send(data)
 
+    def flush(self):
+        """Write what is queued now (the scheduled write then finds nothing to do)."""
+        if self._out:
+            self._flush()
+
     def _flush(self):
         if self._out and not self.closed and self.writer is not None:
             self.writer.write(b"".join(self._out))

@@ -352,6 +352,12 @@ class QuorumPeer(object):
     def _pump_now(self):
         self._pumping = False
         self._pump()
+        # The proposals (forwarded requests) of this pass go out now, one write per link,
+        # not one loop pass later.
+        if self._leader_link is not None:
+            self._leader_link.flush()
+        for link in self._accepted.values():
+            link.flush()
 
     def _pump(self):
         if self._pumping or self._busy or self._stopping:
