@@ -30,11 +30,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     if a.jobs > 1:
         return _parallel(a)
-    kw = {}
-    if a.faults_ms is not None:
-        kw["faults_ms"] = a.faults_ms
-    if a.calm_ms is not None:
-        kw["calm_ms"] = a.calm_ms
+    kw = _phases(a)
     t0 = time.monotonic()
     steps = faults = failed = 0
     totals = {}
@@ -61,12 +57,18 @@ def main(argv=None):
     return 1 if failed else 0
 
 
-def _parallel(a):
+def _phases(a):
+    """The phase lengths asked for, as sim.random_options keywords."""
     kw = {}
     if a.faults_ms is not None:
         kw["faults_ms"] = a.faults_ms
     if a.calm_ms is not None:
         kw["calm_ms"] = a.calm_ms
+    return kw
+
+
+def _parallel(a):
+    kw = _phases(a)
     t0 = time.monotonic()
     steps = faults = 0
     failed = []
