@@ -1054,6 +1054,14 @@ def parse_config(text, path="<string>", default_workers=1, myid=None, dynamic_te
     has_dynamic_file = "dynamicConfigFile" in last
     # read before the server lines, wherever it is in the file
     multi_address = False
+    flag = jvm_flags.system_properties().get("zookeeper." + MULTI_ADDRESS_KEY) \
+        if jvm_flags is not None else None
+    if flag is not None:
+        # QuorumPeerConfig's default is the system property; zoo.cfg's key replaces it
+        saved = ctx.path, ctx.line
+        ctx.path, ctx.line = "%s: %s" % (flag.where(), flag.flag), None
+        multi_address = _bool(MULTI_ADDRESS_KEY, flag.value, ctx)
+        ctx.path, ctx.line = saved
     if MULTI_ADDRESS_KEY in last:
         ctx.line = last[MULTI_ADDRESS_KEY][1]
         multi_address = _bool(MULTI_ADDRESS_KEY, last[MULTI_ADDRESS_KEY][0], ctx)
@@ -1240,7 +1248,8 @@ def _apply_key(key, value, ctx, values):
 
 JAAS_PROPERTY = "java.security.auth.login.config"
 # Keys QuorumPeerConfig.parseProperties reads itself: only zoo.cfg sets them, a
-# -Dzookeeper.<key> flag does nothing in ZooKeeper (every other zoo.cfg key K becomes the system
+# -Dzookeeper.<key> flag does nothing in ZooKeeper (multiAddress.* are not here: their defaults
+# are the system properties) (every other zoo.cfg key K becomes the system
 # property zookeeper.K, so a flag sets it too, and zoo.cfg's value replaces the flag's).
 _ZOO_CFG_ONLY_KEYS = frozenset([
     "dataDir", "dataLogDir", "clientPort", "localSessionsEnabled",
@@ -1254,9 +1263,7 @@ _ZOO_CFG_ONLY_KEYS = frozenset([
     "quorum.auth.learnerRequireSasl", "quorum.auth.learner.saslLoginContext",
     "quorum.auth.server.saslLoginContext", "quorum.auth.kerberos.servicePrincipal",
     "quorum.cnxn.threads.size", "jvm.pause.info-threshold.ms", "jvm.pause.warn-threshold.ms",
-    "jvm.pause.sleep.time.ms", "jvm.pause.monitor", "multiAddress.enabled",
-    "multiAddress.reachabilityCheckTimeoutMs", "multiAddress.reachabilityCheckEnabled",
-    "oraclePath", "version",
+    "jvm.pause.sleep.time.ms", "jvm.pause.monitor", "oraclePath", "version",
 ])
 _ZOO_CFG_ONLY_PREFIXES = ("server.", "group", "weight", "metricsProvider.")
 # Properties ZooKeeper reads without the zookeeper. prefix, as flags only (zkpy also takes them

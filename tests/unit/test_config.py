@@ -440,6 +440,21 @@ def test_multi_address_disabled_is_zookeepers_error():
     assert error_of(MULTI, myid=1).key == "server.1"   # the default is false
 
 
+def test_multi_address_enabled_by_a_jvm_flag():
+    # QuorumPeerConfig's multiAddressEnabled defaults to -Dzookeeper.multiAddress.enabled;
+    # zoo.cfg's key replaces it.
+    from zkpy.security import jvmflags
+    flags = jvmflags.server_jvm_flags(
+        {"SERVER_JVMFLAGS": "-Dzookeeper.multiAddress.enabled=true "
+                            "-Dzookeeper.multiAddress.reachabilityCheckTimeoutMs=300"})
+    c = parse_config(MULTI, "z.cfg", myid=1, jvm_flags=flags)
+    assert c.multi_address_enabled and len(c.servers[1].addresses()) == 2
+    assert c.multi_address_reachability_check_timeout_ms == 300
+    e = error_of(MULTI.replace("dataDir=/d\n", "dataDir=/d\nmultiAddress.enabled=false\n"),
+                 myid=1, jvm_flags=flags)
+    assert e.key == "server.1"
+
+
 def test_multi_address_enabled_anywhere_in_the_file():
     c = parse_config(MULTI + "multiAddress.enabled=true\n"
                      "multiAddress.reachabilityCheckEnabled=false\n"

@@ -1,4 +1,8 @@
-"""Messages between the core process and its worker processes. Pure: bytes in, messages out.
+"""Messages between the core process and its worker processes, and the socket that carries them.
+
+The encoders and `decode` are pure (bytes in, messages out); `Channel` is the one I/O part: a
+non-blocking UNIX stream socket on the event loop that reads whole frames and writes queued
+ones (send: at the end of the loop pass; send_now: at once, with a timeout).
 
 Each message is one frame on the worker's UNIX stream socket:
     frame   := len:u32 type:u8 body[len-1]            (big-endian)
