@@ -33,6 +33,8 @@ PLAN = {
     "setdata": ("setdata", 32, 16),
     "delete": ("delete", 32, 16),
     "mixed": ("mixed", 32, 16),
+    "mixed-random": ("mixed-random", 32, 16),
+    "mixed-50": ("mixed-50", 32, 16),
     "create-1x1": ("create", 1, 1),
     "setdata-1x1": ("setdata", 1, 1),
     "latency": ("latency", 1, 1),

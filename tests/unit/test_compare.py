@@ -91,7 +91,8 @@ def test_plan_alternates_servers_per_workload_and_round():
 def test_every_workload_of_the_issue_is_planned():
     names = [c.name for c in compare.CASES]
     assert names == ["create-100B", "create-1KiB", "getdata", "setdata", "delete", "exists",
-                     "getchildren", "mixed-90/10", "latency"]
+                     "getchildren", "mixed-90/10", "mixed-90/10-random", "mixed-50/50",
+                     "latency"]
     assert {c.workload for c in compare.CASES} == set(loadgen.WORKLOADS)
     assert compare.CASE_BY_NAME["create-1KiB"].value_size == 1024
 

@@ -113,6 +113,22 @@ def test_workload_mixed_is_one_set_in_ten():
     assert ops.count(consts.OP_GET_DATA) == 90
 
 
+@pytest.mark.parametrize("name, share", [("mixed-random", 0.10), ("mixed-50", 0.50)])
+def test_workload_random_mixes_are_seeded_and_bunch_up(name, share):
+    wl = loadgen.Workload(name, znodes=100)
+    streams = [[wl.request(sid, k)[0] for k in range(2000)] for sid in range(8)]
+    writes = sum(s.count(consts.OP_SET_DATA) for s in streams)
+    assert abs(writes / 16000.0 - share) < 0.02
+    assert all(set(s) == {consts.OP_SET_DATA, consts.OP_GET_DATA} for s in streams)
+    # the same stream every time, different per session, and not every 10th request
+    assert streams[0] == [loadgen.Workload(name, znodes=100).request(0, k)[0]
+                          for k in range(2000)]
+    assert streams[0] != streams[1]
+    runs = max(len(r) for s in streams for r in "".join(
+        "w" if op == consts.OP_SET_DATA else "." for op in s).split("."))
+    assert runs >= 2   # writes sometimes come in runs
+
+
 def test_workload_create_and_delete_paths():
     wl = loadgen.Workload("create", root="/bench", value_size=1024)
     op, body = wl.request(4, 17)

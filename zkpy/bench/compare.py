@@ -206,6 +206,8 @@ CASES = (
     Case("exists", "exists", 100),
     Case("getchildren", "getchildren", 100),
     Case("mixed-90/10", "mixed", 100),
+    Case("mixed-90/10-random", "mixed-random", 100),
+    Case("mixed-50/50", "mixed-50", 100),
     Case("latency", "latency", 100),
 )
 CASE_BY_NAME = {c.name: c for c in CASES}

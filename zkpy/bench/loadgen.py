@@ -39,6 +39,9 @@ Workloads (znodes live under ``--root``, default /bench):
   getdata, exists, setdata   on /bench/n<i>, i cycling over --znodes (setData version -1)
   getchildren                getChildren of /bench itself (--znodes children: a big reply)
   mixed                      90% getData, 10% setData on /bench/n<i> (every 10th request)
+  mixed-random               90% getData, 10% setData, the writes at seeded random places in
+                             each session's stream (so they sometimes come in runs)
+  mixed-50                   50% getData, 50% setData, seeded random as mixed-random
   latency                    getData with depth 1: one request in flight per session
   create                     persistent creates of /bench/c/s<session>-<k> (--value-size bytes)
   delete                     creates as above for --duration (not measured), then deletes them
@@ -81,7 +84,11 @@ __all__ = [
 ]
 
 WORKLOADS = ("create", "getdata", "setdata", "delete", "exists", "getchildren", "mixed",
-             "latency")
+             "mixed-random", "mixed-50", "latency")
+# The share of writes (per 1000) of the random mixes; which request is one is a hash of
+# (session, request number, MIX_SEED): the same stream on every run and every server.
+_RANDOM_MIX_WRITES = {"mixed-random": 100, "mixed-50": 500}
+MIX_SEED = 20261207
 
 OPEN_ACL_UNSAFE = [_r.ACL(_c.PERM_ALL, _r.Id("world", "anyone"))]
 SESSION_TIMEOUT_MS = 30000
@@ -130,12 +137,14 @@ class Workload:
         self._writes = None
         kind = {"getdata": "get", "latency": "get", "exists": "exists", "setdata": "set",
                 "mixed": "mixed", "getchildren": "children", "create": "create",
-                "delete": "delete"}[name]
-        if kind in ("get", "mixed"):
+                "delete": "delete", "mixed-random": "random_mix",
+                "mixed-50": "random_mix"}[name]
+        self._write_share = _RANDOM_MIX_WRITES.get(name)
+        if kind in ("get", "mixed", "random_mix"):
             self._reads = [_enc(_r.GetDataRequest(p, False)) for p in self.paths()]
         if kind == "exists":
             self._reads = [_enc(_r.ExistsRequest(p, False)) for p in self.paths()]
-        if kind in ("set", "mixed"):
+        if kind in ("set", "mixed", "random_mix"):
             self._writes = [_enc(_r.SetDataRequest(p, self.value, -1)) for p in self.paths()]
         if kind == "children":
             self._children = _enc(_r.GetChildrenRequest(self.root, False))
@@ -174,6 +183,13 @@ class Workload:
     def _req_mixed(self, sid, k):
         i = (sid * self.stride + k) % self.znodes
         if k % 10 == 9:
+            return _c.OP_SET_DATA, self._writes[i]
+        return _c.OP_GET_DATA, self._reads[i]
+
+    def _req_random_mix(self, sid, k):
+        i = (sid * self.stride + k) % self.znodes
+        h = ((sid * 0x9E3779B1 + k * 0x85EBCA77 + MIX_SEED) * 0xC2B2AE3D) & 0xffffffff
+        if (h >> 8) % 1000 < self._write_share:
             return _c.OP_SET_DATA, self._writes[i]
         return _c.OP_GET_DATA, self._reads[i]
 
