@@ -39,12 +39,28 @@ def test_the_repositorys_list_allows_the_pure_runs_skips(tmp_path):
 
 
 def test_an_xfail_is_not_a_skip(tmp_path):
-    """test_sim.py's strict xfail (a known election stall) must not fail the strict run."""
-    env = dict(os.environ, ZKPY_STRICT_SKIPS="1", ZKPY_ALLOWED_SKIPS=str(tmp_path / "none"))
+    """A strict xfail (a known bug written down as a test) must not fail the strict run: a test
+    file of its own, with tests/conftest.py loaded as a plugin."""
+    env = dict(os.environ, ZKPY_STRICT_SKIPS="1", ZKPY_ALLOWED_SKIPS=str(tmp_path / "none"),
+               PYTHONPATH=os.pathsep.join([str(TESTS), str(TESTS.parent)]))
     (tmp_path / "none").write_text("# nothing allowed\n")
+    (tmp_path / "test_known_bug.py").write_text(
+        "import pytest\n\n\n"
+        "@pytest.mark.xfail(strict=True, reason='a known bug')\n"
+        "def test_known_bug():\n"
+        "    assert 1 + 1 == 3\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         str(TESTS / "unit" / "test_sim.py"), "-k", "lockstep"],
-        cwd=str(TESTS.parent), env=env, capture_output=True, text=True, timeout=120)
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "conftest",
+         "--rootdir", str(tmp_path), str(tmp_path / "test_known_bug.py")],
+        cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert "1 xfailed" in proc.stdout
+    # and the plugin is the one that fails a skip here
+    (tmp_path / "test_known_bug.py").write_text(
+        "import pytest\n\n\ndef test_skipped():\n    pytest.skip('no reason allowed')\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "conftest",
+         "--rootdir", str(tmp_path), str(tmp_path / "test_known_bug.py")],
+        cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stdout[-2000:]
+    assert "skip(s) not allowed by tests/allowed_skips.txt" in proc.stdout

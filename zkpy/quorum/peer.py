@@ -1,9 +1,9 @@
 """The ensemble shell of a server's core process: a thin asyncio driver over the Zab state
 machine (zkpy.quorum.machine.Member).
 
-Owns the sockets between servers -- the election port (notifications of zkpy.quorum.election)
-and the quorum port (zkpy.quorum.messages frames, one zkpy.quorum.link.Link each) --, the
-timers, the epoch files and the membership's addresses (and its dynamic config file). Every
+Owns the quorum port's connections (zkpy.quorum.messages frames, one zkpy.quorum.link.Link
+each), the election port through zkpy.quorum.votes, the timers, the epoch files and the
+membership's addresses (its dynamic config files: zkpy.quorum.dynconfig). Every
 decision is the Member's: this module feeds it what happened (messages, ticks, the log's
 fsyncs, the core's requests) and carries out its Ready in the order machine.py states:
     1. the epoch files           5. apply_upto: core.commit (LMDB, replies, watches)
@@ -36,7 +36,6 @@ interrupted removal of the old log); a server neither leading nor following serv
 import asyncio
 import itertools
 import logging
-import os
 import time
 
 from zkpy import errors
@@ -44,8 +43,9 @@ from zkpy.errors import ZkError
 from zkpy.quorum import election as fle
 from zkpy.quorum import machine as zm
 from zkpy.quorum import messages as m
-from zkpy.quorum import reconfig, secure, zab
+from zkpy.quorum import dynconfig, reconfig, secure, zab
 from zkpy.quorum.link import Link, from_leader, from_learner, now_ms, to_wire
+from zkpy.quorum.votes import ElectionTransport
 from zkpy.storage import epochs
 from zkpy.storage.txnlog import list_log_files
 from zkpy.tree import txns
@@ -57,6 +57,7 @@ CURRENT_EPOCH = "currentEpoch"
 TICK_S = 0.02                   # how often the Member is told the time
 _CONFIG_NODE_BYTES = reconfig.CONFIG_NODE.encode("utf-8")
 _MODES = {zm.LEADING: "leading", zm.FOLLOWING: "following", zm.OBSERVING: "following"}
+_LEARNER_TYPES = frozenset(zm.LEARNER_MESSAGES)
 
 
 class QuorumPeer(object):
@@ -93,12 +94,13 @@ class QuorumPeer(object):
         self._pumping = False
         self._busy = False             # a stand-down or SNAP install is being awaited
         self._last_msg = self._last_frame = None
-        self._out = {}                 # sid -> asyncio.Queue of notifications to send
         self._tasks = set()
         self._servers = []
         self._stopping = False
         # TLS and SASL between servers: every connection of both ports goes through it.
         self.security = secure.QuorumSecurity(config)
+        self.votes = ElectionTransport(self.myid, self.security, lambda: self.servers,
+                                       self._spawn, self._notification)
         core.sessions.server_id = self.myid
         core.quorum = self
         core.serving = False
@@ -193,7 +195,8 @@ class QuorumPeer(object):
             log.info("not writing a dynamic config file without this server in it")
             return
         try:
-            write_dynamic_config(self.config.path, data.decode("utf-8"), version, self.myid)
+            dynconfig.write_dynamic_config(self.config.path, data.decode("utf-8"), version,
+                                           self.myid)
         except OSError as e:
             log.error("writing the dynamic config file next to %s: %s", self.config.path, e)
 
@@ -275,7 +278,7 @@ class QuorumPeer(object):
     async def start(self):
         me = self.servers[self.myid]
         host = me.host if me.host not in ("localhost",) else "127.0.0.1"
-        await self._listen(me.election_addresses(), self._election_conn, "election")
+        await self._listen(me.election_addresses(), self.votes.serve, "election")
         await self._listen(me.quorum_addresses(), self._learner_conn, "quorum")
         log.info("ensemble member %d of %s: election %s, quorum %s", self.myid,
                  sorted(self.servers),
@@ -588,7 +591,7 @@ class QuorumPeer(object):
     def _route(self, dest, msg):
         t = type(msg)
         if t is fle.Notification:
-            self._send_notification(dest, msg)
+            self.votes.send(dest, msg)
             return
         if t in _LEARNER_TYPES:
             if t is zm.FollowerInfo:
@@ -766,64 +769,9 @@ class QuorumPeer(object):
         except Exception as e:  # noqa: BLE001 - the learner is dropped, the leader goes on
             self._link_lost(sid, link, True, "sending the SNAP: %s" % e)
 
-    # ------------------------------------------------------------------ election transport
+    # ------------------------------------------------------------------ election
 
-    def _send_notification(self, dest, n):
-        if dest == self.myid or dest not in self.servers:
-            return
-        q = self._out.get(dest)
-        if q is None:
-            q = self._out[dest] = asyncio.Queue()
-            self._spawn(self._sender(dest, q))
-        if q.qsize() < 100:
-            q.put_nowait(n)
-
-    async def _sender(self, dest, q):
-        writer = None
-        while True:
-            n = await q.get()
-            spec = self.servers.get(dest)
-            if spec is None:
-                continue
-            for attempt in (1, 2):
-                try:
-                    if writer is not None and writer.is_closing():
-                        # The peer went away (the reader side closed it): a TLS transport
-                        # drops writes while it shuts down instead of failing them.
-                        writer = None
-                    if writer is None:
-                        reader, writer = await self.security.connect_any(
-                            spec.election_addresses(), 2.0, "election")
-                        # Servers that do not know us answer on this connection.
-                        self._spawn(self._election_conn(reader, writer))
-                    data = fle.encode_notification(n)
-                    writer.write(len(data).to_bytes(4, "big") + data)
-                    await asyncio.wait_for(writer.drain(), 2.0)
-                    break
-                except (OSError, asyncio.TimeoutError, secure.Refused):
-                    if writer is not None:
-                        writer.close()
-                    writer = None
-                    if attempt == 2:
-                        break  # dropped; the election re-sends
-
-    async def _election_conn(self, reader, writer):
-        try:
-            while True:
-                head = await reader.readexactly(4)
-                n = int.from_bytes(head, "big")
-                if n > 4096:
-                    raise ValueError("notification of %d bytes" % n)
-                note = fle.decode_notification(await reader.readexactly(n))
-                self._notification(note, writer)
-        except (asyncio.IncompleteReadError, ConnectionError, ValueError, OSError):
-            pass
-        except asyncio.CancelledError:   # the server is stopping
-            pass
-        finally:
-            writer.close()
-
-    def _notification(self, n, writer=None):
+    def _notification(self, n, answer=None):
         mb = self.member
         if n.sender not in self.servers:
             # A server outside our view (just removed by a reconfig, or new and not added
@@ -836,51 +784,8 @@ class QuorumPeer(object):
                 reply = fle.Notification(self.myid, mb.state, mb.vote, mb.election_epoch)
             else:
                 return
-            if writer is not None and n.state == fle.LOOKING:
-                data = fle.encode_notification(reply)
-                writer.write(len(data).to_bytes(4, "big") + data)
+            if answer is not None and n.state == fle.LOOKING:
+                answer(reply)
             return
         mb.receive(n.sender, n, now_ms())
         self._pump()
-
-
-_LEARNER_TYPES = frozenset(zm.LEARNER_MESSAGES)
-
-
-def write_dynamic_config(cfg_path, text, version, myid=None):
-    """As ZooKeeper does with reconfigEnabled: the membership goes to zoo.cfg.dynamic.<version>
-    beside zoo.cfg (written to a temp file, fsynced, renamed), and zoo.cfg's server.N lines give
-    way to dynamicConfigFile=<that file> (the old zoo.cfg kept as zoo.cfg.bak)."""
-    directory = os.path.dirname(os.path.abspath(cfg_path))
-    dyn = os.path.join(directory, "%s.dynamic.%x" % (os.path.basename(cfg_path), version))
-    # The version is in the file name only (load_config refuses a version line inside).
-    body = "\n".join(ln for ln in text.split("\n") if not ln.startswith("version="))
-    _write_atomic(dyn, body + "\n")
-    with open(cfg_path, encoding="latin-1") as f:
-        lines = f.read().splitlines()
-    drop = ("server.", "dynamicConfigFile")
-    if myid is not None and any(ln.startswith("server.%d=" % myid) and ";" in ln
-                                for ln in body.split("\n")):
-        # Our line carries the client address: the static copies go (editStaticConfig).
-        drop += ("clientPort=", "clientPort ", "clientPortAddress")
-    kept = [ln for ln in lines if not ln.strip().startswith(drop)]
-    kept.append("dynamicConfigFile=%s" % dyn)
-    new = "\n".join(kept) + "\n"
-    if new != "\n".join(lines) + "\n":
-        if not os.path.exists(cfg_path + ".bak"):
-            _write_atomic(cfg_path + ".bak", "\n".join(lines) + "\n")
-        _write_atomic(cfg_path, new)
-
-
-def _write_atomic(path, text):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="latin-1") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
