@@ -44,23 +44,22 @@ def test_an_xfail_is_not_a_skip(tmp_path):
     env = dict(os.environ, ZKPY_STRICT_SKIPS="1", ZKPY_ALLOWED_SKIPS=str(tmp_path / "none"),
                PYTHONPATH=os.pathsep.join([str(TESTS), str(TESTS.parent)]))
     (tmp_path / "none").write_text("# nothing allowed\n")
-    (tmp_path / "test_known_bug.py").write_text(
-        "import pytest\n\n\n"
-        "@pytest.mark.xfail(strict=True, reason='a known bug')\n"
-        "def test_known_bug():\n"
-        "    assert 1 + 1 == 3\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "conftest",
-         "--rootdir", str(tmp_path), str(tmp_path / "test_known_bug.py")],
-        cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
+    test = tmp_path / "test_known_bug.py"
+
+    def run(source):
+        test.write_text(source)
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "conftest",
+             "--rootdir", str(tmp_path), str(test)],
+            cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
+
+    proc = run("import pytest\n\n\n"
+               "@pytest.mark.xfail(strict=True, reason='a known bug')\n"
+               "def test_known_bug():\n"
+               "    assert 1 + 1 == 3\n")
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert "1 xfailed" in proc.stdout
     # and the plugin is the one that fails a skip here
-    (tmp_path / "test_known_bug.py").write_text(
-        "import pytest\n\n\ndef test_skipped():\n    pytest.skip('no reason allowed')\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "conftest",
-         "--rootdir", str(tmp_path), str(tmp_path / "test_known_bug.py")],
-        cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
+    proc = run("import pytest\n\n\ndef test_skipped():\n    pytest.skip('no reason allowed')\n")
     assert proc.returncode == 1, proc.stdout[-2000:]
     assert "skip(s) not allowed by tests/allowed_skips.txt" in proc.stdout
