@@ -168,20 +168,21 @@ _FROM_LEADER = {
 
 
 def from_learner(mtype, fields):
-    if mtype == m.ACK:
+    if mtype == m.ACK:   # the bulk of what a leader reads
         return zm.Ack(fields[0])
-    conv = _FROM_LEARNER.get(mtype)
-    if conv is None:
-        raise m.ProtocolError("%s is not a learner's message" % m.NAMES.get(mtype, mtype))
-    return conv(fields)
+    return _convert(_FROM_LEARNER, mtype, fields, "learner")
 
 
 def from_leader(mtype, fields):
-    if mtype == m.PROPOSAL:
+    if mtype == m.PROPOSAL:   # the bulk of what a learner reads
         return zm.Proposal(*fields)
     if mtype == m.COMMIT:
         return zm.Commit(fields[0])
-    conv = _FROM_LEADER.get(mtype)
+    return _convert(_FROM_LEADER, mtype, fields, "leader")
+
+
+def _convert(table, mtype, fields, who):
+    conv = table.get(mtype)
     if conv is None:
-        raise m.ProtocolError("%s is not a leader's message" % m.NAMES.get(mtype, mtype))
+        raise m.ProtocolError("%s is not a %s's message" % (m.NAMES.get(mtype, mtype), who))
     return conv(fields)

@@ -156,18 +156,6 @@ class QuorumPeer(object):
             self.servers = servers
             self.config_version = version
 
-    @property
-    def voters(self):
-        return self.member.voters
-
-    @property
-    def observer(self):
-        return self.member.observer
-
-    @property
-    def state(self):
-        return self.member.state
-
     def membership_text(self):
         return reconfig.config_text(self.servers, self.config_version,
                                     self.config.quorum_groups, self.config.quorum_weights)
