@@ -288,6 +288,26 @@ def test_a_learner_stalled_at_its_newleader_ack_tells_the_leader():
     assert s.members[L].learners[F].stalled
 
 
+def test_a_commit_heard_before_the_fsync_is_applied_after_the_leader_is_gone():
+    # CI, session 12: a read-only survivor served a tree without writes acknowledged before
+    # the leader died. Its log held them and it had heard their COMMITs, but its fsync was
+    # still running when the leader went, and leaving the role forgot what was committed.
+    s, L, (F, G) = _established()
+    s.fsync_ms_of[F] = (400, 400)
+    _acked_more(s, 3, 2000)                  # L and G commit them; F's disk lags
+    s.clients_on = False
+    z = s.acked_max
+    f = s.members[F]
+    assert s.run_until(lambda: f.committed_zxid >= z, s.now + 200)
+    assert s.disks[F].applied_zxid < z
+    s.isolate(F)                             # the leader is gone (and G out of reach)
+    assert s.run_until(lambda: s.members[F].state == zm.LOOKING, s.now + 100)
+    assert s.run_until(lambda: s.disks[F].applied_zxid >= z, s.now + 1000)
+    s.heal()
+    s.run_until(lambda: False, s.now + 3000)
+    s.check_converged()
+
+
 # -- session touches in PING ---------------------------------------------------------------------
 
 def test_a_learners_touches_reach_the_leaders_ready():

@@ -774,8 +774,11 @@ class Member(object):
                 self._send(n.sender, reply)
 
     def _step_down(self, now_ms, why, close=True):
-        """Leave the role (StepDown in the asyncio code): close its connections, forget what
-        is committed but not applied here (reset_pipeline), look for a leader again."""
+        """Leave the role (StepDown in the asyncio code): close its connections and look for a
+        leader again. What I know is committed stays so: once my log has it durably it is
+        applied, LOOKING or not (ZooKeeper goes further: its fastForwardDataBase applies all
+        the log, committed or not). A read-only server shows every write acknowledged to
+        a client before the leader went away, if its log holds it."""
         self.last_step_down = why
         if self.state == LEADING:
             for sid in list(self.learners):
@@ -790,7 +793,6 @@ class Member(object):
         self._acking = False
         self._held = []
         self._retry_at_ms = None
-        self.committed_zxid = self.applied_zxid
         self._look(now_ms)
 
     # ------------------------------------------------------------------ learner
