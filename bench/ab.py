@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """A/B of two zkpy checkouts on this machine: the same workloads against a server of each, in
-turn (A B A B ...), same config and disk. Prints a table of median ops/s and p50 / p99 ms.
+turn (A B A B ...), same config and disk. Prints a table of median ops/s and p50 / p99 ms, and
+the CPU time the servers' processes spent per op (cores and workers apart, from /proc): on this
+shared 2-core machine, where throughput swings 15% from round to round, the steadier figure.
 
     python3 bench/ab.py OLD_CHECKOUT NEW_CHECKOUT [--rounds 3] [--duration 5]
     python3 bench/ab.py /work/wt-old . --workloads create,setdata,latency
@@ -47,13 +49,38 @@ DEFAULTS = {"maxClientCnxns": "0"}
 
 def start(code, root, ensemble):
     """A server of checkout `code`, or a 3-node pseudo-cluster of it, started and serving:
-    (client ports, a function that stops it)."""
+    (client ports, the servers' process group ids, a function that stops it)."""
     kw = {"defaults": DEFAULTS, "zkpy_parent": os.path.abspath(code)}
     if ensemble:
         ens = Ensemble("zkpy", root, servers=3, **kw).start()
-        return [m.port for m in ens.members], ens.stop
+        return [m.port for m in ens.members], [m.proc.pid for m in ens.members], ens.stop
     server = ZkpyServer(root, **kw).start(60)
-    return [server.port], server.stop
+    return [server.port], [server.proc.pid], server.stop
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pgids):
+    """(cores, workers): CPU seconds (user + system) so far of the processes of these process
+    groups: each group's leader is a server's core, the others its workers."""
+    cores = workers = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pgrp = int(fields[2])
+        if pgrp in pgids:
+            t = (int(fields[11]) + int(fields[12])) / _TICK
+            if int(entry) == pgrp:
+                cores += t
+            else:
+                workers += t
+    return cores, workers
 
 
 def run(ports, workload, sessions, depth, duration, warmup, out):
@@ -80,10 +107,11 @@ def main():
                     help="3-node pseudo-clusters, sessions spread over the members")
     args = ap.parse_args()
     base = tempfile.mkdtemp(prefix="zkpy-ab-")
-    ports, stops = {}, []
+    ports, groups, stops = {}, {}, []
     try:
         for label, code in (("A", args.a), ("B", args.b)):
-            ports[label], stop = start(code, os.path.join(base, label), args.ensemble)
+            ports[label], groups[label], stop = start(code, os.path.join(base, label),
+                                                      args.ensemble)
             stops.append(stop)
         results = {}
         for name in args.workloads.split(","):
@@ -91,29 +119,38 @@ def main():
             for rnd in range(args.rounds):
                 order = ("A", "B") if rnd % 2 == 0 else ("B", "A")
                 for label in order:
+                    c0, w0 = cpu_seconds(groups[label])
                     rep = run(ports[label], workload, sessions, depth, args.duration,
                               args.warmup, os.path.join(base, "r.json"))
+                    c1, w1 = cpu_seconds(groups[label])
+                    # the warmup's ops are not in the report: count its share of the CPU out
+                    ops = rep["ops_per_sec"] * (args.duration + args.warmup) or 1
+                    rep["core_us"] = (c1 - c0) / ops * 1e6
+                    rep["worker_us"] = (w1 - w0) / ops * 1e6
                     results.setdefault((name, label), []).append(rep)
-                    print("%s %s round %d: %.0f ops/s p50 %.3f p99 %.3f ms"
+                    print("%s %s round %d: %.0f ops/s p50 %.3f p99 %.3f ms; CPU per op: "
+                          "cores %.0f us, workers %.0f us"
                           % (name, label, rnd + 1, rep["ops_per_sec"], rep["p50_ms"],
-                             rep["p99_ms"]), flush=True)
+                             rep["p99_ms"], rep["core_us"], rep["worker_us"]), flush=True)
         print("\nA = %s, B = %s%s; %d rounds of %g s, alternating; medians\n"
               % (args.a, args.b, ", 3-node ensembles" if args.ensemble else "", args.rounds,
                  args.duration))
         print("| workload (sessions x depth) | A ops/s | B ops/s | B/A | A p50 / p99 ms "
-              "| B p50 / p99 ms |")
-        print("|---|---:|---:|---:|---|---|")
+              "| B p50 / p99 ms | A CPU us/op cores + workers | B CPU us/op | B/A CPU |")
+        print("|---|---:|---:|---:|---|---|---|---|---:|")
         for name in args.workloads.split(","):
             _, sessions, depth = PLAN[name]
             row = []
             for label in ("A", "B"):
                 reps = results[(name, label)]
-                row.append((statistics.median(r["ops_per_sec"] for r in reps),
-                            statistics.median(r["p50_ms"] for r in reps),
-                            statistics.median(r["p99_ms"] for r in reps)))
-            (a, ap50, ap99), (b, bp50, bp99) = row
-            print("| %s (%d x %d) | %.0f | %.0f | %.2f | %.3f / %.3f | %.3f / %.3f |"
-                  % (name, sessions, depth, a, b, b / a if a else 0, ap50, ap99, bp50, bp99))
+                row.append([statistics.median(r[k] for r in reps)
+                            for k in ("ops_per_sec", "p50_ms", "p99_ms", "core_us",
+                                      "worker_us")])
+            (a, ap50, ap99, ac, aw), (b, bp50, bp99, bc, bw) = row
+            print("| %s (%d x %d) | %.0f | %.0f | %.2f | %.3f / %.3f | %.3f / %.3f "
+                  "| %.0f + %.0f | %.0f + %.0f | %.2f |"
+                  % (name, sessions, depth, a, b, b / a if a else 0, ap50, ap99, bp50, bp99,
+                     ac, aw, bc, bw, (bc + bw) / (ac + aw) if ac + aw else 0))
     finally:
         for stop in stops:
             stop()

@@ -8,8 +8,8 @@
 #     ZooKeeper), where a skip tests/allowed_skips.txt does not allow fails the run
 #     (ZKPY_STRICT_SKIPS=0 to let skips pass, e.g. without the Debian packages); and - unless
 #     arguments are given, which go to one pytest run instead - the pure twins (ZKPY_PURE=1:
-#     unit tests and kazoo), then the zkpy compatibility suite again with workers=1 and
-#     workers=4 (scripts/test_workers_matrix.sh).
+#     unit tests and kazoo) and, at the same time, the zkpy compatibility suite again with
+#     workers=1 and workers=4 (scripts/test_workers_matrix.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,13 +63,26 @@ fi
 # why each test skipped (-rs).
 export ZKPY_STRICT_SKIPS=${ZKPY_STRICT_SKIPS:-1}
 python -m pytest -q -rs
-# The pure twins (ZKPY_PURE=1): the unit tests (but those of the bench tools and the simulator,
-# which run no compiled code) and kazoo against a server running the pure code (envi says which
-# twins run).
+# Then, at the same time (both mostly wait on sockets and timers; on 2 cores the pair takes
+# about the time of the longer one): the pure twins (ZKPY_PURE=1): the unit tests (but those of
+# the bench tools and the simulator, which run no compiled code) and kazoo against a server
+# running the pure code (envi says which twins run); and the zkpy compatibility suite again
+# with workers=1 and workers=4. The pure twins' output is printed when both are done.
+pure_log=$(mktemp)
+( ZKPY_PURE=1 ZKPY_TEST_TARGETS=zkpy python -m pytest -q -rs -p no:cacheprovider tests/unit \
+    --ignore=tests/unit/test_sim.py --ignore=tests/unit/test_compare.py \
+    --ignore-glob='tests/unit/test_bench_*' --ignore=tests/unit/test_scaling.py \
+    --ignore=tests/unit/test_loadgen.py --ignore=tests/unit/test_skip_policy.py \
+    tests/compat/test_kazoo_basic.py tests/compat/test_fourletter.py ) >"$pure_log" 2>&1 &
+pure_pid=$!
+matrix=0
+ZKPY_TEST_TARGETS=zkpy WORKER_COUNTS="1 4" MATRIX_PARALLEL=1 bash scripts/test_workers_matrix.sh \
+  || matrix=$?
+pure=0
+wait "$pure_pid" || pure=$?
 echo "==== pure twins (ZKPY_PURE=1)"
-ZKPY_PURE=1 ZKPY_TEST_TARGETS=zkpy python -m pytest -q -rs -p no:cacheprovider tests/unit \
-  --ignore=tests/unit/test_sim.py --ignore=tests/unit/test_compare.py \
-  --ignore-glob='tests/unit/test_bench_*' --ignore=tests/unit/test_scaling.py \
-  --ignore=tests/unit/test_loadgen.py --ignore=tests/unit/test_skip_policy.py \
-  tests/compat/test_kazoo_basic.py tests/compat/test_fourletter.py
-ZKPY_TEST_TARGETS=zkpy WORKER_COUNTS="1 4" MATRIX_PARALLEL=1 bash scripts/test_workers_matrix.sh
+cat "$pure_log"
+rm -f "$pure_log"
+[ "$pure" = 0 ] || echo "the pure twins' run FAILED" >&2
+[ "$matrix" = 0 ] || echo "the worker-count matrix FAILED" >&2
+[ "$pure" = 0 ] && [ "$matrix" = 0 ]

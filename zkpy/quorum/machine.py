@@ -414,8 +414,9 @@ class Member(object):
                   self._w_matched, self._w_refused, self._w_syncs, self._w_touched)
         self._role_reported = role
         self._reset_ready()
-        self._snap_pending = False
-        self._advance_apply()     # held back while a Snap was in this batch
+        if self._snap_pending:
+            self._snap_pending = False
+            self._advance_apply()     # held back while a Snap was in this batch
         return r
 
     def has_ready(self):
@@ -488,13 +489,15 @@ class Member(object):
             before = self.applied_zxid
             self.applied_zxid = target
             self._w_apply = target
-            for z, voters in self._configs_in(before, target):
-                self._applied_config = (z, frozenset(voters))
-                if z > self.config_version:   # not older than one adopted in an election
-                    self._switch_voters(voters, z)
-            if self._config_txns and self._config_txns[0][0] <= target:
-                self._config_txns = [(z, v) for z, v in self._config_txns if z > target]
-            self._trim()
+            if self._config_txns:
+                for z, voters in self._configs_in(before, target):
+                    self._applied_config = (z, frozenset(voters))
+                    if z > self.config_version:   # not older than one adopted in an election
+                        self._switch_voters(voters, z)
+                if self._config_txns[0][0] <= target:
+                    self._config_txns = [(z, v) for z, v in self._config_txns if z > target]
+            if len(self.log) > self.p.history_max:
+                self._trim()
 
     def _configs_in(self, after, upto):
         """(zxid, voters) of the membership txns in my log within (after, upto]; `after` is
@@ -570,6 +573,44 @@ class Member(object):
         else:
             self._from_leader(src, msg, now_ms)
 
+    def stream(self, src, proposals, commit, now_ms):
+        """A serving learner's bulk input in one call (the driver's fast path): the PROPOSALs
+        of one read from the leader, in order, as (zxid, origin, req_id, payload), and the
+        highest COMMIT zxid among them (0: none). The same as receive() of each Proposal and
+        Commit in wire order -- a COMMIT never comes before its PROPOSAL, and what is applied
+        is min(durable, committed) whatever the order, durable moving only in persisted() --
+        without a message object each. False, and nothing done, unless serving as a learner
+        of `src`: the driver then passes the messages one by one."""
+        if self.phase != "serving" or src != self.leader_id or self._retry_at_ms is not None \
+                or self.state not in (FOLLOWING, OBSERVING):
+            return False
+        self._heard_ms = now_ms
+        if proposals:
+            last = self.last_zxid
+            log_append = self.log.append
+            out_append = self._w_append.append
+            config_of = self._config_of
+            myid = self.myid
+            for zxid, origin, req_id, payload in proposals:
+                # as _dispatch: no hole, the next txn of the epoch or the first of a later one
+                if zxid != last + 1 and not (zxid >> 32 > last >> 32 and zxid & 0xffffffff == 1):
+                    raise BrokenInvariant("member %d: proposal 0x%x after 0x%x leaves a hole"
+                                          % (myid, zxid, last))
+                entry = (zxid, payload)
+                log_append(entry)
+                out_append(entry)
+                voters = config_of(payload)
+                if voters is not None:
+                    self._config_txns.append((zxid, voters))
+                if origin == myid:
+                    self._w_matched.append((req_id, zxid))
+                last = zxid
+            self.last_zxid = last
+        if commit > self.committed_zxid:
+            self.committed_zxid = commit
+            self._advance_apply()
+        return True
+
     def link_down(self, peer, now_ms, accepted):
         if accepted:
             self._held_infos.pop(peer, None)
@@ -620,7 +661,8 @@ class Member(object):
         for ln in self.learners.values():
             if ln.synced:
                 self._send(ln.sid, prop)
-        self._trim()
+        if len(self.log) > self.p.history_max:
+            self._trim()
         return zxid
 
     def forward(self, req_id, payload):
@@ -1149,7 +1191,8 @@ class Member(object):
         if self.phase != "established":
             return
         point = zab.commit_point(self.acks, self.voters)
-        for z, voters in self._configs_in(self.applied_zxid, point):
+        for z, voters in (self._configs_in(self.applied_zxid, point) if self._config_txns
+                          else ()):
             # From a membership txn until it is applied here, both quorums must have a txn.
             new_point = zab.commit_point(self.acks, zab.voter_set(voters))
             if new_point < z:

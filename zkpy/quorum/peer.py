@@ -653,7 +653,16 @@ class QuorumPeer(object):
             snap = None
             mb = self.member
             while True:
-                for mtype, f in await link.recv_many():
+                frames = await link.recv_many()
+                t = now_ms()
+                run = []   # PROPOSAL / COMMIT frames in a row: one stream() call
+                for mtype, f in frames:
+                    if snap is None and (mtype == m.PROPOSAL or mtype == m.COMMIT):
+                        run.append((mtype, f))
+                        continue
+                    if run:
+                        self._stream(sid, run, t)
+                        run = []
                     if snap is not None:
                         if mtype == m.SNAPDATA:
                             snap[2].append(f[0])
@@ -669,7 +678,9 @@ class QuorumPeer(object):
                         msg = from_leader(mtype, f)
                     if link.closed:
                         break
-                    mb.receive(sid, msg, now_ms())
+                    mb.receive(sid, msg, t)
+                if run and not link.closed:
+                    self._stream(sid, run, t)
                 self._pump()
                 if link.closed:
                     return
@@ -678,6 +689,21 @@ class QuorumPeer(object):
         except (OSError, asyncio.TimeoutError, secure.Refused, m.ProtocolError) as e:
             why = str(e) or type(e).__name__
         self._link_lost(sid, link, False, why if not link.closed else None)
+
+    def _stream(self, sid, run, t):
+        """The leader's PROPOSAL / COMMIT frames of one read, in order: in one Member.stream
+        call while serving, else one by one."""
+        props = []
+        commit = 0
+        for mtype, f in run:
+            if mtype == m.PROPOSAL:
+                props.append(f)
+            elif f[0] > commit:
+                commit = f[0]
+        mb = self.member
+        if not mb.stream(sid, props, commit, t):
+            for mtype, f in run:
+                mb.receive(sid, from_leader(mtype, f), t)
 
     async def _learner_conn(self, reader, writer):
         link = Link(reader, writer)
