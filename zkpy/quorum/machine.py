@@ -372,6 +372,7 @@ class Member(object):
         self.acks = {}
         self._wgen = 0               # bumped when what writes_refused() reads changes
         self._wcache = (-1, None)
+        self._pcache = (-1, False)
         self._held_infos = {}        # sid -> (FollowerInfo, deadline) while LOOKING
         self._answered_ms = {}       # non-voter -> when my vote last answered it
         self._syncs = collections.deque()   # (target zxid, sid or None, req_id)
@@ -644,8 +645,7 @@ class Member(object):
     def propose(self, payload, origin=0, req_id=0, now_ms=0):
         """The established leader logs a txn and sends it to the learners: its zxid, or None
         when this member cannot propose (the driver answers its client CONNECTIONLOSS)."""
-        if not (self.state == LEADING and self.phase == "established") \
-                or self.writes_refused() is not None or self.myid not in self.voters:
+        if not self.can_propose():
             return None
         new_voters = self._config_of(payload)
         if new_voters is not None:
@@ -697,6 +697,18 @@ class Member(object):
         """A learner's client was heard from: its id goes to the leader with the next PING."""
         if self.state in (FOLLOWING, OBSERVING):
             self._touched.add(session_id)
+
+    def can_propose(self):
+        """I am the established leader, a voter, and a quorum can write its log (propose
+        would take a txn). Asked per client write: cached until the role, the phase, the
+        voters or a log's state change (_wgen)."""
+        gen, ok = self._pcache
+        if gen == self._wgen:
+            return ok
+        ok = self.state == LEADING and self.phase == "established" \
+            and self.writes_refused() is None and self.myid in self.voters
+        self._pcache = (self._wgen, ok)
+        return ok
 
     def writes_refused(self):
         """Why the established leader takes no new writes now (None: it does, or this is not

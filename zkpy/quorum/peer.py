@@ -215,9 +215,7 @@ class QuorumPeer(object):
         return self.member.state == zm.LEADING
 
     def can_propose(self):
-        mb = self.member
-        return self._established and mb.phase == "established" and mb.state == zm.LEADING \
-            and mb.writes_refused() is None and self.myid in mb.voters
+        return self._established and self.member.can_propose()
 
     def proposed(self, zxid, payload, origin, req_id):
         got = self.member.propose(payload, origin, req_id, now_ms())
@@ -578,6 +576,13 @@ class QuorumPeer(object):
 
     def _route(self, dest, msg):
         t = type(msg)
+        if t is zm.Proposal or t is zm.Commit:   # the bulk: one frame for every learner
+            link = self._accepted.get(dest)
+            if link is not None:
+                if msg is not self._last_msg:
+                    self._last_msg, self._last_frame = msg, to_wire(msg)
+                link.send(self._last_frame)
+            return
         if t is fle.Notification:
             self.votes.send(dest, msg)
             return
