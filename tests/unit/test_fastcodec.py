@@ -524,3 +524,47 @@ def test_set_data_and_delete_request_fields_parity(rec, cut, tail):
         assert fields_fn(body[:-cut]) is None
     if tail:
         assert fields_fn(body + tail) is None
+
+
+# -- txns.decode: the compiled twin (setData / create / delete) and its pure fallback ------------
+
+@needs_fast
+@settings(max_examples=400, deadline=None)
+@given(txn_st)
+def test_txn_decode_parity(txn):
+    b = txns.encode_pure(txn)
+    got = fast.txn_decode(b)
+    assert got == txns.decode_pure(b)
+    assert txns.encode_pure(got) == b
+
+
+def _decode_outcome(fn, payload):
+    try:
+        return ("ok", fn(payload))
+    except Exception as e:  # noqa: BLE001 - the twins must fail alike
+        return ("error", type(e), str(e))
+
+
+@needs_fast
+@settings(max_examples=400, deadline=None)
+@given(txn_st, st.data())
+def test_txn_decode_damaged_payloads_fail_as_the_pure_decoder_does(txn, data):
+    b = txns.encode_pure(txn)
+    cut = data.draw(st.integers(0, len(b)))
+    flip = data.draw(st.integers(0, max(0, len(b) - 1)))
+    for damaged in (b[:cut], b + b"\x00", b[:flip] + bytes([b[flip] ^ 0xFF]) + b[flip + 1:]
+                    if b else b""):
+        assert _decode_outcome(fast.txn_decode, damaged) == \
+            _decode_outcome(txns.decode_pure, damaged)
+
+
+@needs_fast
+def test_txn_decode_installed_and_non_utf8_path():
+    assert txns.decode is fast.txn_decode
+    txn = txns.Txn(txns.SET_DATA, 1, 2, 3, path="/a", data=b"x", version=4)
+    b = bytearray(txns.encode_pure(txn))
+    b[26] = 0xFF                                   # the path's byte: not UTF-8
+    assert _decode_outcome(fast.txn_decode, bytes(b)) == \
+        _decode_outcome(txns.decode_pure, bytes(b))
+    assert _decode_outcome(fast.txn_decode, bytes(b))[0] == "error"
+    assert fast.txn_decode(bytearray(txns.encode_pure(txn))) == txn   # not bytes: the pure one

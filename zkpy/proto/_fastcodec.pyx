@@ -3,6 +3,7 @@
 twin and gives byte-for-byte the same answer (tests/unit/test_fastcodec.py runs both):
 
     txn_encode(txn)                             zkpy.tree.txns.encode
+    txn_decode(payload)                         zkpy.tree.txns.decode
     decode_create_request / _set_data_ / _delete_(data, off)
                                                 zkpy.proto.codec.DECODERS[...]
     encode_reply_frame(xid, zxid, err, record)  zkpy.proto.codec.encode_reply_frame
@@ -320,6 +321,101 @@ def txn_encode(txn):
     else:
         o.i32(txn.timeout_ms)
     return o.result()
+
+
+# ---------------------------------------------------------------- txns.decode
+
+cdef object _Txn = None
+
+
+def register_txn(txn_cls):
+    """zkpy.tree.txns.Txn, the class txn_decode builds."""
+    global _Txn
+    _Txn = txn_cls
+
+
+cdef inline Py_ssize_t _field(const unsigned char* p, Py_ssize_t o, Py_ssize_t n) noexcept:
+    """The length of the buf field at o (-1: null), or -2 when it does not fit in n bytes."""
+    cdef int k
+    if o + 4 > n:
+        return -2
+    k = _r32(p + o)
+    if k == -1:
+        return -1
+    if k < 0 or o + 4 + k > n:
+        return -2
+    return k
+
+
+def txn_decode(payload):
+    """zkpy.tree.txns.decode for the txns of a follower's stream and the log replay: setData,
+    create and delete here; every other type, and anything malformed (so its error), by the
+    pure twin."""
+    if type(payload) is not bytes or _Txn is None:
+        return _pure["txn_decode"](payload)
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(payload)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(payload)
+    cdef Py_ssize_t o = 22
+    cdef Py_ssize_t k
+    cdef int t, count, i
+    if n < 22:
+        return _pure["txn_decode"](payload)
+    t = <short>((<unsigned int>p[0] << 8) | <unsigned int>p[1])
+    if t != T_SET_DATA and t != T_CREATE and t != T_DELETE:
+        return _pure["txn_decode"](payload)
+    try:
+        k = _field(p, o, n)
+        if k < 0:
+            return _pure["txn_decode"](payload)   # a null or malformed path
+        path = PyUnicode_DecodeUTF8(<char*>p + o + 4, k, NULL)
+        o += 4 + k
+        if t == T_DELETE:
+            if o != n:
+                return _pure["txn_decode"](payload)
+            return _Txn(t, _r64(p + 2), _r32(p + 10), _r64(p + 14), path)
+        k = _field(p, o, n)
+        if k == -2:
+            return _pure["txn_decode"](payload)
+        if k == -1:
+            data = None
+            o += 4
+        else:
+            data = PyBytes_FromStringAndSize(<char*>p + o + 4, k)
+            o += 4 + k
+        if t == T_SET_DATA:
+            if o + 4 != n:
+                return _pure["txn_decode"](payload)
+            return _Txn(t, _r64(p + 2), _r32(p + 10), _r64(p + 14), path, data, None, 0,
+                        _r32(p + o))
+        if o + 4 > n:
+            return _pure["txn_decode"](payload)
+        count = _r32(p + o)
+        o += 4
+        if count < 0 or count > (n - o) // 12:
+            return _pure["txn_decode"](payload)
+        acl = []
+        for i in range(count):
+            if o + 4 > n:
+                return _pure["txn_decode"](payload)
+            perms = _r32(p + o)
+            o += 4
+            k = _field(p, o, n)
+            if k < 0:
+                return _pure["txn_decode"](payload)
+            scheme = PyUnicode_DecodeUTF8(<char*>p + o + 4, k, NULL)
+            o += 4 + k
+            k = _field(p, o, n)
+            if k < 0:
+                return _pure["txn_decode"](payload)
+            ident = PyUnicode_DecodeUTF8(<char*>p + o + 4, k, NULL)
+            o += 4 + k
+            acl.append((perms, scheme, ident))
+        if o + 8 != n:
+            return _pure["txn_decode"](payload)
+        return _Txn(t, _r64(p + 2), _r32(p + 10), _r64(p + 14), path, data, tuple(acl),
+                    _r64(p + o))
+    except UnicodeDecodeError:
+        return _pure["txn_decode"](payload)
 
 
 cdef void _acl(_Out o, acl) except *:

@@ -211,9 +211,15 @@ def decode(payload):
 
 
 # The compiled twin (zkpy.proto._fastcodec, not loaded under ZKPY_PURE=1) encodes the common
-# txn types and hands the rest (MULTI, CLOSE_SESSION, odd values) to the encoder above.
+# txn types and hands the rest (MULTI, CLOSE_SESSION, odd values) to the encoder above; it
+# decodes setData, create and delete (what a follower logs per proposal, and the log replay)
+# and hands the rest, and anything malformed, to the decoder above.
 encode_pure = encode
+decode_pure = decode
 _fastcodec = compiled.load("_fastcodec")
 if _fastcodec is not None:
     _fastcodec.register("txn_encode", encode_pure)
     encode = _fastcodec.txn_encode
+    _fastcodec.register("txn_decode", decode_pure)
+    _fastcodec.register_txn(Txn)
+    decode = _fastcodec.txn_decode
