@@ -612,6 +612,20 @@ class Member(object):
             self._advance_apply()
         return True
 
+    def requests(self, src, reqs, now_ms):
+        """The leader's bulk input from a learner in one call (the driver's fast path): the
+        REQUESTs of one read, in order, as (req_id, payload). The same as receive() of each
+        Request while the leader is established and takes writes and the learner is past its
+        NEWLEADER ack; False, and nothing done, otherwise (the driver passes them one by one:
+        refused, dropped, or the learner dropped for a message out of turn)."""
+        ln = self.learners.get(src) if self.state == LEADING else None
+        if ln is None or self.phase != "established" or ln.phase not in ("acked", "uptodate") \
+                or self.writes_refused() is not None:
+            return False
+        ln.heard_ms = now_ms
+        self._w_requests.extend([(src, req_id, payload) for req_id, payload in reqs])
+        return True
+
     def link_down(self, peer, now_ms, accepted):
         if accepted:
             self._held_infos.pop(peer, None)

@@ -710,6 +710,14 @@ class QuorumPeer(object):
             for mtype, f in run:
                 mb.receive(sid, from_leader(mtype, f), t)
 
+    def _requests(self, sid, reqs, t):
+        """A learner's REQUEST frames of one read, in order, as (req_id, payload): in one
+        Member.requests call while it takes them, else one by one."""
+        mb = self.member
+        if not mb.requests(sid, reqs, t):
+            for req_id, payload in reqs:
+                mb.receive(sid, zm.Request(req_id, payload), t)
+
     async def _learner_conn(self, reader, writer):
         link = Link(reader, writer)
         sid = None
@@ -735,12 +743,21 @@ class QuorumPeer(object):
                 if link.closed:
                     return
                 t = now_ms()
+                reqs = []   # REQUEST frames in a row: one Member.requests call
                 for mtype, f in frames:
+                    if mtype == m.REQUEST:
+                        reqs.append((f[0], tuple(f[1:])))
+                        continue
+                    if reqs:
+                        self._requests(sid, reqs, t)
+                        reqs = []
                     if mtype == m.FOLLOWERINFO:
                         raise m.ProtocolError("a second FOLLOWERINFO")
                     mb.receive(sid, from_learner(mtype, f), t)
                     if link.closed:
                         break
+                if reqs and not link.closed:
+                    self._requests(sid, reqs, t)
                 self._pump()
                 if link.closed:
                     return

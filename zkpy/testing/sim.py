@@ -363,12 +363,15 @@ class Sim(object):
         self.log("deliver", src, "->", dst, msg)
         m = self.members[dst]
         t = type(msg)
-        # Odd members take PROPOSAL / COMMIT through stream() when it does (the driver's fast
-        # path), even ones through receive(): both ways run under every seed.
+        # Odd members take PROPOSAL / COMMIT through stream() and REQUEST through requests()
+        # when they do (the driver's fast paths), even ones through receive(): both ways run
+        # under every seed.
         if dst & 1 and t is zm.Proposal:
             done = m.stream(src, [(msg.zxid, msg.origin, msg.req_id, msg.payload)], 0, self.now)
         elif dst & 1 and t is zm.Commit:
             done = m.stream(src, (), msg.zxid, self.now)
+        elif dst & 1 and t is zm.Request:
+            done = m.requests(src, [(msg.req_id, msg.payload)], self.now)
         else:
             done = False
         if not done:
