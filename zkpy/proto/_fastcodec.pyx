@@ -351,71 +351,73 @@ def txn_decode(payload):
     """zkpy.tree.txns.decode for the txns of a follower's stream and the log replay: setData,
     create and delete here; every other type, and anything malformed (so its error), by the
     pure twin."""
-    if type(payload) is not bytes or _Txn is None:
-        return _pure["txn_decode"](payload)
+    txn = None
+    if type(payload) is bytes and _Txn is not None:
+        try:
+            txn = _common_txn_decode(payload)
+        except UnicodeDecodeError:
+            pass
+    return txn if txn is not None else _pure["txn_decode"](payload)
+
+
+cdef object _common_txn_decode(bytes payload):
+    """The txn, or None: not setData / create / delete, or not well formed."""
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(payload)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(payload)
     cdef Py_ssize_t o = 22
     cdef Py_ssize_t k
     cdef int t, count, i
     if n < 22:
-        return _pure["txn_decode"](payload)
+        return None
     t = <short>((<unsigned int>p[0] << 8) | <unsigned int>p[1])
     if t != T_SET_DATA and t != T_CREATE and t != T_DELETE:
-        return _pure["txn_decode"](payload)
-    try:
+        return None
+    k = _field(p, o, n)
+    if k < 0:
+        return None   # a null or malformed path
+    path = PyUnicode_DecodeUTF8(<char*>p + o + 4, k, NULL)
+    o += 4 + k
+    if t == T_DELETE:
+        if o != n:
+            return None
+        return _Txn(t, _r64(p + 2), _r32(p + 10), _r64(p + 14), path)
+    k = _field(p, o, n)
+    if k == -2:
+        return None
+    data = None if k == -1 else PyBytes_FromStringAndSize(<char*>p + o + 4, k)
+    o += 4 + (k if k > 0 else 0)
+    if t == T_SET_DATA:
+        if o + 4 != n:
+            return None
+        return _Txn(t, _r64(p + 2), _r32(p + 10), _r64(p + 14), path, data, None, 0,
+                    _r32(p + o))
+    if o + 4 > n:
+        return None
+    count = _r32(p + o)
+    o += 4
+    if count < 0 or count > (n - o) // 12:
+        return None
+    acl = []
+    for i in range(count):
+        if o + 4 > n:
+            return None
+        perms = _r32(p + o)
+        o += 4
         k = _field(p, o, n)
         if k < 0:
-            return _pure["txn_decode"](payload)   # a null or malformed path
-        path = PyUnicode_DecodeUTF8(<char*>p + o + 4, k, NULL)
+            return None
+        scheme = PyUnicode_DecodeUTF8(<char*>p + o + 4, k, NULL)
         o += 4 + k
-        if t == T_DELETE:
-            if o != n:
-                return _pure["txn_decode"](payload)
-            return _Txn(t, _r64(p + 2), _r32(p + 10), _r64(p + 14), path)
         k = _field(p, o, n)
-        if k == -2:
-            return _pure["txn_decode"](payload)
-        if k == -1:
-            data = None
-            o += 4
-        else:
-            data = PyBytes_FromStringAndSize(<char*>p + o + 4, k)
-            o += 4 + k
-        if t == T_SET_DATA:
-            if o + 4 != n:
-                return _pure["txn_decode"](payload)
-            return _Txn(t, _r64(p + 2), _r32(p + 10), _r64(p + 14), path, data, None, 0,
-                        _r32(p + o))
-        if o + 4 > n:
-            return _pure["txn_decode"](payload)
-        count = _r32(p + o)
-        o += 4
-        if count < 0 or count > (n - o) // 12:
-            return _pure["txn_decode"](payload)
-        acl = []
-        for i in range(count):
-            if o + 4 > n:
-                return _pure["txn_decode"](payload)
-            perms = _r32(p + o)
-            o += 4
-            k = _field(p, o, n)
-            if k < 0:
-                return _pure["txn_decode"](payload)
-            scheme = PyUnicode_DecodeUTF8(<char*>p + o + 4, k, NULL)
-            o += 4 + k
-            k = _field(p, o, n)
-            if k < 0:
-                return _pure["txn_decode"](payload)
-            ident = PyUnicode_DecodeUTF8(<char*>p + o + 4, k, NULL)
-            o += 4 + k
-            acl.append((perms, scheme, ident))
-        if o + 8 != n:
-            return _pure["txn_decode"](payload)
-        return _Txn(t, _r64(p + 2), _r32(p + 10), _r64(p + 14), path, data, tuple(acl),
-                    _r64(p + o))
-    except UnicodeDecodeError:
-        return _pure["txn_decode"](payload)
+        if k < 0:
+            return None
+        ident = PyUnicode_DecodeUTF8(<char*>p + o + 4, k, NULL)
+        o += 4 + k
+        acl.append((perms, scheme, ident))
+    if o + 8 != n:
+        return None
+    return _Txn(t, _r64(p + 2), _r32(p + 10), _r64(p + 14), path, data, tuple(acl),
+                _r64(p + o))
 
 
 cdef void _acl(_Out o, acl) except *:

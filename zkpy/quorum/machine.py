@@ -445,15 +445,14 @@ class Member(object):
         self.current_epoch = epoch
         self._w_current = epoch
 
-    def _append(self, zxid, payload, voters=False):
+    def _append(self, zxid, payload, voters):
+        """The leader logs its own proposal (`voters`: the membership it makes, or None)."""
         if zxid <= self.last_zxid:
             raise BrokenInvariant("member %d: appending 0x%x after 0x%x"
                                   % (self.myid, zxid, self.last_zxid))
         self.log.append((zxid, payload))
         self.last_zxid = zxid
         self._w_append.append((zxid, payload))
-        if voters is False:
-            voters = self._config_of(payload)
         if voters is not None:
             self._config_txns.append((zxid, voters))
 
@@ -587,30 +586,40 @@ class Member(object):
             return False
         self._heard_ms = now_ms
         if proposals:
-            last = self.last_zxid
-            log_append = self.log.append
-            out_append = self._w_append.append
-            config_of = self._config_of
-            myid = self.myid
-            for zxid, origin, req_id, payload in proposals:
-                # as _dispatch: no hole, the next txn of the epoch or the first of a later one
-                if zxid != last + 1 and not (zxid >> 32 > last >> 32 and zxid & 0xffffffff == 1):
-                    raise BrokenInvariant("member %d: proposal 0x%x after 0x%x leaves a hole"
-                                          % (myid, zxid, last))
-                entry = (zxid, payload)
-                log_append(entry)
-                out_append(entry)
-                voters = config_of(payload)
-                if voters is not None:
-                    self._config_txns.append((zxid, voters))
-                if origin == myid:
-                    self._w_matched.append((req_id, zxid))
-                last = zxid
-            self.last_zxid = last
-        if commit > self.committed_zxid:
-            self.committed_zxid = commit
-            self._advance_apply()
+            self._take_proposals(proposals)
+        self._commit_seen(commit)
         return True
+
+    def _take_proposals(self, proposals):
+        """A learner logs the leader's proposals, (zxid, origin, req_id, payload) in order."""
+        last = self.last_zxid
+        log_append = self.log.append
+        out_append = self._w_append.append
+        config_of = self._config_of
+        myid = self.myid
+        for zxid, origin, req_id, payload in proposals:
+            # A leader's log has no holes: the next txn of its epoch, or the first of a later
+            # one (ZOOKEEPER-4925: a learner must refuse a discontinuous proposal stream).
+            if zxid != last + 1 and not (zab.epoch_of(zxid) > zab.epoch_of(last)
+                                         and zxid & 0xffffffff == 1):
+                self.last_zxid = last
+                raise BrokenInvariant("member %d: proposal 0x%x after 0x%x leaves a hole"
+                                      % (myid, zxid, last))
+            entry = (zxid, payload)
+            log_append(entry)
+            out_append(entry)
+            voters = config_of(payload)
+            if voters is not None:
+                self._config_txns.append((zxid, voters))
+            if origin == myid:
+                self._w_matched.append((req_id, zxid))
+            last = zxid
+        self.last_zxid = last
+
+    def _commit_seen(self, zxid):
+        if zxid > self.committed_zxid:
+            self.committed_zxid = zxid
+            self._advance_apply()
 
     def requests(self, src, reqs, now_ms):
         """The leader's bulk input from a learner in one call (the driver's fast path): the
@@ -969,20 +978,9 @@ class Member(object):
     def _dispatch(self, msg, now_ms):
         t = type(msg)
         if t is Proposal:
-            # A leader's log has no holes: the next txn of its epoch, or the first of a later
-            # one (ZOOKEEPER-4925: a learner must refuse a discontinuous proposal stream).
-            last = self.last_zxid
-            if not (msg.zxid == last + 1 or (zab.epoch_of(msg.zxid) > zab.epoch_of(last)
-                                             and msg.zxid & 0xffffffff == 1)):
-                raise BrokenInvariant("member %d: proposal 0x%x after 0x%x leaves a hole"
-                                      % (self.myid, msg.zxid, last))
-            self._append(msg.zxid, msg.payload)
-            if msg.origin == self.myid:
-                self._w_matched.append((msg.req_id, msg.zxid))
+            self._take_proposals((msg,))
         elif t is Commit:
-            if msg.zxid > self.committed_zxid:
-                self.committed_zxid = msg.zxid
-                self._advance_apply()
+            self._commit_seen(msg.zxid)
         elif t is LPing:
             touched, self._touched = self._touched, set()
             self._send(self.leader_id, Ping(tuple(sorted(touched))))

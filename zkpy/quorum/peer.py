@@ -475,7 +475,9 @@ class QuorumPeer(object):
 
     async def _stand_down(self):
         """Leaving a role: no clients served, the log flushed (the Member waits for it before
-        its election), what was committed but not applied forgotten (reset_pipeline)."""
+        its election), the core's queue of unapplied txns dropped (reset_pipeline: the log past
+        LMDB is read again before the next append or apply, which the Member still sends for
+        what it knows is committed)."""
         core = self.core
         why = getattr(self.member, "last_step_down", None)
         log.warning("leaving %s: %s", core.mode, why or "a new election")
@@ -576,29 +578,23 @@ class QuorumPeer(object):
 
     def _route(self, dest, msg):
         t = type(msg)
-        if t is zm.Proposal or t is zm.Commit:   # the bulk: one frame for every learner
-            link = self._accepted.get(dest)
-            if link is not None:
-                if msg is not self._last_msg:
-                    self._last_msg, self._last_frame = msg, to_wire(msg)
-                link.send(self._last_frame)
-            return
-        if t is fle.Notification:
-            self.votes.send(dest, msg)
-            return
-        if t in _LEARNER_TYPES:
-            if t is zm.FollowerInfo:
-                self._connect_leader(dest, to_wire(msg))
-            elif self._leader_link is not None and self._leader_sid == dest:
-                self._leader_link.send(to_wire(msg))
-            return
+        if t is not zm.Proposal and t is not zm.Commit:   # (the bulk goes straight on)
+            if t is fle.Notification:
+                self.votes.send(dest, msg)
+                return
+            if t in _LEARNER_TYPES:
+                if t is zm.FollowerInfo:
+                    self._connect_leader(dest, to_wire(msg))
+                elif self._leader_link is not None and self._leader_sid == dest:
+                    self._leader_link.send(to_wire(msg))
+                return
         link = self._accepted.get(dest)
         if link is None:
             return
         if t is zm.Snap:
             self._send_snap(dest, link, msg)
             return
-        if t in (zm.Diff, zm.Trunc):
+        if t is zm.Diff or t is zm.Trunc:
             log.info("syncing learner %d by %s from 0x%x", dest,
                      "DIFF" if t is zm.Diff else "TRUNC", msg.zxid)
         if msg is not self._last_msg:   # one Proposal / Commit / LPing goes to every learner
