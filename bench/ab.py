@@ -49,22 +49,24 @@ DEFAULTS = {"maxClientCnxns": "0"}
 
 def start(code, root, ensemble):
     """A server of checkout `code`, or a 3-node pseudo-cluster of it, started and serving:
-    (client ports, the servers' process group ids, a function that stops it)."""
+    (client ports, the servers' process group ids, the leader's pid or None, a function that
+    stops it)."""
     kw = {"defaults": DEFAULTS, "zkpy_parent": os.path.abspath(code)}
     if ensemble:
         ens = Ensemble("zkpy", root, servers=3, **kw).start()
-        return [m.port for m in ens.members], [m.proc.pid for m in ens.members], ens.stop
+        return ([m.port for m in ens.members], [m.proc.pid for m in ens.members],
+                ens.leader(10).proc.pid, ens.stop)
     server = ZkpyServer(root, **kw).start(60)
-    return [server.port], [server.proc.pid], server.stop
+    return [server.port], [server.proc.pid], None, server.stop
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pgids):
-    """(cores, workers): CPU seconds (user + system) so far of the processes of these process
-    groups: each group's leader is a server's core, the others its workers."""
-    cores = workers = 0
+def cpu_seconds(pgids, leader=None):
+    """(cores, workers, the leader's core): CPU seconds (user + system) so far of the processes
+    of these process groups: each group's leader is a server's core, the others its workers."""
+    cores = workers = lead = 0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -78,9 +80,11 @@ def cpu_seconds(pgids):
             t = (int(fields[11]) + int(fields[12])) / _TICK
             if int(entry) == pgrp:
                 cores += t
+                if pgrp == leader:
+                    lead = t
             else:
                 workers += t
-    return cores, workers
+    return cores, workers, lead
 
 
 def run(ports, workload, sessions, depth, duration, warmup, out):
@@ -107,11 +111,11 @@ def main():
                     help="3-node pseudo-clusters, sessions spread over the members")
     args = ap.parse_args()
     base = tempfile.mkdtemp(prefix="zkpy-ab-")
-    ports, groups, stops = {}, {}, []
+    ports, groups, leaders, stops = {}, {}, {}, []
     try:
         for label, code in (("A", args.a), ("B", args.b)):
-            ports[label], groups[label], stop = start(code, os.path.join(base, label),
-                                                      args.ensemble)
+            ports[label], groups[label], leaders[label], stop = start(
+                code, os.path.join(base, label), args.ensemble)
             stops.append(stop)
         results = {}
         for name in args.workloads.split(","):
@@ -119,19 +123,22 @@ def main():
             for rnd in range(args.rounds):
                 order = ("A", "B") if rnd % 2 == 0 else ("B", "A")
                 for label in order:
-                    c0, w0 = cpu_seconds(groups[label])
+                    c0, w0, l0 = cpu_seconds(groups[label], leaders[label])
                     rep = run(ports[label], workload, sessions, depth, args.duration,
                               args.warmup, os.path.join(base, "r.json"))
-                    c1, w1 = cpu_seconds(groups[label])
+                    c1, w1, l1 = cpu_seconds(groups[label], leaders[label])
                     # the warmup's ops are not in the report: count its share of the CPU out
                     ops = rep["ops_per_sec"] * (args.duration + args.warmup) or 1
                     rep["core_us"] = (c1 - c0) / ops * 1e6
                     rep["worker_us"] = (w1 - w0) / ops * 1e6
+                    rep["leader_us"] = (l1 - l0) / ops * 1e6
                     results.setdefault((name, label), []).append(rep)
                     print("%s %s round %d: %.0f ops/s p50 %.3f p99 %.3f ms; CPU per op: "
-                          "cores %.0f us, workers %.0f us"
+                          "cores %.0f us%s, workers %.0f us"
                           % (name, label, rnd + 1, rep["ops_per_sec"], rep["p50_ms"],
-                             rep["p99_ms"], rep["core_us"], rep["worker_us"]), flush=True)
+                             rep["p99_ms"], rep["core_us"],
+                             " (the leader's %.0f)" % rep["leader_us"] if args.ensemble else "",
+                             rep["worker_us"]), flush=True)
         print("\nA = %s, B = %s%s; %d rounds of %g s, alternating; medians\n"
               % (args.a, args.b, ", 3-node ensembles" if args.ensemble else "", args.rounds,
                  args.duration))
@@ -145,12 +152,15 @@ def main():
                 reps = results[(name, label)]
                 row.append([statistics.median(r[k] for r in reps)
                             for k in ("ops_per_sec", "p50_ms", "p99_ms", "core_us",
-                                      "worker_us")])
-            (a, ap50, ap99, ac, aw), (b, bp50, bp99, bc, bw) = row
+                                      "worker_us", "leader_us")])
+            (a, ap50, ap99, ac, aw, al), (b, bp50, bp99, bc, bw, bl) = row
             print("| %s (%d x %d) | %.0f | %.0f | %.2f | %.3f / %.3f | %.3f / %.3f "
                   "| %.0f + %.0f | %.0f + %.0f | %.2f |"
                   % (name, sessions, depth, a, b, b / a if a else 0, ap50, ap99, bp50, bp99,
                      ac, aw, bc, bw, (bc + bw) / (ac + aw) if ac + aw else 0))
+            if args.ensemble:
+                print("|   of the cores: the leader's | | | | | | %.0f | %.0f | %.2f |"
+                      % (al, bl, bl / al if al else 0))
     finally:
         for stop in stops:
             stop()

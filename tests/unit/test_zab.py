@@ -75,7 +75,7 @@ def test_messages_round_trip():
         (m.ACKEPOCH, (4, z(4, 1))),
         (m.COMMIT, (z(5, 10),)),
         (m.PING, ([1, -2, 3],)),
-        (m.REQUEST, (7, 0x1234, 9, 5, b"body", (("digest", "u:x"), ("ip", "1.2.3.4")))),
+        (m.REQUEST, (7, (0x1234, 9, 5, b"body", (("digest", "u:x"), ("ip", "1.2.3.4"))))),
         (m.PROPOSAL, (z(5, 11), 2, 7, b"\x00txn")),
         (m.SNAP, (z(5, 4), (1, 2, 3))),
         (m.SNAPDATA, (b"chunk",)), (m.SNAPEND, ()), (m.LPING, ()),

@@ -149,7 +149,7 @@ _FROM_LEARNER = {
     m.ACKEPOCH: lambda f: zm.AckEpoch(*f),
     m.ACK: lambda f: zm.Ack(f[0]),
     m.PING: lambda f: zm.Ping(tuple(f[0])),
-    m.REQUEST: lambda f: zm.Request(f[0], tuple(f[1:])),
+    m.REQUEST: lambda f: zm.Request(*f),
     m.SYNC: lambda f: zm.Sync(f[0]),
     m.LOGSTATE: lambda f: zm.LogState(bool(f[0])),
 }

@@ -408,12 +408,13 @@ class Member(object):
 
     def ready(self):
         """What the driver must do now, in the order of the fields (module docstring)."""
-        role = self._role()
+        role = None
+        if self._role_changed():
+            role = self._role_reported = self._role()
         r = Ready(self._w_accepted, self._w_current, self._w_trunc, self._w_snap,
-                  self._w_append, self._w_apply, self._w_close, self._w_msgs,
-                  role if role != self._role_reported else None, self._w_requests,
-                  self._w_matched, self._w_refused, self._w_syncs, self._w_touched)
-        self._role_reported = role
+                  self._w_append, self._w_apply, self._w_close, self._w_msgs, role,
+                  self._w_requests, self._w_matched, self._w_refused, self._w_syncs,
+                  self._w_touched)
         self._reset_ready()
         if self._snap_pending:
             self._snap_pending = False
@@ -680,12 +681,12 @@ class Member(object):
             return None
         zxid = zab.make_zxid(self.epoch, self._counter)
         self._append(zxid, payload, new_voters)
+        # (the window is trimmed as txns are applied, _advance_apply)
         prop = Proposal(zxid, origin, req_id, payload)
+        msgs = self._w_msgs
         for ln in self.learners.values():
             if ln.synced:
-                self._send(ln.sid, prop)
-        if len(self.log) > self.p.history_max:
-            self._trim()
+                msgs.append((ln.sid, prop))
         return zxid
 
     def forward(self, req_id, payload):

@@ -74,6 +74,8 @@ _QQ = struct.Struct(">qq")
 _INFO = struct.Struct(">qqqqB")
 _REQ = struct.Struct(">qqii")
 _PROP = struct.Struct(">qqq")
+_PROP_FRAME = struct.Struct(">IBqqqI")   # a PROPOSAL's frame up to its payload
+_ONE_FRAME = struct.Struct(">IBq")
 
 # Messages whose whole body is one i64.
 _ONE_I64 = (ACK, LEADERINFO, DIFF, TRUNC, NEWLEADER, UPTODATE, COMMIT, SYNC, LOGSTATE,
@@ -96,7 +98,7 @@ def one(mtype, zxid):
     """ACK, LEADERINFO, DIFF, TRUNC, NEWLEADER, UPTODATE, COMMIT, SYNC, LOGSTATE,
     REFUSED."""
     assert mtype in _ONE_I64
-    return _frame(mtype, _Q.pack(zxid))
+    return _ONE_FRAME.pack(9, mtype, zxid)
 
 
 def follower_info(sid, accepted_epoch, last_zxid, applied_zxid, observer=False):
@@ -125,7 +127,8 @@ def request(req_id, session_id, xid, op, body, ids=()):
 
 
 def proposal(zxid, origin, req_id, payload):
-    return _frame(PROPOSAL, _PROP.pack(zxid, origin, req_id) + _blob(payload))
+    n = len(payload)
+    return _PROP_FRAME.pack(n + 29, PROPOSAL, zxid, origin, req_id, n) + payload
 
 
 def snap(zxid, voters):
@@ -209,7 +212,7 @@ def decode(frame):
         if n > len(frame):
             raise ProtocolError("REQUEST identity count %d past the message" % n)
         ids = tuple((r.str(), r.str()) for _ in range(n))
-        out = (req_id, sid, xid, op, body, ids)
+        out = (req_id, (sid, xid, op, body, ids))   # (req_id, the machine's Request payload)
     elif mtype == SNAPDATA:
         out = (r.blob(),)
     elif mtype in (SNAPEND, LPING):

@@ -446,8 +446,8 @@ class QuorumPeer(object):
             core.commit(r.apply_upto)
         for sid, accepted in r.close:
             self._close(sid, accepted)
-        for dest, msg in r.messages:
-            self._route(dest, msg)
+        if r.messages:
+            self._send_all(r.messages)
         if r.role is not None:
             self._take_role(r.role)
         for src, req_id, payload in r.requests:
@@ -576,18 +576,37 @@ class QuorumPeer(object):
 
     # ------------------------------------------------------------------ quorum connections
 
+    def _send_all(self, messages):
+        """A Ready's messages, in order. The bulk (a Proposal or Commit, each one object for
+        every learner it goes to) is encoded once and queued on each learner's link here."""
+        accepted = self._accepted
+        last = frame = None
+        for dest, msg in messages:
+            t = type(msg)
+            if t is zm.Proposal:
+                if msg is not last:
+                    last, frame = msg, m.proposal(*msg)
+            elif t is zm.Commit:
+                if msg is not last:
+                    last, frame = msg, m.one(m.COMMIT, msg.zxid)
+            else:
+                self._route(dest, msg)
+                continue
+            link = accepted.get(dest)
+            if link is not None:
+                link.send(frame)
+
     def _route(self, dest, msg):
         t = type(msg)
-        if t is not zm.Proposal and t is not zm.Commit:   # (the bulk goes straight on)
-            if t is fle.Notification:
-                self.votes.send(dest, msg)
-                return
-            if t in _LEARNER_TYPES:
-                if t is zm.FollowerInfo:
-                    self._connect_leader(dest, to_wire(msg))
-                elif self._leader_link is not None and self._leader_sid == dest:
-                    self._leader_link.send(to_wire(msg))
-                return
+        if t is fle.Notification:
+            self.votes.send(dest, msg)
+            return
+        if t in _LEARNER_TYPES:
+            if t is zm.FollowerInfo:
+                self._connect_leader(dest, to_wire(msg))
+            elif self._leader_link is not None and self._leader_sid == dest:
+                self._leader_link.send(to_wire(msg))
+            return
         link = self._accepted.get(dest)
         if link is None:
             return
@@ -597,7 +616,7 @@ class QuorumPeer(object):
         if t is zm.Diff or t is zm.Trunc:
             log.info("syncing learner %d by %s from 0x%x", dest,
                      "DIFF" if t is zm.Diff else "TRUNC", msg.zxid)
-        if msg is not self._last_msg:   # one Proposal / Commit / LPing goes to every learner
+        if msg is not self._last_msg:   # one LPing goes to every learner
             self._last_msg, self._last_frame = msg, to_wire(msg)
         link.send(self._last_frame)
 
@@ -742,7 +761,7 @@ class QuorumPeer(object):
                 reqs = []   # REQUEST frames in a row: one Member.requests call
                 for mtype, f in frames:
                     if mtype == m.REQUEST:
-                        reqs.append((f[0], tuple(f[1:])))
+                        reqs.append(f)   # (req_id, payload)
                         continue
                     if reqs:
                         self._requests(sid, reqs, t)
