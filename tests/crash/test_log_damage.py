@@ -41,16 +41,19 @@ def log_files(server):
 
 
 def records(path):
-    """[(offset, length, zxid)] of the records in one log file (assumed undamaged)."""
+    """[(offset, length, zxid)] of the records in one log file (assumed undamaged; after a
+    kill -9 the newest one ends in preallocated zeros, which are no record)."""
     data = open(path, "rb").read()
     assert data[:txnlog.FILE_HEADER_SIZE] == txnlog.FILE_HEADER
     out = []
     off = txnlog.FILE_HEADER_SIZE
     while off < len(data):
         length, _, zxid = struct.unpack_from(">IIQ", data, off)
+        if zxid == 0:
+            assert data[off:].count(0) == len(data) - off   # the preallocated tail
+            break
         out.append((off, length, zxid))
         off += txnlog.RECORD_HEADER_SIZE + length
-    assert off == len(data)
     return out
 
 

@@ -102,17 +102,17 @@ class Harness:
 
 
 def full_log(monkeypatch, after_calls=0):
-    """os.write (only the txn log uses it here) fails with ENOSPC after `after_calls` calls."""
-    real = os.write
+    """os.pwrite (only the txn log uses it here) fails with ENOSPC after `after_calls` calls."""
+    real = os.pwrite
     calls = [0]
 
-    def write(fd, data):
+    def write(fd, data, offset):
         calls[0] += 1
         if calls[0] > after_calls:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real(fd, data)
+        return real(fd, data, offset)
 
-    monkeypatch.setattr(os, "write", write)
+    monkeypatch.setattr(os, "pwrite", write)
 
 
 def full_lmdb(monkeypatch, exc=None):

@@ -517,15 +517,15 @@ def test_real_txnlog_disk_full_then_space_again(tmp_path, monkeypatch):
     log = TxnLog(str(tmp_path))
     list(log.recover(0))
     log.open_for_append()
-    real_write = os.write
+    real_write = os.pwrite
     full = threading.Event()
 
-    def write(fd, data):
+    def write(fd, data, offset):
         if full.is_set():
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_write(fd, data)
+        return real_write(fd, data, offset)
 
-    monkeypatch.setattr(os, "write", write)
+    monkeypatch.setattr(os, "pwrite", write)
     acked, failed = [], []
 
     async def main():

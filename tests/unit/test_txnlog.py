@@ -426,10 +426,10 @@ def test_write_error_propagates_and_poisons(tmp_path, monkeypatch):
     log, _ = open_log(tmp_path)
     log.append_batch(recs(1, 2))
 
-    def boom(fd, data):
+    def boom(fd, data, offset):
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr(os, "write", boom)
+    monkeypatch.setattr(os, "pwrite", boom)
     with pytest.raises(OSError):
         log.append_batch(recs(2, 3))
     monkeypatch.undo()
@@ -460,18 +460,18 @@ def _sizes(d):
 
 
 def _short_then_enospc(monkeypatch):
-    """os.write writes half of what it is given, then fails with ENOSPC (a file system filling
+    """os.pwrite writes half of what it is given, then fails with ENOSPC (a file system filling
     up in the middle of a batch)."""
-    real = os.write
+    real = os.pwrite
     calls = []
 
-    def write(fd, data):
+    def write(fd, data, offset):
         calls.append(len(data))
         if len(calls) == 1:
-            return real(fd, bytes(data[:len(data) // 2]))
+            return real(fd, bytes(data[:len(data) // 2]), offset)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(os, "write", write)
+    monkeypatch.setattr(os, "pwrite", write)
     return calls
 
 
@@ -615,3 +615,115 @@ def test_slow_fsync_warns_and_counts(tmp_path, monkeypatch, caplog):
     assert int(m.group(2)) >= 80
     assert int(m.group(3)) < size   # the size after that batch
     log.close()
+
+
+# --- preallocation (preAllocSize): a sparse tail of zeros ahead of the records -------------------
+
+def _data_end(path):
+    return sum(len(r) for r in [open(path, "rb").read().rstrip(b"\0")])
+
+
+def test_preallocation_extends_in_steps_and_close_cuts_the_zeros(tmp_path):
+    log, _ = open_log(tmp_path, prealloc_bytes=4096)
+    log.append_batch(recs(1, 3))
+    path = files(tmp_path)[-1]
+    assert os.path.getsize(path) == 4096
+    for lo in range(3, 200, 20):
+        log.append_batch(recs(lo, lo + 20))
+        size = os.path.getsize(path)
+        assert size % 4096 == 0 and size > log.size_since_roll()
+    # Readers never see the zeros: read_after stops at the last complete record.
+    assert list(log.read_after(0)) == recs(1, 203)
+    log.close()
+    assert os.path.getsize(path) == _data_end(path) == sum(
+        RECORD_HEADER_SIZE + len(p) for _, p in recs(1, 203)) + FILE_HEADER_SIZE
+    assert list(recover_all(tmp_path)[1]) == recs(1, 203)
+
+
+def test_a_crash_leaves_zeros_that_recovery_cuts_quietly(tmp_path, caplog):
+    log, _ = open_log(tmp_path, prealloc_bytes=1 << 16)
+    log.append_batch(recs(1, 50))
+    path = files(tmp_path)[-1]
+    assert os.path.getsize(path) == 1 << 16
+    # A crash: the process is gone without close(); the file keeps its preallocated length.
+    os.close(log._fd)
+    with caplog.at_level(logging.INFO, logger="zkpy.storage.txnlog"):
+        again, got = recover_all(tmp_path, prealloc_bytes=1 << 16)
+    assert got == recs(1, 50)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("preallocated space" in r.getMessage() for r in caplog.records)
+    assert os.path.getsize(path) == _data_end(path)
+    again.open_for_append()
+    again.append_batch(recs(50, 60))
+    again.close()
+    assert recover_all(tmp_path)[1] == recs(1, 60)
+
+
+def test_a_roll_cuts_the_older_files_zeros(tmp_path):
+    """Only the newest file may end in zeros: a strict read of an older one would call them
+    corruption."""
+    log, _ = open_log(tmp_path, prealloc_bytes=4096)
+    log.append_batch(recs(1, 5))
+    log.request_roll()
+    log.append_batch(recs(5, 6))
+    log.append_batch(recs(6, 9))
+    old, new = files(tmp_path)
+    assert os.path.getsize(old) == _data_end(old)
+    assert os.path.getsize(new) == 4096
+    assert list(log.read_after(0)) == recs(1, 9)
+    os.close(log._fd)   # a crash: the newest file keeps its zeros
+    assert recover_all(tmp_path)[1] == recs(1, 9)
+
+
+def test_truncate_after_with_a_preallocated_file(tmp_path):
+    log, _ = open_log(tmp_path, prealloc_bytes=4096)
+    log.append_batch(recs(1, 10))
+    assert log.truncate_after(EPOCH + 5) == EPOCH + 5
+    assert list(log.read_after(0)) == recs(1, 6)
+    other = [(EPOCH + z, b"other-%d" % z) for z in range(6, 9)]
+    log.append_batch(other)
+    assert list(log.read_after(0)) == recs(1, 6) + other
+    # Nothing to cut: the zeros are not records, so no file is touched.
+    assert log.truncate_after(EPOCH + 8) == EPOCH + 8
+    log.close()
+    assert recover_all(tmp_path)[1] == recs(1, 6) + other
+
+
+def test_a_lost_write_in_the_last_append_before_preallocated_zeros_is_a_torn_tail(tmp_path):
+    """A power cut lost the first page of the last (unacknowledged) append but kept a later
+    record of it: within one append's reach of the last record -- not of the file's
+    preallocated end -- it is a torn tail, not corruption."""
+    log, _ = open_log(tmp_path, prealloc_bytes=1 << 20, max_append_bytes=4096)
+    log.append_batch(recs(1, 4))
+    start = log.size_since_roll()
+    log.append_batch(recs(4, 30))
+    path = files(tmp_path)[-1]
+    os.close(log._fd)
+    fd = os.open(path, os.O_WRONLY)
+    os.pwrite(fd, bytes(RECORD_HEADER_SIZE), start)   # the append's first record header: lost
+    os.close(fd)
+    assert os.path.getsize(path) == 1 << 20
+    got = recover_all(tmp_path, max_append_bytes=4096)[1]
+    assert got == recs(1, 4)
+
+
+def test_a_damaged_last_record_before_preallocated_zeros_is_a_torn_tail(tmp_path):
+    """Epoch 0 (a standalone server's zxids): the search for a valid record after the damage
+    looks for the zxid's epoch bytes, 0 -- which every position of the zero tail matches. Only
+    starts before the zeros are candidates (this took minutes on a 64 MiB tail before)."""
+    log = TxnLog(str(tmp_path), prealloc_bytes=8 << 20)
+    list(log.recover(0))
+    log.open_for_append()
+    records = [(z, b"payload-%d" % z) for z in range(1, 40)]
+    log.append_batch(records[:-1])
+    end = log.size_since_roll()
+    log.append_batch(records[-1:])
+    path = files(tmp_path)[-1]
+    os.close(log._fd)
+    fd = os.open(path, os.O_RDWR)
+    last = os.pread(fd, 1, end + RECORD_HEADER_SIZE + 3)
+    os.pwrite(fd, bytes([last[0] ^ 0x40]), end + RECORD_HEADER_SIZE + 3)   # its CRC fails
+    os.close(fd)
+    again, got = recover_all(tmp_path, prealloc_bytes=8 << 20)
+    assert got == records[:-1]
+    assert os.path.getsize(path) == end

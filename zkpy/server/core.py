@@ -182,6 +182,7 @@ class Core(PrepStage, SyncStage, FinalStage):
         # How far a power cut can have torn the log's newest file: one group-committed batch
         # (the recovery rules in zkpy.storage.txnlog).
         kw["max_append_bytes"] = append_bound(cfg.commit_max_bytes, cfg.max_batch_size)
+        kw["prealloc_bytes"] = cfg.pre_alloc_size_kb * 1024   # ZooKeeper's preAllocSize
         self.txnlog = TxnLog(os.path.join(cfg.data_log_dir, "zkpy-log"), force_sync=cfg.force_sync,
                              logger=logging.getLogger("zkpy.txnlog"),
                              fsync_warning_ms=cfg.fsync_warning_threshold_ms, **kw)

@@ -40,8 +40,17 @@ Recovery rules (see TxnLog.recover):
   * Any other damaged record with a valid record after it, or damage anywhere in an older file,
     cannot come from a torn write: StorageCorruptError naming the file and byte offset.
 
-Durability: each append_batch is one os.write followed (if force_sync) by fdatasync. Creating a new
+Durability: each append_batch is one write followed (if force_sync) by fdatasync. Creating a new
 file also fsyncs the directory so that the file's name survives a crash.
+
+Preallocation (``prealloc_bytes``, zoo.cfg's preAllocSize, as ZooKeeper's FilePadding): the file
+being appended to is extended (ftruncate: a sparse tail of zeros) in steps of prealloc_bytes
+ahead of the records, so an append's fdatasync does not also have to write the file's new size
+(on ext4 here: ~0.10 ms instead of ~0.15 ms). The zero tail is not part of the log: a file is
+cut back to its last record (ftruncate + fdatasync) before appends move to the next file and on
+close, so only the newest file can end in zeros, and recovery cuts them off as it cuts a torn
+tail (logged at INFO when the file ends at a step of prealloc_bytes: after a crash they are the
+expected preallocated space).
 
 A full or failing disk (ENOSPC, EDQUOT or EIO from the write, the fdatasync or the file's creation):
 append_batch cuts the file back to its size before the batch (ftruncate + fsync; a file created for
@@ -124,6 +133,20 @@ def _shows_lost_write(mm, start, end):
             return True
         off += SECTOR
     return False
+
+
+def _nonzero_end(mm, start, end, chunk=1 << 20):
+    """The offset just past the last non-zero byte of mm[start:end] (start if there is none),
+    read backwards in chunks: a preallocated tail of zeros costs no Python loop per byte."""
+    pos = end
+    while pos > start:
+        lo = max(start, pos - chunk)
+        part = mm[lo:pos]
+        kept = len(part.rstrip(b"\0"))
+        if kept:
+            return lo + kept
+        pos = lo
+    return start
 
 
 def _header_bytes():
@@ -223,13 +246,15 @@ class TxnLog:
     """
 
     def __init__(self, directory, force_sync=True, roll_bytes=DEFAULT_ROLL_BYTES, logger=None,
-                 fsync_warning_ms=1000, max_append_bytes=None):
+                 fsync_warning_ms=1000, max_append_bytes=None, prealloc_bytes=0):
         """max_append_bytes: how far before the end of the newest file a torn append can have
         left damage (see the recovery rules; append_bound() of the batching in use, by default
-        of a GroupCommitter's defaults)."""
+        of a GroupCommitter's defaults). prealloc_bytes: extend the file being appended to in
+        steps of this many bytes (0: never; the module docstring)."""
         self.dir = directory
         self.force_sync = force_sync
         self.roll_bytes = roll_bytes
+        self.prealloc_bytes = max(0, prealloc_bytes)
         self.max_append_bytes = max_append_bytes or append_bound()
         self.fsync_warning_ms = fsync_warning_ms
         self.log = logger or _DEFAULT_LOGGER
@@ -246,7 +271,8 @@ class TxnLog:
         self._failed = None  # the OSError that made the log unusable
         self._fd = None
         self._path = None  # path of the file _fd writes to
-        self._size = 0  # its size in bytes
+        self._size = 0  # the bytes of its records (and header)
+        self._alloc = 0  # its length on disk: _size, or more when preallocated
         self._lock = threading.Lock()
         self._roll_requested = False
         self._dir_lock = threading.Lock()
@@ -344,8 +370,13 @@ class TxnLog:
             os.unlink(path)
             fsync_dir(self.dir)
             return None
-        self.log.warning("txnlog %s: truncating torn tail at byte offset %d (%s), %d bytes dropped",
-                         path, bad.offset, bad.reason, size - bad.offset)
+        if bad.reason == "zero-filled tail" and self.prealloc_bytes and \
+                size % self.prealloc_bytes == 0:
+            self.log.info("txnlog %s: cutting %d bytes of zeros (preallocated space) after the "
+                          "last record at byte offset %d", path, size - bad.offset, bad.offset)
+        else:
+            self.log.warning("txnlog %s: truncating torn tail at byte offset %d (%s), %d bytes "
+                             "dropped", path, bad.offset, bad.reason, size - bad.offset)
         fd = os.open(path, os.O_WRONLY)
         try:
             os.ftruncate(fd, bad.offset)
@@ -406,10 +437,25 @@ class TxnLog:
         only one not yet fdatasynced at a power cut (one append at a time, each synced before
         the next): never acknowledged, they are dropped with it."""
         good = self._find_good_record(mm, bad_off, size, bound)
-        if good is not None and size - bad_off <= self.max_append_bytes and \
-                _shows_lost_write(mm, bad_off, good):
+        if good is not None and self._records_end(mm, good, size) - bad_off <= \
+                self.max_append_bytes and _shows_lost_write(mm, bad_off, good):
             return None
         return good
+
+    @classmethod
+    def _records_end(cls, mm, off, size):
+        """Where the data of the file ends, for a valid record at ``off``: after the last record
+        of the valid run starting there if only zeros (preallocated space) follow it, else
+        ``size``."""
+        while off + RECORD_HEADER_SIZE <= size:
+            length, crc, zxid = _REC_HEADER.unpack_from(mm, off)
+            end = off + RECORD_HEADER_SIZE + length
+            if zxid == 0 or end > size or crc32c(mm[off + 8:end]) != crc:
+                break
+            off = end
+        if mm[off:size].count(0) == size - off:
+            return off
+        return size
 
     def _find_good_record(self, mm, bad_off, size, bound):
         """Offset of a valid record (zxid > bound) somewhere after bad_off, or None.
@@ -419,23 +465,28 @@ class TxnLog:
         whose zxid field starts with the current or next epoch (a flipped length field) -- found
         with mmap.find, so no per-byte Python loop over a large remainder.
         """
-        if mm[bad_off:size].count(0) == size - bad_off:
+        # A record starting in the zeros at the end (preallocated space, or pages a crash
+        # lost) would have zxid 0: only starts before them are candidates.
+        limit = _nonzero_end(mm, bad_off, size)
+        if limit == bad_off:
             return None
         if size - bad_off >= RECORD_HEADER_SIZE:
             length = _U32.unpack_from(mm, bad_off)[0]
             nxt = bad_off + RECORD_HEADER_SIZE + length
-            if self._valid_at(mm, nxt, size, bound):
+            if nxt < limit and self._valid_at(mm, nxt, size, bound):
                 return nxt
         epoch = bound >> 32
         candidates = set()
+        stop = min(size, limit + 12)   # a zxid field's first 4 bytes start before limit + 8
         for e in (epoch, epoch + 1):
             if e > 0xFFFFFFFF:
                 continue
             pat = _U32.pack(e)
-            pos = mm.find(pat, bad_off + 1 + 8)
+            pos = mm.find(pat, bad_off + 1 + 8, stop)
             while pos != -1:
-                candidates.add(pos - 8)
-                pos = mm.find(pat, pos + 1)
+                if pos - 8 < limit:
+                    candidates.add(pos - 8)
+                pos = mm.find(pat, pos + 1, stop)
         for off in sorted(candidates):
             if self._valid_at(mm, off, size, bound):
                 return off
@@ -470,9 +521,9 @@ class TxnLog:
         self._size = 0
         if tracked and tracked[-1][2] < self.roll_bytes:
             path = tracked[-1][1]
-            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_CLOEXEC", 0))
+            self._fd = os.open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
             self._path = path
-            self._size = tracked[-1][2]
+            self._size = self._alloc = tracked[-1][2]
         with self._files_lock:
             self._files = tracked
 
@@ -508,7 +559,7 @@ class TxnLog:
         created = False
         if self._fd is None:
             path = os.path.join(self.dir, log_file_name(first_zxid))
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
             try:
                 self._fd = os.open(path, flags, 0o644)
             except OSError as e:
@@ -516,7 +567,7 @@ class TxnLog:
                     raise LogAppendError(self.dir, e) from e
                 raise
             self._path = path
-            self._size = 0
+            self._size = self._alloc = 0
             # Header and first batch go out in the same write: a file never exists durably
             # without a record, so its name always equals its first record's zxid.
             parts.insert(0, FILE_HEADER)
@@ -524,10 +575,13 @@ class TxnLog:
         data = b"".join(parts)
         ms = None
         try:
+            end = self._size + len(data)
+            if end > self._alloc and self.prealloc_bytes:
+                self._preallocate(end)
             view = memoryview(data)
             written = 0
             while written < len(data):  # a regular-file write is only short on ENOSPC or a signal
-                written += os.write(self._fd, view[written:])
+                written += os.pwrite(self._fd, view[written:], self._size + written)
             if self.force_sync:
                 t0 = time.monotonic()
                 _data_sync(self._fd)
@@ -538,6 +592,7 @@ class TxnLog:
             self._cut_back(e, created)
             raise  # not reached: _cut_back raises
         self._size += len(data)
+        self._alloc = max(self._alloc, self._size)
         if self.force_sync:
             self.last_fsync_ms = ms
             if ms > self.fsync_warning_ms:
@@ -582,6 +637,7 @@ class TxnLog:
                     fsync_dir(self.dir)
             else:
                 os.ftruncate(self._fd, self._size)
+                self._alloc = self._size
                 if self.force_sync:
                     os.fsync(self._fd)
         except OSError as e:
@@ -654,6 +710,11 @@ class TxnLog:
         with self._lock:
             if self._failed is not None:
                 raise RuntimeError("txnlog unusable after an earlier I/O error: %r" % (self._failed,))
+            try:
+                self._trim_locked()   # the boundary is found in files that end at a record
+            except OSError as e:
+                self._failed = e
+                raise
             with self._dir_lock:
                 files = list_log_files(self.dir)
                 keep = [f for f in files if f[0] <= zxid]
@@ -893,10 +954,36 @@ class TxnLog:
             yield rz, body[8:]
             off = end
 
+    def _preallocate(self, end):
+        """Extend the file to the next step of prealloc_bytes past ``end`` (made durable by the
+        append's fdatasync: its records' offsets need the new length). Only a speed-up: if the
+        file system refuses (a quota counting the sparse length, a file size limit), the append
+        goes on without it."""
+        alloc = (end // self.prealloc_bytes + 1) * self.prealloc_bytes
+        try:
+            os.ftruncate(self._fd, alloc)
+        except OSError as e:
+            if e.errno not in RECOVERABLE_ERRNOS and e.errno != errno.EFBIG:
+                raise
+            return
+        self._alloc = alloc
+
+    def _trim_locked(self):
+        """Cut the preallocated zeros off the file being appended to, durably (before another
+        file can follow it: only the newest file may end in zeros)."""
+        if self._fd is not None and self._alloc > self._size:
+            os.ftruncate(self._fd, self._size)
+            if self.force_sync:
+                _data_sync(self._fd)
+            self._alloc = self._size
+
     def _close_fd(self):
         if self._fd is not None:
-            fd, self._fd = self._fd, None
-            os.close(fd)
+            try:
+                self._trim_locked()
+            finally:
+                fd, self._fd = self._fd, None
+                os.close(fd)
 
     def close(self):
         with self._lock:
