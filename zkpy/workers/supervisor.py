@@ -95,7 +95,9 @@ class WorkerHandle(object):
         self.channel.send_now(ipc.batch(zxid, events, list(replies)))
 
     def committed(self, zxid):
-        self.channel.send(ipc.committed(zxid))
+        # Now, not at the end of the loop pass: the core calls this once every worker has the
+        # batch in its socket, and a reply held for it waits for nothing else.
+        self.channel.send_now(ipc.committed(zxid))
 
     def close_conn(self, conn_id):
         self.channel.send(ipc.close(conn_id))
