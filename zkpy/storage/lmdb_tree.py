@@ -68,12 +68,26 @@ class ReadView(object):
         self._t = tree
         self.txn = txn
         self._cache = {}   # path -> Node | None, as this txn sees it
+        # The decoded nodes of the view of the state one batch older (LmdbTree.read_view), or
+        # None: right for this state wherever _cache, which holds every node that batch wrote,
+        # has no entry; the two are dropped together.
+        self._base = None
         self.quota_free = False   # True: no quota in this state, known (zkpy.tree.quota)
 
     def get(self, path):
         node = self._cache.get(path, _MISS)
         if node is not _MISS:
             return node
+        base = self._base
+        if base is not None:
+            node = base.get(path, _MISS)
+            if node is not _MISS:
+                cache = self._cache
+                if len(cache) >= CACHE_NODES:
+                    cache.clear()
+                    self._base = None
+                cache[path] = node
+                return node
         key = path.encode("utf-8")
         if not key or len(key) > self._t.max_key_size:
             return None  # no znode can have such a key (see Core._check_path_size)
@@ -82,6 +96,7 @@ class ReadView(object):
         cache = self._cache
         if len(cache) >= CACHE_NODES:
             cache.clear()
+            self._base = None
         cache[path] = node
         return node
 
@@ -456,9 +471,13 @@ class LmdbTree(object):
             if carry is not None and carry[0] == self.generation:
                 self._carry = None
                 _, base, written = carry
-                if len(base) + len(written) < CACHE_NODES:
-                    view._cache = dict(base)
-                    view._cache.update(written)
+                if len(written) < CACHE_NODES:
+                    # Not a copy of `base` (up to CACHE_NODES entries, per batch: 50 us at one
+                    # write a batch): it stays the older view's, looked up behind what the
+                    # batch wrote. Entries the older view adds later are of a state that
+                    # differs from this one only in `written`.
+                    view._cache = dict(written)
+                    view._base = base
         return view
 
     def write(self):
