@@ -515,6 +515,11 @@ class SyncClient:
                 raise BenchError("setup session closed by the server")
             self.rbuf += chunk
 
+    def read_frame(self):
+        """The next frame's body (a reply or a notification); the socket's timeout applies
+        (socket.timeout, keeping what was read so far for the next call)."""
+        return self._read_frame()
+
     def call_many(self, requests, window=256):
         """[(op, body)] -> [(err, reply body after the header)], `window` in flight at most."""
         out = []
