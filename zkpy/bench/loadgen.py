@@ -10,6 +10,8 @@ Owns `zkpy-bench run` and `zkpy-bench serve-null`; zkpy.bench.command is the `zk
     zkpy-bench serve-null --port 2181 [--processes N]
     zkpy-bench compare [--quick] ...        # zkpy vs Apache ZooKeeper (zkpy.bench.compare)
     zkpy-bench scaling [--quick] ...        # sessions, tree size, memory, restart (.scaling)
+    zkpy-bench sessions [--quick] ...       # 100k concurrent sessions (.sessions, .fleet)
+    zkpy-bench watches [--quick] ...        # 1M watches on 100k znodes (.watches)
     zkpy-bench compare --topology ensemble3 # the same against 3-node pseudo-clusters
     zkpy-bench failover ...                 # kill -9 of a 3-node ensemble's leader (.failover)
 
