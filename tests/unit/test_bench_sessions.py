@@ -136,6 +136,7 @@ def test_client_processes_follow_the_open_files_limit():
     assert sessions.processes_for(2000, 1 << 20) == 2
     assert sessions.processes_for(100000, 1 << 20) == 4
     assert sessions.processes_for(100000, 20000) == 6       # 19000 per process
+    assert sessions.processes_for(1000, 600) == 4           # 300 per process
 
 
 def test_source_addresses_change_every_per_address_sessions():

@@ -178,6 +178,7 @@ class Fleet:
         self.pending = collections.deque()
         self.handshaking = collections.deque()
         self.in_handshake = 0
+        self.timeouts_in_row = 0        # handshakes timed out since the last one that succeeded
         self.conn = None
         self.stats = _Stats(time.perf_counter_ns())
         self.outstanding = 0            # K_REQ requests sent and not answered
@@ -272,6 +273,16 @@ class Fleet:
         return not self.pending and self.in_handshake == 0
 
     def _open_more(self, now):
+        if self.timeouts_in_row >= self.window:
+            # The server stopped answering (e.g. out of file descriptors, its listen queue
+            # full): the rest would each wait out the handshake timeout, a window at a time.
+            why = ("not tried: the %d handshakes before got no ConnectResponse"
+                   % self.timeouts_in_row)
+            while self.pending:
+                self.conn["failed"] += 1
+                _count(self.conn["errors"], why)
+                self.pending.popleft()
+            return
         while self.pending and self.in_handshake < self.window:
             s = _Sess(self.pending.popleft(), len(self.sess))
             self.sess.append(s)
@@ -311,6 +322,7 @@ class Fleet:
             elif now - s.t0_ns > self.handshake_ns:
                 q.popleft()
                 self._fail(s, "no ConnectResponse within %.0f s" % (self.handshake_ns / 1e9))
+                self.timeouts_in_row += 1
             else:
                 break
 
@@ -357,6 +369,7 @@ class Fleet:
             return
         s.state = UP
         self.in_handshake -= 1
+        self.timeouts_in_row = 0
         s.timeout_ms = resp.timeOut
         s.interval_ns = resp.timeOut * 1_000_000 // 3
         s.last_send_ns = now

@@ -274,8 +274,9 @@ def limit_table(rows):
 
 def processes_for(n, nofile):
     """Client processes for n sessions: SESSIONS_PER_PROCESS each at most, fewer when the
-    open files limit is lower (1000 descriptors kept spare), at least 2."""
-    per = max(1, min(SESSIONS_PER_PROCESS, nofile - 1000))
+    open files limit is lower (1000 descriptors kept spare; half the limit when it is below
+    2000), at least 2."""
+    per = max(1, min(SESSIONS_PER_PROCESS, nofile - 1000 if nofile > 2000 else nofile // 2))
     return max(2, math.ceil(n / per))
 
 
@@ -524,24 +525,27 @@ def render_markdown(s, reports, machine, command, started, wall):
               if s["backlog"] > 0 else "", s["session_timeout"], s["connect_window"],
               fl.SOURCE_SESSIONS_MAX), "",
            "## Limit", "", limit_table(limit_rows(reports, s["labels"])), "",
-           "## Connect storm", "", connect_table(reports), "",
-           "## Steady pings (%g s)" % s["steady"], "",
-           "CPU: % of one core (utime + stime of the server's process group). Private memory: "
-           "anonymous memory summed over the server's processes (zkpy: core and workers; "
-           "ZooKeeper: the JVM, read right after a full GC -- jcmd GC.run -- so it is live "
-           "data plus the heap G1 keeps committed), before the sessions and after this phase; "
-           "per session = the difference / sessions connected.", "",
-           steady_table(reports), "",
-           "## Writes: every %d-th session setData's %d B %g times a second (%g s)"
-           % (s["write_every"], s["value_size"], s["write_rate"], s["write_duration"]), "",
-           writes_table(reports), "",
-           "## Session expiry", "",
-           "Silent sessions (socket open, nothing sent after their next ping, so the last "
-           "packets spread over a ping interval) with an ephemeral each, watched by "
-           "another session: error = (NodeDeleted arrival - the session's last packet) - "
-           "negotiated timeout. Both servers expire sessions on tickTime boundaries, so "
-           "0..tickTime is expected; early = negative errors.", "",
-           expiry_table(reports), ""]
+           "## Connect storm", "", connect_table(reports), ""]
+    if _rows(reports, "steady"):
+        md += ["## Steady pings (%g s)" % s["steady"], "",
+               "CPU: % of one core (utime + stime of the server's process group). Private "
+               "memory: anonymous memory summed over the server's processes (zkpy: core and "
+               "workers; ZooKeeper: the JVM, read right after a full GC -- jcmd GC.run -- so it "
+               "is live data plus the heap G1 keeps committed), before the sessions and after "
+               "this phase; per session = the difference / sessions connected.", "",
+               steady_table(reports), ""]
+    if _rows(reports, "writes"):
+        md += ["## Writes: every %d-th session setData's %d B %g times a second (%g s)"
+               % (s["write_every"], s["value_size"], s["write_rate"], s["write_duration"]), "",
+               writes_table(reports), ""]
+    if _rows(reports, "expiry"):
+        md += ["## Session expiry", "",
+               "Silent sessions (socket open, nothing sent after their next ping, so the last "
+               "packets spread over a ping interval) with an ephemeral each, watched by "
+               "another session: error = (NodeDeleted arrival - the session's last packet) - "
+               "negotiated timeout. Both servers expire sessions on tickTime boundaries, so "
+               "0..tickTime is expected; early = negative errors.", "",
+               expiry_table(reports), ""]
     return "\n".join(md + fl.error_lines(reports))
 
 
