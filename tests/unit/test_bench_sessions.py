@@ -200,7 +200,7 @@ def test_event_stats_and_the_watches_table():
     failed = {"label": "ZooKeeper", "znodes": 2000, "sessions": 20, "per_session": 1000,
               "watches": 20000, "writes": 100, "error": "BenchError: x"}
     table = watches.watches_table([rep, failed])
-    assert "| zkpy | 2000 | 20000 (20 x 1000) | 0.1 | 0.20 (100000) | 50.0 -> 54.0 | 210 |" \
+    assert "| zkpy | 2000 | 20000 (20 x 1000) | 0.1 | 0.20 (100000) | 50.0 -> 54.0 | 210 | - |" \
         in table
     assert "| ZooKeeper | 2000 | 20000 (20 x 1000) | - | - (-) |" in table
 
@@ -218,3 +218,13 @@ def test_both_commands_are_zkpy_bench_subcommands_with_quick_settings():
         watches._watches_settings(ap.parse_args(["watches", "--watches", "10", "--sessions",
                                                  "100", "--out", "/tmp/x"]))
     assert isinstance(a, argparse.Namespace)
+
+
+def test_jvm_heap_used_is_read_from_gc_heap_info():
+    text = (" garbage-first heap   total 1048576K, used 44032K [0x00000000c0000000, "
+            "0x0000000100000000)\n  region size 1024K, 3 young (3072K), 0 survivors (0K)\n"
+            " Metaspace       used 20000K, committed 20500K, reserved 1114112K\n")
+    assert fleet.jvm_heap_used_kb(text) == 44032
+    assert fleet.jvm_heap_used_kb("") is None and fleet.jvm_heap_used_kb(None) is None
+    assert fleet.heap_delta_bytes({"heap_used_kb": 1000}, {"heap_used_kb": 2000}, 512) == 2000.0
+    assert fleet.heap_delta_bytes({"heap_used_kb": None}, {"heap_used_kb": 2000}, 1) is None

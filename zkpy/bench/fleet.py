@@ -5,7 +5,8 @@ Owns `Fleet` (one process's sessions: a connect storm with a bounded number of h
 flight, pings at sessionTimeout/3, paced setData, pipelined request queues, notifications),
 `FleetProcs` (forked processes each running a Fleet, driven by commands over a pipe), the
 source-address plan (`source_address`), and the command-line plumbing both commands share
-(`server_cpu`, `server_memory`, `server_log_errors`, `bar_chart`, `write_results`, `header`, `command_main`).
+(`server_cpu`, `server_memory`, `server_log_errors`, `bar_chart`, `write_results`, `header`,
+`command_main`).
 
 Why not loadgen's sessions or kazoo: a kazoo client is a thread and a few objects per session
 and the load loop keeps every session busy; here a session is one socket and a small slotted
@@ -70,7 +71,8 @@ from zkpy.proto import records as _r
 
 __all__ = [
     "SOURCE_SESSIONS_MAX", "source_address", "Fleet", "FleetProcs",
-    "server_cpu", "server_memory", "cpu_percent", "server_log_errors", "bar_chart", "write_results", "header",
+    "server_cpu", "server_memory", "jvm_heap_used_kb", "heap_delta_bytes", "cpu_percent",
+    "server_log_errors", "bar_chart", "write_results", "header",
     "error_lines", "command_main",
 ]
 
@@ -732,21 +734,46 @@ def server_cpu(pgid):
     return cpu._roles(cpu.group_cpu(pgid), pgid, ("core", "workers"))
 
 
+_HEAP_USED = re.compile(r"heap\s+total\s+(\d+)K,\s+used\s+(\d+)K")
+
+
+def jvm_heap_used_kb(text):
+    """The heap's used kB from `jcmd <pid> GC.heap_info` (" garbage-first heap   total
+    1048576K, used 44032K [..."), or None."""
+    m = _HEAP_USED.search(text or "")
+    return int(m.group(2)) if m else None
+
+
+def _jcmd(pid, what):
+    try:
+        out = subprocess.run(["jcmd", str(pid), what], capture_output=True, text=True,
+                             timeout=120)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
 def server_memory(server):
     """scaling.measure_memory of `server`'s process group (a harness server). A JVM gets a
     full GC first (jcmd GC.run, when the JDK's jcmd is there), so the garbage a run leaves in
-    its heap is not counted as memory the sessions or watches hold: "gc" says whether it ran."""
-    gc = False
+    its heap is not counted as memory the sessions or watches hold ("gc": whether it ran), and
+    its heap's live data after it is "heap_used_kb" (GC.heap_info; None for zkpy)."""
+    gc, heap = False, None
     if server.kind == "apache" and shutil.which("jcmd"):
-        try:
-            gc = subprocess.run(["jcmd", str(server.proc.pid), "GC.run"], capture_output=True,
-                                timeout=120).returncode == 0
-        except (OSError, subprocess.SubprocessError):
-            pass
+        gc = _jcmd(server.proc.pid, "GC.run") is not None
+        heap = jvm_heap_used_kb(_jcmd(server.proc.pid, "GC.heap_info"))
         time.sleep(0.5)
     m = scaling.measure_memory(server.proc.pid)
-    m["gc"] = gc
+    m.update(gc=gc, heap_used_kb=heap)
     return m
+
+
+def heap_delta_bytes(before, after, count):
+    """Bytes of JVM heap live data per item between two server_memory(), or None."""
+    a, b = before.get("heap_used_kb"), after.get("heap_used_kb")
+    if a is None or b is None or count <= 0:
+        return None
+    return round((b - a) * 1024.0 / count, 1)
 
 
 def cpu_percent(before, after, seconds):

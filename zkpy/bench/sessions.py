@@ -29,8 +29,8 @@ server log's). Output: sessions.md, sessions.json and sessions.png (matplotlib) 
 bench/results/sessions-<date>/.
 
 The pure parts (`connect_summary`, `steady_summary`, `writes_summary`, `expiry_stats`, the
-tables, `limit_rows`, `expiry_subset`, `processes_for`, `plan_seconds`) do no I/O. Nothing in the server imports
-this module.
+tables, `limit_rows`, `expiry_subset`, `processes_for`, `plan_seconds`) do no I/O. Nothing in
+the server imports this module.
 """
 
 import math
@@ -193,15 +193,15 @@ def _mem_per_session(r):
 
 def steady_table(reports):
     lines = ["| sessions | server | CPU % (core + workers) | pings/s | ping p50 / p99 ms | "
-             "private MB before -> after | KB per session | lost |",
-             "|---:|---|---|---:|---|---|---:|---:|"]
+             "private MB before -> after | KB per session | JVM live heap B per session | "
+             "lost |", "|---:|---|---|---:|---|---|---:|---:|---:|"]
     for r in _rows(reports, "steady"):
         st, m, cpu = r["steady"], r.get("memory") or {}, r["steady"]["cpu"]
-        lines.append("| %d | %s | %s (%s + %s) | %s | %s / %s | %s -> %s | %s | %d |" % (
+        lines.append("| %d | %s | %s (%s + %s) | %s | %s / %s | %s -> %s | %s | %s | %d |" % (
             r["sessions"], r["label"], _v(cpu["total"]), _v(cpu["core"]), _v(cpu["workers"]),
             _v(st["pings_per_s"], "%.0f"), _v(st["ping_p50_ms"]), _v(st["ping_p99_ms"]),
             _v(m.get("before_mb")), _v(m.get("after_mb")), _v(_mem_per_session(r), "%.2f"),
-            sum(st["lost"].values())))
+            _v(m.get("heap_per_session_bytes"), "%.0f"), sum(st["lost"].values())))
     return "\n".join(lines)
 
 
@@ -400,6 +400,7 @@ def run_one(s, kind, label, n, base, log):
             "rss_before_mb": round(mem0["rss"] / 1024, 1),
             "rss_after_mb": round(mem2["rss"] / 1024, 1),
             "per_session_kb": round((mem2["anon"] - mem0["anon"]) / ok, 3),
+            "heap_per_session_bytes": fl.heap_delta_bytes(mem0, mem2, ok),
             "processes": mem2["processes"], "detail": [mem0, mem1, mem2]}
         if "writes" in s["phases"] and server.running():
             fleet.call(("writes", s["write_rate"], s["write_every"], ROOT, s["value_size"]), 30)
@@ -532,7 +533,9 @@ def render_markdown(s, reports, machine, command, started, wall):
                "memory: anonymous memory summed over the server's processes (zkpy: core and "
                "workers; ZooKeeper: the JVM, read right after a full GC -- jcmd GC.run -- so it "
                "is live data plus the heap G1 keeps committed), before the sessions and after "
-               "this phase; per session = the difference / sessions connected.", "",
+               "this phase; per session = the difference / sessions connected. JVM live heap: "
+               "the heap's used bytes after that GC (jcmd GC.heap_info), difference per "
+               "session.", "",
                steady_table(reports), ""]
     if _rows(reports, "writes"):
         md += ["## Writes: every %d-th session setData's %d B %g times a second (%g s)"

@@ -84,18 +84,20 @@ def _v(x, fmt="%.1f"):
 
 def watches_table(reports):
     lines = ["| server | znodes | watches (sessions x each) | build s | set watches s "
-             "(watches/s) | private MB before -> after | bytes per watch | writes | events "
+             "(watches/s) | private MB before -> after | bytes per watch | JVM live heap "
+             "bytes per watch | writes | events "
              "(expected) | send to last event ms | event delay p50 / p99 ms | all writes "
-             "acked ms |", "|---|---:|---|---:|---:|---|---:|---:|---|---:|---|---:|"]
+             "acked ms |", "|---|---:|---|---:|---:|---|---:|---:|---:|---|---:|---|---:|"]
     for r in reports:
         w, f, m = r.get("watch") or {}, r.get("fire") or {}, r.get("memory") or {}
-        lines.append("| %s | %d | %d (%d x %d) | %s | %s (%s) | %s -> %s | %s | %d | %s (%s) "
-                     "| %s | %s / %s | %s |" % (
+        lines.append("| %s | %d | %d (%d x %d) | %s | %s (%s) | %s -> %s | %s | %s | %d | "
+                     "%s (%s) | %s | %s / %s | %s |" % (
                          r["label"], r["znodes"], r["watches"], r["sessions"], r["per_session"],
                          _v(r.get("build_s")), _v(w.get("seconds"), "%.2f"),
                          _v(w.get("rate"), "%.0f"), _v(m.get("before_mb")),
                          _v(m.get("after_mb")), _v(m.get("per_watch_bytes"), "%.0f"),
-                         r["writes"], _v(f.get("events"), "%d"), _v(f.get("expected"), "%d"),
+                         _v(m.get("heap_per_watch_bytes"), "%.0f"), r["writes"],
+                         _v(f.get("events"), "%d"), _v(f.get("expected"), "%d"),
                          _v(f.get("last_ms")), _v(f.get("p50_ms")), _v(f.get("p99_ms")),
                          _v(f.get("acked_ms"))))
     return "\n".join(lines)
@@ -148,6 +150,8 @@ def run_one(s, kind, label, base, log):
                          "after_mb": round(mem1["anon"] / 1024, 1),
                          "per_watch_bytes": round((mem1["anon"] - mem0["anon"]) * 1024
                                                   / rep["watches"], 1),
+                         "heap_per_watch_bytes": fl.heap_delta_bytes(mem0, mem1,
+                                                                     rep["watches"]),
                          "detail": [mem0, mem1]}
         targets = written(s["writes"], s["znodes"])
         expect = [expected_events(sids, per, s["znodes"], targets) for sids in fleet.split]
@@ -244,7 +248,8 @@ def render(s, reports, machine, command, started, wall):
            "forceSync=yes%s. Private memory: anonymous memory summed over the server's "
            "processes, after the sessions connected and 2 s after the last watch was set "
            "(ZooKeeper: right after a full GC, jcmd GC.run, so it is live data plus the heap "
-           "G1 keeps committed, not the garbage of setting the watches)."
+           "G1 keeps committed, not the garbage of setting the watches; JVM live heap: the "
+           "heap's used bytes after that GC, jcmd GC.heap_info)."
            % (s["znodes"], s["value_size"], s["sessions"], per, s["watch_op"],
               "%g" % (per * s["sessions"] / s["znodes"]), s["window"], s["processes"],
               s["writes"], s["heap"], ", clientPortListenBacklog=%d" % s["backlog"]
