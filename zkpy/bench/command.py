@@ -7,6 +7,8 @@ each module of zkpy.bench adds and runs itself:
     zkpy-bench run / serve-null     zkpy.bench.loadgen
     zkpy-bench compare              zkpy.bench.compare
     zkpy-bench scaling              zkpy.bench.scaling
+    zkpy-bench sessions             zkpy.bench.sessions (client processes: zkpy.bench.fleet)
+    zkpy-bench watches              zkpy.bench.watches
     zkpy-bench failover             zkpy.bench.failover
     zkpy-bench cpu                  zkpy.bench.cpu (its own argument parser)
 
@@ -17,7 +19,7 @@ cycles (tests/unit/test_import_graph.py). Nothing outside zkpy.bench imports it.
 import argparse
 import sys
 
-from zkpy.bench import compare, cpu, failover, loadgen, scaling
+from zkpy.bench import compare, cpu, failover, loadgen, scaling, sessions, watches
 
 
 def _parser():
@@ -26,6 +28,8 @@ def _parser():
     loadgen.add_run_parsers(sub)
     compare.add_compare_parser(sub)
     scaling.add_scaling_parser(sub)
+    sessions.add_sessions_parser(sub)
+    watches.add_watches_parser(sub)
     failover.add_failover_parser(sub)
     sub.add_parser("cpu", add_help=False,
                    help="CPU time per operation of the server's and the load's processes "
@@ -42,6 +46,10 @@ def main(argv=None):
         return compare.compare_main(args, argv)
     if args.cmd == "scaling":
         return scaling.scaling_main(args, argv)
+    if args.cmd == "sessions":
+        return sessions.sessions_main(args, argv)
+    if args.cmd == "watches":
+        return watches.watches_main(args, argv)
     if args.cmd == "failover":
         return failover.failover_main(args, argv)
     return loadgen.run_main(args, argv)

@@ -10,6 +10,8 @@ Owns `zkpy-bench run` and `zkpy-bench serve-null`; zkpy.bench.command is the `zk
     zkpy-bench serve-null --port 2181 [--processes N]
     zkpy-bench compare [--quick] ...        # zkpy vs Apache ZooKeeper (zkpy.bench.compare)
     zkpy-bench scaling [--quick] ...        # sessions, tree size, memory, restart (.scaling)
+    zkpy-bench sessions [--quick] ...       # 100k concurrent sessions (.sessions, .fleet)
+    zkpy-bench watches [--quick] ...        # 1M watches on 100k znodes (.watches)
     zkpy-bench compare --topology ensemble3 # the same against 3-node pseudo-clusters
     zkpy-bench failover ...                 # kill -9 of a 3-node ensemble's leader (.failover)
 
@@ -514,6 +516,11 @@ class SyncClient:
             if not chunk:
                 raise BenchError("setup session closed by the server")
             self.rbuf += chunk
+
+    def read_frame(self):
+        """The next frame's body (a reply or a notification); the socket's timeout applies
+        (socket.timeout, keeping what was read so far for the next call)."""
+        return self._read_frame()
 
     def call_many(self, requests, window=256):
         """[(op, body)] -> [(err, reply body after the header)], `window` in flight at most."""

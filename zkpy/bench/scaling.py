@@ -699,8 +699,17 @@ def settings_from_args(args):
 
 
 def _raise_nofile(need):
+    """Raise RLIMIT_NOFILE to `need`: the soft limit, and the hard one too where that is
+    allowed (root). Processes started afterwards (the servers, load processes) inherit it.
+    Returns the soft limit now (below `need` when the hard limit could not be raised)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < need:
+        if hard != resource.RLIM_INFINITY and hard < need:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (need, need))
+                return need
+            except (ValueError, OSError):
+                pass
         new = need if hard == resource.RLIM_INFINITY else min(hard, need)
         resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]

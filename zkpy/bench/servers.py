@@ -367,11 +367,11 @@ class Cluster:
         return harness.log_tails([m for m in self.members if m.kind != "null"], 40)
 
 
-def _standalone(kind, base_dir, label, tick_ms, **kw):
+def _standalone(kind, base_dir, label, tick_ms, jvm_opts=APACHE_JVM_OPTS, **kw):
     if kind == "null":
         return Cluster(label, "standalone", [NullServer(**kw)])
-    server = harness.SERVER_CLASSES[kind](Path(base_dir) / label, **_server_kw(kind, tick_ms),
-                                          **kw)
+    server = harness.SERVER_CLASSES[kind](Path(base_dir) / label,
+                                          **_server_kw(kind, tick_ms, jvm_opts), **kw)
     return Cluster(label, "standalone", [server])
 
 
@@ -404,7 +404,8 @@ _BUILDERS = {"standalone": _standalone, "ensemble3": _ensemble3, "tls": _tls}
 
 def make_cluster(kind, topology="standalone", base_dir="/tmp", label=None, tick_ms=2000,
                  **kw):
-    """A not yet started Cluster of `kind` servers ("zkpy", "apache", "null")."""
+    """A not yet started Cluster of `kind` servers ("zkpy", "apache", "null"). A standalone
+    Apache server takes `jvm_opts` (default APACHE_JVM_OPTS: -Xmx1g), e.g. a bigger heap."""
     if kind not in SERVER_KINDS:
         raise ValueError("unknown server kind %r (one of %s)" % (kind, ", ".join(SERVER_KINDS)))
     if topology not in _BUILDERS:
