@@ -649,10 +649,13 @@ class Core(PrepStage, SyncStage, FinalStage):
         return max(cfg.min_session_timeout_ms, min(cfg.max_session_timeout_ms, requested))
 
     async def _expire_loop(self):
-        """The clock of session expiry: a tick every half tickTime (expire_sessions)."""
-        tick = self.config.tick_time_ms / 1000.0
+        """The clock of session expiry: deadlines are tick boundaries (SessionTable), so it
+        wakes just past each one, as ZooKeeper's ExpiryQueue does (expire_sessions): a session
+        goes within a few ms of its deadline, not up to half a tick later."""
+        tick = self.config.tick_time_ms
         while True:
-            await asyncio.sleep(tick / 2)
+            now = now_ms()
+            await asyncio.sleep(((now // tick + 1) * tick - now + 1) / 1000.0)
             self.expire_sessions(now_ms())
 
     def expire_sessions(self, now):
