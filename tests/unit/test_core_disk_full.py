@@ -41,7 +41,7 @@ class Origin:
         self.connected_calls = []
         self.batches = []
 
-    def batch(self, zxid, events, replies):
+    def batch(self, zxid, events, replies, committed=False):
         self.batches.append(zxid)
         for conn_id, entry_id, close_after, data in replies:
             _, xid, hzxid, err = struct.unpack(">iiqi", data[:20])

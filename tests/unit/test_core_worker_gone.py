@@ -29,8 +29,10 @@ class Recorder(object):
         self.batches = []
         self.committed_zxid = 0
 
-    def batch(self, zxid, events, replies):
+    def batch(self, zxid, events, replies, committed=False):
         self.batches.append((zxid, list(replies)))
+        if committed:
+            self.committed(zxid)
 
     def committed(self, zxid):
         self.committed_zxid = zxid

@@ -389,8 +389,7 @@ class Core(PrepStage, SyncStage, FinalStage):
         for sid, timeout in self.view.sessions().items():
             self.sessions.add(sid, timeout, t)
         for origin in self.origins:
-            origin.batch(self.last_zxid, (), ())
-            origin.committed(self.last_zxid)
+            origin.batch(self.last_zxid, (), (), True)
 
     def _reset_log_after_snapshot(self):
         self.txnlog.reset()
@@ -424,8 +423,7 @@ class Core(PrepStage, SyncStage, FinalStage):
         """LMDB or (ensemble) the log cannot be written: a new write is not logged, it fails
         now."""
         data = _encode_reply(xid, self.last_zxid, errors.SYSTEMERROR)
-        origin.batch(self.last_zxid, (), ((conn_id, entry_id, False, data),))
-        origin.committed(self.last_zxid)
+        origin.batch(self.last_zxid, (), ((conn_id, entry_id, False, data),), True)
 
     # ------------------------------------------------------------------ requests from frontends
 
@@ -549,8 +547,7 @@ class Core(PrepStage, SyncStage, FinalStage):
     def _refuse_read_only(self, origin, conn_id, entry_id, xid, op):
         close = op == consts.OP_CLOSE_SESSION
         data = _encode_reply(xid, self.last_zxid, 0 if close else errors.NOTREADONLY)
-        origin.batch(self.last_zxid, (), ((conn_id, entry_id, close, data),))
-        origin.committed(self.last_zxid)
+        origin.batch(self.last_zxid, (), ((conn_id, entry_id, close, data),), True)
 
     def remote_request(self, origin, req_id, session_id, xid, op, body, ids):
         """The leader: a request a learner's client sent (see request); the learner replies.
@@ -581,8 +578,7 @@ class Core(PrepStage, SyncStage, FinalStage):
         origin, conn_id, entry_id, xid, path = token
         data = _encode_reply(xid, target, 0, r.SyncResponse(path))
         if target <= self.last_zxid and not self._syncs:
-            origin.batch(self.last_zxid, (), ((conn_id, entry_id, False, data),))
-            origin.committed(self.last_zxid)
+            origin.batch(self.last_zxid, (), ((conn_id, entry_id, False, data),), True)
         else:
             self._syncs.append((target, origin, conn_id, entry_id, data, xid, path))
 

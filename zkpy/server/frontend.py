@@ -187,7 +187,7 @@ class Frontend(object):
             return
         conn.connect_answer(ok, session_id, timeout_ms, passwd, read_only)
 
-    def batch(self, zxid, events, replies):
+    def batch(self, zxid, events, replies, committed=False):
         watches = self.watches
         if not watches.data and not watches.child:
             events = ()  # no watch at all: nothing to fire (the common case under writes)
@@ -205,7 +205,10 @@ class Frontend(object):
             # Answered only once committed: by then every worker has this batch in its socket,
             # so whoever this client tells next reads it anywhere on this server.
             self._held.append((zxid, replies))
-        self._retry()
+        if committed:
+            self.committed(zxid)   # (which retries the waiting reads)
+        else:
+            self._retry()
 
     def committed(self, zxid):
         if zxid > self.committed_zxid:

@@ -90,9 +90,13 @@ class WorkerHandle(object):
     def connected(self, conn_id, ok, session_id, timeout_ms, passwd, read_only):
         self.channel.send(ipc.connected(conn_id, ok, session_id, timeout_ms, passwd, read_only))
 
-    def batch(self, zxid, events, replies):
-        # In the worker's socket before the core commits the batch (see Core._on_durable).
-        self.channel.send_now(ipc.batch(zxid, events, list(replies)))
+    def batch(self, zxid, events, replies, committed=False):
+        # In the worker's socket before the core goes on (FinalStage._apply); with `committed`
+        # in the same write when the core says so.
+        data = ipc.batch(zxid, events, list(replies))
+        if committed:
+            data += ipc.committed(zxid)
+        self.channel.send_now(data)
 
     def committed(self, zxid):
         # Now, not at the end of the loop pass: the core calls this once every worker has the

@@ -79,6 +79,8 @@ class FinalStage(object):
           2. send every frontend the batch (events, and its replies);
           3. tell every frontend it is committed: replies leave, and reads that must see the
              batch (read-your-writes, or anything answered before the read came in) may run.
+             A frontend without replies in the batch is told with its batch: no reply
+             leaves before every batch was sent.
         A frontend whose snapshot shows the batch before its events arrived (between 1 and 2)
         waits for them (Frontend.can_read), so no client reads data before the event announcing
         it. Committing first means a failed commit (dataDir full, LMDB map full) has sent
@@ -110,11 +112,25 @@ class FinalStage(object):
         # event before it can see the data that triggered it (Programmer's Guide, "Ordering").
         # Over a copy: a worker found gone while its batch is written leaves self.origins
         # (Supervisor.worker_lost) and must not make the next one miss the batch.
+        # Every frontend has the batch in its socket before any reply of it can leave. Those
+        # with replies are written to first (woken first: on 2 cores the one a client waits
+        # on does not queue behind the others), those without get `committed` with the batch
+        # (one write each: it releases nothing of this batch there), and then the first ones
+        # get theirs.
         origins = tuple(self.origins)
+        if replies and len(origins) > 1:
+            origins = tuple([o for o in origins if o in replies]
+                            + [o for o in origins if o not in replies])
+        alone = len(origins) == 1   # (workers=0 or 1: nobody else to wait for)
+        late = []
         for origin in origins:
-            origin.batch(last, events, replies.get(origin, ()))
+            mine = replies.get(origin, ())
+            together = alone or not mine
+            origin.batch(last, events, mine, together)
+            if not together:
+                late.append(origin)
         self._txns_since_checkpoint += len(tokens)
-        for origin in origins:
+        for origin in late:
             origin.committed(last)
         for fn in after:
             fn()

@@ -163,8 +163,7 @@ class SyncStage(object):
                 s = self._syncs.pop(0)
                 replies.setdefault(s[1], []).append((s[2], s[3], False, s[4]))
         for origin, rs in replies.items():
-            origin.batch(self.last_zxid, (), rs)
-            origin.committed(self.last_zxid)
+            origin.batch(self.last_zxid, (), rs, True)
         for origin, conn_id, read_only in closing:
             origin.connected(conn_id, 2, 0, 0, b"", read_only)
         return True
