@@ -231,6 +231,7 @@ class QuorumPeer(object):
     def durable(self, zxid):
         self.member.persisted(zxid, now_ms())
         self._pump()
+        self._flush_links()   # a learner's ACK, the leader's COMMIT: now, not a pass later
 
     def log_stalled(self, stalled):
         self.member.log_stalled(stalled, now_ms())
@@ -338,11 +339,22 @@ class QuorumPeer(object):
             self._pumping = True
             asyncio.get_running_loop().call_soon(self._pump_now)
 
+    def before_log_append(self):
+        """The core's log is about to append (and fsync, maybe holding the loop): what this
+        pass queued for the quorum goes out first -- a leader's proposals reach the learners
+        while its own fsync runs, as ZooKeeper's leader sends them before logging; a
+        learner's forwarded requests and acks do not wait for its fsync either."""
+        if self._pumping and not self._busy and not self._stopping:
+            self._pump_now()
+
     def _pump_now(self):
         self._pumping = False
         self._pump()
         # The proposals (forwarded requests) of this pass go out now, one write per link,
         # not one loop pass later.
+        self._flush_links()
+
+    def _flush_links(self):
         if self._leader_link is not None:
             self._leader_link.flush()
         for link in self._accepted.values():
@@ -442,12 +454,21 @@ class QuorumPeer(object):
                 if matched is not None and zxid in matched:
                     token = self._forwarded.pop(matched[zxid], None)
                 core.log_txn(zxid, txns.decode(payload), payload, token)
+        messages = r.messages
+        if messages and r.apply_upto is not None and not r.close and \
+                not any(type(msg) is zm.Snap for _, msg in messages):
+            # No Snap (filled with the state after the apply) and nothing closed: the messages
+            # need not wait for the apply -- a leader's COMMIT reaches the learners while it
+            # applies the txns itself (ZooKeeper's leader too commits to them first).
+            self._send_all(messages)
+            self._flush_links()
+            messages = ()
         if r.apply_upto is not None:
             core.commit(r.apply_upto)
         for sid, accepted in r.close:
             self._close(sid, accepted)
-        if r.messages:
-            self._send_all(r.messages)
+        if messages:
+            self._send_all(messages)
         if r.role is not None:
             self._take_role(r.role)
         for src, req_id, payload in r.requests:

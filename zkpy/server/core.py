@@ -259,7 +259,8 @@ class Core(PrepStage, SyncStage, FinalStage):
             on_fatal=self._on_fatal, logger=logging.getLogger("zkpy.groupcommit"),
             on_failed=self._on_log_failed,
             retry_s=LOG_RETRY_S if self.quorum is not None else None,
-            on_stalled=self._on_log_stalled)
+            on_stalled=self._on_log_stalled,
+            before_append=self.quorum.before_log_append if self.quorum is not None else None)
         self.committer.start()
         self._expiry_task = asyncio.get_running_loop().create_task(self._expire_loop())
         self._checkpoint_task = asyncio.get_running_loop().create_task(self._checkpoint_loop())

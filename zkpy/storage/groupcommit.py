@@ -56,7 +56,7 @@ class GroupCommitter:
     def __init__(self, log, on_durable, max_count=1000, max_bytes=1024 * 1024, max_delay_ms=0,
                  executor=None, on_fatal=None, logger=None, inline_max_records=INLINE_MAX_RECORDS,
                  inline_max_fsync_ms=INLINE_MAX_FSYNC_MS, on_failed=None, retry_s=None,
-                 on_stalled=None):
+                 on_stalled=None, before_append=None):
         """``log`` needs append_batch([(zxid, payload)]); optional attribute last_fsync_ms.
 
         ``executor``: where append_batch runs; by default a private one-thread pool, so log
@@ -65,6 +65,10 @@ class GroupCommitter:
         loop thread instead (see the module docstring); inline_max_records=0 never does.
         ``on_failed(tokens, exc)``: records dropped after a LogAppendError (module docstring).
         ``retry_s`` / ``on_stalled(exc)``: keep and retry instead (module docstring).
+        ``before_append()``: called in the loop thread right before each append starts (what
+        must be on its way before the log's fsync, an ensemble leader's proposals, goes now:
+        an inline append holds the loop for the fsync); it may submit() more records, which
+        join the batch.
         """
         self.log = log
         self.on_durable = on_durable
@@ -72,6 +76,7 @@ class GroupCommitter:
         self.on_failed = on_failed
         self.retry_s = retry_s
         self.on_stalled = on_stalled
+        self.before_append = before_append
         self.stalled = None   # the LogAppendError of the append being retried
         self._give_up = False
         self.max_count = max(1, max_count)
@@ -366,6 +371,8 @@ class GroupCommitter:
 
     def _inline(self):
         """Append the whole (small) queue in the loop thread: a done future, as _start's."""
+        if self.before_append is not None:
+            self.before_append()
         batch, tokens, nbytes = self._take_batch()
         fut = asyncio.get_running_loop().create_future()
         try:
@@ -377,6 +384,8 @@ class GroupCommitter:
 
     def _start(self, loop):
         """Take the next batch off the queue and start its append in the executor."""
+        if self.before_append is not None:
+            self.before_append()
         batch, tokens, nbytes = self._take_batch()
         return loop.run_in_executor(self._executor, self._append, batch), batch, tokens, nbytes
 
