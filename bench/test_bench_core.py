@@ -41,7 +41,7 @@ from zkpy.proto import records as r
 from zkpy.workers import ipc
 from zkpy.server.core import Core
 try:
-    from zkpy.server.standalone import tune_gc
+    from zkpy.server.gcpolicy import tune_gc
 except ImportError:  # a zkpy from before tune_gc: the default GC settings, as its server had
     tune_gc = lambda: None  # noqa: E731
 

@@ -47,6 +47,7 @@ from zkpy.quorum import dynconfig, reconfig, secure, zab
 from zkpy.quorum.link import Link, from_leader, from_learner, now_ms, to_wire
 from zkpy.quorum.votes import ElectionTransport
 from zkpy.storage import epochs
+from zkpy.storage.groupcommit import INLINE_MAX_RECORDS
 from zkpy.storage.txnlog import list_log_files
 from zkpy.tree import txns
 
@@ -58,6 +59,11 @@ TICK_S = 0.02                   # how often the Member is told the time
 _CONFIG_NODE_BYTES = reconfig.CONFIG_NODE.encode("utf-8")
 _MODES = {zm.LEADING: "leading", zm.FOLLOWING: "following", zm.OBSERVING: "following"}
 _LEARNER_TYPES = frozenset(zm.LEARNER_MESSAGES)
+
+
+# The log batch size at or below which the quorum's messages are sent as soon as they are made
+# (QuorumPeer._light); the group committer's inline threshold.
+LIGHT_BATCH = INLINE_MAX_RECORDS
 
 
 class QuorumPeer(object):
@@ -231,7 +237,14 @@ class QuorumPeer(object):
     def durable(self, zxid):
         self.member.persisted(zxid, now_ms())
         self._pump()
-        self._flush_links()   # a learner's ACK, the leader's COMMIT: now, not a pass later
+        if self._light():
+            self._flush_links()   # a learner's ACK, the leader's COMMIT: now, not a pass later
+
+    def _light(self):
+        """Few writes in flight (the log's last batch was small): a message sent now instead
+        of at the end of the loop pass shortens a client's round trip. Under load the pass's
+        messages go out together (one write per link, one wakeup of each peer)."""
+        return self.core.committer.last_batch_size <= LIGHT_BATCH
 
     def log_stalled(self, stalled):
         self.member.log_stalled(stalled, now_ms())
@@ -455,7 +468,7 @@ class QuorumPeer(object):
                     token = self._forwarded.pop(matched[zxid], None)
                 core.log_txn(zxid, txns.decode(payload), payload, token)
         messages = r.messages
-        if messages and r.apply_upto is not None and not r.close and \
+        if messages and r.apply_upto is not None and not r.close and self._light() and \
                 not any(type(msg) is zm.Snap for _, msg in messages):
             # No Snap (filled with the state after the apply) and nothing closed: the messages
             # need not wait for the apply -- a leader's COMMIT reaches the learners while it

@@ -8,7 +8,6 @@ stop the workers, flush the log, checkpoint LMDB, exit 0.
 """
 
 import asyncio
-import gc
 import logging
 import os
 import signal
@@ -24,6 +23,7 @@ from zkpy.server.core import Core
 from zkpy.server.pipeline.common import free_space
 from zkpy.server import tlsaccept
 from zkpy.server.frontend import Frontend
+from zkpy.server.gcpolicy import tune_gc
 
 log = logging.getLogger("zkpy.server")
 
@@ -149,21 +149,6 @@ class InProcess(object):
         self._close_listeners()
         self.fe.pause()
         await close_connections(self.fe, CLOSE_TIMEOUT_S)
-
-
-# Young-generation threshold of the core's cyclic GC (CPython's default: 700 allocations).
-GC_THRESHOLD = (50000, 20, 20)
-
-
-def tune_gc():
-    """The core makes many short-lived objects per write (requests, txns, nodes, tuples), freed
-    by reference counting; very few form cycles. With the default threshold a collection runs
-    every few writes and promotes the batch in flight to the older generations, which then get
-    full collections: ~5-10% of the core's CPU time. Collect rarely, and keep what was alive
-    after startup out of the collections (gc.freeze)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLD)
 
 
 async def _open_core(core, config, replay):

@@ -65,10 +65,10 @@ class GroupCommitter:
         loop thread instead (see the module docstring); inline_max_records=0 never does.
         ``on_failed(tokens, exc)``: records dropped after a LogAppendError (module docstring).
         ``retry_s`` / ``on_stalled(exc)``: keep and retry instead (module docstring).
-        ``before_append()``: called in the loop thread right before each append starts (what
-        must be on its way before the log's fsync, an ensemble leader's proposals, goes now:
-        an inline append holds the loop for the fsync); it may submit() more records, which
-        join the batch.
+        ``before_append()``: called in the loop thread right before an inline append (which
+        holds the loop for its fsync): what must be on its way before the log's fsync, an
+        ensemble leader's proposals, goes now. It may submit() more records, which join the
+        batch.
         """
         self.log = log
         self.on_durable = on_durable
@@ -383,9 +383,8 @@ class GroupCommitter:
         return fut, batch, tokens, nbytes
 
     def _start(self, loop):
-        """Take the next batch off the queue and start its append in the executor."""
-        if self.before_append is not None:
-            self.before_append()
+        """Take the next batch off the queue and start its append in the executor (the loop
+        goes on meanwhile: before_append is not needed)."""
         batch, tokens, nbytes = self._take_batch()
         return loop.run_in_executor(self._executor, self._append, batch), batch, tokens, nbytes
 

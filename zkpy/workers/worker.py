@@ -23,6 +23,7 @@ from zkpy.server import tlsaccept
 from zkpy.workers import ipc
 from zkpy.server.connection import Connection, close_connections
 from zkpy.server.frontend import Frontend
+from zkpy.server.gcpolicy import tune_gc
 from zkpy.storage.lmdb_tree import LmdbTree
 from zkpy.tree import acl as acls
 
@@ -199,6 +200,7 @@ async def run(config, worker_id, ctrl_fd, handoff_fd):
     reloader = None
     if server_tls is not None and config.client_cert_reload:
         reloader = loop.create_task(tlsaccept.reload_loop(server_tls))
+    tune_gc()
     log.info("worker %d (pid %d) serving", worker_id, os.getpid())
     reason = await done
     log.info("worker %d stopping: %s", worker_id, reason)
