@@ -794,6 +794,22 @@ _ERROR_LINE = re.compile(r"\bERROR\b|CRITICAL|FATAL|Traceback|Too many open file
 _NOT_ERRORS = ("Error closing a command socket",)
 
 
+def record_error(rep, exc, log):
+    """A run that failed: its report says why (one line), and so does the progress log."""
+    rep["error"] = "%s: %s" % (type(exc).__name__, str(exc).splitlines()[0][:300])
+    log("  ERROR: %s" % rep["error"])
+
+
+def finish_run(rep, server, fleet, cluster):
+    """The end of one server's run, failed or not: whether it died, the client fleet stopped,
+    the server log's error lines in the report, the server stopped."""
+    rep["died"] = server.proc is not None and not server.running()
+    if fleet is not None:
+        fleet.stop()
+    rep["server_errors"] = server_log_errors(server.log_text())
+    cluster.stop()
+
+
 def server_log_errors(text, limit=5):
     """The last `limit` distinct lines of a server log that look like errors (timestamps and
     numbers folded, so a repeated error counts once), each cut to 200 characters."""

@@ -422,14 +422,9 @@ def run_one(s, kind, label, n, base, log):
                 e["expired"], e["silenced"], _v(e["error_p50_ms"]), _v(e["error_p99_ms"]),
                 _v(e["error_max_ms"]), _v(e["error_min_ms"])))
     except (loadgen.BenchError, servers.ServerError, OSError, ValueError) as e:
-        rep["error"] = "%s: %s" % (type(e).__name__, str(e).splitlines()[0][:300])
-        log("  ERROR: %s" % rep["error"])
+        fl.record_error(rep, e, log)
     finally:
-        rep["died"] = server.proc is not None and not server.running()
-        if fleet is not None:
-            fleet.stop()
-        rep["server_errors"] = fl.server_log_errors(server.log_text())
-        cluster.stop()
+        fl.finish_run(rep, server, fleet, cluster)
     return rep
 
 

@@ -82,23 +82,22 @@ class ReadView(object):
         if base is not None:
             node = base.get(path, _MISS)
             if node is not _MISS:
-                cache = self._cache
-                if len(cache) >= CACHE_NODES:
-                    cache.clear()
-                    self._base = None
-                cache[path] = node
+                self._remember(path, node)
                 return node
         key = path.encode("utf-8")
         if not key or len(key) > self._t.max_key_size:
             return None  # no znode can have such a key (see Core._check_path_size)
         v = self.txn.get(key, None, self._t.db_nodes)   # positional: py-lmdb's kwargs cost
         node = None if v is None else unpack_node(v)
+        self._remember(path, node)
+        return node
+
+    def _remember(self, path, node):
         cache = self._cache
         if len(cache) >= CACHE_NODES:
             cache.clear()
-            self._base = None
+            self._base = None   # (it stands behind the nodes just dropped: both go)
         cache[path] = node
-        return node
 
     def get_children(self, path):
         """Names of the children of `path`, in key (bytewise UTF-8) order."""
