@@ -54,7 +54,7 @@ __all__ = [
 
 DEFAULTS = dict(sessions="1,10,100,1000", sizes="10000,100000,1000000", session_depth=4,
                 processes=2, duration=3.0, warmup=1.0, tree_sessions=32, tree_depth=16,
-                restarts=3, build_processes=2, build_window=1000)
+                restarts=3, build_processes=2, build_window=1000, heap="1g")
 QUICK = dict(sessions="1,10,100", sizes="2000,20000", duration=1.0, warmup=0.5, restarts=2)
 ROOT = "/bench"
 VALUE_SIZE = 100
@@ -291,7 +291,8 @@ def run_prepared(addrs, workload, processes=2, sessions=32, depth=16, duration=3
     if workload == "latency":
         depth = 1
     cfg = dict(workload=workload, root=root, znodes=znodes, value_size=value_size,
-               addrs=list(addrs), depth=depth, duration=duration, warmup=warmup, keep=False)
+               addrs=list(addrs), depth=depth, duration=duration, warmup=warmup, keep=False,
+               tls=None)   # (loadgen._worker's config: plain sockets here)
     t_wall = time.monotonic()
     ctx = multiprocessing.get_context("fork")
     procs, conns = [], []
@@ -631,6 +632,8 @@ def add_scaling_parser(sub):
                    help="requests in flight per session in the sessions runs (default %d)"
                         % DEFAULTS["session_depth"])
     p.add_argument("--sizes", help="tree sizes, znodes (default %s)" % DEFAULTS["sizes"])
+    p.add_argument("--heap", help="ZooKeeper's -Xmx (default %s; 10M znodes of 100 B need "
+                   "about 4g)" % DEFAULTS["heap"])
     p.add_argument("--processes", type=int, help="load processes (default %d)"
                    % DEFAULTS["processes"])
     p.add_argument("--tree-sessions", type=int, help="sessions of the tree-size runs "
@@ -822,7 +825,9 @@ def scaling_main(args, argv=None):
     nofile = _raise_nofile(2 * max(s["session_counts"]) + 512)
     Path(s["data_dir"]).mkdir(parents=True, exist_ok=True)
     base = tempfile.mkdtemp(prefix="zkpy-scaling-", dir=s["data_dir"])
-    clusters = [servers.make_cluster(k, "standalone", base, label=lab)
+    apache_jvm = ("-Xmx%s" % s["heap"],) + servers.APACHE_JVM_OPTS[1:]
+    clusters = [servers.make_cluster(k, "standalone", base, label=lab,
+                                     **({"jvm_opts": apache_jvm} if k == "apache" else {}))
                 for k, lab in zip(s["kinds"], s["labels"])]
     machine = compare.machine_description(base)
     machine.update(load_before=compare.loadavg(), nofile=nofile)
