@@ -378,13 +378,18 @@ def test_zkcli_add_watch(zk_server, tmp_path):
     # Events are printed by the client's event thread, results by its main thread: compare
     # each stream on its own.
     events = [line for line in lines if line.startswith("WatchedEvent")]
+    # The Closed event is the client's own, queued as `quit` closes the session: zkCli calls
+    # System.exit right after close(), so on a busy machine its event thread sometimes has not
+    # printed it yet (seen once in CI, the worker matrix beside the pure-twin run).
+    closed = "WatchedEvent state:Closed type:None path:null"
+    if events and events[-1] == closed:
+        events.pop()
     assert events == [
         "WatchedEvent state:SyncConnected type:NodeCreated path:/pw",
         "WatchedEvent state:SyncConnected type:NodeDataChanged path:/pw",
         "WatchedEvent state:SyncConnected type:NodeChildrenChanged path:/pw",
         "WatchedEvent state:SyncConnected type:NodeChildrenChanged path:/pw",
         "WatchedEvent state:SyncConnected type:PersistentWatchRemoved path:/pw",
-        "WatchedEvent state:Closed type:None path:null",
     ]
     results = [line for line in lines if not line.startswith("WatchedEvent")
                and line not in ("", "WATCHER::")]
