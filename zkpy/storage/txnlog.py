@@ -442,8 +442,8 @@ class TxnLog:
             return None
         return good
 
-    @classmethod
-    def _records_end(cls, mm, off, size):
+    @staticmethod
+    def _records_end(mm, off, size):
         """Where the data of the file ends, for a valid record at ``off``: after the last record
         of the valid run starting there if only zeros (preallocated space) follow it, else
         ``size``."""
